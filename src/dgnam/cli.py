@@ -1,0 +1,226 @@
+"""The ``dgnam`` command: a thin layer over the public API."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import sys
+from pathlib import Path
+
+DEFAULT_PIXEL_METHOD = "deepinversion"  # used when no generator prior is registered for the net
+
+
+def _seeds(text: str) -> list[int]:
+    seeds: list[int] = []
+    for part in text.split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", part)
+        if m:
+            seeds.extend(range(int(m.group(1)), int(m.group(2)) + 1))
+        elif part.strip().isdigit():
+            seeds.append(int(part))
+        else:
+            raise argparse.ArgumentTypeError(f"seeds are integers, ranges or lists (0, 0-4, 1,5), got {text!r}")
+    return seeds
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dgnam", description="Synthesize the preferred inputs of neurons (DGN-AM).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    v = sub.add_parser("visualize", help="synthesize preferred inputs of units")
+    v.add_argument("--net", default="efficientnet_lite0", help="registered target net (`dgnam nets`)")
+    v.add_argument("--net-weights", help="local weight file for the net")
+    v.add_argument("--unit", action="append", default=[], help="LAYER:UNIT[@LOC], repeatable; ranges 0-9, class names, @FILE")
+    v.add_argument("--units-file", help="file with one unit per line")
+    method = v.add_mutually_exclusive_group()
+    method.add_argument("--generator", help="registered generator prior (`dgnam generators`); default: the net's default prior")
+    method.add_argument("--pixel", choices=["pixel", "yosinski", "fourier", "deepinversion"], help="pixel-space baseline instead of a generator")
+    v.add_argument("--generator-weights", help="local weight file for the generator")
+    v.add_argument("--download", action="store_true", help="allow downloading registered weights not found offline")
+    v.add_argument("--preset", choices=["paper"], help="the paper's settings (with a DeePSiM generator and CaffeNet)")
+    v.add_argument("--steps", type=int, help="optimization steps (default 200)")
+    v.add_argument("--seeds", type=_seeds, default=[0], help="seeds: 0, 0-4 or 1,5 (one image per unit and seed)")
+    v.add_argument("--lr-start", type=float, help="DGN-AM step size at the first step (default 8)")
+    v.add_argument("--lr-end", type=float, help="DGN-AM step size at the last step (default 1e-10)")
+    v.add_argument("--decay", type=float, help="DGN-AM code decay per step (default 0.99)")
+    v.add_argument("--optimizer", choices=["paper", "adam"], help="DGN-AM update rule (default: paper)")
+    v.add_argument("--lr", type=float, help="pixel methods: learning rate")
+    v.add_argument("--batch-size", type=int, default=8, help="images optimized together (default 8)")
+    v.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    v.add_argument("--out", required=True, help="output folder")
+    v.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    n = sub.add_parser("nets", help="list registered target nets")
+    n.set_defaults()
+    sub.add_parser("generators", help="list registered generator priors")
+    lay = sub.add_parser("layers", help="list the addressable layers of a net with output shapes")
+    lay.add_argument("net")
+    lay.add_argument("--net-weights")
+
+    w = sub.add_parser("weights", help="manage weight files")
+    wsub = w.add_subparsers(dest="weights_command", required=True)
+    wd = wsub.add_parser("download", help="download a registered net's or generator's weights into the cache")
+    wd.add_argument("name")
+    wsub.add_parser("list", help="registered weights, where they come from, and whether they are here")
+    return p
+
+
+def _cmd_visualize(args) -> int:
+    import torch
+
+    from . import load_generator, load_net, parse_units
+    from .optimize import DGNAMConfig
+    from .results import RunWriter
+    from .run import iter_visualize, make_jobs
+
+    net = load_net(args.net, weights=args.net_weights, download=args.download)
+    texts = list(args.unit) + ([f"@{args.units_file}"] if args.units_file else [])
+    if not texts:
+        print("dgnam: give at least one --unit (e.g. --unit logits:945)", file=sys.stderr)
+        return 2
+    units = parse_units(texts, net.categories)
+    device = torch.device(args.device)
+    net.to(device)
+
+    generator_name = args.generator or (None if args.pixel else default_generator(args.net))
+    if generator_name:
+        generator = load_generator(generator_name, weights=args.generator_weights, download=args.download).to(device)
+        config = DGNAMConfig()
+        if args.preset == "paper":
+            from .presets import apply_paper_preset
+
+            config, net = apply_paper_preset(config, net)
+        overrides = {"steps": args.steps, "lr_start": args.lr_start, "lr_end": args.lr_end, "decay": args.decay, "optimizer": args.optimizer}
+        method = f"dgn-am:{generator_name}"
+    else:
+        from .pixel import PixelConfig
+
+        generator = None
+        config = PixelConfig(method=args.pixel or DEFAULT_PIXEL_METHOD)
+        overrides = {"steps": args.steps, "lr": args.lr}
+        method = f"pixel:{config.method}"
+    config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+
+    jobs = make_jobs(units, args.seeds)
+    settings = {
+        "command": ["dgnam"] + sys.argv[1:],
+        "net": args.net,
+        "net_weights": args.net_weights,
+        "generator": generator_name,
+        "generator_weights": args.generator_weights,
+        "method": method,
+        "config": dataclasses.asdict(config),
+        "seeds": args.seeds,
+        "units": [str(u) for u in units],
+        "batch_size": args.batch_size,
+        "device": str(device),
+    }
+    batches = iter_visualize(net, jobs, generator, config, args.batch_size, progress=not args.quiet)  # checks units
+    writer = RunWriter(args.out, settings, net.categories)
+    interrupted = False
+    try:
+        for result in batches:
+            writer.add(result)
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\ndgnam: interrupted; keeping the finished images", file=sys.stderr)
+    path = writer.finish(interrupted=interrupted, requested=len(jobs))
+    print(f"wrote {len(writer.items)} image(s) and {path}")
+    return 130 if interrupted else 0
+
+
+def default_generator(net: str) -> str | None:
+    """The registered prior trained for ``net`` (its encoder), if any."""
+    from .generators import get_generator_spec, list_generators
+
+    for name in list_generators():
+        if get_generator_spec(name).encoder.split(":")[0] == net and get_generator_spec(name).default:
+            return name
+    return None
+
+
+def _cmd_layers(args) -> int:
+    from . import load_net
+    from .objectives import all_layer_shapes
+
+    net = load_net(args.net, weights=args.net_weights)
+    shapes = all_layer_shapes(net)
+    width = max(len(n) for n in shapes)
+    for name, shape in shapes.items():
+        print(f"{name:<{width}}  {tuple(shape[1:])}")
+    return 0
+
+
+def _cmd_nets(_args) -> int:
+    from .nets import get_net_spec, list_nets
+
+    for name in list_nets():
+        spec = get_net_spec(name)
+        print(f"{name:<20} {spec.input.size[0]}x{spec.input.size[1]}  {spec.license:<12} {spec.description}")
+    return 0
+
+
+def _cmd_generators(_args) -> int:
+    from .generators import get_generator_spec, list_generators
+
+    names = list_generators()
+    if not names:
+        print("no generators registered")
+    for name in names:
+        spec = get_generator_spec(name)
+        print(f"{name:<20} encoder={spec.encoder or '-':<22} {spec.license:<12} {spec.description}")
+    return 0
+
+
+def _weight_source(name: str):
+    from .generators import get_generator_spec, list_generators
+    from .nets import get_net_spec, list_nets
+
+    if name in list_nets():
+        return get_net_spec(name).weights
+    if name in list_generators():
+        return get_generator_spec(name).weights
+    raise KeyError(f"unknown weights {name!r}: nets {', '.join(list_nets())}; generators {', '.join(list_generators())}")
+
+
+def _cmd_weights(args) -> int:
+    from .hub import WeightsError, download_weights, resolve_weights
+
+    if args.weights_command == "download":
+        source = _weight_source(args.name)
+        try:
+            print(resolve_weights(source))
+            return 0
+        except WeightsError:
+            print(download_weights(source))
+            return 0
+    from .generators import list_generators
+    from .nets import list_nets
+
+    for name in list_nets() + list_generators():
+        source = _weight_source(name)
+        try:
+            where = str(resolve_weights(source))
+        except WeightsError:
+            where = "not here" + (f" (download from {source.urls[0]})" if source.urls else "")
+        print(f"{name:<20} {where}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .hub import WeightsError
+    from .units import UnitError
+
+    handlers = {"visualize": _cmd_visualize, "layers": _cmd_layers, "nets": _cmd_nets, "generators": _cmd_generators, "weights": _cmd_weights}
+    try:
+        return handlers[args.command](args)
+    except (UnitError, WeightsError, KeyError, ValueError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"dgnam: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Generators: learned image priors G mapping a code y to an RGB image in [0, 1].
+
+A :class:`Generator` is an ``nn.Module`` with a code shape, per-unit code bounds (the paper clips
+the code to each unit's natural range, [0, 3 sigma] of the encoder's activations) and a native
+output size. The registry (:class:`GeneratorSpec`) mirrors the nets' registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..hub import WeightSource, load_state_dict, load_strict, resolve_weights
+
+
+class Generator(nn.Module):
+    """Base class: subclasses define ``decode(code) -> image in [0, 1]``.
+
+    Attributes:
+        code_shape: Shape of one code, e.g. ``(4096,)`` or ``(256, 6, 6)``.
+        output_size: Native (height, width) of the images.
+        lower, upper: Buffers of shape ``code_shape`` with the per-unit clipping bounds
+            (``-inf``/``inf`` where unknown).
+    """
+
+    def __init__(self, code_shape: tuple[int, ...], output_size: tuple[int, int]):
+        super().__init__()
+        self.code_shape = tuple(code_shape)
+        self.output_size = tuple(output_size)
+        self.register_buffer("lower", torch.full(self.code_shape, float("-inf")), persistent=False)
+        self.register_buffer("upper", torch.full(self.code_shape, float("inf")), persistent=False)
+
+    def set_bounds(self, lower: torch.Tensor | float | None = None, upper: torch.Tensor | float | None = None) -> "Generator":
+        """Set the clipping range of the code (broadcast to ``code_shape``)."""
+        if lower is not None:
+            self.lower = torch.as_tensor(lower, dtype=torch.float32, device=self.lower.device).expand(self.code_shape).clone()
+        if upper is not None:
+            self.upper = torch.as_tensor(upper, dtype=torch.float32, device=self.upper.device).expand(self.code_shape).clone()
+        if bool((self.lower > self.upper).any()):
+            raise ValueError("lower bound above upper bound for some code units")
+        return self
+
+    def clip(self, code: torch.Tensor) -> torch.Tensor:
+        return torch.maximum(torch.minimum(code, self.upper), self.lower)
+
+    def random_code(self, seeds: list[int] | int, std: float = 1.0) -> torch.Tensor:
+        """Initial codes drawn from N(0, std^2), one per seed (each from its own RNG, so a code
+        depends only on its seed and not on the batch it runs in)."""
+        seeds = [seeds] if isinstance(seeds, int) else list(seeds)
+        codes = [torch.randn(self.code_shape, generator=torch.Generator().manual_seed(int(s))) * std for s in seeds]
+        return torch.stack(codes).to(self.lower.device)
+
+    def decode(self, code: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, code: torch.Tensor) -> torch.Tensor:
+        if tuple(code.shape[1:]) != self.code_shape:
+            raise ValueError(f"expected codes of shape (N, {', '.join(map(str, self.code_shape))}), got {tuple(code.shape)}")
+        return self.decode(code)
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """One registry entry: a named, pretrained generator."""
+
+    name: str
+    builder: Callable[[], Generator]
+    weights: WeightSource
+    encoder: str = ""  # "net:layer" whose features the generator inverts
+    license: str = "unknown"
+    description: str = ""
+    bounds: Callable[[Generator], None] | None = None  # sets the paper's clipping bounds after loading
+    default: bool = False  # the default prior of `dgnam visualize` for the encoder's net
+
+
+_REGISTRY: dict[str, GeneratorSpec] = {}
+_BUILTIN_LOADED = False
+
+
+def register_generator(spec: GeneratorSpec) -> GeneratorSpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"generator {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def _ensure_builtin() -> None:
+    global _BUILTIN_LOADED
+    if not _BUILTIN_LOADED:
+        _BUILTIN_LOADED = True
+        from . import registry  # noqa: F401
+
+
+def list_generators() -> list[str]:
+    _ensure_builtin()
+    return sorted(_REGISTRY)
+
+
+def get_generator_spec(name: str) -> GeneratorSpec:
+    _ensure_builtin()
+    if name not in _REGISTRY:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        listed = ", ".join(sorted(_REGISTRY)) or "none"
+        raise KeyError(f"unknown generator {name!r}. Registered generators: {listed}.{hint}")
+    return _REGISTRY[name]
+
+
+def load_generator(name: str, weights: str | Path | None = None, download: bool = False) -> Generator:
+    """Build a registered generator with its weights and clipping bounds.
+
+    Args:
+        name: Registry name (see :func:`list_generators`).
+        weights: Optional local weight file instead of the registry's source.
+        download: Allow downloading weights that are not found offline.
+
+    Returns:
+        The generator in eval mode with frozen parameters.
+    """
+    spec = get_generator_spec(name)
+    gen = spec.builder()
+    load_strict(gen, load_state_dict(resolve_weights(spec.weights, weights, download=download)), what=name)
+    if spec.bounds is not None:
+        spec.bounds(gen)
+    gen.eval()
+    for p in gen.parameters():
+        p.requires_grad_(False)
+    return gen

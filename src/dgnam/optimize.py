@@ -1,0 +1,183 @@
+"""The DGN-AM loop: gradient ascent on a generator's code to maximize a unit of a target net.
+
+    y* = argmax_y  Phi_h(G(y)) - lambda * ||y||       (Nguyen et al. 2016, eq. 2)
+
+The paper's code (Caffe, ``act_max.py``) took steps of ``lr_t * g / mean|g|`` in code space with
+``lr_t`` falling linearly from 8 to ~0 over 200 steps, clipped the code to [lower, upper] and
+multiplied it by 0.99 per step (the L2 term). :func:`dgn_am_step` is that update, in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from .generators import Generator
+from .nets import Target
+from .objectives import Objective, run_objective, units_objective
+from .units import Unit
+
+
+@dataclass
+class DGNAMConfig:
+    """Settings of the code-space optimization; the defaults are the paper's."""
+
+    steps: int = 200  # the paper's number of iterations
+    lr_start: float = 8.0  # step size at the first step (paper: 8)
+    lr_end: float = 1e-10  # step size at the last step (paper: ~0); falls linearly in between
+    decay: float = 0.99  # code multiplied by this per step: the paper's L2 prior on the code
+    optimizer: str = "paper"  # "paper" (normalized gradient steps) or "adam"
+    adam_lr: float = 0.05  # Adam's learning rate in code space
+    adam_l2: float = 1e-3  # with Adam, lambda of the explicit -lambda * ||y||^2 term (decay is not applied)
+    init_std: float = 1.0  # initial code ~ N(0, init_std^2), one RNG per seed (paper: N(0, 1))
+    clip: bool = True  # clip the code to the generator's [lower, upper] after each step
+
+    def __post_init__(self):
+        if self.optimizer not in ("paper", "adam"):
+            raise ValueError(f"optimizer must be 'paper' or 'adam', got {self.optimizer!r}")
+        if self.steps < 1:
+            raise ValueError("steps must be at least 1")
+
+    def lr_at(self, step: int) -> float:
+        """Linearly decreasing step size, as in the paper's code."""
+        return self.lr_start + (self.lr_end - self.lr_start) * step / self.steps
+
+
+@dataclass
+class AMResult:
+    """What one optimization batch produced; element ``i`` belongs to ``units[i]``, ``seeds[i]``.
+
+    Attributes:
+        images: Last images (N, 3, H, W) in [0, 1], as the paper returned.
+        best_images: The images with the highest activation seen during the run.
+        history: Activation at every step, (N, steps); ``final`` is that of ``images``.
+        codes: Final codes (generator methods) or None.
+    """
+
+    units: list[Unit]
+    seeds: list[int]
+    images: torch.Tensor
+    best_images: torch.Tensor
+    history: torch.Tensor
+    final: torch.Tensor
+    best: torch.Tensor
+    best_step: torch.Tensor
+    codes: torch.Tensor | None = None
+    method: str = "dgn-am"
+    config: dict = field(default_factory=dict)
+
+
+def dgn_am_step(code: torch.Tensor, grad: torch.Tensor, lr: float, decay: float, gen: Generator | None) -> torch.Tensor:
+    """The paper's update, per batch element: ascend, clip to the code's range, decay.
+
+    ``code += lr * g / mean|g|`` (so ``lr`` is the mean absolute change per code unit), then clip to
+    ``[gen.lower, gen.upper]`` when ``gen`` is given, then ``code *= decay``.
+    """
+    dims = tuple(range(1, grad.dim()))
+    scale = grad.abs().mean(dim=dims, keepdim=True).clamp_min(1e-12)
+    code = code + lr * grad / scale
+    if gen is not None:
+        code = gen.clip(code)
+    return code * decay
+
+
+class BestTracker:
+    """Records the activation at every step and keeps, per batch element, the best image seen.
+
+    Shared by every optimization loop (DGN-AM and the pixel-space baselines). ``device`` is unused
+    (history and images live on the CPU) and is kept for the callers' convenience.
+    """
+
+    def __init__(self, n: int, steps: int, device=None):
+        self.history = torch.zeros(n, steps)
+        self.best = torch.full((n,), float("-inf"))
+        self.best_step = torch.zeros(n, dtype=torch.long)
+        self.best_images: torch.Tensor | None = None
+
+    def update(self, step: int, acts: torch.Tensor, images: torch.Tensor) -> None:
+        acts = acts.detach().float().cpu()
+        if step < self.history.shape[1]:
+            self.history[:, step] = acts
+        better = acts > self.best
+        if self.best_images is None:
+            self.best_images = images.detach().cpu().clone()
+        self.best_images[better] = images.detach().cpu()[better]
+        self.best[better] = acts[better]
+        self.best_step[better] = step
+
+
+def dgn_am(
+    target: Target,
+    generator: Generator,
+    units: Sequence[Unit],
+    seeds: Sequence[int],
+    config: DGNAMConfig = DGNAMConfig(),
+    objective: Objective | None = None,
+    progress: bool = True,
+) -> AMResult:
+    """Synthesize the preferred input of each unit through the generator (one batch).
+
+    Args:
+        target: The net whose units are maximized (:func:`dgnam.load_net` or :func:`dgnam.wrap_model`).
+        generator: The image prior (:func:`dgnam.load_generator`).
+        units: One unit per batch element (repeat a unit to run it from several seeds).
+        seeds: One seed per batch element; the initial code depends only on its seed.
+        config: Step schedule and optimizer.
+        objective: Override of the score to maximize; default ``units_objective(units)``.
+        progress: Show a tqdm bar.
+
+    Returns:
+        An :class:`AMResult` with last and best images, activation history and final codes.
+
+    Example:
+        >>> net, gen = load_net("efficientnet_lite0"), load_generator("lite0_pool")
+        >>> r = dgn_am(net, gen, parse_unit("logits:945") * 2, seeds=[0, 1])
+        >>> r.final  # activation of each returned image
+    """
+    if len(units) != len(seeds):
+        raise ValueError(f"{len(units)} units but {len(seeds)} seeds: give one seed per unit")
+    objective = objective or units_objective(units)
+    code = generator.clip(generator.random_code(list(seeds), config.init_std)) if config.clip else generator.random_code(list(seeds), config.init_std)
+    tracker = BestTracker(len(units), config.steps, code.device)
+    adam = None
+    if config.optimizer == "adam":
+        code = code.clone().requires_grad_(True)
+        adam = torch.optim.Adam([code], lr=config.adam_lr)
+    for step in tqdm(range(config.steps), desc="dgn-am", disable=not progress, leave=False):
+        code = code.detach().requires_grad_(True) if adam is None else code
+        images = generator(code)
+        acts = run_objective(target, images, objective)
+        tracker.update(step, acts, images)
+        if adam is None:
+            (grad,) = torch.autograd.grad(acts.sum(), code)
+            with torch.no_grad():
+                code = dgn_am_step(code, grad, config.lr_at(step), config.decay, generator if config.clip else None)
+        else:
+            adam.zero_grad()
+            loss = -(acts - config.adam_l2 * code.pow(2).flatten(1).sum(1)).sum()
+            loss.backward()
+            adam.step()
+            if config.clip:
+                with torch.no_grad():
+                    code.copy_(generator.clip(code))
+    with torch.no_grad():
+        code = code.detach()
+        images = generator(code)
+        final = run_objective(target, images, objective)
+    tracker.update(config.steps, final, images)
+    return AMResult(
+        units=list(units),
+        seeds=list(seeds),
+        images=images.cpu(),
+        best_images=tracker.best_images,
+        history=tracker.history,
+        final=final.cpu(),
+        best=tracker.best,
+        best_step=tracker.best_step,
+        codes=code.cpu(),
+        method="dgn-am",
+        config=asdict(config),
+    )

@@ -1,0 +1,127 @@
+"""Running many units x seeds in batches, with any method (generator prior or pixel baseline).
+
+Compute only: :func:`iter_visualize` yields one :class:`~dgnam.optimize.AMResult` per batch and
+:func:`visualize` merges them. Writing files is :mod:`dgnam.results`' job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+
+from .generators import Generator
+from .nets import Target
+from .objectives import check_units
+from .optimize import AMResult, DGNAMConfig, dgn_am
+from .units import Unit
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image to synthesize: a unit from a seed."""
+
+    unit: Unit
+    seed: int
+
+
+def make_jobs(units: Sequence[Unit], seeds: Sequence[int]) -> list[Job]:
+    """Every unit from every seed, unit-major (all seeds of a unit are neighbours)."""
+    return [Job(u, int(s)) for u in units for s in seeds]
+
+
+def iter_visualize(
+    target: Target,
+    jobs: Sequence[Job],
+    generator: Generator | None = None,
+    config=None,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> Iterator[AMResult]:
+    """Optimize ``jobs`` in batches of ``batch_size``; yield each batch's result as it finishes.
+
+    Args:
+        target: The net whose units are maximized.
+        jobs: Units and seeds (:func:`make_jobs`).
+        generator: A generator prior (DGN-AM); None runs the pixel-space method of ``config``.
+        config: :class:`~dgnam.optimize.DGNAMConfig` with a generator, else
+            :class:`~dgnam.pixel.PixelConfig`; None takes the defaults.
+        batch_size: Images optimized together (memory grows with it; throughput too, up to a point).
+        progress: Show progress bars.
+
+    Returns:
+        An iterator of one :class:`AMResult` per batch, in job order (work happens as it is consumed).
+
+    Raises:
+        UnitError: a unit does not fit the target (checked before any work).
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    check_units(target, [j.unit for j in jobs])  # fail before any work, not at the first batch
+    if generator is not None:
+        return _batches(target, jobs, generator, config or DGNAMConfig(), batch_size, progress)
+    from .pixel import PixelConfig
+
+    return _batches(target, jobs, None, config or PixelConfig(), batch_size, progress)
+
+
+def _batches(target, jobs, generator, config, batch_size, progress) -> Iterator[AMResult]:
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(jobs), desc="units", unit="img", disable=not progress) as bar:
+        for start in range(0, len(jobs), batch_size):
+            chunk = jobs[start : start + batch_size]
+            units, seeds = [j.unit for j in chunk], [j.seed for j in chunk]
+            if generator is not None:
+                result = dgn_am(target, generator, units, seeds, config, progress=progress)
+            else:
+                from .pixel import pixel_am
+
+                result = pixel_am(target, units, seeds, config, progress=progress)
+            bar.update(len(chunk))
+            yield result
+
+
+def merge_results(results: Sequence[AMResult]) -> AMResult:
+    """Concatenate batch results (same method and config) into one."""
+    if not results:
+        raise ValueError("no results to merge")
+    first = results[0]
+
+    def cat(name):
+        parts = [getattr(r, name) for r in results]
+        return None if any(p is None for p in parts) else torch.cat(parts)
+
+    return AMResult(
+        units=[u for r in results for u in r.units],
+        seeds=[s for r in results for s in r.seeds],
+        images=cat("images"),
+        best_images=cat("best_images"),
+        history=cat("history"),
+        final=cat("final"),
+        best=cat("best"),
+        best_step=cat("best_step"),
+        codes=cat("codes"),
+        method=first.method,
+        config=first.config,
+    )
+
+
+def visualize(
+    target: Target,
+    units: Sequence[Unit],
+    seeds: Sequence[int] = (0,),
+    generator: Generator | None = None,
+    config=None,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> AMResult:
+    """Synthesize preferred inputs of ``units`` from each of ``seeds``; see :func:`iter_visualize`.
+
+    Example:
+        >>> net = load_net("efficientnet_lite0")
+        >>> r = visualize(net, parse_units(["logits:espresso"], net.categories), seeds=[0, 1])
+        >>> r.images.shape, r.final
+    """
+    return merge_results(list(iter_visualize(target, make_jobs(units, seeds), generator, config, batch_size, progress)))

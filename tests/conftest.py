@@ -1,0 +1,67 @@
+"""Tiny nets and generators built by the tests (the real pretrained nets are used by few tests)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import dgnam
+
+
+class TinyNet(nn.Module):
+    """A small conv classifier with named layers of each kind: maps, a vector and logits."""
+
+    def __init__(self, classes: int = 5):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.act1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(8, 6, 3, stride=2, padding=1)
+        self.act2 = nn.ReLU()
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+        self.logits = nn.Linear(6, classes)
+
+    def forward(self, x):
+        x = self.act1(self.bn1(self.conv1(x)))
+        x = self.act2(self.conv2(x))
+        return self.logits(self.pool(x))
+
+
+class TinyGenerator(dgnam.Generator):
+    """8-d code -> 32x32 image through a linear layer and upsampling."""
+
+    def __init__(self):
+        super().__init__((8,), (32, 32))
+        self.fc = nn.Linear(8, 3 * 8 * 8)
+        self.up = nn.Upsample(scale_factor=4, mode="bilinear", align_corners=False)
+
+    def decode(self, code):
+        return torch.sigmoid(self.up(self.fc(code).view(-1, 3, 8, 8)))
+
+
+CATEGORIES = ("cat, tabby", "dog", "bell pepper", "crane", "crane")
+
+
+@pytest.fixture
+def tiny_target():
+    torch.manual_seed(0)
+    model = TinyNet()
+    with torch.no_grad():  # non-trivial BatchNorm statistics
+        model.bn1.running_mean.uniform_(-0.1, 0.1)
+        model.bn1.running_var.uniform_(0.5, 1.5)
+    return dgnam.wrap_model(model, dgnam.InputSpec(size=(32, 32), min_size=8), categories=CATEGORIES, name="tiny")
+
+
+@pytest.fixture
+def tiny_generator():
+    torch.manual_seed(1)
+    gen = TinyGenerator().eval()
+    gen.set_bounds(0.0, 2.0)
+    for p in gen.parameters():
+        p.requires_grad_(False)
+    return gen
+
+
+def hook_count(model: nn.Module) -> int:
+    return sum(len(m._forward_hooks) for m in model.modules())

@@ -1,0 +1,117 @@
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+import dgnam
+from dgnam import cli
+from dgnam.generators import GeneratorSpec
+from dgnam.hub import WeightSource
+from dgnam.nets import InputSpec, NetSpec
+
+from conftest import CATEGORIES, TinyGenerator, TinyNet
+
+
+@pytest.fixture
+def tiny_registry(tmp_path, monkeypatch):
+    """Registers a tiny net and generator whose weights are files the test writes."""
+    torch.manual_seed(0)
+    net_file, gen_file = tmp_path / "tiny_net.pth", tmp_path / "tiny_gen.pth"
+    torch.save(TinyNet().state_dict(), net_file)
+    torch.save(TinyGenerator().state_dict(), gen_file)
+    monkeypatch.setenv("DGNAM_HOME", str(tmp_path / "home"))
+    dgnam.nets._ensure_builtin()
+    dgnam.generators._ensure_builtin()
+    monkeypatch.setitem(
+        dgnam.nets._REGISTRY,
+        "tiny",
+        NetSpec("tiny", TinyNet, WeightSource("tiny_net.pth"), InputSpec(size=(32, 32), min_size=8), CATEGORIES),
+    )
+
+    def bounds(gen):
+        gen.set_bounds(0.0, 1.5)
+
+    monkeypatch.setitem(
+        dgnam.generators._REGISTRY,
+        "tiny_gen",
+        GeneratorSpec("tiny_gen", TinyGenerator, WeightSource("tiny_gen.pth"), encoder="tiny:pool", bounds=bounds, default=True),
+    )
+    return net_file, gen_file
+
+
+def test_visualize_writes_images_sheet_and_results(tmp_path, tiny_registry):
+    net_file, gen_file = tiny_registry
+    out = tmp_path / "run"
+    argv = ["visualize", "--net", "tiny", "--net-weights", str(net_file), "--generator-weights", str(gen_file),
+            "--unit", "logits:dog", "--unit", "conv2:1-2@mean", "--seeds", "0-1", "--steps", "12", "--batch-size", "4",
+            "--out", str(out), "--quiet"]
+    assert cli.main(argv) == 0
+    record = json.loads((out / "results.json").read_text())
+    assert record["generator"] == "tiny_gen" and record["method"] == "dgn-am:tiny_gen"
+    assert record["config"]["steps"] == 12 and record["config"]["lr_start"] == 8.0
+    assert record["complete"] and not record["interrupted"]
+    files = [item["file"] for item in record["items"]]
+    assert files == ["logits_0001_seed0.png", "logits_0001_seed1.png", "conv2_0001_mean_seed0.png",
+                     "conv2_0001_mean_seed1.png", "conv2_0002_mean_seed0.png", "conv2_0002_mean_seed1.png"]
+    for item in record["items"]:
+        assert Image.open(out / item["file"]).size == (32, 32)
+        assert (out / item["best_file"]).exists()
+        assert len(item["history"]) == 12
+        assert item["best_activation"] >= item["final_activation"] - 1e-6
+    assert record["items"][0]["label"] == "logits:1 dog"
+    assert Image.open(out / "contact_sheet.png").size[0] >= 4 * 32
+    # deterministic: the same command gives the same images
+    out2 = tmp_path / "run2"
+    assert cli.main(argv[:-3] + ["--out", str(out2), "--quiet"]) == 0
+    for name in files:
+        assert Image.open(out / name).tobytes() == Image.open(out2 / name).tobytes()
+
+
+def test_interrupt_keeps_finished_batches(tmp_path, tiny_registry, monkeypatch):
+    net_file, gen_file = tiny_registry
+    calls = {"n": 0}
+    real = dgnam.run.dgn_am
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dgnam.run, "dgn_am", flaky)
+    out = tmp_path / "run"
+    code = cli.main(["visualize", "--net", "tiny", "--net-weights", str(net_file), "--generator-weights", str(gen_file),
+                     "--unit", "logits:0-3", "--steps", "3", "--batch-size", "2", "--out", str(out), "--quiet"])
+    assert code == 130
+    record = json.loads((out / "results.json").read_text())
+    assert record["interrupted"] and not record["complete"]
+    assert [i["index"] for i in record["items"]] == [0, 1] and record["items_requested"] == 4
+
+
+@pytest.mark.parametrize(
+    "unit, message",
+    [("logits:7", "out of range"), ("conv9:0", "Nearest names: conv2"), ("logits:cow", "unknown class name"), ("conv2:0@cls", "@center")],
+)
+def test_bad_units_give_clear_errors(tmp_path, tiny_registry, capsys, unit, message):
+    net_file, gen_file = tiny_registry
+    code = cli.main(["visualize", "--net", "tiny", "--net-weights", str(net_file), "--generator-weights", str(gen_file),
+                     "--unit", unit, "--out", str(tmp_path / "x"), "--quiet"])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_unknown_net_and_missing_weights(tmp_path, tiny_registry, capsys):
+    assert cli.main(["layers", "tinny"]) == 2
+    assert "Did you mean tiny" in capsys.readouterr().err
+    assert cli.main(["layers", "tiny"]) == 2  # no weights offline: the error says where to put them
+    err = capsys.readouterr().err
+    assert "tiny_net.pth" in err and str(tmp_path / "home" / "weights") in err
+
+
+def test_layers_lists_shapes(tiny_registry, capsys):
+    net_file, _ = tiny_registry
+    assert cli.main(["layers", "tiny", "--net-weights", str(net_file)]) == 0
+    out = capsys.readouterr().out
+    assert "conv2" in out and "(6, 16, 16)" in out and "output" in out

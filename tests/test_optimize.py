@@ -1,0 +1,88 @@
+import pytest
+import torch
+
+from dgnam import DGNAMConfig, Unit, dgn_am
+from dgnam.optimize import dgn_am_step
+from dgnam.run import make_jobs, visualize
+
+from conftest import hook_count
+
+UNITS = [Unit("logits", 1), Unit("conv2", 3), Unit("act1", 2, "mean")]
+
+
+def test_step_is_the_papers_update(tiny_generator):
+    code = torch.tensor([[0.5, 1.0, 1.9, 0.0, 0.1, 0.2, 0.3, 0.4]])
+    grad = torch.tensor([[1.0, -2.0, 4.0, -1.0, 0.0, 0.0, 0.0, 1.0]])  # mean |g| = 1.125
+    new = dgn_am_step(code, grad, lr=0.9, decay=0.99, gen=tiny_generator)
+    expected = (code + 0.9 * grad / 1.125).clamp(0.0, 2.0) * 0.99
+    assert torch.allclose(new, expected)
+    # the mean absolute change before clipping is lr, per batch element
+    unclipped = dgn_am_step(code.repeat(2, 1), torch.cat([grad, 10 * grad]), lr=0.5, decay=1.0, gen=None)
+    assert torch.allclose((unclipped - code).abs().mean(1), torch.tensor([0.5, 0.5]))
+
+
+def test_lr_schedule_is_linear():
+    cfg = DGNAMConfig(steps=200)
+    assert cfg.lr_at(0) == 8.0
+    assert cfg.lr_at(100) == pytest.approx((8.0 + 1e-10) / 2)
+    assert cfg.lr_at(199) == pytest.approx(8.0 * 1 / 200, rel=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["paper", "adam"])
+def test_activation_rises_and_code_stays_in_bounds(tiny_target, tiny_generator, optimizer):
+    cfg = DGNAMConfig(steps=40, lr_start=1.0, optimizer=optimizer, adam_lr=0.1)
+    r = dgn_am(tiny_target, tiny_generator, UNITS, [0, 0, 0], cfg, progress=False)
+    assert r.history.shape == (3, 40)
+    assert (r.final > r.history[:, 0]).all(), (r.history[:, 0], r.final)
+    # better than the best of 64 random codes from the prior, for every unit
+    from dgnam import run_objective, units_objective
+
+    codes = tiny_generator.clip(tiny_generator.random_code(list(range(100, 164))))
+    with torch.no_grad():
+        images = tiny_generator(codes)
+        random_best = torch.stack([run_objective(tiny_target, images, units_objective([u] * 64)).max() for u in UNITS])
+    assert (r.final > random_best).all(), (r.final, random_best)
+    assert (r.best >= r.final).all() and (r.best >= r.history.max(1).values - 1e-6).all()
+    assert r.codes.min() >= 0.0 and r.codes.max() <= 2.0
+    assert r.images.shape == (3, 3, 32, 32) and 0 <= r.images.min() and r.images.max() <= 1
+    assert hook_count(tiny_target.model) == 0
+
+
+def test_best_image_has_the_best_activation(tiny_target, tiny_generator):
+    from dgnam import run_objective, units_objective
+
+    r = dgn_am(tiny_target, tiny_generator, UNITS, [3, 4, 5], DGNAMConfig(steps=15, lr_start=3.0), progress=False)
+    again = run_objective(tiny_target, r.best_images, units_objective(UNITS))
+    assert torch.allclose(again, r.best, atol=1e-5)
+    final = run_objective(tiny_target, r.images, units_objective(UNITS))
+    assert torch.allclose(final, r.final, atol=1e-5)
+
+
+def test_seeds_are_reproducible_and_independent_of_the_batch(tiny_target, tiny_generator):
+    cfg = DGNAMConfig(steps=10, lr_start=1.0)
+    a = dgn_am(tiny_target, tiny_generator, UNITS[:2], [7, 8], cfg, progress=False)
+    b = dgn_am(tiny_target, tiny_generator, UNITS[:2], [7, 8], cfg, progress=False)
+    c = dgn_am(tiny_target, tiny_generator, UNITS[1:2], [8], cfg, progress=False)
+    assert torch.equal(a.images, b.images)
+    assert torch.allclose(a.images[1], c.images[0], atol=1e-6)
+    d = dgn_am(tiny_target, tiny_generator, UNITS[:1], [9], cfg, progress=False)
+    assert not torch.allclose(a.images[0], d.images[0])
+
+
+def test_visualize_batches_units_by_seeds(tiny_target, tiny_generator):
+    jobs = make_jobs(UNITS[:2], [0, 1, 2])
+    assert [(j.unit.index, j.seed) for j in jobs] == [(1, 0), (1, 1), (1, 2), (3, 0), (3, 1), (3, 2)]
+    whole = visualize(tiny_target, UNITS[:2], [0, 1, 2], tiny_generator, DGNAMConfig(steps=5), batch_size=4, progress=False)
+    assert whole.history.shape == (6, 5) and whole.seeds == [0, 1, 2, 0, 1, 2]
+    single = visualize(tiny_target, UNITS[1:2], [2], tiny_generator, DGNAMConfig(steps=5), batch_size=1, progress=False)
+    assert torch.allclose(whole.images[5], single.images[0], atol=1e-6)
+
+
+def test_mismatched_seeds(tiny_target, tiny_generator):
+    with pytest.raises(ValueError, match="one seed per unit"):
+        dgn_am(tiny_target, tiny_generator, UNITS, [0], progress=False)
+
+
+def test_generator_rejects_wrong_code_shape(tiny_generator):
+    with pytest.raises(ValueError, match=r"\(N, 8\)"):
+        tiny_generator(torch.zeros(2, 9))

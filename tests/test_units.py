@@ -1,0 +1,105 @@
+import pytest
+import torch
+
+from dgnam import Unit, UnitError, check_units, parse_unit, parse_units, run_objective, units_objective
+from dgnam.units import read_unit
+
+from conftest import CATEGORIES, hook_count
+
+
+def test_parse_forms():
+    assert parse_unit("logits:3") == [Unit("logits", 3)]
+    assert parse_unit("_blocks.15:37@mean") == [Unit("_blocks.15", 37, "mean")]
+    assert parse_unit("_blocks.15:37@3,4") == [Unit("_blocks.15", 37, (3, 4))]
+    assert parse_unit("blocks.11:5@cls") == [Unit("blocks.11", 5, "cls")]
+    assert parse_unit("blocks.11:5@7") == [Unit("blocks.11", 5, 7)]
+    assert [u.index for u in parse_unit("logits:0-3")] == [0, 1, 2, 3]
+    assert [u.index for u in parse_unit("logits:1,4-5")] == [1, 4, 5]
+
+
+def test_class_names():
+    assert parse_unit('logits:"bell pepper"', CATEGORIES) == [Unit("logits", 2)]
+    assert parse_unit("logits:tabby", CATEGORIES) == [Unit("logits", 0)]
+    assert parse_unit("logits:Dog@mean", CATEGORIES) == [Unit("logits", 1, "mean")]
+    with pytest.raises(UnitError, match="ambiguous.*3.*4"):
+        parse_unit("logits:crane", CATEGORIES)
+    with pytest.raises(UnitError, match="bell pepper"):
+        parse_unit("logits:bel pepper", CATEGORIES)
+
+
+@pytest.mark.parametrize("bad", ["logits", "logits:", ":3", "logits:5-2", "logits:3@nowhere"])
+def test_parse_errors(bad):
+    with pytest.raises(UnitError):
+        parse_unit(bad)
+
+
+def test_units_file(tmp_path):
+    f = tmp_path / "units.txt"
+    f.write_text("logits:1  # a comment\n\nconv2:0-1@mean\n")
+    assert parse_units([f"@{f}", "logits:0"]) == [Unit("logits", 1), Unit("conv2", 0, "mean"), Unit("conv2", 1, "mean"), Unit("logits", 0)]
+
+
+def test_read_unit_maps_to_the_right_element():
+    a = torch.arange(2 * 4 * 5 * 6, dtype=torch.float32).view(2, 4, 5, 6)
+    got = read_unit(a, [Unit("x", 3), Unit("x", 1, (4, 5))])
+    assert got.tolist() == [a[0, 3, 2, 3].item(), a[1, 1, 4, 5].item()]
+    got = read_unit(a, [Unit("x", 2, "mean"), Unit("x", 0, "center")])
+    assert torch.allclose(got, torch.stack([a[0, 2].mean(), a[1, 0, 2, 3]]))
+    tokens = torch.randn(2, 7, 3)
+    got = read_unit(tokens, [Unit("t", 2), Unit("t", 1, 5)])
+    assert got.tolist() == [tokens[0, 0, 2].item(), tokens[1, 5, 1].item()]
+    assert torch.isclose(read_unit(tokens, [Unit("t", 0, "mean")] * 2)[1], tokens[1, :, 0].mean())
+    vec = torch.randn(2, 9)
+    assert read_unit(vec, [Unit("v", 8), Unit("v", 0)]).tolist() == [vec[0, 8].item(), vec[1, 0].item()]
+
+
+def test_objective_reads_hooked_layers_and_removes_hooks(tiny_target):
+    units = [Unit("logits", 2), Unit("conv2", 5, "mean"), Unit("act1", 1, (3, 4))]
+    images = torch.rand(3, 3, 32, 32)
+    scores = run_objective(tiny_target, images, units_objective(units))
+    model = tiny_target.model
+    x = tiny_target.preprocess(images)
+    h1 = model.act1(model.bn1(model.conv1(x)))
+    c2 = model.conv2(h1)
+    logits = model.logits(model.pool(model.act2(c2)))
+    expected = torch.stack([logits[0, 2], c2[1, 5].mean(), h1[2, 1, 3, 4]])
+    assert torch.allclose(scores, expected, atol=1e-6)
+    assert hook_count(model) == 0
+
+
+def test_hooks_removed_after_an_error(tiny_target):
+    # the hook on conv2 is registered before the unknown layer raises
+    with pytest.raises(UnitError, match="unknown layer"):
+        run_objective(tiny_target, torch.rand(2, 3, 32, 32), units_objective([Unit("conv2", 0), Unit("nope", 0)]))
+    assert hook_count(tiny_target.model) == 0
+    # and a failing forward pass also leaves no hook behind
+    with pytest.raises(ValueError):
+        run_objective(tiny_target, torch.rand(2, 3, 4, 4), units_objective([Unit("conv2", 0)] * 2))
+    assert hook_count(tiny_target.model) == 0
+
+
+def test_composed_objectives(tiny_target):
+    a = units_objective([Unit("logits", 0)] * 2)
+    b = units_objective([Unit("logits", 1)] * 2)
+    images = torch.rand(2, 3, 32, 32)
+    sa, sb = run_objective(tiny_target, images, a), run_objective(tiny_target, images, b)
+    assert torch.allclose(run_objective(tiny_target, images, a - 0.5 * b + 1), sa - 0.5 * sb + 1)
+
+
+def test_check_units_errors_name_what_is_valid(tiny_target):
+    with pytest.raises(UnitError, match="conv2"):
+        check_units(tiny_target, [Unit("conv3", 0)])
+    with pytest.raises(UnitError, match="5 units"):
+        check_units(tiny_target, [Unit("logits", 5)])
+    with pytest.raises(UnitError, match="no @location"):
+        check_units(tiny_target, [Unit("logits", 1, "mean")])
+    with pytest.raises(UnitError, match="outside"):
+        check_units(tiny_target, [Unit("conv2", 1, (16, 0))])
+    shapes = check_units(tiny_target, [Unit("conv2", 1, (15, 15)), Unit("output", 4)])
+    assert shapes == {"conv2": (1, 6, 16, 16), "output": (1, 5)}
+    assert hook_count(tiny_target.model) == 0
+
+
+def test_image_too_small(tiny_target):
+    with pytest.raises(ValueError, match="at least 8 px"):
+        tiny_target(torch.rand(1, 3, 4, 4))
