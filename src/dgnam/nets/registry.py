@@ -35,3 +35,60 @@ for _name, (_size, _file, _sha) in _LITE.items():
             description=f"EfficientNet-{_name[-5:].capitalize()} ImageNet-1k classifier ({_size} px).",
         )
     )
+
+# --- The paper's target net: BVLC reference CaffeNet (see nets/caffenet.py) ----------------------
+from .caffenet import CAFFE_MEAN_BGR, CaffeNet  # noqa: E402
+
+register_net(
+    NetSpec(
+        name="caffenet",
+        builder=CaffeNet,
+        weights=WeightSource(
+            # Binxu Wang's PyTorch translation of bvlc_reference_caffenet.caffemodel (Hugging Face,
+            # LFS oid below, 243865653 bytes). Its key layout is not documented: if it is not
+            # conv1.weight ... fc8.bias, rename once with dgnam.nets.caffenet.convert_state_dict.
+            filename="caffenet.pt",
+            sha256="23c9fbeea9b1c44b698f2519e35231150dd78a39df0f61f65644350c7f9ac015",
+            urls=("https://huggingface.co/binxu/DeePSim_DosovitskiyBrox2016/resolve/main/caffenet.pt",),
+            license="BVLC: unrestricted use (bvlc_reference_caffenet); HF repo card: MIT",
+            notes="Original: http://dl.caffe.berkeleyvision.org/bvlc_reference_caffenet.caffemodel",
+        ),
+        input=InputSpec(
+            size=(227, 227),
+            value_range=255.0,
+            channel_order="BGR",
+            mean=CAFFE_MEAN_BGR,
+            std=(1.0, 1.0, 1.0),
+            fit="center-crop",  # the paper cropped the generator's 256 px image to its central 227 px
+        ),
+        categories=imagenet_categories(),
+        license="BVLC reference model: unrestricted use",
+        description="BVLC reference CaffeNet (AlexNet variant), the target net of Nguyen et al. 2016. "
+        "fc6/fc7/conv5 are pre-ReLU (relu6/relu7/relu5 rectified); fc8 = logits.",
+        output_layer="fc8",
+    )
+)
+
+# torchvision's AlexNet, only when torchvision is installed (optional extra, never a hard import).
+import importlib.util  # noqa: E402
+
+if importlib.util.find_spec("torchvision") is not None:
+    from .caffenet import alexnet_torchvision  # noqa: E402
+
+    register_net(
+        NetSpec(
+            name="alexnet",
+            builder=alexnet_torchvision,
+            weights=WeightSource(
+                filename="alexnet-owt-7be5be79.pth",
+                sha256="7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02",
+                urls=("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",),
+                license="BSD-3-Clause (torchvision)",
+            ),
+            input=InputSpec(size=(224, 224), fit="center-crop"),
+            categories=imagenet_categories(),
+            license="BSD-3-Clause (torchvision)",
+            description="torchvision AlexNet ('one weird trick' variant, 224 px); needs torchvision.",
+            output_layer="classifier.6",
+        )
+    )

@@ -1,0 +1,40 @@
+"""Built-in generator registry entries. Imported lazily by :func:`dgnam.generators._ensure_builtin`."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from ..hub import WeightSource
+from . import GeneratorSpec, register_generator
+from .deepsim import DeePSiMGenerator, paper_bounds
+
+# DeePSiM generators (Dosovitskiy & Brox 2016) translated to PyTorch state dicts by Binxu Wang
+# (huggingface.co/binxu/DeePSim_DosovitskiyBrox2016, card licence MIT). The Caffe originals
+# (release_deepsim_v0.zip, lmb.informatik.uni-freiburg.de) are for research use only, commercial use
+# needs the authors' consent. sha256 = the files' Git LFS oids (pool5: not found, recorded on first use).
+_HF = "https://huggingface.co/binxu/DeePSim_DosovitskiyBrox2016/resolve/main/"
+_DEEPSIM_LICENSE = "research only (Dosovitskiy & Brox, Uni Freiburg); PyTorch port: MIT"
+_DEEPSIM = {
+    # name: (CaffeNet layer, file, sha256, description)
+    "deepsim_fc6": ("fc6", "upconvGAN_fc6.pt", "d92b0897c56bf8d8d082dc9ea9f0a806490d3da064a7929e4ff813fa95623875",
+                    "the paper's default prior: 4096-d CaffeNet fc6 code -> 256 px image"),
+    "deepsim_fc7": ("fc7", "upconvGAN_fc7.pt", "b2c70c0ebfd060e13594556eb37d76c288a4c37431e3ec5307316758cf2b1ec2",
+                    "4096-d CaffeNet fc7 code -> 256 px image"),
+    "deepsim_fc8": ("fc8", "upconvGAN_fc8.pt", "b49d115d8252bdb2a20605e1491f380c3d6c4f1dd24113f2a9f6353069a40421",
+                    "1000-d CaffeNet fc8 code -> 256 px image"),
+    "deepsim_pool5": ("pool5", "upconvGAN_pool5.pt", None,
+                      "256x6x6 CaffeNet pool5 code -> 256 px image (convolutional front end)"),
+}
+
+for _name, (_layer, _file, _sha, _desc) in _DEEPSIM.items():
+    register_generator(
+        GeneratorSpec(
+            name=_name,
+            builder=partial(DeePSiMGenerator, _layer),
+            weights=WeightSource(filename=_file, sha256=_sha, urls=(_HF + _file,), license=_DEEPSIM_LICENSE),
+            encoder=f"caffenet:{_layer}",
+            license=_DEEPSIM_LICENSE,
+            description=f"DeePSiM generator (Dosovitskiy & Brox 2016): {_desc}.",
+            bounds=paper_bounds(_layer),
+        )
+    )

@@ -1,0 +1,102 @@
+"""Named settings bundles, as data: what the CLI's ``--preset`` applies to a run.
+
+:data:`PAPER_PRESET` is Nguyen et al. 2016 as their released code ran it (``act_max.py`` with the
+``1_activate_output.sh`` / ``2_activate_hidden.sh`` settings of Evolving-AI-Lab/synthesizing):
+
+- target CaffeNet, prior the DeePSiM fc6 generator, code clipped to ``[0, 3 sigma]`` per unit;
+- 200 steps of ``code += lr * g / mean|g|`` with ``lr`` falling linearly from 8 to 1e-10;
+- after each step the code is clipped, then multiplied by 0.99 (the L2 prior);
+- initial code ~ N(0, 1);
+- the generator's 256 px image is centre-cropped to CaffeNet's 227 px input;
+- hidden conv units are read at the centre of the map (``xy = 6`` of conv5's 13x13).
+
+The paper fed the generator's *unclamped* output to CaffeNet, hence ``generator_clamp=False``
+(apply it with ``gen.clamp = False``; images then need clamping before they are saved). One
+difference remains: the paper did not clip the *initial* code, ``dgn_am`` does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from .optimize import DGNAMConfig
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named bundle of run settings.
+
+    Attributes:
+        name: What the CLI calls it.
+        config: Field values for :class:`dgnam.optimize.DGNAMConfig` (applied with :meth:`apply`).
+        net: Registry name of the target net.
+        generator: Registry name of the generator (the prior).
+        fit: How the generator's image is brought to the net's input size (``InputSpec.fit``).
+        image_size: Native size of the generator's images.
+        crop: Size of the central crop fed to the net.
+        location: Where units of conv layers are read (unit syntax ``@center``).
+        generator_clamp: Whether decoded images are clamped to [0, 1] before the net sees them.
+        description: One line for ``--help``.
+    """
+
+    name: str
+    config: Mapping[str, Any]
+    net: str
+    generator: str
+    fit: str = "center-crop"
+    image_size: int = 256
+    crop: int = 227
+    location: str = "center"
+    generator_clamp: bool = True
+    description: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        known = {f.name for f in fields(DGNAMConfig)}
+        unknown = sorted(set(self.config) - known)
+        if unknown:
+            raise ValueError(f"preset {self.name!r} sets unknown DGNAMConfig fields {unknown}; known: {sorted(known)}")
+
+    def apply(self, config: DGNAMConfig | None = None, **overrides: Any) -> DGNAMConfig:
+        """``config`` (default: ``DGNAMConfig()``) with this preset's values, then ``overrides``.
+
+        Example:
+            >>> PAPER_PRESET.apply(steps=50).lr_start
+            8.0
+        """
+        return replace(config or DGNAMConfig(), **{**self.config, **overrides})
+
+
+PAPER_PRESET = Preset(
+    name="paper",
+    config=MappingProxyType(
+        {
+            "steps": 200,  # iters="200"
+            "lr_start": 8.0,  # rates="8.0"
+            "lr_end": 1e-10,  # end_lr=1e-10
+            "decay": 0.99,  # L2="0.99": code *= 0.99 after each step
+            "optimizer": "paper",  # step of lr * g / mean|g| (act_max.py, make_step_*)
+            "init_std": 1.0,  # np.random.normal(0, 1, shape)
+            "clip": True,  # --bound act_range/3x/fc6.txt, lower bound 0
+        }
+    ),
+    net="caffenet",
+    generator="deepsim_fc6",
+    fit="center-crop",
+    image_size=256,
+    crop=227,
+    location="center",
+    generator_clamp=False,  # act_max.py fed the raw, unclamped output to CaffeNet; clamp before saving
+    description="Nguyen et al. 2016: CaffeNet + DeePSiM fc6, 200 steps, lr 8 -> 1e-10, L2 0.99, 227 crop of 256.",
+)
+
+PRESETS: Mapping[str, Preset] = MappingProxyType({PAPER_PRESET.name: PAPER_PRESET})
+
+
+def get_preset(name: str) -> Preset:
+    """A preset by name; the error lists the known ones."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}. Known presets: {', '.join(sorted(PRESETS))}")
+    return PRESETS[name]
