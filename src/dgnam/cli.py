@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     v = sub.add_parser("visualize", help="synthesize preferred inputs of units")
-    v.add_argument("--net", default="efficientnet_lite0", help="registered target net (`dgnam nets`)")
+    v.add_argument("--net", help="registered target net (`dgnam nets`); default efficientnet_lite0, or the preset's")
     v.add_argument("--net-weights", help="local weight file for the net")
     v.add_argument("--unit", action="append", default=[], help="LAYER:UNIT[@LOC], repeatable; ranges 0-9, class names, @FILE")
     v.add_argument("--units-file", help="file with one unit per line")
@@ -63,6 +63,37 @@ def build_parser() -> argparse.ArgumentParser:
     wd = wsub.add_parser("download", help="download a registered net's or generator's weights into the cache")
     wd.add_argument("name")
     wsub.add_parser("list", help="registered weights, where they come from, and whether they are here")
+    pool = sub.add_parser("pool", help="the offline natural-image training pool")
+    psub = pool.add_subparsers(dest="pool_command", required=True)
+    pb = psub.add_parser("build", help="assemble the pool from Debian packages and scikit-image photos")
+    pb.add_argument("dir")
+    pb.add_argument("--size", type=int, default=160)
+    pb.add_argument("--seed", type=int, default=0)
+    pb.add_argument("--cache", help="download cache (default $DGNAM_HOME/debs)")
+    pf = psub.add_parser("folder", help="turn any image folder (class/xxx.jpg or flat) into a pool")
+    pf.add_argument("folder")
+    pf.add_argument("dir")
+    pf.add_argument("--size", type=int, default=160)
+
+    t = sub.add_parser("train-generator", help="train a generator prior (DeePSiM recipe) on a pool")
+    t.add_argument("--pool", required=True, help="pool folder (`dgnam pool build`)")
+    t.add_argument("--out", required=True, help="training folder: config.json, log.csv, samples/, checkpoint.pt")
+    t.add_argument("--config", help="JSON file of TrainConfig fields (the flags below override it)")
+    t.add_argument("--steps", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--encoder", help="encoder net (default efficientnet_lite0)")
+    t.add_argument("--layer", help="encoder layer inverted (default pool)")
+    t.add_argument("--output-size", type=int, help="generator output size in px (default 128)")
+    t.add_argument("--device", help="cpu or cuda")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    t.add_argument("--export", help="also write the generator as a .safetensors prior here")
+    t.add_argument("--quiet", action="store_true")
+
+    b = sub.add_parser("bounds", help="per-unit statistics of a net's layer over images: the code clipping bounds")
+    b.add_argument("--net", default="efficientnet_lite0")
+    b.add_argument("--layer", default="pool")
+    b.add_argument("--data", required=True, help="a pool folder or any image folder")
+    b.add_argument("--out", required=True, help="output JSON (mean, std, percentiles, bounds [0, mean + 3 std])")
     return p
 
 
@@ -74,7 +105,13 @@ def _cmd_visualize(args) -> int:
     from .results import RunWriter
     from .run import iter_visualize, make_jobs
 
-    net = load_net(args.net, weights=args.net_weights, download=args.download)
+    preset = None
+    if args.preset:
+        from .presets import get_preset
+
+        preset = get_preset(args.preset)
+    args.net = args.net or (preset.net if preset else "efficientnet_lite0")
+    net = load_net(args.net, weights=args.net_weights, download=args.download, fit=preset.fit if preset else None)
     texts = list(args.unit) + ([f"@{args.units_file}"] if args.units_file else [])
     if not texts:
         print("dgnam: give at least one --unit (e.g. --unit logits:945)", file=sys.stderr)
@@ -83,14 +120,12 @@ def _cmd_visualize(args) -> int:
     device = torch.device(args.device)
     net.to(device)
 
-    generator_name = args.generator or (None if args.pixel else default_generator(args.net))
+    generator_name = args.generator or (preset.generator if preset else None) or (None if args.pixel else default_generator(args.net))
     if generator_name:
         generator = load_generator(generator_name, weights=args.generator_weights, download=args.download).to(device)
-        config = DGNAMConfig()
-        if args.preset == "paper":
-            from .presets import apply_paper_preset
-
-            config, net = apply_paper_preset(config, net)
+        config = preset.apply() if preset else DGNAMConfig()
+        if preset is not None and hasattr(generator, "clamp"):
+            generator.clamp = preset.generator_clamp
         overrides = {"steps": args.steps, "lr_start": args.lr_start, "lr_end": args.lr_end, "decay": args.decay, "optimizer": args.optimizer}
         method = f"dgn-am:{generator_name}"
     else:
@@ -108,6 +143,7 @@ def _cmd_visualize(args) -> int:
         "net": args.net,
         "net_weights": args.net_weights,
         "generator": generator_name,
+        "preset": args.preset,
         "generator_weights": args.generator_weights,
         "method": method,
         "config": dataclasses.asdict(config),
@@ -208,12 +244,67 @@ def _cmd_weights(args) -> int:
     return 0
 
 
+def _cmd_pool(args) -> int:
+    from . import pool
+
+    if args.pool_command == "build":
+        card = pool.build_pool(args.dir, cache_dir=args.cache, size=args.size, seed=args.seed)
+    else:
+        images, records = pool.load_image_folder(args.folder, size=args.size)
+        card = pool.save_folder_pool(args.dir, images, records, args.folder)
+    print(f"pool of {card.n_images} images in {args.dir}")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    import json
+
+    from .train import TrainConfig, Trainer
+
+    base = TrainConfig.from_dict(json.loads(Path(args.config).read_text())) if args.config else TrainConfig()
+    if args.resume and (Path(args.out) / "config.json").exists() and not args.config:
+        base = TrainConfig.from_dict(json.loads((Path(args.out) / "config.json").read_text()))
+    prior = dataclasses.replace(base.prior, **{k: v for k, v in {"encoder": args.encoder, "layer": args.layer, "output_size": args.output_size}.items() if v is not None})
+    config = dataclasses.replace(base, prior=prior, **{k: v for k, v in {"steps": args.steps, "batch_size": args.batch_size, "device": args.device}.items() if v is not None})
+    trainer = Trainer(config, args.pool, args.out, progress=not args.quiet)
+    ckpt = Path(args.out) / "checkpoint.pt"
+    if args.resume and ckpt.exists():
+        trainer.resume(ckpt)
+    trainer.train()
+    if args.export and trainer.rank == 0:
+        print(f"exported {args.export} sha256 {trainer.export(args.export)}")
+    return 0
+
+
+def _cmd_bounds(args) -> int:
+    import json
+
+    import torch
+
+    from .pool import load_any
+    from .train import code_stats, encode_views
+
+    images = load_any(args.data)
+    views = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+    stats = code_stats(encode_views(views, args.net, args.layer))
+    record = {"net": args.net, "layer": args.layer, "data": args.data, "images": len(images)}
+    record.update({k: v.flatten().tolist() for k, v in stats.items()})
+    record["lower"] = [min(0.0, v) for v in record["min"]]
+    record["upper"] = (stats["mean"] + 3 * stats["std"]).flatten().tolist()
+    Path(args.out).write_text(json.dumps(record))
+    print(f"wrote {args.out}: {len(record['mean'])} units over {len(images)} images")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .hub import WeightsError
     from .units import UnitError
 
-    handlers = {"visualize": _cmd_visualize, "layers": _cmd_layers, "nets": _cmd_nets, "generators": _cmd_generators, "weights": _cmd_weights}
+    handlers = {
+        "visualize": _cmd_visualize, "layers": _cmd_layers, "nets": _cmd_nets, "generators": _cmd_generators,
+        "weights": _cmd_weights, "pool": _cmd_pool, "train-generator": _cmd_train, "bounds": _cmd_bounds,
+    }
     try:
         return handlers[args.command](args)
     except (UnitError, WeightsError, KeyError, ValueError) as exc:

@@ -63,3 +63,28 @@ def capture(model: nn.Module, layers: Sequence[str]) -> Iterator[dict[str, torch
     finally:
         for handle in handles:
             handle.remove()
+
+
+class _Stop(Exception):
+    def __init__(self, output):
+        self.output = output
+
+
+def forward_until(model: nn.Module, layer: str, *inputs) -> torch.Tensor:
+    """Run ``model`` only as far as ``layer`` and return that layer's output (saves the rest of the pass).
+
+    Works for any model whose forward calls ``layer``: a hook raises once the output exists, and the
+    hook is removed in ``finally``.
+    """
+
+    def hook(_module, _inputs, output):
+        raise _Stop(output[0] if isinstance(output, (tuple, list)) else output)
+
+    handle = get_module(model, layer).register_forward_hook(hook)
+    try:
+        model(*inputs)
+    except _Stop as stop:
+        return stop.output
+    finally:
+        handle.remove()
+    raise RuntimeError(f"layer {layer!r} was not called by the forward pass")

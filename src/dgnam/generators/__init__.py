@@ -116,18 +116,24 @@ def load_generator(name: str, weights: str | Path | None = None, download: bool 
     """Build a registered generator with its weights and clipping bounds.
 
     Args:
-        name: Registry name (see :func:`list_generators`).
+        name: Registry name (see :func:`list_generators`), or the path of a ``.safetensors`` prior
+            written by ``dgnam train-generator --export``.
         weights: Optional local weight file instead of the registry's source.
         download: Allow downloading weights that are not found offline.
 
     Returns:
         The generator in eval mode with frozen parameters.
     """
-    spec = get_generator_spec(name)
-    gen = spec.builder()
-    load_strict(gen, load_state_dict(resolve_weights(spec.weights, weights, download=download)), what=name)
-    if spec.bounds is not None:
-        spec.bounds(gen)
+    if name.endswith(".safetensors") and Path(name).is_file():
+        from .prior import load_prior
+
+        gen = load_prior(name)
+    else:
+        spec = get_generator_spec(name)
+        gen = spec.builder()
+        load_strict(gen, load_state_dict(resolve_weights(spec.weights, weights, download=download)), what=name)
+        if spec.bounds is not None:
+            spec.bounds(gen)
     gen.eval()
     for p in gen.parameters():
         p.requires_grad_(False)

@@ -53,7 +53,15 @@ def _round_filters(channels: int, width: float, divisor: int = 8) -> int:
 class Conv2dSame(nn.Conv2d):
     """Convolution with TensorFlow's "SAME" padding (asymmetric for even padding), as the weights expect."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        kh, kw = self.kernel_size
+        self._symmetric = self.stride == (1, 1) and kh % 2 == 1 and kw % 2 == 1 and self.dilation == (1, 1)
+        self._half = (kh // 2, kw // 2)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._symmetric:  # stride 1 and an odd kernel: SAME is symmetric, let the conv pad (no copy)
+            return F.conv2d(x, self.weight, self.bias, 1, self._half, self.dilation, self.groups)
         ih, iw = x.shape[-2:]
         kh, kw = self.weight.shape[-2:]
         sh, sw = self.stride
@@ -120,12 +128,43 @@ class EfficientNetLite(nn.Module):
         self._fc = nn.Linear(c.head_channels, c.num_classes)
         self.logits = nn.Identity()
 
+    def fused(self) -> "EfficientNetLite":
+        """A BatchNorm-folded copy for fast inference (see :func:`fold_batchnorm`)."""
+        return fold_batchnorm(self)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu6(self._bn0(self._conv_stem(x)))
         for block in self._blocks:
             x = block(x)
         x = self.head(self._bn1(self._conv_head(x)))
         return self.logits(self._fc(self.pool(x)))
+
+
+def fold_batchnorm(model: EfficientNetLite) -> EfficientNetLite:
+    """A copy of a frozen (eval) model with each BatchNorm folded into the convolution before it.
+
+    The BatchNorm modules become ``nn.Identity``, so their outputs (and every block's output) keep
+    their values and names; only the convolutions' own outputs change (they now include the BN).
+    Faster for inference-only uses such as encoding a data set or a comparator; not for the
+    BatchNorm-statistics regularizer, which needs the running statistics.
+    """
+    import copy
+
+    fused = copy.deepcopy(model).eval()
+    pairs = [(fused, "_conv_stem", "_bn0"), (fused, "_conv_head", "_bn1")]
+    for block in fused._blocks:
+        if block.has_expand:
+            pairs.append((block, "_expand_conv", "_bn0"))
+        pairs += [(block, "_depthwise_conv", "_bn1"), (block, "_project_conv", "_bn2")]
+    with torch.no_grad():
+        for owner, conv_name, bn_name in pairs:
+            conv, bn = getattr(owner, conv_name), getattr(owner, bn_name)
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            conv.weight.mul_(scale.view(-1, 1, 1, 1))
+            bias = bn.bias - bn.running_mean * scale
+            conv.bias = nn.Parameter(bias if conv.bias is None else conv.bias * scale + bias, requires_grad=False)
+            setattr(owner, bn_name, nn.Identity())
+    return fused
 
 
 LITE_CONFIGS = {

@@ -1,0 +1,139 @@
+"""dgnam's own generator priors: DeePSiM-style up-convolutional nets trained here (``dgnam train-generator``).
+
+The architecture follows the DeePSiM fc6 generator of Dosovitskiy & Brox (2016) at a size that a CPU
+can train: fully connected layers to a 4x4 map, then up-convolution (stride 2) + convolution pairs
+with LeakyReLU(0.3), ending in a sigmoid for RGB in [0, 1]. The code is the pooled feature vector
+(or any layer's output) of an encoder net; its per-unit mean and std are stored with the weights and
+used both to normalize the input and to set the paper's clipping range [0, mean + 3 std].
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import Generator
+
+
+@dataclass
+class PriorConfig:
+    """Architecture of a :class:`PriorGenerator`; saved in the weight file's metadata."""
+
+    encoder: str = "efficientnet_lite0"  # net whose features are inverted
+    layer: str = "pool"  # encoder layer giving the code (pool: the pooled 1280-d head features, our fc6)
+    code_shape: tuple[int, ...] = (1280,)
+    output_size: int = 128  # px; the loop resizes to the target's input (a power of two >= 16)
+    fc_width: int = 1024  # width of the hidden fully connected layer (DeePSiM: 4096)
+    channels: tuple[int, ...] = (256, 256, 128, 64, 32, 16)  # 4x4 map, then one entry per doubling
+    slope: float = 0.3  # LeakyReLU slope of DeePSiM
+    bound_sigmas: float = 3.0  # upper clipping bound = mean + bound_sigmas * std (lower bound: 0 or the minimum)
+
+    def __post_init__(self):
+        self.code_shape = tuple(self.code_shape)
+        self.channels = tuple(self.channels)
+        doublings = math.log2(self.output_size / 4)
+        if doublings != int(doublings) or len(self.channels) != int(doublings) + 1:
+            raise ValueError(f"output_size {self.output_size} needs {int(doublings) + 1} channel entries (4x4 map, then one per doubling)")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "PriorConfig":
+        return cls(**json.loads(text))
+
+
+class PriorGenerator(Generator):
+    """Code (encoder features) -> RGB image in [0, 1] at ``config.output_size``.
+
+    Buffers ``code_mean``/``code_std`` (per code unit, over the training pool) are saved with the
+    weights: they normalize the input and give the clipping bounds.
+    """
+
+    def __init__(self, config: PriorConfig = PriorConfig()):
+        size = config.output_size
+        super().__init__(config.code_shape, (size, size))
+        self.config = config
+        c = config.channels
+        code_dim = math.prod(config.code_shape)
+        act = lambda: nn.LeakyReLU(config.slope)  # noqa: E731
+        self.register_buffer("code_mean", torch.zeros(config.code_shape))
+        self.register_buffer("code_std", torch.ones(config.code_shape))
+        self.register_buffer("code_min", torch.zeros(config.code_shape))
+        self.fc = nn.Sequential(nn.Linear(code_dim, config.fc_width), act(), nn.Linear(config.fc_width, c[0] * 16), act())
+        layers: list[nn.Module] = []
+        for i in range(len(c) - 1):
+            layers += [nn.ConvTranspose2d(c[i], c[i + 1], 4, stride=2, padding=1), act()]
+            if c[i + 1] >= 64:  # a 3x3 convolution after each up-convolution, as DeePSiM, where it is affordable
+                layers += [nn.Conv2d(c[i + 1], c[i + 1], 3, padding=1), act()]
+        layers.append(nn.Conv2d(c[-1], 3, 3, padding=1))
+        self.up = nn.Sequential(*layers)
+
+    def set_code_stats(self, mean: torch.Tensor, std: torch.Tensor, minimum: torch.Tensor) -> None:
+        """Store the code statistics of the training data and derive the clipping bounds."""
+        self.code_mean.copy_(mean.view(self.code_shape))
+        self.code_std.copy_(std.view(self.code_shape).clamp_min(1e-6))
+        self.code_min.copy_(minimum.view(self.code_shape))
+        self.update_bounds()
+
+    def update_bounds(self) -> None:
+        """lower = min(0, data minimum); upper = mean + bound_sigmas * std (the paper's [0, 3 sigma] range)."""
+        self.set_bounds(lower=self.code_min.clamp(max=0.0), upper=self.code_mean + self.config.bound_sigmas * self.code_std)
+
+    def random_code(self, seeds, std: float = 1.0) -> torch.Tensor:
+        """Initial codes from the per-unit Gaussian of the data, ``mean + std * code_std * N(0, 1)``:
+        our analogue of the paper's N(0, 1) for fc6, whose units have roughly unit scale."""
+        noise = super().random_code(seeds, std)
+        return self.code_mean + self.code_std * noise
+
+    def decode(self, code: torch.Tensor) -> torch.Tensor:
+        z = ((code - self.code_mean) / self.code_std).flatten(1)
+        h = self.fc(z).view(-1, self.config.channels[0], 4, 4)
+        return torch.sigmoid(self.up(h))
+
+
+def save_prior(gen: PriorGenerator, path: str | Path, extra: dict | None = None) -> str:
+    """Write weights + config as safetensors (fp16 weights, fp32 statistics); return the sha256."""
+    from safetensors.torch import save_file
+
+    from ..hub import sha256_file
+
+    state = {k: (v.half() if k.startswith(("fc.", "up.")) else v.float()).contiguous() for k, v in gen.state_dict().items()}
+    meta = {"dgnam_prior_config": gen.config.to_json(), **{k: json.dumps(v) for k, v in (extra or {}).items()}}
+    save_file(state, str(path), metadata=meta)
+    return sha256_file(path)
+
+
+def load_prior(path: str | Path) -> PriorGenerator:
+    """Rebuild a :class:`PriorGenerator` from a safetensors file written by :func:`save_prior`."""
+    from safetensors import safe_open
+
+    from ..hub import WeightsError, load_strict
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k).float() for k in f.keys()}
+    except Exception as exc:
+        raise WeightsError(f"cannot read {path} as a safetensors prior ({exc})") from exc
+    if "dgnam_prior_config" not in meta:
+        raise WeightsError(f"{path} has no dgnam_prior_config metadata: not a dgnam prior")
+    gen = PriorGenerator(PriorConfig.from_json(meta["dgnam_prior_config"]))
+    load_strict(gen, state, what=f"prior {path}")
+    gen.update_bounds()
+    return gen.eval()
+
+
+def prior_metadata(path: str | Path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
+
+
+__all__ = ["PriorConfig", "PriorGenerator", "save_prior", "load_prior", "prior_metadata"]
