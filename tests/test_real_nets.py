@@ -56,3 +56,17 @@ def test_wrong_weights_are_refused(tmp_path):
     truncated.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(WeightsError, match="cannot read"):
         dgnam.hub.load_state_dict(truncated)
+
+
+def test_fast_target_gives_the_same_activations():
+    from dgnam.objectives import run_objective, units_objective
+
+    net = dgnam.load_net("efficientnet_lite0")
+    units = dgnam.parse_units(["logits:1", "_blocks.15:3@mean", "_blocks.4._bn0:7"])
+    fast = net.fast([u.layer for u in units])
+    assert fast is not net and net.fast(["_blocks.3._expand_conv"]) is net  # a folded conv changes: no fast form
+    images = torch.rand(2, 3, 160, 160)
+    with torch.no_grad():
+        assert torch.allclose(run_objective(net, images, units_objective(units[:2])), run_objective(fast, images, units_objective(units[:2])), atol=1e-4)
+        a = run_objective(net, images, units_objective([units[2]] * 2))
+        assert torch.allclose(a, run_objective(fast, images, units_objective([units[2]] * 2)), atol=1e-4)

@@ -103,3 +103,36 @@ def test_check_units_errors_name_what_is_valid(tiny_target):
 def test_image_too_small(tiny_target):
     with pytest.raises(ValueError, match="at least 8 px"):
         tiny_target(torch.rand(1, 3, 4, 4))
+
+
+class TinyViT(torch.nn.Module):
+    """Patch embedding + a cls token + one transformer layer: outputs (N, T, C) token sequences."""
+
+    def __init__(self):
+        super().__init__()
+        self.patch = torch.nn.Conv2d(3, 8, 8, stride=8)
+        self.cls = torch.nn.Parameter(torch.randn(1, 1, 8))
+        self.block = torch.nn.TransformerEncoderLayer(8, 2, 16, batch_first=True, dropout=0.0)
+        self.head = torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        t = self.patch(x).flatten(2).transpose(1, 2)
+        t = self.block(torch.cat([self.cls.expand(len(x), -1, -1), t], 1))
+        return self.head(t[:, 0])
+
+
+def test_token_layers_of_a_vision_transformer():
+    import dgnam
+
+    torch.manual_seed(0)
+    target = dgnam.wrap_model(TinyViT(), dgnam.InputSpec(size=(32, 32), min_size=8))
+    units = parse_units(["block:3", "block:5@mean", "block:1@16"])
+    assert check_units(target, units)["block"] == (1, 17, 8)
+    with pytest.raises(UnitError, match="token 17 is out of range"):
+        check_units(target, parse_units(["block:1@17"]))
+    with pytest.raises(UnitError, match="@cls, @mean or @T"):
+        check_units(target, parse_units(["block:1@2,2"]))
+    images = torch.rand(3, 3, 32, 32)
+    got = run_objective(target, images, units_objective(units))
+    tokens = target.model.block(torch.cat([target.model.cls.expand(3, -1, -1), target.model.patch(target.preprocess(images)).flatten(2).transpose(1, 2)], 1))
+    assert torch.allclose(got, torch.stack([tokens[0, 0, 3], tokens[1, :, 5].mean(), tokens[2, 16, 1]]), atol=1e-5)

@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     pf.add_argument("--size", type=int, default=160)
 
     t = sub.add_parser("train-generator", help="train a generator prior (DeePSiM recipe) on a pool")
-    t.add_argument("--pool", required=True, help="pool folder (`dgnam pool build`)")
+    t.add_argument("--pool", required=True, help="pool folder (`dgnam pool build`) or any image folder (class/x.jpg or flat)")
     t.add_argument("--out", required=True, help="training folder: config.json, log.csv, samples/, checkpoint.pt")
     t.add_argument("--config", help="JSON file of TrainConfig fields (the flags below override it)")
     t.add_argument("--steps", type=int)
@@ -248,11 +248,11 @@ def _cmd_pool(args) -> int:
     from . import pool
 
     if args.pool_command == "build":
-        card = pool.build_pool(args.dir, cache_dir=args.cache, size=args.size, seed=args.seed)
+        n = pool.build_pool(args.dir, cache_dir=args.cache, size=args.size, seed=args.seed).n_images
     else:
-        images, records = pool.load_image_folder(args.folder, size=args.size)
-        card = pool.save_folder_pool(args.dir, images, records, args.folder)
-    print(f"pool of {card.n_images} images in {args.dir}")
+        images, meta = pool.load_image_folder(args.folder, size=args.size, progress=True)
+        n = pool.save_folder_pool(args.dir, images, meta)["n_images"]
+    print(f"pool of {n} images in {args.dir}")
     return 0
 
 
@@ -284,7 +284,7 @@ def _cmd_bounds(args) -> int:
     from .pool import load_any
     from .train import code_stats, encode_views
 
-    images = load_any(args.data)
+    images, _ = load_any(args.data)
     views = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
     stats = code_stats(encode_views(views, args.net, args.layer))
     record = {"net": args.net, "layer": args.layer, "data": args.data, "images": len(images)}

@@ -1511,3 +1511,27 @@ def load_image_folder(
         "records": records, "root": str(folder.root),
     }  # fmt: skip
     return images, meta
+
+
+def load_any(path: str | Path, size: int = 160) -> tuple[np.ndarray, dict]:
+    """A pool folder (with ``images.npy``) as is, or any image folder turned into the same format.
+
+    Returns:
+        ``(images, meta)`` as :func:`load_pool` gives them, with ``train_idx``/``heldout_idx``.
+    """
+    path = Path(path)
+    if (path / "images.npy").exists():
+        return load_pool(path)
+    return load_image_folder(path, size=size)
+
+
+def save_folder_pool(out_dir: str | Path, images: np.ndarray, meta: dict) -> dict:
+    """Write what :func:`load_image_folder` returned as a pool folder that :func:`load_pool` reads."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "images.npy", np.ascontiguousarray(images, dtype=np.uint8))
+    records = meta.get("records", [])
+    (out / "sources.json").write_text(json.dumps(records))
+    card = {k: v for k, v in meta.items() if k != "records"}
+    (out / "card.json").write_text(json.dumps(card))
+    return card

@@ -60,7 +60,8 @@ def iter_visualize(
         raise ValueError("batch_size must be at least 1")
     check_units(target, [j.unit for j in jobs])  # fail before any work, not at the first batch
     if generator is not None:
-        return _batches(target, jobs, generator, config or DGNAMConfig(), batch_size, progress)
+        fast = target.fast([j.unit.layer for j in jobs])  # same activations, computed faster where possible
+        return _batches(fast, jobs, generator, config or DGNAMConfig(), batch_size, progress)
     from .pixel import PixelConfig
 
     return _batches(target, jobs, None, config or PixelConfig(), batch_size, progress)

@@ -1,7 +1,7 @@
 """Training a generator prior with the DeePSiM recipe (Dosovitskiy & Brox 2016), CPU-first.
 
 G learns to invert an encoder layer: G(E(x)) ~ x, with
-    L = w_pix * ||G(y) - x||^2 + w_feat * ||C(G(y)) - C(x)||^2 / var(C(x)) + w_adv * L_adv(D(G(y), y)),
+    L = w_pix * ||G(y) - x||^2 + w_feat * ||C(G(y)) - C(x)||^2 / var_data(C) + w_adv * L_adv(D(G(y), y)),
 where C is a comparator net (an early block of the encoder) and D a discriminator that also sees the
 code. The losses come in by stages (pixel first, then feature, then adversarial), because on a
 small budget an early feature or adversarial term swamps the pixel term and G collapses to texture.
@@ -46,7 +46,7 @@ class TrainConfig:
     lr: float = 2e-4  # Adam, as DeePSiM
     betas: tuple[float, float] = (0.5, 0.999)
     w_pix: float = 1.0  # pixel MSE weight
-    w_feat: float = 0.05  # feature MSE weight (normalized by the target features' variance)
+    w_feat: float = 0.05  # feature MSE weight (the MSE is divided by the comparator features' variance over the data)
     w_adv: float = 0.005  # adversarial weight (non-saturating GAN loss)
     feat_start: float = 0.25  # fraction of steps with pixel loss only
     adv_start: float = 0.5  # fraction of steps before the adversarial term comes in
@@ -136,11 +136,11 @@ def encode_views(views: torch.Tensor, encoder: str, layer: str, batch_size: int 
     return torch.cat(codes)
 
 
-def cached_codes(pool_dir: Path, views: torch.Tensor, config: TrainConfig, progress: bool = True) -> torch.Tensor:
-    """Encoder codes of the views, computed once per (pool, encoder, layer, size, views) and cached."""
+def cached_codes(cache_dir: Path, views: torch.Tensor, config: TrainConfig, progress: bool = True) -> torch.Tensor:
+    """Encoder codes of the views, computed once per (data, encoder, layer, size, views) and cached."""
     p = config.prior
     key = f"codes_{p.encoder}_{p.layer}_{p.output_size}px_{config.views}v.pt"
-    path = pool_dir / "cache" / key
+    path = cache_dir / key
     if path.exists():
         codes = torch.load(path, weights_only=True)
         if len(codes) == len(views):
@@ -167,27 +167,33 @@ class Trainer:
     """Holds models, optimizers and data; :meth:`train` runs until ``config.steps`` or Ctrl-C."""
 
     def __init__(self, config: TrainConfig, pool_dir: str | Path, out_dir: str | Path, progress: bool = True):
-        from .pool import load_pool
+        from .pool import load_any
 
         self.config, self.pool_dir, self.out = config, Path(pool_dir), Path(out_dir)
         self.progress = progress
         self.rank, self.world = _init_distributed(config.device)
         self.device = torch.device(config.device if config.device != "cuda" else f"cuda:{self.rank % max(1, torch.cuda.device_count())}")
-        images, card = load_pool(self.pool_dir)
+        images, card = load_any(self.pool_dir)
         views = make_views(images, config.prior.output_size, config.views)
-        codes = cached_codes(self.pool_dir, views, config, progress and self.rank == 0)
+        # a pool folder keeps its codes for every later training; a user's image folder is left untouched
+        cache = self.pool_dir / "cache" if (self.pool_dir / "images.npy").exists() else self.out / "cache"
+        codes = cached_codes(cache, views, config, progress and self.rank == 0)
         v = config.views
         train_idx = np.asarray(card.get("train_idx", range(len(images))))
         held_idx = np.asarray(card.get("heldout_idx", []))
         self.train_rows = torch.from_numpy(np.concatenate([train_idx * v + k for k in range(v)])).long()
         self.held_rows = torch.from_numpy(held_idx * v).long()  # unmirrored held-out views
         self.views, self.codes = views, codes
-        torch.manual_seed(config.seed)
-        self.gen = PriorGenerator(config.prior).to(self.device)
+        with torch.random.fork_rng(devices=[]):  # seeded initialization without touching the caller's RNG
+            torch.manual_seed(config.seed)
+            self.gen = PriorGenerator(config.prior).to(self.device)
+            self.disc = Discriminator(math.prod(config.prior.code_shape)).to(self.device)
         stats = code_stats(codes[self.train_rows])
         self.gen.set_code_stats(stats["mean"].to(self.device), stats["std"].to(self.device), stats["min"].to(self.device))
-        self.disc = Discriminator(math.prod(config.prior.code_shape)).to(self.device)
         self.comparator = frozen_features(config.prior.encoder, self.device)
+        with torch.no_grad():  # fixed scale of the feature loss: the features' variance over data
+            sample = self.views[self.train_rows[:: max(1, len(self.train_rows) // 256)][:256]].to(self.device).float() / 255.0
+            self.feat_var = self.comparator_features(sample).var().clamp_min(1e-6).item()
         self.opt_g = torch.optim.Adam(self.gen.parameters(), lr=config.lr, betas=config.betas)
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=config.lr, betas=config.betas)
         self.step = 0
@@ -207,7 +213,6 @@ class Trainer:
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "config": asdict(self.config),
-            "rng": torch.get_rng_state(),
         }
 
     def save_checkpoint(self) -> Path | None:
@@ -228,13 +233,15 @@ class Trainer:
         self.disc.load_state_dict(state["disc"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
-        torch.set_rng_state(state["rng"])
         self.step = int(state["step"])
 
     # ---- one step
-    def batch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """This step's slice of the global batch: drawn from an RNG seeded by (seed, step), so every
+        rank draws the same batch and a resumed run sees the batches an uninterrupted one would."""
         per_rank = self.config.batch_size // self.world
-        pick = torch.randint(len(self.train_rows), (self.config.batch_size,), generator=generator)
+        rng = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.step)
+        pick = torch.randint(len(self.train_rows), (self.config.batch_size,), generator=rng)
         rows = self.train_rows[pick][self.rank * per_rank : (self.rank + 1) * per_rank]
         return self.views[rows].to(self.device).float() / 255.0, self.codes[rows].to(self.device)
 
@@ -246,31 +253,30 @@ class Trainer:
         w_pix, w_feat, w_adv = stage_weights(self.config, self.step)
         fake = self.g_model(y)
         logs: dict[str, float] = {}
-        if w_adv > 0:  # discriminator step: real (x, y) vs generated (G(y), y)
-            d_real = self.d_model(x, y)
-            d_fake = self.d_model(fake.detach(), y)
+        if w_adv > 0:  # discriminator step: real (x, y) vs generated (G(y), y), one forward pass (DDP)
+            d_real, d_fake = self.d_model(torch.cat([x, fake.detach()]), torch.cat([y, y])).chunk(2)
             loss_d = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_d.step()
-            logs["loss_d"] = float(loss_d)
+            logs["loss_d"] = loss_d.item()
         pix = F.mse_loss(fake, x)
         loss = w_pix * pix
         logs["pix"] = pix.item()
         if w_feat > 0:
             with torch.no_grad():
                 target = self.comparator_features(x)
-            feat = F.mse_loss(self.comparator_features(fake), target) / target.var().clamp_min(1e-6)
+            feat = F.mse_loss(self.comparator_features(fake), target) / self.feat_var
             loss = loss + w_feat * feat
-            logs["feat"] = float(feat)
+            logs["feat"] = feat.item()
         if w_adv > 0:
             adv = F.softplus(-self.d_model(fake, y)).mean()
             loss = loss + w_adv * adv
-            logs["adv"] = float(adv)
+            logs["adv"] = adv.item()
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
-        logs["loss_g"] = float(loss)
+        logs["loss_g"] = loss.item()
         logs.update(w_pix=w_pix, w_feat=w_feat, w_adv=w_adv)
         return logs
 
@@ -323,7 +329,6 @@ class Trainer:
         writer = csv.DictWriter(log_file, fieldnames=fields, extrasaction="ignore") if log_file else None
         if writer and new_log:
             writer.writeheader()
-        rng = torch.Generator().manual_seed(cfg.seed * 1000003 + self.step)  # same batches on every rank
         stop = {"flag": False}
         previous = signal.getsignal(signal.SIGTERM)
         signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
@@ -332,7 +337,7 @@ class Trainer:
         try:
             with tqdm(total=cfg.steps, initial=self.step, desc="train-generator", disable=not (self.progress and self.rank == 0)) as bar:
                 while self.step < cfg.steps and not stop["flag"]:
-                    x, y = self.batch(rng)
+                    x, y = self.batch()
                     logs = self.train_step(x, y)
                     self.step += 1
                     bar.update(1)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -108,6 +108,22 @@ class Target(nn.Module):
         if self.spec.channel_order == "BGR":
             x = x.flip(1)
         return (x * self.spec.value_range - self.mean) / self.std
+
+    def fast(self, layers: Sequence[str] = ()) -> "Target":
+        """A target that computes the same values of ``layers`` faster, where the model offers it.
+
+        Models with a ``fused()`` method (EfficientNet-Lite) get their BatchNorms folded into the
+        convolutions and channels-last memory (about 1.5-2x on CPU). Falls back to ``self`` when a
+        requested layer's values would change (a folded convolution) or the model has no fast form.
+        """
+        if not hasattr(self.model, "fused"):
+            return self
+        fused = self.model.fused()
+        if set(layers) & set(getattr(fused, "changed_layers", ())):
+            return self
+        fused.to(memory_format=torch.channels_last)
+        fast = Target(fused, self.spec, self.categories, name=self.name)
+        return fast.to(self.mean.device)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.dim() != 4 or images.shape[1] != 3:

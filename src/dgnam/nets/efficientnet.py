@@ -144,7 +144,8 @@ def fold_batchnorm(model: EfficientNetLite) -> EfficientNetLite:
     """A copy of a frozen (eval) model with each BatchNorm folded into the convolution before it.
 
     The BatchNorm modules become ``nn.Identity``, so their outputs (and every block's output) keep
-    their values and names; only the convolutions' own outputs change (they now include the BN).
+    their values and names; only the convolutions' own outputs change (they now include the BN):
+    their names are in the copy's ``changed_layers``.
     Faster for inference-only uses such as encoding a data set or a comparator; not for the
     BatchNorm-statistics regularizer, which needs the running statistics.
     """
@@ -156,6 +157,8 @@ def fold_batchnorm(model: EfficientNetLite) -> EfficientNetLite:
         if block.has_expand:
             pairs.append((block, "_expand_conv", "_bn0"))
         pairs += [(block, "_depthwise_conv", "_bn1"), (block, "_project_conv", "_bn2")]
+    names = {id(m): n for n, m in fused.named_modules()}
+    fused.changed_layers = frozenset(names[id(getattr(owner, conv))] for owner, conv, _ in pairs)
     with torch.no_grad():
         for owner, conv_name, bn_name in pairs:
             conv, bn = getattr(owner, conv_name), getattr(owner, bn_name)

@@ -1,0 +1,294 @@
+"""Quality of preferred-input images: DGN-AM priors against pixel-space baselines, on EfficientNet-Lite0.
+
+For 50 ImageNet classes (one seed each, 200 steps) every method maximizes the class logit of
+EfficientNet-Lite0, and each image is scored (dgnam.evaluate does the computing, this script the I/O):
+
+- target top-1: EfficientNet-Lite0 (the net optimized) ranks the class first;
+- judge top-1 / top-5: EfficientNet-Lite1, at its own 240 px, which was never optimized against,
+  recognises the class (an image that only fools Lite0 scores low here);
+- relative activation: the logit over its maximum on natural pool images (median over classes);
+- spectrum slope: power-spectrum slope of the greyscale image (median), next to the 5-95% range of
+  the pool photos' slopes;
+- saturation: mean HSV saturation, next to the pool's;
+- seconds per unit: wall time of the optimization divided by the number of classes.
+
+Writes ``results.json`` (settings, versions, pool reference, per method a summary and per-class
+records), the images, ``contact_sheet.png`` (rows = classes, columns = methods; under each image the
+judge's top class, green when right) and ``table.md``, and prints that Markdown table. Usage:
+
+    python benchmarks/quality.py dgn-am:lite0_pool pixel:fourier pixel:deepinversion \\
+        [--classes 50] [--steps 200] [--batch-size 8] [--pool /work/pool] [--out runs/quality]
+
+Quick check of the plumbing (seconds): ``--classes 2 --steps 3 --batch-size 2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+import dgnam
+from dgnam.evaluate import SLOPE_BAND, judge_topk, mean_saturation, natural_max_activations, relative_activation, spectrum_slope
+from dgnam.optimize import DGNAMConfig
+from dgnam.results import to_pil, versions
+from dgnam.run import visualize
+from dgnam.units import Unit
+
+TARGET = "efficientnet_lite0"  # the net whose logits are maximized
+JUDGE = "efficientnet_lite1"  # never optimized against (DEVELOPERS.md): recognition by it is the fair test
+
+#: (ImageNet index, name, group). Classes with a distinctive look (colour, shape or texture a person
+#: names at a glance), spread over animals, man-made objects, food and scenes/plants. Interleaved by
+#: group so that ``--classes N`` takes a spread for any N (the first four: one of each group).
+CLASSES: tuple[tuple[int, str, str], ...] = (
+    (292, "tiger", "animal"), (779, "school bus", "object"), (945, "bell pepper", "food"), (980, "volcano", "scene"),
+    (1, "goldfish", "animal"), (504, "coffee mug", "object"), (949, "strawberry", "food"), (973, "coral reef", "scene"),
+    (22, "bald eagle", "animal"), (546, "electric guitar", "object"), (963, "pizza", "food"), (985, "daisy", "plant"),
+    (323, "monarch", "animal"), (879, "umbrella", "object"), (954, "banana", "food"), (483, "castle", "scene"),
+    (388, "giant panda", "animal"), (920, "traffic light", "object"), (967, "espresso", "food"), (978, "seashore", "scene"),
+    (130, "flamingo", "animal"), (850, "teddy", "object"), (937, "broccoli", "food"), (970, "alp", "scene"),
+    (107, "jellyfish", "animal"), (430, "basketball", "object"), (950, "orange", "food"), (947, "mushroom", "plant"),
+    (207, "golden retriever", "animal"), (620, "laptop", "object"), (953, "pineapple", "food"), (975, "lakeside", "scene"),
+    (301, "ladybug", "animal"), (407, "ambulance", "object"), (948, "Granny Smith", "food"),
+    (9, "ostrich", "animal"), (849, "teapot", "object"), (928, "ice cream", "food"),
+    (33, "loggerhead", "animal"), (417, "balloon", "object"),
+    (340, "zebra", "animal"), (448, "birdhouse", "object"),
+    (94, "hummingbird", "animal"), (530, "digital clock", "object"),
+    (47, "African chameleon", "animal"), (574, "golf ball", "object"),
+    (145, "king penguin", "animal"), (817, "sports car", "object"),
+    (309, "bee", "animal"), (291, "lion", "animal"),
+)  # fmt: skip
+
+DEFAULT_POOL = Path("/work/pool")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("methods", nargs="+", help="dgn-am:<generator name or .safetensors path> or pixel:<pixel|yosinski|fourier|deepinversion>")
+    ap.add_argument("--classes", type=int, default=len(CLASSES), help=f"use the first N of the {len(CLASSES)} classes")
+    ap.add_argument("--steps", type=int, default=200, help="optimization steps (the paper's 200)")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=0, help="the one seed of every class")
+    ap.add_argument("--pool", type=Path, default=DEFAULT_POOL if DEFAULT_POOL.is_dir() else None,
+                    help="natural-image pool folder (images.npy + card.json) for the relative activation and the "
+                    "spectrum/saturation reference; default /work/pool if it exists")  # fmt: skip
+    ap.add_argument("--pool-images", type=int, default=1000, help="pool images used (a fixed random draw from the held-out split)")
+    ap.add_argument("--out", type=Path, default=Path("runs/quality"))
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = ap.parse_args(argv)
+    if not 1 <= args.classes <= len(CLASSES):
+        ap.error(f"--classes must be 1-{len(CLASSES)}")
+    for m in args.methods:
+        kind, _, name = m.partition(":")
+        if kind not in ("dgn-am", "pixel") or not name:
+            ap.error(f"method {m!r}: write dgn-am:<generator name or .safetensors path> or pixel:<method>")
+    return args
+
+
+def pool_reference(pool_dir: Path, n: int, target, units, batch_size: int) -> tuple[dict, np.ndarray | None]:
+    """Natural maxima of the units and the pool's slope and saturation statistics."""
+    from dgnam.pool import load_pool
+
+    images, meta = load_pool(pool_dir, mmap=True)
+    split = "heldout" if len(meta.get("heldout_idx", [])) >= n else "all"
+    candidates = np.asarray(meta["heldout_idx"]) if split == "heldout" else np.arange(len(images))
+    chosen = np.sort(np.random.default_rng(0).choice(candidates, size=min(n, len(candidates)), replace=False))
+    sample = np.asarray(images[chosen])
+    t0 = time.perf_counter()
+    natural_max = natural_max_activations(target, units, sample, batch_size=max(batch_size, 16))
+    slopes = spectrum_slope(sample)
+    sat = mean_saturation(sample)
+    info = {
+        "dir": str(pool_dir),
+        "images": len(sample),
+        "split": split,
+        "image_px": int(sample.shape[1]),
+        "spectrum_slope_p5": round(float(np.nanpercentile(slopes, 5)), 3),
+        "spectrum_slope_median": round(float(np.nanmedian(slopes)), 3),
+        "spectrum_slope_p95": round(float(np.nanpercentile(slopes, 95)), 3),
+        "saturation_mean": round(float(sat.mean()), 3),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    return info, natural_max
+
+
+def run_method(spec: str, target, units, args) -> tuple[dgnam.AMResult, float]:
+    kind, _, name = spec.partition(":")
+    generator, config = None, None
+    if kind == "dgn-am":
+        generator = dgnam.load_generator(name).to(args.device)
+        config = DGNAMConfig(steps=args.steps)
+    else:
+        from dgnam.pixel import PixelConfig
+
+        config = PixelConfig(method=name, steps=args.steps)
+    t0 = time.perf_counter()
+    result = visualize(target, units, seeds=[args.seed], generator=generator, config=config,
+                       batch_size=args.batch_size, progress=not args.quiet)  # fmt: skip
+    return result, time.perf_counter() - t0
+
+
+def score(result, seconds: float, target, judge, classes, natural_max, categories) -> dict:
+    labels = [c[0] for c in classes]
+    images = result.images
+    own = judge_topk(target, images, labels, ks=(1,))
+    judged = judge_topk(judge, images, labels, ks=(1, 5))
+    rel = relative_activation(result.final, natural_max) if natural_max is not None else np.full(len(labels), np.nan)
+    slopes, sat = spectrum_slope(images), mean_saturation(images)
+    items = [
+        {
+            "index": idx, "name": name, "group": group,
+            "target_rank": int(own["rank"][i]), "judge_rank": int(judged["rank"][i]),
+            "judge_pred": categories[int(judged["pred"][i])].split(",")[0],
+            "activation": round(float(result.final[i]), 4),
+            "natural_max": None if natural_max is None else round(float(natural_max[i]), 4),
+            "relative_activation": None if np.isnan(rel[i]) else round(float(rel[i]), 4),
+            "spectrum_slope": None if np.isnan(slopes[i]) else round(float(slopes[i]), 3),
+            "saturation": round(float(sat[i]), 4),
+        }
+        for i, (idx, name, group) in enumerate(classes)
+    ]  # fmt: skip
+    summary = {
+        "target_top1": own["top1"],
+        "judge_top1": judged["top1"],
+        "judge_top5": judged["top5"],
+        "relative_activation_median": _nanmedian(rel),
+        "relative_activation_n": int(np.isfinite(rel).sum()),
+        "spectrum_slope_median": _nanmedian(slopes),
+        "saturation_mean": round(float(sat.mean()), 4),
+        "seconds_per_unit": round(seconds / len(labels), 2),
+        "image_px": list(images.shape[-2:]),
+    }
+    return {"summary": summary, "items": items}
+
+
+def _nanmedian(x: np.ndarray) -> float | None:
+    return round(float(np.nanmedian(x)), 4) if np.isfinite(x).any() else None
+
+
+def _slug(method: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in method.replace(":", "-"))[:60]
+
+
+def contact_sheet(rows: list[str], columns: list[str], tiles: list[list[Image.Image]], captions: list[list[tuple[str, bool]]], tile: int = 128) -> Image.Image:
+    """Rows = classes, columns = methods; header row of method names, left column of class names."""
+    font = ImageFont.load_default()
+    head_h, left_w, cap_h = 28, 120, 14
+    sheet = Image.new("RGB", (left_w + len(columns) * tile, head_h + len(rows) * (tile + cap_h)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for c, name in enumerate(columns):
+        x = left_w + c * tile
+        draw.multiline_text((x + 3, 2), _wrap(name, tile), fill="black", font=font, spacing=1)
+    for r, name in enumerate(rows):
+        y = head_h + r * (tile + cap_h)
+        draw.multiline_text((3, y + tile // 2 - 6), _wrap(name, left_w), fill="black", font=font, spacing=1)
+        for c in range(len(columns)):
+            x = left_w + c * tile
+            sheet.paste(tiles[c][r].resize((tile, tile), Image.BILINEAR), (x, y))
+            text, right = captions[c][r]
+            draw.text((x + 3, y + tile + 1), _wrap(text, tile).split("\n")[0], fill=(0, 130, 0) if right else (200, 0, 0), font=font)
+    return sheet
+
+
+def _wrap(text: str, width: int, char_px: int = 6) -> str:
+    n = max(4, width // char_px)
+    return "\n".join(text[i : i + n] for i in range(0, len(text), n))[: 2 * n + 1]
+
+
+def markdown_table(methods: dict, pool: dict | None, command: str, n_classes: int, steps: int, device_note: str) -> str:
+    ref = (
+        f"pool photos ({pool['images']} {pool['split']} images of {pool['dir']}): spectrum slope 5-95% "
+        f"{pool['spectrum_slope_p5']} to {pool['spectrum_slope_p95']} (median {pool['spectrum_slope_median']}), "
+        f"saturation {pool['saturation_mean']}"
+        if pool
+        else "no pool: relative activation and the natural reference are not measured"
+    )
+    lines = [
+        f"`{command}`",
+        "",
+        f"{n_classes} classes x 1 seed, {steps} steps, target {TARGET} (224 px), judge {JUDGE} (240 px); {device_note}.",
+        "",
+        "| method | target top-1 | judge top-1 | judge top-5 | median rel. act. | median spectrum slope | mean saturation | s / unit |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, rec in methods.items():
+        s = rec["summary"]
+        rel = "n/a" if s["relative_activation_median"] is None else f"{s['relative_activation_median']:.2f}"
+        slope = "n/a" if s["spectrum_slope_median"] is None else f"{s['spectrum_slope_median']:.2f}"
+        lines.append(
+            f"| `{name}` | {s['target_top1']:.0%} | {s['judge_top1']:.0%} | {s['judge_top5']:.0%} | {rel} | {slope} | "
+            f"{s['saturation_mean']:.2f} | {s['seconds_per_unit']:.1f} |"
+        )
+    lines += ["", f"Reference: {ref}. Spectrum slope fitted over {SLOPE_BAND[0]}-{SLOPE_BAND[1]} cycles/pixel."]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    command = shlex.join(["python", "benchmarks/quality.py", *(sys.argv[1:] if argv is None else argv)])
+    classes = CLASSES[: args.classes]
+    units = [Unit("logits", idx) for idx, _, _ in classes]
+    target = dgnam.load_net(TARGET).to(args.device)
+    judge = dgnam.load_net(JUDGE).to(args.device)
+    categories = target.categories
+
+    pool_info, natural_max = None, None
+    if args.pool is not None:
+        pool_info, natural_max = pool_reference(args.pool, args.pool_images, target.fast(["logits"]), units, args.batch_size)
+        print(f"pool reference: {json.dumps(pool_info)}", file=sys.stderr)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    methods: dict[str, dict] = {}
+    tiles, captions = [], []
+    for spec in args.methods:
+        result, seconds = run_method(spec, target, units, args)
+        record = score(result, seconds, target, judge, classes, natural_max, categories)
+        record["config"] = result.config
+        folder = args.out / "images" / _slug(spec)
+        folder.mkdir(parents=True, exist_ok=True)
+        column = []
+        for i, (idx, name, _) in enumerate(classes):
+            image = to_pil(result.images[i])
+            file = folder / f"{idx:04d}_{_slug(name)}.png"
+            image.save(file)
+            record["items"][i]["file"] = str(file.relative_to(args.out))
+            column.append(image)
+        tiles.append(column)
+        captions.append([(f"L1: {it['judge_pred']}", it["judge_rank"] == 1) for it in record["items"]])
+        methods[spec] = record
+        print(f"{spec}: {json.dumps(record['summary'])}", file=sys.stderr)
+
+    sheet = contact_sheet([f"{idx} {name}" for idx, name, _ in classes], list(methods), tiles, captions)
+    sheet.save(args.out / "contact_sheet.png")
+    device_note = f"{args.device}, {torch.get_num_threads()} threads"
+    table = markdown_table(methods, pool_info, command, len(classes), args.steps, device_note)
+    (args.out / "table.md").write_text(table + "\n")
+    record = {
+        "command": command,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "versions": versions(),
+        "settings": {
+            "target": TARGET, "judge": JUDGE, "classes": args.classes, "steps": args.steps, "seed": args.seed,
+            "batch_size": args.batch_size, "device": args.device, "threads": torch.get_num_threads(),
+            "spectrum_band_cycles_per_px": list(SLOPE_BAND), "images_scored": "last images (AMResult.images)",
+        },  # fmt: skip
+        "class_list": [{"index": i, "name": n, "group": g} for i, n, g in classes],
+        "pool": pool_info,
+        "methods": methods,
+    }
+    (args.out / "results.json").write_text(json.dumps(record, indent=1))
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

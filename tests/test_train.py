@@ -1,0 +1,192 @@
+"""Training a prior on a tiny pool with a tiny encoder (the real recipe, miniature)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import dgnam
+from dgnam.generators.prior import PriorConfig, PriorGenerator, load_prior
+from dgnam.hub import WeightSource
+from dgnam.nets import InputSpec, NetSpec
+from dgnam.train import TrainConfig, Trainer, code_stats, load_trained, stage_weights
+
+from conftest import TinyNet
+
+TINY_PRIOR = dict(encoder="tiny_enc", layer="pool", code_shape=(6,), output_size=16, fc_width=16, channels=(16, 8, 8))
+
+
+def register_tiny_encoder(home, monkeypatch):
+    torch.manual_seed(0)
+    (home / "weights").mkdir(parents=True, exist_ok=True)
+    torch.save(TinyNet().state_dict(), home / "weights" / "tiny_enc.pth")
+    monkeypatch.setenv("DGNAM_HOME", str(home))
+    dgnam.nets._ensure_builtin()
+    spec = NetSpec("tiny_enc", TinyNet, WeightSource("tiny_enc.pth"), InputSpec(size=(32, 32), min_size=8))
+    monkeypatch.setitem(dgnam.nets._REGISTRY, "tiny_enc", spec)
+
+
+def write_pool(folder, n=40, size=20, seed=0):
+    rng = np.random.RandomState(seed)
+    # smooth random images (a few colour blobs), so that a tiny generator can fit them
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    images = []
+    for _ in range(n):
+        c = rng.uniform(0, 255, (3, 3))
+        cx, cy = rng.uniform(0.2, 0.8, 2)
+        blob = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 0.05)[..., None]
+        images.append(c[0] * blob + c[1] * (1 - blob) * xx[..., None] + c[2] * 0.3)
+    images = np.clip(np.stack(images), 0, 255).astype(np.uint8)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "images.npy", images)
+    (folder / "card.json").write_text(json.dumps({"size": size, "n_images": n, "train_idx": list(range(n - 6)), "heldout_idx": list(range(n - 6, n))}))
+    (folder / "sources.json").write_text(json.dumps([{"source": "test", "file": str(i)} for i in range(n)]))
+    return folder
+
+
+@pytest.fixture
+def tiny_setup(tmp_path, monkeypatch):
+    register_tiny_encoder(tmp_path / "home", monkeypatch)
+    return write_pool(tmp_path / "pool"), tmp_path
+
+
+def config(**changes):
+    base = dict(prior=PriorConfig(**TINY_PRIOR), comparator_layer="conv1", steps=8, batch_size=8, lr=1e-3,
+                sample_every=4, heldout_samples=4, views=2, feat_start=0.25, adv_start=0.5, ramp=0.25)
+    base.update(changes)
+    return TrainConfig(**base)
+
+
+def test_stage_weights_bring_losses_in_by_stages():
+    cfg = TrainConfig(steps=100, w_pix=1.0, w_feat=0.2, w_adv=0.01, feat_start=0.2, adv_start=0.5, ramp=0.1)
+    assert stage_weights(cfg, 10) == (1.0, 0.0, 0.0)
+    assert stage_weights(cfg, 25) == pytest.approx((1.0, 0.1, 0.0))
+    assert stage_weights(cfg, 55) == pytest.approx((1.0, 0.2, 0.005))
+    assert stage_weights(cfg, 99) == pytest.approx((1.0, 0.2, 0.01))
+
+
+def test_prior_config_checks_its_shape():
+    with pytest.raises(ValueError, match="channel entries"):
+        PriorConfig(output_size=64, channels=(8, 8))
+
+
+def test_code_stats_and_bounds():
+    codes = torch.tensor([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]])
+    stats = code_stats(codes)
+    assert torch.allclose(stats["mean"], torch.tensor([2.0, 3.0]))
+    assert torch.allclose(stats["std"], torch.tensor([2.0, 2.0]))
+    gen = PriorGenerator(PriorConfig(**TINY_PRIOR))
+    gen.set_code_stats(torch.arange(6.0), torch.full((6,), 0.5), torch.zeros(6))
+    assert torch.allclose(gen.upper, torch.arange(6.0) + 1.5) and torch.equal(gen.lower, torch.zeros(6))
+
+
+def test_training_lowers_the_pixel_loss_and_writes_its_outputs(tiny_setup):
+    pool, tmp = tiny_setup
+    cfg = config(steps=60, lr=3e-3, feat_start=1.0, adv_start=1.0, sample_every=30)
+    trainer = Trainer(cfg, pool, tmp / "run", progress=False)
+    trainer.train()
+    rows = (tmp / "run" / "log.csv").read_text().splitlines()
+    pix = [float(r.split(",")[2]) for r in rows[1:]]
+    assert len(pix) == 60
+    assert np.mean(pix[-10:]) < 0.7 * np.mean(pix[:10])
+    assert json.loads((tmp / "run" / "config.json").read_text())["prior"]["layer"] == "pool"
+    assert (tmp / "run" / "samples" / "step000060.png").exists()
+    assert "heldout_psnr" in rows[0] and rows[-1].split(",")[10] != ""
+    assert (pool / "cache" / "codes_tiny_enc_pool_16px_2v.pt").exists()
+
+
+def test_resume_continues_exactly(tiny_setup):
+    pool, tmp = tiny_setup
+    straight = Trainer(config(steps=8), pool, tmp / "a", progress=False)
+    straight.train()
+    first = Trainer(config(steps=8), pool, tmp / "b", progress=False)
+    real = first.train_step
+
+    def stop_at_4(x, y):
+        if first.step == 4:
+            raise KeyboardInterrupt
+        return real(x, y)
+
+    first.train_step = stop_at_4
+    first.train()
+    second = Trainer(config(steps=8), pool, tmp / "b", progress=False)
+    second.resume(tmp / "b" / "checkpoint.pt")
+    assert second.step == 4
+    second.train()
+    for (k, a), b in zip(straight.gen.state_dict().items(), second.gen.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), k
+    assert len((tmp / "b" / "log.csv").read_text().splitlines()) == 9
+
+
+def test_interrupt_saves_a_checkpoint(tiny_setup, monkeypatch):
+    pool, tmp = tiny_setup
+    trainer = Trainer(config(steps=8), pool, tmp / "run", progress=False)
+    real = trainer.train_step
+
+    def step(x, y):
+        if trainer.step == 3:
+            raise KeyboardInterrupt
+        return real(x, y)
+
+    monkeypatch.setattr(trainer, "train_step", step)
+    trainer.train()
+    assert torch.load(tmp / "run" / "checkpoint.pt", weights_only=False)["step"] == 3
+    assert load_trained(tmp / "run" / "checkpoint.pt").code_shape == (6,)
+
+
+def test_export_round_trip(tiny_setup):
+    pool, tmp = tiny_setup
+    trainer = Trainer(config(steps=2), pool, tmp / "run", progress=False)
+    trainer.train()
+    sha = trainer.export(tmp / "prior.safetensors")
+    assert sha == dgnam.hub.sha256_file(tmp / "prior.safetensors")
+    loaded = dgnam.load_generator(str(tmp / "prior.safetensors"))
+    code = trainer.gen.clip(trainer.gen.random_code([0, 1]))
+    with torch.no_grad():
+        assert torch.allclose(loaded(code), trainer.gen.eval()(code), atol=2e-3)  # fp16 weights
+    assert torch.allclose(loaded.upper, trainer.gen.upper)
+    with pytest.raises(dgnam.WeightsError, match="not a dgnam prior|cannot read"):
+        (tmp / "bad.safetensors").write_bytes(b"nonsense")
+        load_prior(tmp / "bad.safetensors")
+
+
+def _ddp_worker(rank, world, port, pool, out, home):
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), DGNAM_HOME=home)
+    torch.set_num_threads(1)
+    import dgnam.nets as nets
+
+    nets._ensure_builtin()
+    nets._REGISTRY["tiny_enc"] = NetSpec("tiny_enc", TinyNet, WeightSource("tiny_enc.pth"), InputSpec(size=(32, 32), min_size=8))
+    trainer = Trainer(config(steps=6), pool, out, progress=False)
+    trainer.train()
+    torch.save(trainer.gen.state_dict(), out / f"rank{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+def test_two_process_ddp_matches_one_process(tiny_setup):
+    """torchrun-style DDP with gloo: 2 processes with half batches each = 1 process with the whole batch."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    pool, tmp = tiny_setup
+    Trainer(config(steps=1), pool, tmp / "warm", progress=False)  # encodes and caches the codes once
+    single = Trainer(config(steps=6), pool, tmp / "single", progress=False)
+    single.train()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    (tmp / "ddp").mkdir()
+    procs = [ctx.Process(target=_ddp_worker, args=(r, 2, port, pool, tmp / "ddp", os.environ["DGNAM_HOME"])) for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=180)
+        assert p.exitcode == 0
+    states = [torch.load(tmp / "ddp" / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    for key, value in single.gen.state_dict().items():
+        assert torch.allclose(states[0][key], states[1][key], atol=1e-6), key  # ranks agree
+        assert torch.allclose(states[0][key], value, atol=1e-4), key  # and equal the single process
