@@ -73,9 +73,13 @@ def main() -> None:
     ap.add_argument("--generator")
     ap.add_argument("--json")
     args = ap.parse_args()
-    target = dgnam.load_net("efficientnet_lite0")
+    plain = dgnam.load_net("efficientnet_lite0")
+    fast = plain.fast(["logits"])  # what `dgnam visualize` uses: BatchNorm folded, channels-last
     gen = make_generator(args.generator)
-    rows = [time_steps(target, gen, int(b), args.steps) for b in args.batches.split(",")]
+    rows = []
+    for b in args.batches.split(","):  # plain and fast side by side, so their ratio is fair on a noisy machine
+        for name, target in (("plain", plain), ("fast", fast)):
+            rows.append({"target_form": name, **time_steps(target, gen, int(b), args.steps)})
     record = {"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__,
               "generator_px": gen.output_size[0], "target": "efficientnet_lite0 224 px", "rows": rows}
     print(json.dumps(record, indent=1))

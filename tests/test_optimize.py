@@ -86,3 +86,18 @@ def test_mismatched_seeds(tiny_target, tiny_generator):
 def test_generator_rejects_wrong_code_shape(tiny_generator):
     with pytest.raises(ValueError, match=r"\(N, 8\)"):
         tiny_generator(torch.zeros(2, 9))
+
+
+def test_batchnorm_statistics_term_in_code_space(tiny_target, tiny_generator):
+    from dgnam.regularizers import BatchNormStatsLoss
+
+    def bn_gap(images):
+        with torch.no_grad(), BatchNormStatsLoss(tiny_target.model) as bn:
+            tiny_target(images)
+            return float(bn.loss())
+
+    units, seeds = [Unit("logits", 1)] * 4, [0, 1, 2, 3]
+    plain = dgn_am(tiny_target, tiny_generator, units, seeds, DGNAMConfig(steps=30, lr_start=1.0), progress=False)
+    with_bn = dgn_am(tiny_target, tiny_generator, units, seeds, DGNAMConfig(steps=30, lr_start=1.0, bn_weight=1000.0), progress=False)
+    assert bn_gap(with_bn.images) < 0.95 * bn_gap(plain.images)  # the tiny 8-d prior cannot go much lower
+    assert hook_count(tiny_target.model) == 0

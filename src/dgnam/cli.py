@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--output-size", type=int, help="generator output size in px (default 128)")
     t.add_argument("--device", help="cpu or cuda")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    t.add_argument("--until", type=int, help="stop at this step (the loss schedule still spans --steps)")
     t.add_argument("--export", help="also write the generator as a .safetensors prior here")
     t.add_argument("--quiet", action="store_true")
 
@@ -270,7 +271,7 @@ def _cmd_train(args) -> int:
     ckpt = Path(args.out) / "checkpoint.pt"
     if args.resume and ckpt.exists():
         trainer.resume(ckpt)
-    trainer.train()
+    trainer.train(until=args.until)
     if args.export and trainer.rank == 0:
         print(f"exported {args.export} sha256 {trainer.export(args.export)}")
     return 0

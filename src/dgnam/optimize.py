@@ -9,6 +9,7 @@ multiplied it by 0.99 per step (the L2 term). :func:`dgn_am_step` is that update
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
@@ -18,6 +19,7 @@ from tqdm.auto import tqdm
 from .generators import Generator
 from .nets import Target
 from .objectives import Objective, run_objective, units_objective
+from .regularizers import BatchNormStatsLoss
 from .units import Unit
 
 
@@ -34,6 +36,8 @@ class DGNAMConfig:
     adam_l2: float = 1e-3  # with Adam, lambda of the explicit -lambda * ||y||^2 term (decay is not applied)
     init_std: float = 1.0  # initial code ~ N(0, init_std^2), one RNG per seed (paper: N(0, 1))
     clip: bool = True  # clip the code to the generator's [lower, upper] after each step
+    bn_weight: float = 0.0  # beyond the paper: weight of DeepInversion's BatchNorm-statistics loss on the
+    #   target, subtracted from the objective in code space (0 = the paper's method; needs BatchNorm layers)
 
     def __post_init__(self):
         if self.optimizer not in ("paper", "adam"):
@@ -87,11 +91,11 @@ def dgn_am_step(code: torch.Tensor, grad: torch.Tensor, lr: float, decay: float,
 class BestTracker:
     """Records the activation at every step and keeps, per batch element, the best image seen.
 
-    Shared by every optimization loop (DGN-AM and the pixel-space baselines). ``device`` is unused
-    (history and images live on the CPU) and is kept for the callers' convenience.
+    Shared by every optimization loop (DGN-AM and the pixel-space baselines); history and images
+    live on the CPU.
     """
 
-    def __init__(self, n: int, steps: int, device=None):
+    def __init__(self, n: int, steps: int):
         self.history = torch.zeros(n, steps)
         self.best = torch.full((n,), float("-inf"))
         self.best_step = torch.zeros(n, dtype=torch.long)
@@ -140,29 +144,31 @@ def dgn_am(
     if len(units) != len(seeds):
         raise ValueError(f"{len(units)} units but {len(seeds)} seeds: give one seed per unit")
     objective = objective or units_objective(units)
-    code = generator.clip(generator.random_code(list(seeds), config.init_std)) if config.clip else generator.random_code(list(seeds), config.init_std)
-    tracker = BestTracker(len(units), config.steps, code.device)
-    adam = None
-    if config.optimizer == "adam":
-        code = code.clone().requires_grad_(True)
-        adam = torch.optim.Adam([code], lr=config.adam_lr)
-    for step in tqdm(range(config.steps), desc="dgn-am", disable=not progress, leave=False):
-        code = code.detach().requires_grad_(True) if adam is None else code
-        images = generator(code)
-        acts = run_objective(target, images, objective)
-        tracker.update(step, acts, images)
-        if adam is None:
-            (grad,) = torch.autograd.grad(acts.sum(), code)
-            with torch.no_grad():
-                code = dgn_am_step(code, grad, config.lr_at(step), config.decay, generator if config.clip else None)
-        else:
-            adam.zero_grad()
-            loss = -(acts - config.adam_l2 * code.pow(2).flatten(1).sum(1)).sum()
-            loss.backward()
-            adam.step()
-            if config.clip:
+    code = generator.random_code(list(seeds), config.init_std)
+    if config.clip:
+        code = generator.clip(code)
+    tracker = BestTracker(len(units), config.steps)
+    adam = torch.optim.Adam([code.requires_grad_(True)], lr=config.adam_lr) if config.optimizer == "adam" else None
+    with ExitStack() as stack:
+        bn = stack.enter_context(BatchNormStatsLoss(target.model)) if config.bn_weight > 0 else None
+        for step in tqdm(range(config.steps), desc="dgn-am", disable=not progress, leave=False):
+            if adam is None:
+                code = code.detach().requires_grad_(True)
+            images = generator(code)
+            acts = run_objective(target, images, objective)
+            tracker.update(step, acts, images)
+            gain = acts.sum() - (config.bn_weight * bn.loss() if bn is not None else 0.0)
+            if adam is None:
+                (grad,) = torch.autograd.grad(gain, code)
                 with torch.no_grad():
-                    code.copy_(generator.clip(code))
+                    code = dgn_am_step(code, grad, config.lr_at(step), config.decay, generator if config.clip else None)
+            else:
+                adam.zero_grad()
+                (config.adam_l2 * code.pow(2).sum() - gain).backward()
+                adam.step()
+                if config.clip:
+                    with torch.no_grad():
+                        code.copy_(generator.clip(code))
     with torch.no_grad():
         code = code.detach()
         images = generator(code)

@@ -60,8 +60,10 @@ def iter_visualize(
         raise ValueError("batch_size must be at least 1")
     check_units(target, [j.unit for j in jobs])  # fail before any work, not at the first batch
     if generator is not None:
-        fast = target.fast([j.unit.layer for j in jobs])  # same activations, computed faster where possible
-        return _batches(fast, jobs, generator, config or DGNAMConfig(), batch_size, progress)
+        config = config or DGNAMConfig()
+        if config.bn_weight == 0:  # same activations, computed faster where possible (BatchNorm folded)
+            target = target.fast([j.unit.layer for j in jobs])
+        return _batches(target, jobs, generator, config, batch_size, progress)
     from .pixel import PixelConfig
 
     return _batches(target, jobs, None, config or PixelConfig(), batch_size, progress)

@@ -303,7 +303,8 @@ class Trainer:
     def save_samples(self) -> None:
         from .results import to_pil
 
-        rows = self.held_rows[: self.config.heldout_samples]
+        n = self.config.heldout_samples
+        rows = self.held_rows[:: max(1, len(self.held_rows) // max(1, n))][:n]  # spread over the held-out originals
         if len(rows) == 0 or self.rank != 0:
             return
         self.gen.eval()
@@ -315,7 +316,9 @@ class Trainer:
         to_pil(grid).save(self.out / "samples" / f"step{self.step:06d}.png")
 
     # ---- loop
-    def train(self) -> Path | None:
+    def train(self, until: int | None = None) -> Path | None:
+        """Train to ``config.steps``, or stop early at step ``until`` (the schedule still spans
+        ``config.steps``, so a run stopped at ``until`` is reproducible exactly)."""
         from tqdm.auto import tqdm
 
         cfg = self.config
@@ -336,7 +339,7 @@ class Trainer:
         self.gen.train()
         try:
             with tqdm(total=cfg.steps, initial=self.step, desc="train-generator", disable=not (self.progress and self.rank == 0)) as bar:
-                while self.step < cfg.steps and not stop["flag"]:
+                while self.step < min(cfg.steps, until or cfg.steps) and not stop["flag"]:
                     x, y = self.batch()
                     logs = self.train_step(x, y)
                     self.step += 1

@@ -1,0 +1,127 @@
+"""Image parameterizations for pixel-space activation maximization: how the optimized image is made.
+
+Each is a small ``nn.Module`` holding the optimized tensor; calling it returns (N, 3, H, W) RGB images
+in [0, 1]. Batch element ``i`` is initialized from its own ``torch.Generator().manual_seed(seeds[i])``,
+so an image depends only on its seed, never on the rest of the batch or on the global RNG.
+
+- :class:`PixelImage`: the pixels themselves (Simonyan et al. 2014; Yosinski et al. 2015).
+- :class:`FourierImage`: lucid's decorrelated parameterization (Olah et al. 2017, "Feature
+  Visualization"): the real-FFT spectrum, scaled by 1/frequency so that gradient steps are
+  whitened, then a linear colour decorrelation and a sigmoid.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .nets import IMAGENET_MEAN
+
+# Square root of ImageNet's RGB colour-correlation matrix, as lucid/lucent ship it
+# (lucid/optvis/param/color.py, ``color_correlation_svd_sqrt``). Columns are normalized by the
+# largest column norm, as lucid does, so a unit step in the decorrelated space stays bounded in RGB.
+COLOR_CORRELATION_SVD_SQRT = torch.tensor(
+    [[0.26, 0.09, 0.02],
+     [0.27, 0.00, -0.05],
+     [0.27, -0.09, 0.03]]
+)
+
+
+def color_correlation_normalized() -> torch.Tensor:
+    """The (3, 3) matrix mapping decorrelated colour to RGB, normalized like lucid's."""
+    c = COLOR_CORRELATION_SVD_SQRT
+    return c / c.norm(dim=0).max()
+
+
+def _size(size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(size, int):
+        return size, size
+    h, w = size
+    return int(h), int(w)
+
+
+def _seeded_randn(seeds: Sequence[int], shape: Sequence[int]) -> torch.Tensor:
+    """One N(0, 1) tensor of ``shape`` per seed, stacked; each from its own generator."""
+    return torch.stack([torch.randn(*shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+
+
+class PixelImage(nn.Module):
+    """Raw pixels: the optimized parameter is the image itself.
+
+    Args:
+        seeds: One seed per batch element.
+        size: ``(height, width)`` or one int for a square.
+        init_std: Standard deviation of the initial noise around ``mean``, in [0, 1] units.
+            The default, 10/255, is Yosinski et al.'s ``mean_plus_rand`` start (N(0, 10) on a 0-255 scale).
+        mean: RGB colour the noise is centred on (ImageNet's mean: the "mean image" start).
+
+    The forward pass clamps to [0, 1]; loops that update ``pixels`` directly should also clamp the
+    data after each step (:meth:`clamp_`), so no pixel sits where the clamp hides its gradient.
+    """
+
+    def __init__(self, seeds: Sequence[int], size: int | Sequence[int], init_std: float = 10 / 255, mean: Sequence[float] = IMAGENET_MEAN):
+        super().__init__()
+        h, w = _size(size)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        init = self.mean + init_std * _seeded_randn(seeds, (3, h, w))
+        self.pixels = nn.Parameter(init.clamp(0, 1))
+
+    @torch.no_grad()
+    def clamp_(self) -> None:
+        self.pixels.clamp_(0, 1)
+
+    def forward(self) -> torch.Tensor:
+        return self.pixels.clamp(0, 1)
+
+
+def rfft2d_freqs(h: int, w: int) -> torch.Tensor:
+    """Frequency magnitude (cycles per pixel) of each entry of an (h, w // 2 + 1) real-FFT spectrum."""
+    fy = torch.fft.fftfreq(h)[:, None]
+    fx = torch.fft.rfftfreq(w)[None, :]
+    return (fx * fx + fy * fy).sqrt()
+
+
+class FourierImage(nn.Module):
+    """lucid's ``fft_image`` + ``to_valid_rgb(decorrelate=True, sigmoid=True)``.
+
+    The parameter is a real-FFT spectrum (real and imaginary parts) per channel. Each coefficient is
+    scaled by ``1 / max(f, 1 / max(h, w)) ** decay_power``, so natural-image-like 1/f amplitudes are
+    the "unit" scale and a gradient step moves low frequencies more than high ones (a whitened
+    gradient: Olah et al. 2017). The inverse FFT (orthonormal) is divided by 4 (lucid's constant,
+    which keeps the sigmoid out of saturation), colours are mixed by the square root of ImageNet's
+    colour correlation, and a sigmoid maps to [0, 1].
+
+    Args:
+        seeds: One seed per batch element.
+        size: ``(height, width)`` or one int.
+        sd: Standard deviation of the initial spectrum (lucid: 0.01, a near-grey start).
+        decay_power: Exponent of the 1/f scaling (lucid: 1).
+        decorrelate: Apply the colour decorrelation (lucid: True).
+    """
+
+    def __init__(self, seeds: Sequence[int], size: int | Sequence[int], sd: float = 0.01, decay_power: float = 1.0, decorrelate: bool = True):
+        super().__init__()
+        h, w = _size(size)
+        self.size = (h, w)
+        self.decorrelate = decorrelate
+        freqs = rfft2d_freqs(h, w)
+        scale = 1.0 / freqs.clamp_min(1.0 / max(h, w)) ** decay_power
+        self.register_buffer("scale", scale[None, None, :, :, None], persistent=False)
+        self.register_buffer("color", color_correlation_normalized(), persistent=False)
+        self.spectrum = nn.Parameter(sd * _seeded_randn(seeds, (3, *freqs.shape, 2)))
+
+    def linear_image(self) -> torch.Tensor:
+        """The image before the sigmoid (decorrelated, roughly zero-mean)."""
+        spectrum = torch.view_as_complex((self.spectrum * self.scale).contiguous())
+        image = torch.fft.irfftn(spectrum, s=self.size, dim=(-2, -1), norm="ortho") / 4.0
+        if self.decorrelate:
+            image = torch.einsum("ij,njhw->nihw", self.color, image)
+        return image
+
+    def forward(self) -> torch.Tensor:
+        return torch.sigmoid(self.linear_image())
+
+
+__all__ = ["PixelImage", "FourierImage", "COLOR_CORRELATION_SVD_SQRT", "color_correlation_normalized", "rfft2d_freqs"]
