@@ -115,3 +115,14 @@ def test_layers_lists_shapes(tiny_registry, capsys):
     assert cli.main(["layers", "tiny", "--net-weights", str(net_file)]) == 0
     out = capsys.readouterr().out
     assert "conv2" in out and "(6, 16, 16)" in out and "output" in out
+
+
+def test_hidden_units_get_their_receptive_field_crop(tmp_path, tiny_registry):
+    net_file, gen_file = tiny_registry
+    out = tmp_path / "run"
+    assert cli.main(["visualize", "--net", "tiny", "--net-weights", str(net_file), "--generator-weights", str(gen_file),
+                     "--unit", "conv2:0", "--unit", "logits:1", "--steps", "2", "--out", str(out), "--quiet"]) == 0
+    items = json.loads((out / "results.json").read_text())["items"]
+    assert items[0]["receptive_field"] == [14, 14, 19, 19]  # centre (8, 8) of conv2's 16x16 map
+    assert Image.open(out / items[0]["rf_file"]).size == (5, 5)
+    assert items[1]["receptive_field"] is None and items[1]["rf_file"] is None

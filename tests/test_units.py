@@ -136,3 +136,17 @@ def test_token_layers_of_a_vision_transformer():
     got = run_objective(target, images, units_objective(units))
     tokens = target.model.block(torch.cat([target.model.cls.expand(3, -1, -1), target.model.patch(target.preprocess(images)).flatten(2).transpose(1, 2)], 1))
     assert torch.allclose(got, torch.stack([tokens[0, 0, 3], tokens[1, :, 5].mean(), tokens[2, 16, 1]]), atol=1e-5)
+
+
+def test_receptive_field_is_computed_from_the_gradient(tiny_target):
+    from dgnam.objectives import receptive_field_box
+
+    # conv1 (3x3, pad 1) then conv2 (3x3, stride 2, pad 1): conv2 at (y, x) sees input rows 2y-2 .. 2y+2
+    assert receptive_field_box(tiny_target, Unit("conv2", 0, (5, 3)), (32, 32)) == (8, 4, 13, 9)
+    assert receptive_field_box(tiny_target, Unit("conv2", 0, (0, 0)), (32, 32)) == (0, 0, 3, 3)  # clipped at the border
+    assert receptive_field_box(tiny_target, Unit("conv1", 2), (32, 32)) == (15, 15, 18, 18)  # centre of 32x32
+    # a 64 px generator image resized to the 32 px input: the box doubles (and widens by the bilinear kernel)
+    top, left, bottom, right = receptive_field_box(tiny_target, Unit("conv1", 2), (64, 64))
+    assert 28 <= top <= 30 and 36 <= bottom <= 38 and (top, bottom) == (left, right)
+    assert receptive_field_box(tiny_target, Unit("logits", 1), (32, 32)) is None
+    assert hook_count(tiny_target.model) == 0

@@ -103,6 +103,7 @@ def _cmd_visualize(args) -> int:
 
     from . import load_generator, load_net, parse_units
     from .optimize import DGNAMConfig
+    from .objectives import receptive_field_box
     from .results import RunWriter
     from .run import iter_visualize, make_jobs
 
@@ -154,7 +155,9 @@ def _cmd_visualize(args) -> int:
         "device": str(device),
     }
     batches = iter_visualize(net, jobs, generator, config, args.batch_size, progress=not args.quiet)  # checks units
-    writer = RunWriter(args.out, settings, net.categories)
+    size = generator.output_size if generator is not None else net.spec.size
+    fields = {u: receptive_field_box(net, u, tuple(size)) for u in units if u.location != "mean" and u.layer not in ("output", "logits")}
+    writer = RunWriter(args.out, settings, net.categories, fields)
     interrupted = False
     try:
         for result in batches:

@@ -118,6 +118,32 @@ def check_units(target: Target, units: Sequence[Unit]) -> dict[str, tuple[int, .
     return shapes
 
 
+def receptive_field_box(target: Target, unit: Unit, image_size: tuple[int, int], trials: int = 2, seed: int = 0) -> tuple[int, int, int, int] | None:
+    """The pixels of an ``image_size`` image that ``unit`` depends on, as (top, left, bottom, right), end exclusive.
+
+    Computed, not looked up: the support of the unit's gradient with respect to the image the loop
+    feeds the target (so the target's resize or crop is accounted for), over a few random images.
+    Used to crop visualizations of hidden units to what they see, as the paper did.
+
+    Returns:
+        The box, or None where the unit depends on the whole image.
+    """
+    rng = torch.Generator().manual_seed(seed)
+    device = next(target.buffers()).device
+    support = torch.zeros(image_size, device=device)
+    objective = units_objective([unit])
+    for _ in range(trials):
+        image = torch.rand(1, 3, *image_size, generator=rng).to(device).requires_grad_(True)
+        (grad,) = torch.autograd.grad(run_objective(target, image, objective).sum(), image)
+        support += grad.abs().sum(dim=(0, 1))
+    rows = torch.nonzero(support.sum(1) > 0).flatten()
+    cols = torch.nonzero(support.sum(0) > 0).flatten()
+    if len(rows) == 0:
+        return None
+    box = (int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1)
+    return None if box == (0, 0, *image_size) else box
+
+
 def all_layer_shapes(target: Target) -> dict[str, tuple[int, ...]]:
     """Output shape of every addressable layer of ``target`` at its native size (for ``dgnam layers``)."""
     h, w = target.spec.size
@@ -129,4 +155,4 @@ def all_layer_shapes(target: Target) -> dict[str, tuple[int, ...]]:
     return {n: shapes[n] for n in names + [OUTPUT] if n in shapes}
 
 
-__all__ = ["Objective", "units_objective", "run_objective", "check_units", "all_layer_shapes", "UnitError"]
+__all__ = ["Objective", "units_objective", "run_objective", "check_units", "all_layer_shapes", "receptive_field_box", "UnitError"]

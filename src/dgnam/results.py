@@ -48,11 +48,12 @@ class RunWriter:
         categories: Category names of the target, for labels.
     """
 
-    def __init__(self, out_dir: str | Path, settings: dict, categories: Sequence[str] | None = None):
+    def __init__(self, out_dir: str | Path, settings: dict, categories: Sequence[str] | None = None, fields: dict | None = None):
         self.out = Path(out_dir)
         (self.out / "best").mkdir(parents=True, exist_ok=True)
         self.settings = settings
         self.categories = categories
+        self.fields = fields or {}  # unit -> receptive-field box (top, left, bottom, right) for hidden units
         self.items: list[dict] = []
         self.tiles: list[tuple[Image.Image, str]] = []
         self.started = time.time()
@@ -65,6 +66,10 @@ class RunWriter:
             image.save(self.out / name)
             to_pil(result.best_images[i]).save(self.out / "best" / name)
             label = unit_label(unit, self.categories)
+            box = self.fields.get(unit)
+            if box is not None:  # hidden unit: also its receptive field, cropped (left, top, right, bottom)
+                (self.out / "rf").mkdir(exist_ok=True)
+                image.crop((box[1], box[0], box[3], box[2])).save(self.out / "rf" / name)
             self.items.append(
                 {
                     "unit": str(unit),
@@ -75,6 +80,8 @@ class RunWriter:
                     "seed": seed,
                     "file": name,
                     "best_file": f"best/{name}",
+                    "receptive_field": list(box) if box is not None else None,
+                    "rf_file": f"rf/{name}" if box is not None else None,
                     "final_activation": float(result.final[i]),
                     "best_activation": float(result.best[i]),
                     "best_step": int(result.best_step[i]),
