@@ -137,8 +137,8 @@ def dgn_am(
         An :class:`AMResult` with last and best images, activation history and final codes.
 
     Example:
-        >>> net, gen = load_net("efficientnet_lite0"), load_generator("lite0_pool")
-        >>> r = dgn_am(net, gen, parse_unit("logits:945") * 2, seeds=[0, 1])
+        >>> net, gen = load_net("caffenet"), load_generator("deepsim_fc6")
+        >>> r = dgn_am(net, gen, parse_unit("fc8:945") * 2, seeds=[0, 1])
         >>> r.final  # activation of each returned image
     """
     if len(units) != len(seeds):
