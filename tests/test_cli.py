@@ -126,3 +126,14 @@ def test_hidden_units_get_their_receptive_field_crop(tmp_path, tiny_registry):
     assert items[0]["receptive_field"] == [14, 14, 19, 19]  # centre (8, 8) of conv2's 16x16 map
     assert Image.open(out / items[0]["rf_file"]).size == (5, 5)
     assert items[1]["receptive_field"] is None and items[1]["rf_file"] is None
+
+
+def test_paper_preset_sets_the_papers_schedule(tmp_path, tiny_registry):
+    net_file, gen_file = tiny_registry
+    out = tmp_path / "run"
+    assert cli.main(["visualize", "--preset", "paper", "--net", "tiny", "--generator", "tiny_gen", "--net-weights", str(net_file),
+                     "--generator-weights", str(gen_file), "--unit", "logits:1", "--steps", "3", "--out", str(out), "--quiet"]) == 0
+    record = json.loads((out / "results.json").read_text())
+    assert record["preset"] == "paper"
+    cfg = record["config"]
+    assert (cfg["lr_start"], cfg["lr_end"], cfg["decay"], cfg["optimizer"], cfg["steps"]) == (8.0, 1e-10, 0.99, "paper", 3)
