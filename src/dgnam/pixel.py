@@ -232,7 +232,10 @@ def pixel_am(
         ``"deepinversion"`` matches BatchNorm statistics computed over the whole batch (and all
         positions), so batch composition matters: the same seed and unit give a different image in a
         different batch, and a batch of one image, or of one class, fits the net's dataset-wide
-        statistics less well than a varied batch. Use batches of several different units.
+        statistics less well than a varied batch. Use batches of several different units. It needs
+        the net's BatchNorm layers, so pass the unfused target (not ``target.fast()``); the other
+        methods use ``target.fast()`` internally.
+        It is the slowest method per step, since it cannot use the BatchNorm-folded net.
 
     Example:
         >>> net = load_net("efficientnet_lite0")

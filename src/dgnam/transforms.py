@@ -46,7 +46,7 @@ def _choice(gen: Generators, n: int, options: Sequence[float]) -> torch.Tensor:
 
 def scales(low: float, high: float, n: int) -> tuple[float, ...]:
     """``n`` evenly spaced scale factors from ``low`` to ``high`` (lucent: 0.9 to 1.1 in 11 steps)."""
-    return tuple(low + (high - low) * i / (n - 1) for i in range(n)) if n > 1 else (low,)
+    return tuple(round(low + (high - low) * i / (n - 1), 6) for i in range(n)) if n > 1 else (low,)
 
 
 class Transform:
