@@ -5,7 +5,7 @@ Public API::
     import dgnam
     net = dgnam.load_net("efficientnet_lite0")
     units = dgnam.parse_units(["logits:espresso"], net.categories)
-    result = dgnam.visualize(net, units, seeds=[0])   # generator or pixel-space method
+    result = dgnam.visualize(net, units, seeds=[0])   # a generator prior, or the pixel-space default
 
 Importing the package does no work: registries fill on first use.
 """
@@ -15,12 +15,14 @@ from .hub import WeightSource, WeightsError, download_weights
 from .nets import InputSpec, NetSpec, Target, list_nets, load_net, register_net, wrap_model
 from .objectives import Objective, check_units, run_objective, units_objective
 from .optimize import AMResult, DGNAMConfig, dgn_am
+from .pixel import PixelConfig, pixel_am
+from .run import visualize
 from .units import Unit, UnitError, parse_unit, parse_units
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AMResult", "DGNAMConfig", "Generator", "GeneratorSpec", "InputSpec", "NetSpec", "Objective", "Target",
+    "AMResult", "DGNAMConfig", "PixelConfig", "pixel_am", "visualize", "Generator", "GeneratorSpec", "InputSpec", "NetSpec", "Objective", "Target",
     "Unit", "UnitError", "WeightSource", "WeightsError", "check_units", "dgn_am", "download_weights",
     "list_generators", "list_nets", "load_generator", "load_net", "parse_unit", "parse_units",
     "register_generator", "register_net", "run_objective", "units_objective", "wrap_model",
