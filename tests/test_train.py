@@ -59,6 +59,18 @@ def config(**changes):
     return TrainConfig(**base)
 
 
+def interrupt_at(trainer, step):
+    """Make ``trainer`` raise KeyboardInterrupt (as Ctrl-C would) when it reaches ``step``."""
+    real = trainer.train_step
+
+    def train_step(x, y):
+        if trainer.step == step:
+            raise KeyboardInterrupt
+        return real(x, y)
+
+    trainer.train_step = train_step
+
+
 def test_stage_weights_bring_losses_in_by_stages():
     cfg = TrainConfig(steps=100, w_pix=1.0, w_feat=0.2, w_adv=0.01, feat_start=0.2, adv_start=0.5, ramp=0.1)
     assert stage_weights(cfg, 10) == (1.0, 0.0, 0.0)
@@ -102,14 +114,7 @@ def test_resume_continues_exactly(tiny_setup):
     straight = Trainer(config(steps=8), pool, tmp / "a", progress=False)
     straight.train()
     first = Trainer(config(steps=8), pool, tmp / "b", progress=False)
-    real = first.train_step
-
-    def stop_at_4(x, y):
-        if first.step == 4:
-            raise KeyboardInterrupt
-        return real(x, y)
-
-    first.train_step = stop_at_4
+    interrupt_at(first, 4)
     first.train()
     second = Trainer(config(steps=8), pool, tmp / "b", progress=False)
     second.resume(tmp / "b" / "checkpoint.pt")
@@ -120,17 +125,10 @@ def test_resume_continues_exactly(tiny_setup):
     assert len((tmp / "b" / "log.csv").read_text().splitlines()) == 9
 
 
-def test_interrupt_saves_a_checkpoint(tiny_setup, monkeypatch):
+def test_interrupt_saves_a_checkpoint(tiny_setup):
     pool, tmp = tiny_setup
     trainer = Trainer(config(steps=8), pool, tmp / "run", progress=False)
-    real = trainer.train_step
-
-    def step(x, y):
-        if trainer.step == 3:
-            raise KeyboardInterrupt
-        return real(x, y)
-
-    monkeypatch.setattr(trainer, "train_step", step)
+    interrupt_at(trainer, 3)
     trainer.train()
     assert torch.load(tmp / "run" / "checkpoint.pt", weights_only=False)["step"] == 3
     assert load_trained(tmp / "run" / "checkpoint.pt").code_shape == (6,)

@@ -285,6 +285,7 @@ def _cmd_bounds(args) -> int:
 
     import torch
 
+    from .generators.prior import code_bounds
     from .pool import load_any
     from .train import code_stats, encode_views
 
@@ -293,8 +294,8 @@ def _cmd_bounds(args) -> int:
     stats = code_stats(encode_views(views, args.net, args.layer))
     record = {"net": args.net, "layer": args.layer, "data": args.data, "images": len(images)}
     record.update({k: v.flatten().tolist() for k, v in stats.items()})
-    record["lower"] = [min(0.0, v) for v in record["min"]]
-    record["upper"] = (stats["mean"] + 3 * stats["std"]).flatten().tolist()
+    lower, upper = code_bounds(stats["mean"], stats["std"], stats["min"])
+    record["lower"], record["upper"] = lower.flatten().tolist(), upper.flatten().tolist()
     Path(args.out).write_text(json.dumps(record))
     print(f"wrote {args.out}: {len(record['mean'])} units over {len(images)} images")
     return 0

@@ -215,6 +215,14 @@ def read_unit(activation: torch.Tensor, units: Sequence[Unit]) -> torch.Tensor:
     return torch.stack(values)
 
 
+def unknown_name(kind: str, name: str, known) -> KeyError:
+    """The error for a name missing from a registry: lists the registered names and the closest ones."""
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return KeyError(f"unknown {kind} {name!r}. Registered {kind}s: {', '.join(known) or 'none'}.{hint}")
+
+
 def nearest_names(name: str, names: Iterable[str], n: int = 5) -> list[str]:
     names = list(names)
     return difflib.get_close_matches(name, names, n=n, cutoff=0.4) or [x for x in names if name in x][:n]

@@ -103,12 +103,9 @@ def list_generators() -> list[str]:
 def get_generator_spec(name: str) -> GeneratorSpec:
     _ensure_builtin()
     if name not in _REGISTRY:
-        import difflib
+        from ..units import unknown_name
 
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        listed = ", ".join(sorted(_REGISTRY)) or "none"
-        raise KeyError(f"unknown generator {name!r}. Registered generators: {listed}.{hint}")
+        raise unknown_name("generator", name, _REGISTRY)
     return _REGISTRY[name]
 
 

@@ -48,6 +48,12 @@ class PriorConfig:
         return cls(**json.loads(text))
 
 
+def code_bounds(mean: torch.Tensor, std: torch.Tensor, minimum: torch.Tensor, sigmas: float = 3.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The paper's clipping range from code statistics: lower = min(0, data minimum),
+    upper = mean + ``sigmas`` * std."""
+    return minimum.clamp(max=0.0), mean + sigmas * std
+
+
 class PriorGenerator(Generator):
     """Code (encoder features) -> RGB image in [0, 1] at ``config.output_size``.
 
@@ -82,8 +88,9 @@ class PriorGenerator(Generator):
         self.update_bounds()
 
     def update_bounds(self) -> None:
-        """lower = min(0, data minimum); upper = mean + bound_sigmas * std (the paper's [0, 3 sigma] range)."""
-        self.set_bounds(lower=self.code_min.clamp(max=0.0), upper=self.code_mean + self.config.bound_sigmas * self.code_std)
+        """Clipping range from the stored statistics (:func:`code_bounds`, the paper's [0, 3 sigma])."""
+        lower, upper = code_bounds(self.code_mean, self.code_std, self.code_min, self.config.bound_sigmas)
+        self.set_bounds(lower=lower, upper=upper)
 
     def random_code(self, seeds, std: float = 1.0) -> torch.Tensor:
         """Initial codes from the per-unit Gaussian of the data, ``mean + std * code_std * N(0, 1)``:
@@ -136,4 +143,4 @@ def prior_metadata(path: str | Path) -> dict:
         return {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
 
 
-__all__ = ["PriorConfig", "PriorGenerator", "save_prior", "load_prior", "prior_metadata"]
+__all__ = ["PriorConfig", "PriorGenerator", "code_bounds", "save_prior", "load_prior", "prior_metadata"]

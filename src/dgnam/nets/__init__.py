@@ -150,11 +150,9 @@ def list_nets() -> list[str]:
 def get_net_spec(name: str) -> NetSpec:
     _ensure_builtin()
     if name not in _REGISTRY:
-        import difflib
+        from ..units import unknown_name
 
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise KeyError(f"unknown net {name!r}. Registered nets: {', '.join(sorted(_REGISTRY))}.{hint}")
+        raise unknown_name("net", name, _REGISTRY)
     return _REGISTRY[name]
 
 
