@@ -11,7 +11,7 @@ import dgnam
 from dgnam.generators.prior import PriorConfig, PriorGenerator, load_prior
 from dgnam.hub import WeightSource
 from dgnam.nets import InputSpec, NetSpec
-from dgnam.train import TrainConfig, Trainer, code_stats, load_trained, stage_weights
+from dgnam.train import TrainConfig, Trainer, code_stats, learning_rate, load_trained, stage_weights
 
 from conftest import TinyNet
 
@@ -77,6 +77,26 @@ def test_stage_weights_bring_losses_in_by_stages():
     assert stage_weights(cfg, 25) == pytest.approx((1.0, 0.1, 0.0))
     assert stage_weights(cfg, 55) == pytest.approx((1.0, 0.2, 0.005))
     assert stage_weights(cfg, 99) == pytest.approx((1.0, 0.2, 0.01))
+
+
+def test_learning_rate_decays_by_cosine_to_its_final_fraction():
+    cfg = TrainConfig(steps=100, lr=1e-3, lr_final=0.1)
+    assert learning_rate(cfg, 0) == pytest.approx(1e-3)
+    assert learning_rate(cfg, 50) == pytest.approx(0.55e-3)
+    assert learning_rate(cfg, 100) == pytest.approx(1e-4)
+    assert learning_rate(TrainConfig(steps=100, lr=1e-3), 70) == pytest.approx(1e-3)  # lr_final 1: constant
+
+
+def test_linear_output_is_raw_in_training_and_clamped_in_use():
+    gen = PriorGenerator(PriorConfig(**TINY_PRIOR, output="linear"))
+    with torch.no_grad():
+        gen.up[-1].bias.fill_(2.0)  # pushes every pixel far above 1
+    code = torch.ones(2, 6)
+    assert gen.train()(code).min() > 1.0  # the losses see (and can pull back) out-of-range values
+    out = gen.eval()(code)
+    assert out.max() <= 1.0 and torch.allclose(out, torch.ones_like(out))
+    with pytest.raises(ValueError, match="output"):
+        PriorConfig(**TINY_PRIOR, output="tanh")
 
 
 def test_prior_config_checks_its_shape():

@@ -44,6 +44,7 @@ class TrainConfig:
     steps: int = 3000  # optimizer steps
     batch_size: int = 32  # global batch (split over processes)
     lr: float = 2e-4  # Adam, as DeePSiM
+    lr_final: float = 1.0  # lr at the last step as a fraction of lr (cosine decay; 1.0 = constant)
     betas: tuple[float, float] = (0.5, 0.999)
     w_pix: float = 1.0  # pixel MSE weight
     w_feat: float = 0.05  # feature MSE weight (the MSE is divided by the comparator features' variance over the data)
@@ -64,6 +65,12 @@ class TrainConfig:
         d["prior"] = PriorConfig(**d.get("prior", {}))
         d["betas"] = tuple(d.get("betas", (0.5, 0.999)))
         return cls(**d)
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """Cosine decay from ``lr`` to ``lr * lr_final`` over ``steps``."""
+    t = min(1.0, step / max(1, config.steps))
+    return config.lr * (config.lr_final + (1 - config.lr_final) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 def stage_weights(config: TrainConfig, step: int) -> tuple[float, float, float]:
@@ -251,6 +258,10 @@ class Trainer:
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         w_pix, w_feat, w_adv = stage_weights(self.config, self.step)
+        lr = learning_rate(self.config, self.step)
+        for opt in (self.opt_g, self.opt_d):
+            for group in opt.param_groups:
+                group["lr"] = lr
         fake = self.g_model(y)
         logs: dict[str, float] = {}
         if w_adv > 0:  # discriminator step: real (x, y) vs generated (G(y), y), one forward pass (DDP)
@@ -277,7 +288,7 @@ class Trainer:
         loss.backward()
         self.opt_g.step()
         logs["loss_g"] = loss.item()
-        logs.update(w_pix=w_pix, w_feat=w_feat, w_adv=w_adv)
+        logs.update(w_pix=w_pix, w_feat=w_feat, w_adv=w_adv, lr=lr)
         return logs
 
     # ---- evaluation and samples
@@ -326,7 +337,7 @@ class Trainer:
         if self.rank == 0:
             (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
         log_path = self.out / "log.csv"
-        fields = ["step", "seconds", "pix", "feat", "adv", "loss_g", "loss_d", "w_pix", "w_feat", "w_adv", "heldout_psnr", "heldout_code_cos"]
+        fields = ["step", "seconds", "pix", "feat", "adv", "loss_g", "loss_d", "w_pix", "w_feat", "w_adv", "lr", "heldout_psnr", "heldout_code_cos"]
         new_log = not log_path.exists()
         log_file = open(log_path, "a", newline="") if self.rank == 0 else None
         writer = csv.DictWriter(log_file, fieldnames=fields, extrasaction="ignore") if log_file else None

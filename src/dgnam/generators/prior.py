@@ -32,11 +32,15 @@ class PriorConfig:
     channels: tuple[int, ...] = (256, 256, 128, 64, 32, 16)  # 4x4 map, then one entry per doubling
     slope: float = 0.3  # LeakyReLU slope of DeePSiM
     bound_sigmas: float = 3.0  # upper clipping bound = mean + bound_sigmas * std (lower bound: 0 or the minimum)
+    output: str = "sigmoid"  # "sigmoid", or "linear": 0.5 + conv output, clamped to [0, 1] outside training
+    # (a linear output cannot saturate, as a sigmoid did once the feature loss came in)
 
     def __post_init__(self):
         self.code_shape = tuple(self.code_shape)
         self.channels = tuple(self.channels)
         doublings = math.log2(self.output_size / 4)
+        if self.output not in ("sigmoid", "linear"):
+            raise ValueError(f"output must be 'sigmoid' or 'linear', not {self.output!r}")
         if doublings != int(doublings) or len(self.channels) != int(doublings) + 1:
             raise ValueError(f"output_size {self.output_size} needs {int(doublings) + 1} channel entries (4x4 map, then one per doubling)")
 
@@ -101,7 +105,11 @@ class PriorGenerator(Generator):
     def decode(self, code: torch.Tensor) -> torch.Tensor:
         z = ((code - self.code_mean) / self.code_std).flatten(1)
         h = self.fc(z).view(-1, self.config.channels[0], 4, 4)
-        return torch.sigmoid(self.up(h))
+        out = self.up(h)
+        if self.config.output == "sigmoid":
+            return torch.sigmoid(out)
+        # linear: the losses see the raw image while training; users get it clamped to [0, 1]
+        return out + 0.5 if self.training else (out + 0.5).clamp(0.0, 1.0)
 
 
 def save_prior(gen: PriorGenerator, path: str | Path, extra: dict | None = None) -> str:
