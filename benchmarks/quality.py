@@ -84,6 +84,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=Path("runs/quality"))
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("--reuse", action="store_true",
+                    help="take a method's scores and images from an earlier run in --out with the same classes, steps and seed")
     args = ap.parse_args(argv)
     if not 1 <= args.classes <= len(CLASSES):
         ap.error(f"--classes must be 1-{len(CLASSES)}")
@@ -249,19 +251,28 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     methods: dict[str, dict] = {}
     tiles, captions = [], []
+    same = {"classes": args.classes, "steps": args.steps, "seed": args.seed}
     for spec in args.methods:
-        result, seconds = run_method(spec, target, units, args)
-        record = score(result, seconds, target, judge, classes, natural_max, categories)
-        record["config"] = result.config
-        folder = args.out / "images" / _slug(spec)
-        folder.mkdir(parents=True, exist_ok=True)
-        column = []
-        for i, (idx, name, _) in enumerate(classes):
-            image = to_pil(result.images[i])
-            file = folder / f"{idx:04d}_{_slug(name)}.png"
-            image.save(file)
-            record["items"][i]["file"] = str(file.relative_to(args.out))
-            column.append(image)
+        saved = args.out / "methods" / f"{_slug(spec)}.json"
+        if args.reuse and saved.exists() and json.loads(saved.read_text()).get("same") == same:
+            record = json.loads(saved.read_text())["record"]
+            column = [Image.open(args.out / it["file"]).convert("RGB") for it in record["items"]]
+            print(f"{spec}: reused {saved}", file=sys.stderr)
+        else:
+            result, seconds = run_method(spec, target, units, args)
+            record = score(result, seconds, target, judge, classes, natural_max, categories)
+            record["config"] = result.config
+            folder = args.out / "images" / _slug(spec)
+            folder.mkdir(parents=True, exist_ok=True)
+            column = []
+            for i, (idx, name, _) in enumerate(classes):
+                image = to_pil(result.images[i])
+                file = folder / f"{idx:04d}_{_slug(name)}.png"
+                image.save(file)
+                record["items"][i]["file"] = str(file.relative_to(args.out))
+                column.append(image)
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            saved.write_text(json.dumps({"same": same, "record": record}, indent=1))
         tiles.append(column)
         captions.append([(f"L1: {it['judge_pred']}", it["judge_rank"] == 1) for it in record["items"]])
         methods[spec] = record
