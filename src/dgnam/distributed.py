@@ -1,0 +1,178 @@
+"""Scale-out: visualizing thousands of units over processes and GPUs with ``torchrun``.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) ``dgnam visualize`` runs one process per rank:
+
+1. every rank makes the same job list (:func:`dgnam.run.make_jobs`) and takes a contiguous, balanced
+   slice of its *batches* (:func:`shard_jobs`): whole batches, so each image is computed in exactly
+   the batch it would have in a one-process run (pixel methods' transforms depend on the batch);
+2. it writes its images and a ``results.json`` into ``OUT/parts/rankNNN`` (:func:`part_dir`);
+3. after a barrier, rank 0 merges the parts into ``OUT`` (:func:`merge_parts`): all PNGs, one
+   ``results.json`` in job order, one contact sheet, the same content as a one-process run.
+
+gloo on CPUs, nccl on GPUs; ``--device cuda`` means ``cuda:LOCAL_RANK``. Across machines, ``OUT``
+must be on a file system that every node sees. A run whose merge did not happen (a rank died)
+keeps its parts; ``dgnam merge OUT`` merges what finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence, TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+PARTS = "parts"
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place in a (possibly one-process) run.
+
+    Attributes:
+        rank: Global rank (0 in a one-process run).
+        size: Number of processes.
+        local_rank: Rank on this machine (picks the GPU).
+        device: The device this process computes on.
+    """
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+
+def init_world(device: str = "cpu") -> World:
+    """Join the ``torchrun`` process group when ``WORLD_SIZE`` > 1 (gloo on CPU, nccl on CUDA).
+
+    Args:
+        device: ``cpu``, ``cuda`` (becomes ``cuda:LOCAL_RANK`` under torchrun) or an explicit
+            ``cuda:N``.
+
+    Returns:
+        A :class:`World`; one process and ``device`` as given when not under torchrun.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return World(device=torch.device(device))
+    from .train import _init_distributed
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "cuda":
+        device = f"cuda:{local_rank}"
+    rank, size = _init_distributed(device)
+    return World(rank, size, local_rank, torch.device(device))
+
+
+def barrier(world: World) -> None:
+    """Wait for every rank (a no-op in a one-process run)."""
+    if not world.distributed:
+        return
+    import torch.distributed as dist
+
+    if dist.get_backend() == "nccl":
+        dist.barrier(device_ids=[world.device.index or 0])
+    else:
+        dist.barrier()
+
+
+def close_world(world: World) -> None:
+    """Leave the process group that :func:`init_world` joined."""
+    if world.distributed:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def shard_jobs(jobs: Sequence[T], rank: int, world_size: int, batch_size: int) -> list[T]:
+    """Rank ``rank``'s share of ``jobs``: a contiguous run of whole batches of ``batch_size``.
+
+    Batches are split as evenly as possible (rank shares differ by at most one batch) and in order,
+    so concatenating the shares of ranks 0, 1, ... gives ``jobs`` back, batch boundaries included.
+
+    Example:
+        >>> shard_jobs(list(range(10)), rank=1, world_size=2, batch_size=3)
+        [6, 7, 8, 9]
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is outside a world of {world_size}")
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    batches = [list(jobs[i : i + batch_size]) for i in range(0, len(jobs), batch_size)]
+    lo, hi = rank * len(batches) // world_size, (rank + 1) * len(batches) // world_size
+    return [job for batch in batches[lo:hi] for job in batch]
+
+
+def part_dir(out: str | Path, rank: int) -> Path:
+    """Where rank ``rank`` writes its part of run ``out``."""
+    return Path(out) / PARTS / f"rank{rank:03d}"
+
+
+def part_settings(settings: dict, world: World, items_total: int) -> dict:
+    """A part's settings: the run's, plus (under ``"part"``) which part of how many it is."""
+    part = {"rank": world.rank, "world_size": world.size, "items_total": items_total, "run_keys": list(settings)}
+    return {**settings, "part": part}
+
+
+def merge_parts(out: str | Path, started: float | None = None, keep_parts: bool = False) -> Path:
+    """Merge the parts under ``out/parts`` into the run folder ``out``; return its ``results.json``.
+
+    Images (and ``best/``, ``rf/``) are moved into ``out``; ``results.json`` lists every part's items
+    in rank order (= job order) with the run's settings; the contact sheet is drawn from the moved
+    images, so it equals a one-process run's. The parts folder is removed once every part is merged.
+
+    Args:
+        out: The run folder given to ``dgnam visualize --out``.
+        started: ``time.time()`` when the run started (for ``seconds``); default: now.
+        keep_parts: Keep ``out/parts`` after merging.
+
+    Raises:
+        FileNotFoundError: no part has a ``results.json``.
+    """
+    from PIL import Image
+
+    from .results import RunWriter, tile_caption
+
+    out = Path(out)
+    records = [(json.loads(p.read_text()), p.parent) for p in (out / PARTS).glob("rank*/results.json")]
+    records.sort(key=lambda record_folder: record_folder[0]["part"]["rank"])
+    if not records:
+        raise FileNotFoundError(f"no part of a run in {out / PARTS} (rank*/results.json): nothing to merge")
+    part = records[0][0]["part"]
+    world_size, total = part["world_size"], part["items_total"]
+    settings = {k: records[0][0][k] for k in part["run_keys"]}
+    writer = RunWriter(out, settings, categories=None)
+    writer.started = started if started is not None else time.time()
+    interrupted = len(records) < world_size
+    for record, folder in records:
+        interrupted = interrupted or record["interrupted"]
+        offset = len(writer.batches)  # batch indices continue over the parts
+        writer.batches.extend(record.get("batches", []))
+        for item in record["items"]:
+            if "batch" in item:
+                item["batch"] += offset
+            for key in ("file", "best_file", "rf_file"):
+                if item.get(key):
+                    target = out / item[key]
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.move(str(folder / item[key]), str(target))
+            writer.items.append(item)
+            with Image.open(out / item["file"]) as image:
+                writer.tiles.append((image.convert("RGB"), tile_caption(item["label"], item["seed"], item["final_activation"])))
+    path = writer.finish(interrupted=interrupted, requested=total)
+    if not keep_parts and len(records) == world_size:
+        shutil.rmtree(out / PARTS)
+    return path
+
+
+__all__ = ["World", "init_world", "barrier", "close_world", "shard_jobs", "part_dir", "part_settings", "merge_parts"]

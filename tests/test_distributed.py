@@ -1,0 +1,130 @@
+"""Scale-out of `dgnam visualize` over torchrun processes: sharding, per-rank parts and the merge."""
+
+import json
+import os
+import socket
+
+import pytest
+import torch
+from PIL import Image
+
+import dgnam
+from dgnam import cli
+from dgnam.distributed import World, merge_parts, part_dir, part_settings, shard_jobs
+from dgnam.generators import GeneratorSpec
+from dgnam.hub import WeightSource
+from dgnam.nets import InputSpec, NetSpec
+from dgnam.optimize import AMResult
+from dgnam.results import RunWriter
+
+from conftest import CATEGORIES, TinyGenerator, TinyNet
+
+
+@pytest.mark.parametrize("n, world, batch", [(10, 2, 3), (8, 3, 3), (1000, 8, 32), (5, 4, 2), (0, 2, 4), (7, 1, 2)])
+def test_shards_are_balanced_whole_batches_in_order(n, world, batch):
+    jobs = list(range(n))
+    shards = [shard_jobs(jobs, r, world, batch) for r in range(world)]
+    assert [j for s in shards for j in s] == jobs  # every job once, in order
+    n_batches = [len(range(0, len(s), batch)) for s in shards]
+    assert max(n_batches) - min(n_batches) <= 1
+    for s in shards[:-1]:
+        if s and n - s[-1] > batch:  # not the last batch overall: each shard ends on a batch boundary
+            assert (s[-1] + 1) % batch == 0
+    with pytest.raises(ValueError, match="outside"):
+        shard_jobs(jobs, world, world, batch)
+
+
+def _register(home, net_file, gen_file):
+    """The tiny net and generator of the CLI tests, registered in this process (a spawned rank too)."""
+    os.environ["DGNAM_HOME"] = str(home)
+    dgnam.nets._ensure_builtin()
+    dgnam.generators._ensure_builtin()
+    dgnam.nets._REGISTRY["tiny"] = NetSpec("tiny", TinyNet, WeightSource("tiny_net.pth"), InputSpec(size=(32, 32), min_size=8), CATEGORIES)
+    dgnam.generators._REGISTRY["tiny_gen"] = GeneratorSpec(
+        "tiny_gen", TinyGenerator, WeightSource("tiny_gen.pth"), encoder="tiny:pool", bounds=lambda g: g.set_bounds(0.0, 1.5), default=True
+    )
+
+
+def _argv(net_file, gen_file, out):
+    # 4 units x 2 seeds = 8 jobs in batches of 3 (3, 3, 2): rank 0 takes one batch, rank 1 two
+    return ["visualize", "--net", "tiny", "--net-weights", str(net_file), "--generator-weights", str(gen_file),
+            "--unit", "logits:dog", "--unit", "conv2:1-2@mean", "--unit", "conv1:3", "--seeds", "0-1",
+            "--steps", "6", "--batch-size", "3", "--out", str(out), "--quiet"]
+
+
+def _rank(rank, world, port, home, net_file, gen_file, out):
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    _register(home, net_file, gen_file)
+    code = cli.main(_argv(net_file, gen_file, out))
+    if code != 0:
+        raise SystemExit(code)
+
+
+@pytest.fixture
+def tiny_files(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    net_file, gen_file = tmp_path / "tiny_net.pth", tmp_path / "tiny_gen.pth"
+    torch.save(TinyNet().state_dict(), net_file)
+    torch.save(TinyGenerator().state_dict(), gen_file)
+    home = tmp_path / "home"
+    monkeypatch.setenv("DGNAM_HOME", str(home))
+    dgnam.nets._ensure_builtin()
+    dgnam.generators._ensure_builtin()
+    monkeypatch.setitem(dgnam.nets._REGISTRY, "tiny", None)  # restored after the test; _register fills it
+    monkeypatch.setitem(dgnam.generators._REGISTRY, "tiny_gen", None)
+    _register(home, net_file, gen_file)
+    return home, net_file, gen_file
+
+
+def test_two_process_run_equals_one_process_run(tmp_path, tiny_files):
+    """torchrun-style, gloo on CPU: 2 ranks write parts, rank 0 merges; the folder equals a 1-process run."""
+    import torch.multiprocessing as mp
+
+    home, net_file, gen_file = tiny_files
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    assert cli.main(_argv(net_file, gen_file, single)) == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_rank, args=(r, 2, port, home, net_file, gen_file, multi)) for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+
+    a, b = json.loads((single / "results.json").read_text()), json.loads((multi / "results.json").read_text())
+    assert b["processes"] == 2 and a["processes"] == 1 and b["complete"] and not b["interrupted"]
+    varying = {"command", "created", "seconds", "processes", "timing", "batches", "versions"}  # wall times, argv
+    assert {k: v for k, v in a.items() if k not in varying} == {k: v for k, v in b.items() if k not in varying}
+    assert [x["images"] for x in a["batches"]] == [x["images"] for x in b["batches"]] == [3, 3, 2]
+    assert len(b["items"]) == 8 and not (multi / "parts").exists()
+    files = [i[k] for i in a["items"] for k in ("file", "best_file", "rf_file") if i[k]]
+    assert any(f.startswith("rf/") for f in files)
+    for name in files + ["contact_sheet.png"]:
+        assert Image.open(single / name).tobytes() == Image.open(multi / name).tobytes(), name
+
+
+def _fake_batch(units, seeds, value):
+    n = len(units)
+    return AMResult(units=units, seeds=seeds, images=torch.full((n, 3, 8, 8), value), best_images=torch.full((n, 3, 8, 8), value),
+                    history=torch.zeros(n, 2), final=torch.full((n,), value), best=torch.full((n,), value), best_step=torch.zeros(n, dtype=torch.long))
+
+
+def test_merge_of_a_run_with_a_missing_part_keeps_the_parts(tmp_path):
+    out = tmp_path / "run"
+    settings = {"net": "tiny", "units": ["logits:0", "logits:1"]}
+    writer = RunWriter(part_dir(out, 0), part_settings(settings, World(rank=0, size=2), items_total=2), None)
+    writer.add(_fake_batch([dgnam.Unit("logits", 0)], [0], 0.25))
+    writer.finish(requested=1)
+    with pytest.raises(FileNotFoundError, match="nothing to merge"):
+        merge_parts(tmp_path / "empty")
+    assert cli.main(["merge", str(out)]) == 0  # rank 1 never finished: merge what did
+    record = json.loads((out / "results.json").read_text())
+    assert record["net"] == "tiny" and record["units"] == settings["units"] and "part" not in record
+    assert not record["complete"] and record["interrupted"] and record["items_requested"] == 2
+    assert [i["file"] for i in record["items"]] == ["logits_0000_seed0.png"]
+    assert (out / "logits_0000_seed0.png").exists() and (out / "best" / "logits_0000_seed0.png").exists()
+    assert (out / "parts").exists()  # kept: the missing part may still be recovered
