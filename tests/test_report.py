@@ -1,0 +1,235 @@
+"""`dgnam evaluate`, `dgnam neighbors` and `dgnam report` on a tiny run folder made by `dgnam visualize`."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import dgnam
+from dgnam import cli
+from dgnam.hub import WeightSource
+from dgnam.nets import InputSpec, NetSpec
+from dgnam.report import build_report, neighbors_sheet, read_run, svg_curves
+
+from conftest import CATEGORIES, TinyNet
+from test_assess import write_color_run
+
+SPEC = InputSpec(size=(32, 32), min_size=8)
+
+
+@pytest.fixture
+def tiny_nets(tmp_path, monkeypatch):
+    """A registered tiny target (weights passed as a file) and a tiny judge (weights in the cache)."""
+    home = tmp_path / "home"
+    (home / "weights").mkdir(parents=True)
+    monkeypatch.setenv("DGNAM_HOME", str(home))
+    torch.manual_seed(0)
+    net_file = tmp_path / "tiny_net.pth"
+    torch.save(TinyNet().state_dict(), net_file)
+    torch.manual_seed(5)
+    torch.save(TinyNet().state_dict(), home / "weights" / "tiny_judge.pth")
+    dgnam.nets._ensure_builtin()
+    monkeypatch.setitem(dgnam.nets._REGISTRY, "tiny", NetSpec("tiny", TinyNet, WeightSource("tiny_net.pth"), SPEC, CATEGORIES))
+    monkeypatch.setitem(dgnam.nets._REGISTRY, "tiny_judge", NetSpec("tiny_judge", TinyNet, WeightSource("tiny_judge.pth"), SPEC, CATEGORIES))
+    return net_file
+
+
+@pytest.fixture
+def natural_folder(tmp_path):
+    """Twelve 32x32 'natural' images: smooth random colour fields (distinct features, nonzero spectrum)."""
+    folder = tmp_path / "natural"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        small = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+        Image.fromarray(small).resize((32, 32), Image.BILINEAR).save(folder / f"img_{i:02d}.png")
+    return folder
+
+
+@pytest.fixture
+def tiny_run(tmp_path, tiny_nets):
+    out = tmp_path / "run"
+    argv = ["visualize", "--net", "tiny", "--net-weights", str(tiny_nets), "--pixel", "pixel", "--unit", "logits:1-2",
+            "--unit", "conv2:3", "--seeds", "0-1", "--steps", "4", "--batch-size", "4", "--out", str(out), "--quiet"]  # fmt: skip
+    assert cli.main(argv) == 0
+    return out
+
+
+class _Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.imgs, self.tags = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        if tag == "img":
+            self.imgs.append(dict(attrs))
+
+
+def _parse(text: str) -> _Page:
+    page = _Page()
+    page.feed(text)
+    page.close()
+    return page
+
+
+def test_visualize_records_batch_timing(tiny_run):
+    record = json.loads((tiny_run / "results.json").read_text())
+    assert [b["images"] for b in record["batches"]] == [4, 2]  # 6 images in batches of 4
+    assert all(b["seconds"] > 0 for b in record["batches"])
+    assert [it["batch"] for it in record["items"]] == [0, 0, 0, 0, 1, 1]
+    timing = record["timing"]
+    assert timing["optimize_seconds"] == pytest.approx(sum(b["seconds"] for b in record["batches"]), abs=2e-3)
+    assert timing["seconds_per_image"] == pytest.approx(timing["optimize_seconds"] / 6, rel=1e-2)
+    assert timing["optimize_seconds"] <= record["seconds"] + 1e-3
+
+
+def test_evaluate_neighbors_report_end_to_end(tmp_path, tiny_run, tiny_nets, natural_folder):
+    # one synthesized image replaced by a copy of a folder image: it must find that image at distance ~0
+    shutil.copy(natural_folder / "img_03.png", tiny_run / "logits_0001_seed0.png")
+    argv = ["evaluate", str(tiny_run), "--judge", "tiny_judge", "--natural", str(natural_folder), "--natural-size", "32"]
+    assert cli.main(argv) == 0
+    ev = json.loads((tiny_run / "evaluation.json").read_text())
+    record, images = read_run(tiny_run)
+    assert [it["file"] for it in ev["items"]] == [it["file"] for it in record["items"]]
+    # target ranks agree with a direct forward pass of the tiny net on the PNGs
+    net = dgnam.load_net("tiny", weights=tiny_nets)
+    with torch.no_grad():
+        logits = net(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
+    for item, row, ev_item in zip(record["items"], logits, ev["items"]):
+        if item["layer"] == "logits":
+            assert ev_item["target_rank"] == 1 + int((row > row[item["index"]]).sum())
+            assert ev_item["judges"]["tiny_judge"]["rank"] >= 1
+            assert ev_item["activation"] == pytest.approx(float(row[item["index"]]), abs=1e-4)
+        else:  # a hidden unit: no class rank
+            assert "target_rank" not in ev_item and "judges" not in ev_item
+    s = ev["summary"]
+    assert s["class_images"] == 4 and 0.0 <= s["target_top1"] <= 1.0
+    assert s["judges"]["tiny_judge"]["frechet_distance"] > 0 and s["judges"]["tiny_judge"]["frechet_natural_images"] == 12
+    assert 0.0 <= s["diversity"] <= 2.0 and len(s["judges"]["tiny_judge"]["diversity_per_unit"]) == 3
+    assert s["speed"]["seconds_per_image"] == pytest.approx(record["timing"]["optimize_seconds"] / 6, rel=1e-2)
+    assert ev["natural"]["images"] == 12 and ev["natural"]["spectrum_slope_p5"] is not None
+
+    # neighbours: the copied image is its own nearest neighbour
+    argv = ["neighbors", str(tiny_run), "--data", str(natural_folder), "--net", "tiny", "--net-weights", str(tiny_nets),
+            "--size", "32", "-k", "3"]  # fmt: skip
+    assert cli.main(argv) == 0
+    nb = json.loads((tiny_run / "neighbors" / "neighbors.json").read_text())
+    assert nb["metric"] == "cosine" and nb["data_images"] == 12 and len(nb["items"]) == 6
+    first = nb["items"][0]
+    assert first["file"] == "logits_0001_seed0.png"
+    assert first["neighbors"][0]["file"] == "img_03.png" and first["neighbors"][0]["distance"] < 1e-6
+    assert first["neighbors"][1]["distance"] > 1e-5
+    for item in nb["items"]:
+        distances = [n["distance"] for n in item["neighbors"]]
+        assert len(distances) == 3 and distances == sorted(distances)
+        with Image.open(tiny_run / "neighbors" / item["sheet"]) as sheet:
+            assert sheet.size[0] >= 4 * 128
+
+    # the report: every image embedded as a valid PNG, tables and curves present
+    assert cli.main(["report", str(tiny_run)]) == 0
+    text = (tiny_run / "report.html").read_text()
+    page = _parse(text)
+    assert len(page.imgs) == 6 + 1 + 6  # items, contact sheet, neighbour sheets
+    for img in page.imgs:
+        prefix = "data:image/png;base64,"
+        assert img["src"].startswith(prefix)
+        png = base64.b64decode(img["src"][len(prefix) :], validate=True)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        with Image.open(io.BytesIO(png)) as im:
+            im.verify()
+        with Image.open(io.BytesIO(png)) as im:
+            assert im.size[0] > 0 and im.size[1] > 0
+    assert page.tags.count("table") >= 3  # metrics, per image, settings
+    assert page.tags.count("svg") == 6 + 1 and page.tags.count("polyline") == 6 + 6
+    assert "<script" not in text and 'src="http' not in text and "tiny_judge" in text and "Fréchet" in text
+
+
+def test_report_of_two_runs_has_a_comparison(tmp_path):
+    a, b = write_color_run(tmp_path / "a"), write_color_run(tmp_path / "b", seconds=1.0)
+    summary = {"images": 4, "class_images": 4, "target_top1": 0.75, "judges": {"j": {"top1": 0.5, "top5": 1.0}}, "speed": {"seconds_per_image": 0.25}}
+    (b / "evaluation.json").write_text(json.dumps({"summary": summary, "items": [], "notes": ["a note"]}))
+    text = build_report([a, b], title="two runs")
+    page = _parse(text)
+    assert page.tags.count("section") == 2 and "Comparison" in text and "a note" in text
+    assert text.count("75%") >= 2  # comparison table and metrics table
+    assert len(page.imgs) == 2 * (4 + 1)
+
+
+def test_svg_curves_and_sheet():
+    svg = svg_curves([[0, 1, 2, 3], [3, 2, 1, 0]], ["up", "down"], width=200, height=100)
+    assert svg.startswith("<svg") and svg.count("<polyline") == 2 and ">up<" in svg
+    assert svg_curves([]) == "" and svg_curves([[float("nan")]]) == ""
+    q = np.zeros((20, 20, 3), dtype=np.uint8)
+    sheet = neighbors_sheet(q, [q, q], ["d=0", "d=1"], title="q", tile=50)
+    assert sheet.size == (3 * 50 + 12, 50 + 28)
+    with pytest.raises(ValueError, match="captions"):
+        neighbors_sheet(q, [q], [])
+
+
+def test_missing_run_folder_is_a_clear_error(tmp_path, capsys):
+    assert cli.main(["report", str(tmp_path / "nope")]) == 2
+    assert "no results.json" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------
+# The page in a real browser (headless Chromium), when one is available
+# --------------------------------------------------------------------------------------------------
+
+
+def find_chromium() -> tuple[list[str], dict] | None:
+    """A headless-capable Chromium: ``$DGNAM_CHROMIUM`` (a binary, or a folder where Debian's
+    chromium-headless-shell .debs were unpacked with ``dpkg -x``), a browser on PATH, or such a
+    folder at ``$DGNAM_HOME/chromium`` or ``/work/cache/chromium``. Returns (command, extra env)."""
+    home = Path(os.environ.get("DGNAM_HOME", Path.home() / ".cache" / "dgnam"))
+    places = [os.environ.get("DGNAM_CHROMIUM")]
+    places += [shutil.which(n) for n in ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome", "headless_shell")]
+    places += [str(home / "chromium"), "/work/cache/chromium"]
+    for place in filter(None, places):
+        path = Path(place)
+        if path.is_file() and os.access(path, os.X_OK):
+            return [str(path)], {}
+        if path.is_dir():
+            for exe in ("usr/lib/chromium/chromium-headless-shell", "usr/lib/chromium/chromium"):
+                if (path / exe).is_file():
+                    libs = [path / "usr/lib/x86_64-linux-gnu", path / "usr/lib/x86_64-linux-gnu/pulseaudio"]
+                    ld = os.pathsep.join([str(p) for p in libs] + [os.environ.get("LD_LIBRARY_PATH", "")]).rstrip(os.pathsep)
+                    return [str(path / exe)], {"LD_LIBRARY_PATH": ld}
+    return None
+
+
+def test_report_screenshot_in_headless_chromium(tmp_path):
+    found = find_chromium()
+    if found is None:
+        pytest.skip("no Chromium: set DGNAM_CHROMIUM, or unpack Debian's chromium-headless-shell (see DEVELOPERS.md)")
+    command, extra_env = found
+    run = write_color_run(tmp_path / "run", size=64)  # solid red, pink, green and blue images
+    page = tmp_path / "report.html"
+    page.write_text(build_report([run]), encoding="utf-8")
+    shot = tmp_path / "shot.png"
+    args = command + ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--force-device-scale-factor=1",
+                      f"--screenshot={shot}", "--window-size=1200,900", page.as_uri()]  # fmt: skip
+    try:
+        proc = subprocess.run(args, env={**os.environ, **extra_env}, capture_output=True, text=True, timeout=90)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"Chromium at {command[0]} does not run headless here: {exc}")
+    if proc.returncode != 0 or not shot.is_file():
+        pytest.skip(f"Chromium at {command[0]} made no screenshot (exit {proc.returncode}): {proc.stderr[-400:]}")
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    assert pixels.shape[:2] == (900, 1200)
+    # each synthesized image is shown at 200x200 px: its solid colour must fill about that area on screen
+    for rgb in [(255, 0, 0), (0, 255, 0), (0, 0, 255), (200, 100, 100)]:
+        match = (np.abs(pixels - np.array(rgb)).max(-1) <= 3).sum()
+        assert match >= 0.8 * 200 * 200, f"colour {rgb}: only {match} px on screen"
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50  # text and curves, not a blank page
