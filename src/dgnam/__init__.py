@@ -10,6 +10,7 @@ Public API::
 Importing the package does no work: registries fill on first use.
 """
 
+from .blackbox import CMAESConfig, GAConfig, blackbox_am, cmaes_am, ga_am
 from .generators import Generator, GeneratorSpec, list_generators, load_generator, register_generator
 from .hub import WeightSource, WeightsError, download_weights
 from .nets import InputSpec, NetSpec, Target, list_nets, load_net, register_net, wrap_model
@@ -22,7 +23,7 @@ from .units import Unit, UnitError, parse_unit, parse_units
 __version__ = "0.1.0"
 
 __all__ = [
-    "AMResult", "DGNAMConfig", "PixelConfig", "pixel_am", "visualize", "Generator", "GeneratorSpec", "InputSpec", "NetSpec", "Objective", "Target",
+    "AMResult", "DGNAMConfig", "CMAESConfig", "GAConfig", "blackbox_am", "cmaes_am", "ga_am", "PixelConfig", "pixel_am", "visualize", "Generator", "GeneratorSpec", "InputSpec", "NetSpec", "Objective", "Target",
     "Unit", "UnitError", "WeightSource", "WeightsError", "check_units", "dgn_am", "download_weights",
     "list_generators", "list_nets", "load_generator", "load_net", "parse_unit", "parse_units",
     "register_generator", "register_net", "run_objective", "units_objective", "wrap_model",

@@ -44,12 +44,37 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--lr-start", type=float, help="DGN-AM step size at the first step (default 8)")
     v.add_argument("--lr-end", type=float, help="DGN-AM step size at the last step (default 1e-10)")
     v.add_argument("--decay", type=float, help="DGN-AM code decay per step (default 0.99)")
-    v.add_argument("--optimizer", choices=["paper", "adam"], help="DGN-AM update rule (default: paper)")
+    v.add_argument("--optimizer", choices=["paper", "adam", "gradient", "cmaes", "ga"],
+                   help="search in the generator's code space: paper (default; 'gradient' is the same), adam, or gradient-free cmaes / ga")
+    v.add_argument("--evals", type=int, help="image evaluations per unit and seed: the budget of cmaes/ga (default 1000); "
+                   "with a gradient optimizer it sets --steps to N - 1 (one forward+backward per step, plus the final image)")
     v.add_argument("--lr", type=float, help="pixel methods: learning rate")
     v.add_argument("--batch-size", type=int, default=8, help="images optimized together (default 8)")
     v.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     v.add_argument("--out", required=True, help="output folder")
     v.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    sm = sub.add_parser("sample", help="sample many diverse preferred inputs per unit (PPGN-h chain in a generator's code space)")
+    sm.add_argument("net", help="registered target net (`dgnam nets`)")
+    sm.add_argument("unit", nargs="+", help="LAYER:UNIT[@LOC], e.g. logits:945 or 'logits:bell pepper'")
+    sm.add_argument("--generator", help="generator prior (registered name or FILE.safetensors); default: the net's default prior")
+    sm.add_argument("--generator-weights", help="local weight file for the generator")
+    sm.add_argument("--net-weights", help="local weight file for the net")
+    sm.add_argument("--download", action="store_true", help="allow downloading registered weights not found offline")
+    sm.add_argument("--samples", type=int, default=8, help="samples per unit (default 8)")
+    sm.add_argument("--chains", type=int, default=4, help="chains per unit, the samples split between them (default 4)")
+    sm.add_argument("--burn-in", type=int, help="steps before the first sample (default 40)")
+    sm.add_argument("--every", type=int, help="steps between kept samples (default 10)")
+    sm.add_argument("--eps1", type=float, help="weight of the prior term R(h) - h, R(h) = E(G(h)) (default 0.01; 0: no encoder)")
+    sm.add_argument("--eps2", type=float, help="step along d log p(y|G(h))/dh (default 1)")
+    sm.add_argument("--eps3", type=float, help="noise std per (whitened) code unit (default 0.05)")
+    sm.add_argument("--seed", type=int, default=0, help="chain c of each unit starts from seed + c (default 0)")
+    sm.add_argument("--batch-size", type=int, default=8, help="chains run together (default 8)")
+    sm.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    sm.add_argument("--out", required=True, help="output folder")
+    sm.add_argument("--quiet", action="store_true", help="no progress bars")
+    mg = sub.add_parser("merge", help="merge the per-rank parts of a torchrun `dgnam visualize` run that did not merge")
+    mg.add_argument("out", help="the run folder (holds parts/rankNNN)")
 
     n = sub.add_parser("nets", help="list registered target nets")
     n.set_defaults()
@@ -95,15 +120,68 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--layer", default="pool")
     b.add_argument("--data", required=True, help="a pool folder or any image folder")
     b.add_argument("--out", required=True, help="output JSON (mean, std, percentiles, bounds [0, mean + 3 std])")
+
+    e = sub.add_parser("evaluate", help="score a run folder: target/judge top-k, relative activation, realism, diversity, speed")
+    e.add_argument("run_dir", help="a folder written by `dgnam visualize`")
+    e.add_argument("--judge", action="append", default=None,
+                   help="judge net, never optimized against (repeatable; default efficientnet_lite1, at its own 240 px)")
+    e.add_argument("--natural", help="natural images for relative activation, Fréchet distance and slope/saturation: a pool "
+                   "folder (its held-out split is used) or any image folder")
+    e.add_argument("--natural-images", type=int, default=500, help="use at most this many natural images (default 500)")
+    e.add_argument("--natural-size", type=int, default=160, help="side of an image folder's images (default 160, as pools)")
+    e.add_argument("--net", help="target net (default: the run's)")
+    e.add_argument("--net-weights", help="local weight file for the target (default: the run's)")
+    e.add_argument("--feature-layer", default="pool", help="judges' feature layer for Fréchet distance and diversity (default pool)")
+    e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--out", help="output JSON (default RUN_DIR/evaluation.json)")
+
+    nb = sub.add_parser("neighbors", help="each synthesized image beside its nearest natural images in a net's feature space")
+    nb.add_argument("run_dir", help="a folder written by `dgnam visualize`")
+    nb.add_argument("--data", required=True, help="a pool folder or any image folder")
+    nb.add_argument("--net", default="efficientnet_lite0", help="feature net (default efficientnet_lite0)")
+    nb.add_argument("--net-weights", help="local weight file for the feature net")
+    nb.add_argument("--layer", default="pool", help="feature layer (default pool: the pooled penultimate features)")
+    nb.add_argument("-k", type=int, default=5, help="neighbours per image (default 5)")
+    nb.add_argument("--metric", choices=["cosine", "l2"], default="cosine", help="1 - cosine similarity (default) or Euclidean distance")
+    nb.add_argument("--size", type=int, default=160, help="side of an image folder's images (default 160)")
+    nb.add_argument("--max-images", type=int, help="search a fixed random subset of this many data images (default: all)")
+    nb.add_argument("--batch-size", type=int, default=32)
+    nb.add_argument("--device", default="cpu")
+    nb.add_argument("--out", help="output folder (default RUN_DIR/neighbors): one sheet PNG per image and neighbors.json")
+
+    r = sub.add_parser("report", help="one self-contained HTML page of run folders (images, curves, metrics, neighbours, settings)")
+    r.add_argument("run_dirs", nargs="+", help="folders written by `dgnam visualize`")
+    r.add_argument("--out", help="HTML file (default RUN_DIR/report.html for one run, ./report.html for several)")
+    r.add_argument("--title", default="dgnam report")
+
+    rp = sub.add_parser("repro", help="complete small-scale reproductions, trained here from scratch")
+    rsub = rp.add_subparsers(dest="repro_command", required=True)
+    fm = rsub.add_parser("fashion-mnist", help="DGN-AM vs the pixel baselines on Fashion-MNIST (Debian's dataset-fashion-mnist): "
+                         "classifier, judges and generator trained in minutes on a CPU")
+    fm.add_argument("--out", required=True, help="run folder: models/, sheet_<method>.png, neighbours.png, results.json, summary.md")
+    fm.add_argument("--reuse", action="store_true", help="load the weights in OUT/models whose config and data match instead of training")
+    fm.add_argument("--quick", action="store_true", help="about a third of the default budget (1 epoch, 500 generator steps, 2 seeds)")
+    fm.add_argument("--epochs", type=float, help="classifier epochs (default 2); the judges' epochs keep their ratio to it")
+    fm.add_argument("--generator-steps", type=int, help="generator training steps (default 1500)")
+    fm.add_argument("--am-steps", type=int, help="optimization steps of every method (default 200, the paper's)")
+    fm.add_argument("--seeds", type=_seeds, help="seeds per class (default 0-2)")
+    fm.add_argument("--methods", help="comma list of dgn-am,pixel,yosinski,fourier,deepinversion (default all)")
+    fm.add_argument("--train-images", type=int, help="train on the first N training images (default all 60,000)")
+    fm.add_argument("--cache", help="Debian package cache (default $DGNAM_HOME/debs)")
+    fm.add_argument("--synthetic", action="store_true", help="a synthetic 10-class shape set instead (no download): a dry run")
+    fm.add_argument("--quiet", action="store_true", help="no progress bars or stage lines")
     return p
 
 
 def _cmd_visualize(args) -> int:
+    import json
+
     import torch
 
     from . import load_generator, load_net, parse_units
-    from .optimize import DGNAMConfig
-    from .objectives import receptive_field_box
+    from .distributed import barrier, close_world, init_world, merge_parts, part_dir, part_settings, shard_jobs
+    from .objectives import check_units, receptive_field_box
     from .results import RunWriter
     from .run import iter_visualize, make_jobs
 
@@ -119,17 +197,19 @@ def _cmd_visualize(args) -> int:
         print("dgnam: give at least one --unit (e.g. --unit logits:945)", file=sys.stderr)
         return 2
     units = parse_units(texts, net.categories)
-    device = torch.device(args.device)
+    world = init_world(args.device)  # under torchrun: this rank's process and device (cuda -> cuda:LOCAL_RANK)
+    device = world.device
     net.to(device)
 
     generator_name = args.generator or (preset.generator if preset else None) or (None if args.pixel else default_generator(args.net))
     if generator_name:
+        config, overrides, method = _generator_search(args, preset)
         generator = load_generator(generator_name, weights=args.generator_weights, download=args.download).to(device)
-        config = preset.apply() if preset else DGNAMConfig()
         if preset is not None and hasattr(generator, "clamp"):
             generator.clamp = preset.generator_clamp
-        overrides = {"steps": args.steps, "lr_start": args.lr_start, "lr_end": args.lr_end, "decay": args.decay, "optimizer": args.optimizer}
-        method = f"dgn-am:{generator_name}"
+        method = f"{method}:{generator_name}"
+    elif args.optimizer in ("cmaes", "ga") or args.evals is not None:
+        raise ValueError("--optimizer cmaes/ga and --evals search a generator's code space: give --generator NAME or FILE.safetensors")
     else:
         from .pixel import PixelConfig
 
@@ -152,22 +232,143 @@ def _cmd_visualize(args) -> int:
         "seeds": args.seeds,
         "units": [str(u) for u in units],
         "batch_size": args.batch_size,
-        "device": str(device),
+        "device": str(torch.device(args.device)),
+        "processes": world.size,
     }
-    batches = iter_visualize(net, jobs, generator, config, args.batch_size, progress=not args.quiet)  # checks units
-    size = generator.output_size if generator is not None else net.spec.size
-    fields = {u: receptive_field_box(net, u, tuple(size)) for u in units if u.location != "mean" and u.layer not in ("output", "logits")}
-    writer = RunWriter(args.out, settings, net.categories, fields)
+    try:
+        check_units(net, units)  # every rank checks every unit, before any work
+        mine = shard_jobs(jobs, world.rank, world.size, args.batch_size)  # all jobs in a one-process run
+        batches = iter_visualize(net, mine, generator, config, args.batch_size, progress=not args.quiet and world.rank == 0)
+        size = generator.output_size if generator is not None else net.spec.size
+        hidden = dict.fromkeys(j.unit for j in mine if j.unit.location != "mean" and j.unit.layer not in ("output", "logits"))
+        fields = {u: receptive_field_box(net, u, tuple(size)) for u in hidden}
+        if world.distributed:
+            writer = RunWriter(part_dir(args.out, world.rank), part_settings(settings, world, len(jobs)), net.categories, fields)
+        else:
+            writer = RunWriter(args.out, settings, net.categories, fields)
+        interrupted = False
+        try:
+            for result in batches:
+                writer.add(result)
+        except KeyboardInterrupt:
+            interrupted = True
+            print("\ndgnam: interrupted; keeping the finished images", file=sys.stderr)
+        path = writer.finish(interrupted=interrupted, requested=len(mine))
+        if world.distributed:
+            barrier(world)  # every part is written
+            if world.rank != 0:
+                return 130 if interrupted else 0
+            path = merge_parts(args.out, started=writer.started)
+            record = json.loads(path.read_text())
+            interrupted = interrupted or record["interrupted"]
+            print(f"merged {world.size} parts: {len(record['items'])} image(s) and {path}")
+        else:
+            print(f"wrote {len(writer.items)} image(s) and {path}")
+    finally:
+        close_world(world)
+    return 130 if interrupted else 0
+
+
+def _generator_search(args, preset):
+    """Config, flag overrides and method name of a search in code space (gradient or gradient-free)."""
+    from .optimize import DGNAMConfig
+
+    if args.optimizer in ("cmaes", "ga"):
+        from .blackbox import CMAESConfig, GAConfig, require_cma
+
+        given = [f for f, v in (("--steps", args.steps), ("--lr-start", args.lr_start), ("--lr-end", args.lr_end), ("--decay", args.decay)) if v is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} set the gradient path; --optimizer {args.optimizer} takes its budget from --evals")
+        if args.optimizer == "cmaes":
+            try:
+                require_cma()
+            except ImportError as exc:
+                raise ValueError(str(exc)) from None
+        return (CMAESConfig() if args.optimizer == "cmaes" else GAConfig()), {"evals": args.evals}, args.optimizer
+    if args.evals is not None and args.steps is not None:
+        raise ValueError("give --steps or --evals, not both")
+    steps = args.evals - 1 if args.evals is not None else args.steps
+    optimizer = "paper" if args.optimizer == "gradient" else args.optimizer
+    overrides = {"steps": steps, "lr_start": args.lr_start, "lr_end": args.lr_end, "decay": args.decay, "optimizer": optimizer}
+    return (preset.apply() if preset else DGNAMConfig()), overrides, "dgn-am"
+
+
+def _cmd_sample(args) -> int:
+    import math
+
+    import torch
+
+    from . import load_generator, load_net, parse_units
+    from .results import SampleWriter
+    from .run import make_jobs
+    from .sample import SampleConfig, sample
+
+    net = load_net(args.net, weights=args.net_weights, download=args.download)
+    units = parse_units(args.unit, net.categories)
+    if args.samples < 1 or args.chains < 1:
+        raise ValueError("--samples and --chains must be at least 1")
+    device = torch.device(args.device)
+    net.to(device)
+    name = args.generator or default_generator(args.net)
+    if name is None:
+        raise ValueError(f"dgnam sample needs a generator prior for {args.net}: --generator NAME or FILE.safetensors (`dgnam generators`)")
+    generator = load_generator(name, weights=args.generator_weights, download=args.download).to(device)
+    chains = min(args.chains, args.samples)
+    changes = {"burn_in": args.burn_in, "every": args.every, "eps1": args.eps1, "eps2": args.eps2, "eps3": args.eps3}
+    config = SampleConfig.for_samples(args.samples, chains, **{k: v for k, v in changes.items() if v is not None})
+    seeds = [args.seed + c for c in range(chains)]
+    counts = {s: args.samples // chains + (c < args.samples % chains) for c, s in enumerate(seeds)}  # per chain, summing to --samples
+    encoder, shared = _sample_encoder(args, name, generator, config)
+    target = net.fast([u.layer for u in units] + ([encoder] if shared else []))
+    settings = {
+        "command": ["dgnam"] + sys.argv[1:], "net": args.net, "net_weights": args.net_weights, "generator": name,
+        "generator_weights": args.generator_weights, "method": f"ppgn-h:{name}", "config": dataclasses.asdict(config),
+        "encoder": encoder if isinstance(encoder, str) or encoder is None else "loaded", "samples_per_unit": args.samples,
+        "chains_per_unit": chains, "seeds": seeds, "units": [str(u) for u in units], "batch_size": args.batch_size, "device": str(device),
+    }
+    jobs = make_jobs(units, seeds)
+    writer = SampleWriter(args.out, settings, net.categories)
     interrupted = False
     try:
-        for result in batches:
-            writer.add(result)
+        for start in range(0, len(jobs), args.batch_size):
+            chunk = jobs[start : start + args.batch_size]
+            result = sample(target, generator, [j.unit for j in chunk], [j.seed for j in chunk], config, encoder, progress=not args.quiet)
+            writer.add(result, counts=[counts[j.seed] for j in chunk])
     except KeyboardInterrupt:
         interrupted = True
-        print("\ndgnam: interrupted; keeping the finished images", file=sys.stderr)
-    path = writer.finish(interrupted=interrupted, requested=len(jobs))
-    print(f"wrote {len(writer.items)} image(s) and {path}")
+        print("\ndgnam: interrupted; keeping the finished samples", file=sys.stderr)
+    path = writer.finish(interrupted=interrupted, requested=args.samples * len(units))
+    print(f"wrote {len(writer.items)} sample(s) of {len(units)} unit(s) and {path}; {math.ceil(args.samples / chains)} per chain, {config.steps} steps")
     return 130 if interrupted else 0
+
+
+def _sample_encoder(args, name: str, generator, config):
+    """E of the chain's R(h) = E(G(h)): the target's own layer when the prior inverts the target
+    (one forward pass serves both), else the encoder net the prior names; None when eps1 = 0."""
+    from .generators import get_generator_spec
+    from .sample import encoder_for, load_encoder
+
+    if config.eps1 == 0:
+        return None, False
+    prior = getattr(generator, "config", None)
+    if prior is not None and hasattr(prior, "encoder"):
+        net_name, layer = prior.encoder, prior.layer
+    else:
+        spec_encoder = get_generator_spec(name).encoder if not name.endswith(".safetensors") else ""
+        if ":" not in spec_encoder:
+            return encoder_for(generator), False  # raises, naming the fix (--eps1 0)
+        net_name, layer = spec_encoder.split(":", 1)
+    if net_name == args.net:
+        return layer, True
+    return load_encoder(net_name, layer, device=args.device, download=args.download), False
+
+
+def _cmd_merge(args) -> int:
+    from .distributed import merge_parts
+
+    path = merge_parts(args.out)
+    print(f"merged the parts of {args.out} into {path}")
+    return 0
 
 
 def default_generator(net: str) -> str | None:
@@ -301,6 +502,157 @@ def _cmd_bounds(args) -> int:
     return 0
 
 
+def _natural_images(path: str, size: int) -> tuple:
+    """A pool's held-out split (memory-mapped; all of it when it has no split) or an image folder."""
+    import numpy as np
+
+    from .pool import load_image_folder, load_pool
+
+    if (Path(path) / "images.npy").exists():
+        images, meta = load_pool(path, mmap=True)
+        held = sorted(meta.get("heldout_idx") or [])
+        if len(held) >= 2:  # a generator prior may have been trained on the rest
+            return np.asarray(images[held]), {"path": path, "split": "heldout", "available": len(held)}
+        return images, {"path": path, "split": "all", "available": len(images)}
+    images, _ = load_image_folder(path, size=size)
+    return images, {"path": path, "split": "all (image folder)", "available": len(images)}
+
+
+def _cmd_evaluate(args) -> int:
+    import json
+    import time
+
+    import torch
+
+    from . import load_net
+    from .assess import EvaluateConfig, evaluate_run
+    from .report import EVALUATION_FILE, read_run
+    from .results import versions
+
+    record, images = read_run(args.run_dir)
+    device = torch.device(args.device)
+    net_name = args.net or record.get("net")
+    fit = None
+    if record.get("preset") and not args.net:
+        from .presets import get_preset
+
+        fit = get_preset(record["preset"]).fit
+    target = load_net(net_name, weights=args.net_weights or record.get("net_weights"), fit=fit).to(device) if net_name else None
+    judges = {name: load_net(name).to(device) for name in dict.fromkeys(args.judge or ["efficientnet_lite1"])}
+    natural, natural_info = (None, None)
+    if args.natural:
+        natural, natural_info = _natural_images(args.natural, args.natural_size)
+    config = EvaluateConfig(feature_layer=args.feature_layer, natural_images=args.natural_images, batch_size=args.batch_size)
+    output_layer = _output_layer(net_name)
+    if output_layer and output_layer not in config.output_layers:
+        config.output_layers = config.output_layers + (output_layer,)
+    result = evaluate_run(record, images, target, judges, natural, config)
+    out = Path(args.out) if args.out else Path(args.run_dir) / EVALUATION_FILE
+    document = {
+        "run": str(args.run_dir), "target": net_name, "judges": list(judges), "natural_source": natural_info,
+        "command": ["dgnam"] + sys.argv[1:], "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions(),
+        **result.to_dict(),
+    }  # fmt: skip
+    out.write_text(json.dumps(document, indent=1))
+    s = result.summary
+    parts = [f"target top-1 {s['target_top1']}" if s.get("class_images") else None]
+    parts += [f"{n} top-1 {j.get('top1')} top-5 {j.get('top5')} FD {j.get('frechet_distance')}" for n, j in s["judges"].items()]
+    print(f"wrote {out}: " + "; ".join(p for p in parts if p))
+    return 0
+
+
+def _output_layer(net_name: str | None) -> str | None:
+    from .nets import get_net_spec, list_nets
+
+    return get_net_spec(net_name).output_layer if net_name in list_nets() else None
+
+
+def _cmd_neighbors(args) -> int:
+    import json
+
+    import numpy as np
+    import torch
+
+    from . import load_net
+    from .assess import find_neighbors
+    from .report import NEIGHBORS_DIR, NEIGHBORS_FILE, neighbors_sheet, read_run
+
+    record, images = read_run(args.run_dir)
+    if not len(images):
+        raise ValueError(f"{args.run_dir} has no images")
+    from .pool import load_image_folder, load_pool
+
+    if (Path(args.data) / "images.npy").exists():  # every image of a pool, memory-mapped
+        data, meta = load_pool(args.data, mmap=True)
+    else:
+        data, meta = load_image_folder(args.data, size=args.size)
+    records, available = meta.get("records") or [], len(data)
+    chosen = np.arange(len(data))
+    if args.max_images and args.max_images < len(data):
+        chosen = np.sort(np.random.default_rng(0).choice(len(data), size=args.max_images, replace=False))
+        data = np.asarray(data[chosen])
+    net = load_net(args.net, weights=args.net_weights).to(torch.device(args.device)).fast([args.layer])
+    nb = find_neighbors(net, args.layer, images, data, k=args.k, metric=args.metric, batch_size=args.batch_size)
+    out = Path(args.out) if args.out else Path(args.run_dir) / NEIGHBORS_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for q, item in enumerate(record["items"]):
+        found = []
+        for i, d in zip(nb.index[q], nb.distance[q]):
+            original = int(chosen[i])
+            file = records[original].get("file") if original < len(records) else None
+            found.append({"index": original, "file": file, "source": records[original].get("source") if original < len(records) else None,
+                          "distance": round(float(d), 6)})  # fmt: skip
+        sheet = f"{Path(item['file']).stem}.png"
+        captions = [f"d={n['distance']:.4f}\n{n['file'] or n['index']}" for n in found]
+        neighbors_sheet(images[q], [np.asarray(data[i]) for i in nb.index[q]], captions, title=f"{item.get('label', item['unit'])}\nseed {item['seed']}").save(out / sheet)
+        entries.append({"file": item["file"], "unit": item["unit"], "label": item.get("label"), "seed": item["seed"], "sheet": sheet, "neighbors": found})
+    document = {
+        "run": str(args.run_dir), "data": args.data, "data_images": int(len(data)), "data_available": available,
+        "net": args.net, "layer": args.layer, "metric": args.metric, "k": args.k,
+        "distance": "1 - cosine similarity of the features" if args.metric == "cosine" else "Euclidean distance of the features",
+        "items": entries,
+    }  # fmt: skip
+    (out / NEIGHBORS_FILE).write_text(json.dumps(document, indent=1))
+    print(f"wrote {len(entries)} sheet(s) and {out / NEIGHBORS_FILE}")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from .report import build_report
+
+    out = Path(args.out) if args.out else (Path(args.run_dirs[0]) / "report.html" if len(args.run_dirs) == 1 else Path("report.html"))
+    out.write_text(build_report(args.run_dirs, title=args.title), encoding="utf-8")
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def repro_config(args):
+    """The :class:`~dgnam.repro.fashion.ReproConfig` that ``dgnam repro fashion-mnist`` flags ask for."""
+    from .repro.fashion import ReproConfig
+
+    base = ReproConfig.quick() if args.quick else ReproConfig()
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    return base.with_budget(epochs=args.epochs, generator_steps=args.generator_steps, am_steps=args.am_steps,
+                            seeds=args.seeds, methods=methods, train_images=args.train_images)
+
+
+def _cmd_repro(args) -> int:
+    from .repro.fashion import load_fashion_mnist, run_repro, summary_markdown, synthetic_shapes
+
+    config = repro_config(args)
+    log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
+    try:
+        data = synthetic_shapes() if args.synthetic else load_fashion_mnist(args.cache)
+    except RuntimeError as exc:
+        print(f"dgnam: error: {exc}\n(`--synthetic` runs the same pipeline on generated shapes, without the package)", file=sys.stderr)
+        return 2
+    record = run_repro(data, args.out, config, reuse=args.reuse, progress=not args.quiet, log=log)
+    print(summary_markdown(record))
+    print(f"\nwrote {Path(args.out) / 'results.json'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .hub import WeightsError
@@ -309,10 +661,12 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {
         "visualize": _cmd_visualize, "layers": _cmd_layers, "nets": _cmd_nets, "generators": _cmd_generators,
         "weights": _cmd_weights, "pool": _cmd_pool, "train-generator": _cmd_train, "bounds": _cmd_bounds,
+        "evaluate": _cmd_evaluate, "neighbors": _cmd_neighbors, "report": _cmd_report,
+        "sample": _cmd_sample, "merge": _cmd_merge, "repro": _cmd_repro,
     }
     try:
         return handlers[args.command](args)
-    except (UnitError, WeightsError, KeyError, ValueError) as exc:
+    except (UnitError, WeightsError, KeyError, ValueError, FileNotFoundError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"dgnam: error: {message}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ so a run folder alone says how its images were made.
 from __future__ import annotations
 
 import json
+import math
 import platform
 import sys
 import time
@@ -34,6 +35,11 @@ def unit_label(unit: Unit, categories: Sequence[str] | None, output_layers: Sequ
     return str(unit)
 
 
+def tile_caption(label: str, seed: int, activation: float) -> str:
+    """The caption under an image on the contact sheet: label, seed and final activation."""
+    return f"{label} s{seed}\nact {activation:.2f}"
+
+
 def image_name(unit: Unit, seed: int) -> str:
     """File name carrying layer, unit index and seed, e.g. ``logits_0945_seed0.png``."""
     return f"{unit.slug}_seed{seed}.png"
@@ -46,6 +52,11 @@ class RunWriter:
         out_dir: The run folder (created).
         settings: Resolved settings to record (net, generator, method, config, seeds, command ...).
         categories: Category names of the target, for labels.
+
+    Timing: each :meth:`add` records its batch's wall time (``batches`` in results.json), by default
+    the time since the previous ``add`` (or since the writer was made) minus the time spent writing,
+    which is the optimization time when the writer consumes :func:`~dgnam.run.iter_visualize` as it
+    yields. Pass ``seconds=`` when the batches were computed elsewhere.
     """
 
     def __init__(self, out_dir: str | Path, settings: dict, categories: Sequence[str] | None = None, fields: dict | None = None):
@@ -57,9 +68,13 @@ class RunWriter:
         self.items: list[dict] = []
         self.tiles: list[tuple[Image.Image, str]] = []
         self.started = time.time()
+        self.batches: list[dict] = []  # per batch: images and optimization wall time
+        self._mark = time.perf_counter()  # end of the last add: the next batch's computing starts here
 
-    def add(self, result: AMResult) -> None:
-        """Save the images of one batch and remember their records."""
+    def add(self, result: AMResult, seconds: float | None = None) -> None:
+        """Save the images of one batch and remember their records (and the batch's wall time)."""
+        seconds = time.perf_counter() - self._mark if seconds is None else float(seconds)
+        self.batches.append({"images": len(result.units), "seconds": round(seconds, 4)})
         for i, (unit, seed) in enumerate(zip(result.units, result.seeds)):
             name = image_name(unit, seed)
             image = to_pil(result.images[i])
@@ -86,9 +101,11 @@ class RunWriter:
                     "best_activation": float(result.best[i]),
                     "best_step": int(result.best_step[i]),
                     "history": [round(float(v), 5) for v in result.history[i]],
+                    "batch": len(self.batches) - 1,
                 }
             )
-            self.tiles.append((image, f"{label} s{seed}\nact {float(result.final[i]):.2f}"))
+            self.tiles.append((image, tile_caption(label, seed, float(result.final[i]))))
+        self._mark = time.perf_counter()
 
     def finish(self, interrupted: bool = False, requested: int | None = None) -> Path:
         """Write the contact sheet and results.json; return the results.json path."""
@@ -102,11 +119,110 @@ class RunWriter:
             "interrupted": interrupted,
             "complete": not interrupted and (requested is None or len(self.items) == requested),
             "items_requested": requested,
+            "timing": self.timing(),
+            "batches": self.batches,
             "items": self.items,
         }
         path = self.out / "results.json"
         path.write_text(json.dumps(record, indent=1))
         return path
+
+    def timing(self) -> dict:
+        """Optimization wall time: the sum of the batches' times, per image and images per minute."""
+        total = sum(b["seconds"] for b in self.batches)
+        n = sum(b["images"] for b in self.batches)
+        return {
+            "optimize_seconds": round(total, 3),
+            "seconds_per_image": round(total / n, 4) if n else None,
+            "images_per_minute": round(60.0 * n / total, 3) if n and total > 0 else None,
+        }
+
+
+def sample_name(unit: Unit, seed: int, step: int) -> str:
+    """File name of a chain state, e.g. ``logits_0945_seed0_step0060.png``."""
+    return f"{unit.slug}_seed{seed}_step{step:04d}.png"
+
+
+class SampleWriter:
+    """Writes the samples of :func:`dgnam.sample.sample` (a sibling of :class:`RunWriter`): one PNG per
+    kept chain state, a contact sheet (one row per chain), and results.json with every sample's
+    activation, every chain's activation trajectory and the samples' diversity per unit.
+
+    Args:
+        out_dir: The run folder (created).
+        settings: Resolved settings to record.
+        categories: Category names of the target, for labels.
+    """
+
+    def __init__(self, out_dir: str | Path, settings: dict, categories: Sequence[str] | None = None):
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.settings = settings
+        self.categories = categories
+        self.items: list[dict] = []
+        self.chains: list[dict] = []
+        self.tiles: list[tuple[Image.Image, str]] = []
+        self.kept: dict[str, list[torch.Tensor]] = {}
+        self.row = 1  # contact sheet columns: the most samples of one chain (one row per chain)
+        self.started = time.time()
+
+    def add(self, result, counts: Sequence[int] | None = None) -> None:
+        """Save a batch of chains (a :class:`~dgnam.sample.SampleResult`); chain ``c`` keeps its first
+        ``counts[c]`` samples (default: all)."""
+        for c, (unit, seed) in enumerate(zip(result.units, result.seeds)):
+            label = unit_label(unit, self.categories)
+            keep = len(result.steps) if counts is None else int(counts[c])
+            self.row = max(self.row, keep)
+            is_class = result.class_terms[c] == "log_softmax"
+            self.chains.append({
+                "unit": str(unit), "label": label, "seed": seed, "class_term": result.class_terms[c],
+                "trajectory": [round(float(v), 5) for v in result.trajectory[c]],
+                "score_trajectory": [round(float(v), 5) for v in result.score_trajectory[c]],
+            })
+            for k, step in enumerate(result.steps[:keep]):
+                name = sample_name(unit, seed, step)
+                image = to_pil(result.images[c, k])
+                image.save(self.out / name)
+                self.kept.setdefault(str(unit), []).append(result.images[c, k])
+                activation, score = float(result.activations[c, k]), float(result.scores[c, k])
+                probability = math.exp(score) if is_class else None
+                self.items.append({
+                    "unit": str(unit), "layer": unit.layer, "index": unit.index,
+                    "location": list(unit.location) if isinstance(unit.location, tuple) else unit.location,
+                    "label": label, "seed": seed, "step": step, "file": name,
+                    "activation": activation, "log_probability": score if is_class else None, "probability": probability,
+                })
+                caption = f"{label}\ns{seed} t{step} act {activation:.2f}" + (f" p {probability:.2g}" if is_class else "")
+                self.tiles.append((image, caption))
+
+    def finish(self, interrupted: bool = False, requested: int | None = None) -> Path:
+        """Write the contact sheet and results.json (with the diversity of the samples); return its path."""
+        from .sample import image_diversity
+
+        if self.tiles:
+            contact_sheet(self.tiles, columns=min(self.row, 12)).save(self.out / "contact_sheet.png")
+        diversity = image_diversity({u: torch.stack(v) for u, v in self.kept.items()}) if self.kept else None
+        if diversity is not None:  # NaN (a unit with one sample) is not JSON
+            diversity = {"pixels": _finite(diversity["pixels"]), "per_unit": {u: _finite(d) for u, d in diversity["per_unit"].items()}}
+        record = {
+            **self.settings,
+            "versions": versions(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "seconds": round(time.time() - self.started, 2),
+            "interrupted": interrupted,
+            "complete": not interrupted and (requested is None or len(self.items) == requested),
+            "items_requested": requested,
+            "diversity": diversity,
+            "chains": self.chains,
+            "items": self.items,
+        }
+        path = self.out / "results.json"
+        path.write_text(json.dumps(record, indent=1))
+        return path
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def versions() -> dict:

@@ -45,7 +45,8 @@ def iter_visualize(
         target: The net whose units are maximized.
         jobs: Units and seeds (:func:`make_jobs`).
         generator: A generator prior (DGN-AM); None runs the pixel-space method of ``config``.
-        config: :class:`~dgnam.optimize.DGNAMConfig` with a generator, else
+        config: :class:`~dgnam.optimize.DGNAMConfig` with a generator (or a gradient-free
+            :class:`~dgnam.blackbox.CMAESConfig` / :class:`~dgnam.blackbox.GAConfig`), else
             :class:`~dgnam.pixel.PixelConfig`; None takes the defaults.
         batch_size: Images optimized together (memory grows with it; throughput too, up to a point).
         progress: Show progress bars.
@@ -61,7 +62,7 @@ def iter_visualize(
     check_units(target, [j.unit for j in jobs])  # fail before any work, not at the first batch
     if generator is not None:
         config = config or DGNAMConfig()
-        if config.bn_weight == 0:  # same activations, computed faster where possible (BatchNorm folded)
+        if getattr(config, "bn_weight", 0) == 0:  # same activations, computed faster where possible (BatchNorm folded)
             target = target.fast([j.unit.layer for j in jobs])
         return _batches(target, jobs, generator, config, batch_size, progress)
     from .pixel import PixelConfig
@@ -76,7 +77,11 @@ def _batches(target, jobs, generator, config, batch_size, progress) -> Iterator[
         for start in range(0, len(jobs), batch_size):
             chunk = jobs[start : start + batch_size]
             units, seeds = [j.unit for j in chunk], [j.seed for j in chunk]
-            if generator is not None:
+            if generator is not None and not isinstance(config, DGNAMConfig):  # CMAESConfig, GAConfig
+                from .blackbox import blackbox_am
+
+                result = blackbox_am(target, generator, units, seeds, config, progress=progress)
+            elif generator is not None:
                 result = dgn_am(target, generator, units, seeds, config, progress=progress)
             else:
                 from .pixel import pixel_am
