@@ -49,6 +49,7 @@ def test_spectrum_slope_white_noise_is_flat_and_constant_is_nan():
     white = np.random.default_rng(0).random((8, 128, 128, 3))
     assert abs(np.median(spectrum_slope(white))) < 0.1
     assert np.isnan(spectrum_slope(np.full((1, 64, 64, 3), 0.5))).all()
+    assert np.isnan(spectrum_slope(np.full((2, 64, 64, 3), [[[[37, 99, 201]]]], dtype=np.uint8))).all()  # 8-bit rounding
     with pytest.raises(ValueError, match="16 px"):
         spectrum_slope(np.zeros((1, 8, 8, 3)))
 

@@ -174,6 +174,7 @@ def spectrum_slope(images: Images, band: tuple[float, float] = SLOPE_BAND, bins:
     slopes = np.empty(n)
     for start in range(0, n, 64):  # chunks bound the memory of the complex spectra
         grey = x[start : start + 64] @ np.asarray(LUMA)
+        flat = grey.std(axis=(1, 2)) < 1e-6  # constant up to rounding: no power to fit
         grey = (grey - grey.mean(axis=(1, 2), keepdims=True)) * window
         power = np.abs(np.fft.fft2(grey)) ** 2
         mean_power = np.stack([power[:, m].mean(1) for m in masks], 1)  # (chunk, annuli)
@@ -181,7 +182,7 @@ def spectrum_slope(images: Images, band: tuple[float, float] = SLOPE_BAND, bins:
             log_p = np.log10(mean_power)
         for i, row in enumerate(log_p):
             ok = np.isfinite(row)
-            slopes[start + i] = np.polyfit(log_f[ok], row[ok], 1)[0] if ok.sum() >= 2 else np.nan
+            slopes[start + i] = np.polyfit(log_f[ok], row[ok], 1)[0] if ok.sum() >= 2 and not flat[i] else np.nan
     return slopes
 
 
