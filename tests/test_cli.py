@@ -137,3 +137,26 @@ def test_paper_preset_sets_the_papers_schedule(tmp_path, tiny_registry):
     assert record["preset"] == "paper"
     cfg = record["config"]
     assert (cfg["lr_start"], cfg["lr_end"], cfg["decay"], cfg["optimizer"], cfg["steps"]) == (8.0, 1e-10, 0.99, "paper", 3)
+
+
+def test_default_pixel_method_needs_batchnorm():
+    from torch import nn
+
+    from dgnam.cli import default_pixel_method
+    from dgnam.nets import InputSpec, wrap_model
+
+    with_bn = wrap_model(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)), InputSpec(size=(16, 16)))
+    without = wrap_model(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), InputSpec(size=(16, 16)))
+    assert default_pixel_method(with_bn) == "deepinversion"
+    assert default_pixel_method(without) == "fourier"
+
+
+def test_missing_optional_extra_is_a_one_line_error(monkeypatch, capsys):
+    import dgnam.cli as cli
+
+    def missing(args):
+        raise ImportError("vgg16_hed needs h5py: pip install 'dgnam[hed]'")
+
+    monkeypatch.setattr(cli, "_cmd_layers", missing)
+    assert cli.main(["layers", "vgg16_hed"]) == 2
+    assert "pip install" in capsys.readouterr().err

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 DEFAULT_PIXEL_METHOD = "deepinversion"  # used when no generator prior is registered for the net
+FALLBACK_PIXEL_METHOD = "fourier"  # ... and when that net has no BatchNorm statistics for DeepInversion
 
 
 def _seeds(text: str) -> list[int]:
@@ -214,7 +215,7 @@ def _cmd_visualize(args) -> int:
         from .pixel import PixelConfig
 
         generator = None
-        config = PixelConfig(method=args.pixel or DEFAULT_PIXEL_METHOD)
+        config = PixelConfig(method=args.pixel or default_pixel_method(net))
         overrides = {"steps": args.steps, "lr": args.lr}
         method = f"pixel:{config.method}"
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
@@ -369,6 +370,14 @@ def _cmd_merge(args) -> int:
     path = merge_parts(args.out)
     print(f"merged the parts of {args.out} into {path}")
     return 0
+
+
+def default_pixel_method(net) -> str:
+    """DeepInversion where the net has BatchNorm statistics to match, else the Fourier baseline."""
+    from torch import nn
+
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.model.modules())
+    return DEFAULT_PIXEL_METHOD if has_bn else FALLBACK_PIXEL_METHOD
 
 
 def default_generator(net: str) -> str | None:
@@ -669,6 +678,11 @@ def main(argv: list[str] | None = None) -> int:
     except (UnitError, WeightsError, KeyError, ValueError, FileNotFoundError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"dgnam: error: {message}", file=sys.stderr)
+        return 2
+    except ImportError as exc:
+        if "pip install" not in str(exc):  # a bug, not a missing optional extra: keep the traceback
+            raise
+        print(f"dgnam: error: {exc}", file=sys.stderr)
         return 2
 
 
