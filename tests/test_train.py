@@ -170,6 +170,28 @@ def test_export_round_trip(tiny_setup):
         load_prior(tmp / "bad.safetensors")
 
 
+def test_registered_prior_loads_from_its_own_file(tiny_setup, monkeypatch):
+    """A registry entry without a builder: the safetensors file carries config and statistics."""
+    from dgnam.generators import GeneratorSpec, _REGISTRY, _ensure_builtin
+    from dgnam.cli import default_generator
+
+    pool, tmp = tiny_setup
+    trainer = Trainer(config(steps=2), pool, tmp / "run", progress=False)
+    trainer.train()
+    sha = trainer.export(tmp / "home" / "weights" / "tiny_prior.safetensors")
+    _ensure_builtin()
+    spec = GeneratorSpec("tiny_prior", None, WeightSource("tiny_prior.safetensors", sha256=sha), encoder="tiny_enc:pool", default=True)
+    monkeypatch.setitem(_REGISTRY, "tiny_prior", spec)
+    gen = dgnam.load_generator("tiny_prior")
+    code = trainer.gen.clip(trainer.gen.random_code([3]))
+    with torch.no_grad():
+        assert torch.allclose(gen(code), trainer.gen.eval()(code), atol=2e-3)
+    assert default_generator("tiny_enc") == "tiny_prior"
+    monkeypatch.setitem(_REGISTRY, "tiny_prior", GeneratorSpec("tiny_prior", None, WeightSource("tiny_prior.safetensors", sha256="0" * 64)))
+    with pytest.raises(dgnam.WeightsError, match="sha256|hash"):
+        dgnam.load_generator("tiny_prior")
+
+
 def _ddp_worker(rank, world, port, pool, out, home):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), DGNAM_HOME=home)
     torch.set_num_threads(1)

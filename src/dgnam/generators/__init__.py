@@ -68,7 +68,7 @@ class GeneratorSpec:
     """One registry entry: a named, pretrained generator."""
 
     name: str
-    builder: Callable[[], Generator]
+    builder: Callable[[], Generator] | None  # None: a dgnam prior file that carries its own config
     weights: WeightSource
     encoder: str = ""  # "net:layer" whose features the generator inverts
     license: str = "unknown"
@@ -127,8 +127,14 @@ def load_generator(name: str, weights: str | Path | None = None, download: bool 
         gen = load_prior(name)
     else:
         spec = get_generator_spec(name)
-        gen = spec.builder()
-        load_strict(gen, load_state_dict(resolve_weights(spec.weights, weights, download=download)), what=name)
+        path = resolve_weights(spec.weights, weights, download=download)
+        if spec.builder is None:  # a dgnam prior: the file carries its architecture and code statistics
+            from .prior import load_prior
+
+            gen = load_prior(path)
+        else:
+            gen = spec.builder()
+            load_strict(gen, load_state_dict(path), what=name)
         if spec.bounds is not None:
             spec.bounds(gen)
     gen.eval()
