@@ -129,6 +129,16 @@ def test_training_lowers_the_pixel_loss_and_writes_its_outputs(tiny_setup):
     assert (pool / "cache" / "codes_tiny_enc_pool_16px_2v.pt").exists()
 
 
+def test_a_spatial_layer_sets_the_code_shape(tiny_setup):
+    pool, tmp = tiny_setup
+    prior = PriorConfig(**{**TINY_PRIOR, "layer": "act2"})  # 6 maps of 16x16 (the encoder resizes views to 32 px), not (6,)
+    trainer = Trainer(config(steps=3, prior=prior, comparator_layer="act1"), pool, tmp / "run", progress=False)
+    assert trainer.config.prior.code_shape == (6, 16, 16) == tuple(trainer.codes.shape[1:])
+    trainer.train()
+    assert trainer.gen(trainer.gen.random_code([0])).shape == (1, 3, 16, 16)
+    trainer.resume(tmp / "run" / "checkpoint.pt")  # the saved config agrees with the inferred shape
+
+
 def test_resume_continues_exactly(tiny_setup):
     pool, tmp = tiny_setup
     straight = Trainer(config(steps=8), pool, tmp / "a", progress=False)

@@ -22,7 +22,7 @@ import math
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -185,6 +185,9 @@ class Trainer:
         # a pool folder keeps its codes for every later training; a user's image folder is left untouched
         cache = self.pool_dir / "cache" if (self.pool_dir / "images.npy").exists() else self.out / "cache"
         codes = cached_codes(cache, views, config, progress and self.rank == 0)
+        if tuple(codes.shape[1:]) != config.prior.code_shape:  # the layer decides the code's shape
+            config = replace(config, prior=replace(config.prior, code_shape=tuple(codes.shape[1:])))
+            self.config = config
         v = config.views
         train_idx = np.asarray(card.get("train_idx", range(len(images))))
         held_idx = np.asarray(card.get("heldout_idx", []))
