@@ -262,10 +262,10 @@ def test_caffenet_keys_are_the_published_ones(caffenet):
 def test_missing_unexpected_and_misshapen_keys_are_named(pool5_generator, caffenet_weights):
     gen, state = pool5_generator
     missing = {k: v for k, v in state.items() if k != "deconv3.bias"}
-    with pytest.raises(WeightsError, match=r"missing 1 key\(s\), first 'deconv3.bias'"):
+    with pytest.raises(WeightsError, match=r"missing 1 key\(s\): 'deconv3.bias'"):
         load_strict(DeePSiMGenerator("pool5"), missing, what="deepsim_pool5")
     renamed = {k.replace("Rconv6.", "Rconv6.1."): v for k, v in state.items()}
-    with pytest.raises(WeightsError, match=r"unexpected 2 key\(s\), first 'Rconv6.1.weight'"):
+    with pytest.raises(WeightsError, match=r"unexpected 2 key\(s\): 'Rconv6.1.weight'"):
         load_strict(DeePSiMGenerator("pool5"), renamed, what="deepsim_pool5")
     # an fc8 generator's weights do not fit fc6: the first layer's shape is named
     fc8_shapes = published_generator_shapes("fc8")

@@ -215,9 +215,9 @@ def test_load_net_uses_the_registry_input_spec_and_loader(tmp_path, monkeypatch)
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"drop": ["block4/layers/conv2d_1/vars/0"]}, "missing 1 dataset(s): block4/layers/conv2d_1/vars/0"),
-        ({"drop": ["fuse/vars/1"]}, "missing 1 dataset(s): fuse/vars/1"),
-        ({"extra": ["block5/layers/conv2d_3/vars/0"]}, "unexpected 1 dataset(s): block5/layers/conv2d_3/vars/0"),
+        ({"drop": ["block4/layers/conv2d_1/vars/0"]}, "missing 1 dataset(s): 'block4/layers/conv2d_1/vars/0'"),
+        ({"drop": ["fuse/vars/1"]}, "missing 1 dataset(s): 'fuse/vars/1'"),
+        ({"extra": ["block5/layers/conv2d_3/vars/0"]}, "unexpected 1 dataset(s): 'block5/layers/conv2d_3/vars/0'"),
         ({"reshape": {"block2/layers/conv2d/vars/0": (3, 3, 6, 6)}}, "'block2/layers/conv2d/vars/0' (conv2_1.weight) has shape (3, 3, 6, 6), expected (3, 3, 4, 6)"),
         ({"reshape": {"dsn3/vars/1": (2,)}}, "(dsn3.bias) has shape (2,), expected (1,)"),
         ({"rename": {"block3/layers/conv2d_1/vars": "block3_conv3"}}, "holds Keras layer 'block3_conv3', expected 'block3_conv2'"),

@@ -26,6 +26,7 @@ import torch
 from .evaluate import (
     SLOPE_BAND,
     Images,
+    _forward_layers,
     _to_nchw,
     diversity,
     frechet_distance,
@@ -91,25 +92,6 @@ class RunEvaluation:
 # --------------------------------------------------------------------------------------------------
 # Forward passes
 # --------------------------------------------------------------------------------------------------
-
-
-def _device(net: Target) -> torch.device:
-    return next(net.buffers()).device
-
-
-@torch.no_grad()
-def _forward_layers(net: Target, layers: Sequence[str], images: Images, batch_size: int) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
-    """Per batch: (start index, {layer: output}), ``"output"`` being what the net returns."""
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
-    device = _device(net)
-    for start in range(0, len(images), batch_size):
-        batch = _to_nchw(images[start : start + batch_size]).to(device)
-        with capture(net.model, layers) as acts:
-            out = net(batch)
-        found = dict(acts)
-        found[OUTPUT] = out
-        yield start, found
 
 
 def layer_features(net: Target, layer: str, images: Images, batch_size: int = 32) -> np.ndarray:

@@ -21,7 +21,7 @@ in [0, 255] (as a pool's ``images.npy``) or float in [0, 1].
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence, Union
+from typing import Iterator, Mapping, Sequence, Union
 
 import numpy as np
 import torch
@@ -76,6 +76,21 @@ def _to_nchw(images: Images) -> torch.Tensor:
 
 def _device(target: Target) -> torch.device:
     return next(target.buffers()).device
+
+
+@torch.no_grad()
+def _forward_layers(net: Target, layers: Sequence[str], images: Images, batch_size: int) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+    """Per batch: (start index, {layer: output}), ``"output"`` being what the net returns."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    device = _device(net)
+    for start in range(0, len(images), batch_size):
+        batch = _to_nchw(images[start : start + batch_size]).to(device)
+        with capture(net.model, layers) as acts:
+            out = net(batch)
+        found = dict(acts)
+        found[OUTPUT] = out
+        yield start, found
 
 
 # --------------------------------------------------------------------------------------------------
@@ -249,20 +264,12 @@ def natural_max_activations(target: Target, units: Sequence[Unit], images: Image
     """
     if len(images) == 0:
         raise ValueError("no natural images given")
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
     units = list(units)
     layers = list(dict.fromkeys(u.layer for u in units))
-    device = _device(target)
     best = np.full(len(units), -np.inf)
-    for start in range(0, len(images), batch_size):
-        batch = _to_nchw(images[start : start + batch_size]).to(device)
-        with capture(target.model, layers) as acts:
-            out = target(batch)
-        acts = dict(acts)
-        acts[OUTPUT] = out
+    for _, acts in _forward_layers(target, layers, images, batch_size):
         for j, unit in enumerate(units):
-            values = read_unit(acts[unit.layer], [unit] * len(batch))
+            values = read_unit(acts[unit.layer], [unit] * len(acts[OUTPUT]))
             best[j] = max(best[j], float(values.max()))
     return best
 

