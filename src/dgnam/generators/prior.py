@@ -103,7 +103,10 @@ class PriorGenerator(Generator):
         return self.code_mean + self.code_std * noise
 
     def decode(self, code: torch.Tensor) -> torch.Tensor:
-        z = ((code - self.code_mean) / self.code_std).flatten(1)
+        # Units that never varied in the data (std at the 1e-6 floor) had z = 0 throughout training and
+        # stay at 0: otherwise their 1e6-fold gradients dominate DGN-AM's step normalization (mean |g|)
+        # and every live unit's step shrinks to nothing.
+        z = ((code - self.code_mean) / self.code_std * (self.code_std > 1e-6)).flatten(1)
         h = self.fc(z).view(-1, self.config.channels[0], 4, 4)
         out = self.up(h)
         if self.config.output == "sigmoid":
