@@ -139,6 +139,18 @@ def test_a_spatial_layer_sets_the_code_shape(tiny_setup):
     trainer.resume(tmp / "run" / "checkpoint.pt")  # the saved config agrees with the inferred shape
 
 
+def test_gradient_clipping_bounds_the_update(tiny_setup):
+    pool, tmp = tiny_setup
+    trainer = Trainer(config(steps=2, grad_clip=1e-3), pool, tmp / "run", progress=False)
+    x, y = trainer.batch()
+    (trainer.gen(y) - x).pow(2).mean().mul(100).backward()
+    before = trainer._clip(trainer.gen)
+    after = torch.cat([p.grad.flatten() for p in trainer.gen.parameters() if p.grad is not None]).norm()
+    assert before > 1e-2 and after == pytest.approx(1e-3, rel=1e-3)
+    logs = trainer.train_step(x, y)
+    assert logs["grad_norm"] > 1e-3  # the norm before clipping is logged
+
+
 def test_resume_continues_exactly(tiny_setup):
     pool, tmp = tiny_setup
     straight = Trainer(config(steps=8), pool, tmp / "a", progress=False)
