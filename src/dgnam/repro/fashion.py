@@ -1,0 +1,1062 @@
+"""DGN-AM against the pixel-space baselines on Fashion-MNIST, end to end on a CPU in minutes.
+
+The paper's comparison (Nguyen et al. 2016) at a scale that trains here from scratch:
+
+1. a small CNN classifier is both the **encoder** E (its penultimate layer ``code``, 128 ReLU units,
+   plays the part of CaffeNet's fc6) and the **target** whose class logits are maximized;
+2. two **judges** of other architectures and seeds (an MLP and a tiny ResNet) are trained on the same
+   data and never optimized against: they say whether a synthesized image shows its class;
+3. a DeePSiM-style **generator** (:class:`~dgnam.generators.prior.PriorGenerator`, 4 -> 8 -> 16 -> 32 px)
+   learns to invert E with a pixel loss, a feature loss in a comparator (E's early conv block) and a
+   small adversarial term with a discriminator that also sees the code, brought in by stages as in
+   :mod:`dgnam.train`; its code bounds are the paper's [0, mean + 3 std] of the training codes;
+4. **DGN-AM** (:func:`dgnam.dgn_am`, the paper's schedule) and the **pixel baselines**
+   (:func:`dgnam.pixel_am`) synthesize every class from several seeds;
+5. every image is **judged** (top-1 of the target and of each judge), the seeds' **diversity** is
+   measured, and each image's **nearest training images** are found in pixel space and in E's code
+   space, to tell whether a method merely reproduces a training image.
+
+Images: Fashion-MNIST's 28 px grey images are padded by 2 px of background to 32 px (as LeNet-5 padded
+MNIST), so the generator's doublings end exactly at the nets' input size. Every net here reads grey:
+given RGB (what generators and pixel methods produce) it averages the channels first
+(:class:`GreyInput`), so a net sees exactly the grey image that the contact sheets show.
+
+Compute is in the functions below; :func:`run_repro` adds the files (weights with their configs,
+contact sheets, ``results.json``); ``dgnam repro fashion-mnist`` is its command line.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import math
+import struct
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..assess import nearest_neighbors
+from ..evaluate import diversity, judge_topk
+from ..generators.prior import PriorConfig, PriorGenerator, load_prior, prior_metadata, save_prior
+from ..hooks import capture, forward_until
+from ..nets import InputSpec, Target, wrap_model
+from ..optimize import AMResult, DGNAMConfig, dgn_am
+from ..pixel import PixelConfig, pixel_am
+from ..train import Discriminator, code_stats, stage_weights
+from ..units import Unit
+
+CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+PACKAGE = "dataset-fashion-mnist"  # Debian package (Expat licence, Zalando SE 2017)
+IDX_DIR = "usr/share/datasets/fashion-mnist"  # where the package puts the idx files
+IDX_FILES = {
+    "train_x": "train-images-idx3-ubyte.gz",
+    "train_y": "train-labels-idx1-ubyte.gz",
+    "test_x": "t10k-images-idx3-ubyte.gz",
+    "test_y": "t10k-labels-idx1-ubyte.gz",
+}
+SIZE = 32  # px the nets and the generator work at (28 px images + 2 px border)
+METHODS = ("dgn-am", "pixel", "yosinski", "fourier", "deepinversion")
+
+# The pixel baselines' transform amounts are in pixels of 224 px images (dgnam.pixel._DEFAULTS);
+# at 32 px (1/7 of that) they are scaled down, to at least 1 px. Everything else stays at its default.
+PIXEL_AT_32: dict[str, dict] = {
+    "pixel": {},
+    "yosinski": dict(jitter=1, blur_sigma=0.5),  # 4 px jitter and a 1 px blur at 224 px
+    "fourier": dict(pad=2, jitter=2, fine_jitter=1),  # 16, 16 and 8 px at 224 px
+    "deepinversion": dict(jitter=2, fine_jitter=1),
+}
+
+
+# ==================================================================================================
+# Data
+# ==================================================================================================
+
+
+@dataclass
+class ImageData:
+    """A 10-class grey image classification set.
+
+    Attributes:
+        train_x, test_x: uint8 (N, H, W) grey images, 0 = background.
+        train_y, test_y: int64 (N,) labels.
+        classes: Class names, in label order.
+        source: Where the data came from (package, version, licence, or the synthetic recipe).
+    """
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    classes: tuple[str, ...]
+    source: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name in ("train", "test"):
+            x, y = getattr(self, f"{name}_x"), getattr(self, f"{name}_y")
+            if x.ndim != 3 or x.dtype != np.uint8:
+                raise ValueError(f"{name}_x must be uint8 (N, H, W), got {x.dtype} {x.shape}")
+            if len(x) != len(y):
+                raise ValueError(f"{name}: {len(x)} images but {len(y)} labels")
+            if len(y) and (int(y.min()) < 0 or int(y.max()) >= len(self.classes)):
+                raise ValueError(f"{name} labels must lie in 0-{len(self.classes) - 1}")
+            if max(x.shape[1:]) > SIZE:
+                raise ValueError(f"images must be at most {SIZE} px a side, got {x.shape[1:]}")
+
+    def identity(self) -> str:
+        """A short hash of the data (images and labels): saved weights are reused only on the same data."""
+        h = hashlib.sha256()
+        for array in (self.train_x, self.train_y, self.test_x, self.test_y):
+            h.update(np.ascontiguousarray(array).tobytes())
+        return h.hexdigest()[:16]
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an unsigned-byte idx file (the MNIST format), gzipped or not.
+
+    Args:
+        path: ``*-idx3-ubyte[.gz]`` (images) or ``*-idx1-ubyte[.gz]`` (labels).
+
+    Returns:
+        uint8 array of the file's shape, e.g. (60000, 28, 28).
+
+    Example:
+        >>> read_idx(root / IDX_DIR / "t10k-labels-idx1-ubyte.gz").shape
+        (10000,)
+    """
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[:2] != b"\0\0":
+        raise ValueError(f"{path} is not an idx file (bad magic number)")
+    if data[2] != 0x08:
+        raise ValueError(f"{path}: only unsigned-byte idx files are supported (type code {data[2]:#x})")
+    ndim = data[3]
+    dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    values = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if values.size != math.prod(dims):
+        raise ValueError(f"{path}: header says {dims} ({math.prod(dims)} values), the file holds {values.size}")
+    return values.reshape(dims).copy()
+
+
+def load_fashion_mnist(cache_dir: str | Path | None = None, fetch: Callable | None = None) -> ImageData:
+    """Fashion-MNIST from Debian's ``dataset-fashion-mnist``, downloaded and unpacked (not installed)
+    into the cache with :func:`dgnam.pool.fetch_deb`.
+
+    Args:
+        cache_dir: Folder of unpacked packages (default ``$DGNAM_HOME/debs``).
+        fetch: ``(package, cache_dir) -> DebPackage`` (default :func:`dgnam.pool.fetch_deb`).
+
+    Returns:
+        60,000 training and 10,000 test images, 28 x 28 px.
+
+    Raises:
+        RuntimeError: the package cannot be fetched (``apt-get download`` needs Debian's registry).
+    """
+    from ..pool import default_cache_dir, fetch_deb
+
+    deb = (fetch or fetch_deb)(PACKAGE, Path(cache_dir) if cache_dir else default_cache_dir())
+    folder = deb.root / IDX_DIR
+    missing = [name for name in IDX_FILES.values() if not (folder / name).exists()]
+    if missing:
+        raise RuntimeError(f"{PACKAGE} {deb.version} has no {', '.join(missing)} under {folder}")
+    arrays = {key: read_idx(folder / name) for key, name in IDX_FILES.items()}
+    return ImageData(
+        arrays["train_x"], arrays["train_y"].astype(np.int64), arrays["test_x"], arrays["test_y"].astype(np.int64), CLASSES,
+        source={"name": "fashion-mnist", "package": PACKAGE, "version": deb.version, "license": "MIT (Expat), Zalando SE 2017", "folder": str(folder)},
+    )
+
+
+SHAPES = ("hbar", "vbar", "square", "frame", "disc", "ring", "plus", "cross", "triangle", "dots")
+
+
+def _shape_mask(kind: str, dy: np.ndarray, dx: np.ndarray, r: float) -> np.ndarray:
+    ay, ax = np.abs(dy), np.abs(dx)
+    box, dist = np.maximum(ay, ax), np.hypot(dy, dx)
+    masks = {
+        "hbar": (ay < 0.3 * r) & (ax < r),
+        "vbar": (ax < 0.3 * r) & (ay < r),
+        "square": box < 0.8 * r,
+        "frame": (box < r) & (box >= 0.6 * r),
+        "disc": dist < 0.9 * r,
+        "ring": (dist < r) & (dist >= 0.6 * r),
+        "plus": ((ay < 0.2 * r) | (ax < 0.2 * r)) & (box < r),
+        "cross": (np.abs(ay - ax) < 0.25 * r) & (box < r),
+        "triangle": (dy > -r) & (dy < r) & (ax < (dy + r) / 2),
+        "dots": (np.hypot(dy, dx - 0.6 * r) < 0.35 * r) | (np.hypot(dy, dx + 0.6 * r) < 0.35 * r),
+    }
+    return masks[kind]
+
+
+def synthetic_shapes(n_train: int = 2000, n_test: int = 500, size: int = 28, seed: int = 0) -> ImageData:
+    """A tiny stand-in for Fashion-MNIST: 10 classes of bright shapes on a black background, with
+    random position, size, brightness and noise (for tests and dry runs; no download).
+
+    Args:
+        n_train, n_test: Number of images (classes are balanced up to rounding).
+        size: Side in px (at most 32).
+        seed: The images depend only on it.
+
+    Returns:
+        An :class:`ImageData` with class names :data:`SHAPES`.
+    """
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.arange(n) % len(SHAPES)
+        rng.shuffle(labels)
+        images = np.empty((n, size, size), np.uint8)
+        for i, label in enumerate(labels):
+            cy, cx = rng.uniform(-3, 3, 2) + (size - 1) / 2
+            r = rng.uniform(0.25, 0.38) * size
+            mask = _shape_mask(SHAPES[label], yy - cy, xx - cx, r)
+            image = mask * rng.uniform(150, 255) + rng.normal(0, 12, (size, size))
+            images[i] = np.clip(image, 0, 255).astype(np.uint8)
+        return images, labels.astype(np.int64)
+
+    train_x, train_y = draw(n_train)
+    test_x, test_y = draw(n_test)
+    return ImageData(train_x, train_y, test_x, test_y, SHAPES, source={"name": "synthetic-shapes", "seed": seed, "size": size})
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W) grey -> float (N, 1, 32, 32) in [0, 1], centred on a black border."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)[:, None]
+    top, left = (SIZE - x.shape[-2]) // 2, (SIZE - x.shape[-1]) // 2
+    return F.pad(x, (left, SIZE - x.shape[-1] - left, top, SIZE - x.shape[-2] - top))
+
+
+def grey(images: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) in [0, 1] -> (N, 1, H, W): the mean of the channels, what every net here reads."""
+    return images if images.shape[1] == 1 else images.mean(1, keepdim=True)
+
+
+# ==================================================================================================
+# Nets
+# ==================================================================================================
+
+
+class GreyInput(nn.Module):
+    """First layer of every net here: RGB input is averaged to grey; grey input passes through."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return grey(x)
+
+
+def _conv_block(cin: int, cout: int, kernel: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2))
+
+
+class FashionCNN(nn.Module):
+    """Encoder and target: three conv blocks (32 -> 16 -> 8 -> 4 px), ``code`` (the penultimate layer,
+    ReLU: the generator's code, as fc6 in the paper) and ``logits``. BatchNorm throughout, so that
+    DeepInversion's prior applies."""
+
+    def __init__(self, classes: int = 10, widths: tuple[int, int, int] = (16, 32, 64), code_dim: int = 128):
+        super().__init__()
+        w1, w2, w3 = widths
+        self.grey = GreyInput()
+        self.block1 = _conv_block(1, w1, 5)
+        self.block2 = _conv_block(w1, w2, 3)
+        self.block3 = _conv_block(w2, w3, 3)
+        self.flatten = nn.Flatten(1)
+        self.code = nn.Sequential(nn.Linear(w3 * (SIZE // 8) ** 2, code_dim), nn.ReLU())
+        self.logits = nn.Linear(code_dim, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.block3(self.block2(self.block1(self.grey(x))))
+        return self.logits(self.code(self.flatten(x)))
+
+
+class FashionMLP(nn.Module):
+    """Judge: a two-hidden-layer perceptron on the raw pixels (no convolutions, no BatchNorm)."""
+
+    def __init__(self, classes: int = 10, hidden: tuple[int, int] = (256, 128)):
+        super().__init__()
+        self.grey = GreyInput()
+        self.flatten = nn.Flatten(1)
+        self.fc1 = nn.Sequential(nn.Linear(SIZE * SIZE, hidden[0]), nn.ReLU())
+        self.fc2 = nn.Sequential(nn.Linear(hidden[0], hidden[1]), nn.ReLU())
+        self.logits = nn.Linear(hidden[1], classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.fc2(self.fc1(self.flatten(self.grey(x)))))
+
+
+class BasicBlock(nn.Module):
+    """ResNet's basic block: two 3x3 convolutions with BatchNorm and a shortcut."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        return F.relu(out + self.shortcut(x))
+
+
+class TinyResNet(nn.Module):
+    """Judge: a strided stem (16 px) and three basic blocks (16, 8, 4 px), global average ``pool``."""
+
+    def __init__(self, classes: int = 10, widths: tuple[int, int, int] = (16, 32, 64)):
+        super().__init__()
+        w1, w2, w3 = widths
+        self.grey = GreyInput()
+        self.stem = nn.Sequential(nn.Conv2d(1, w1, 3, 2, 1, bias=False), nn.BatchNorm2d(w1), nn.ReLU())
+        self.stage1 = BasicBlock(w1, w1)
+        self.stage2 = BasicBlock(w1, w2, 2)
+        self.stage3 = BasicBlock(w2, w3, 2)
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+        self.logits = nn.Linear(w3, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.pool(self.stage3(self.stage2(self.stage1(self.stem(self.grey(x)))))))
+
+
+ARCHS: dict[str, type[nn.Module]] = {"cnn": FashionCNN, "mlp": FashionMLP, "resnet": TinyResNet}
+FEATURE_LAYER = {"cnn": "code", "mlp": "fc2", "resnet": "pool"}  # each arch's penultimate layer
+
+
+@dataclass
+class NetConfig:
+    """A classifier and its training (Adam, cosine learning-rate decay, cross-entropy)."""
+
+    arch: str = "cnn"  # "cnn" (the encoder/target), "mlp" or "resnet" (judges)
+    seed: int = 0  # initialization and batch order
+    epochs: float = 1.0  # passes over the training images
+    batch_size: int = 128
+    lr: float = 2e-3  # Adam's learning rate at the start
+    lr_final: float = 0.02  # ... and at the end, as a fraction of lr (cosine decay)
+    train_images: int = 0  # train on the first N training images (0: all)
+
+    def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown arch {self.arch!r}: choose one of {', '.join(ARCHS)}")
+
+    @property
+    def name(self) -> str:
+        return f"{self.arch}_seed{self.seed}"
+
+
+def cosine_lr(base: float, final: float, step: int, steps: int) -> float:
+    """Learning rate at ``step``: cosine decay from ``base`` to ``base * final`` over ``steps``."""
+    t = min(1.0, step / max(1, steps))
+    return base * (final + (1 - final) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def build_net(arch: str, seed: int, classes: int = 10) -> nn.Module:
+    """A freshly initialized net; the weights depend only on ``seed`` (the global RNG is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return ARCHS[arch](classes)
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Grey-level mean and std of the training images (at 32 px): the nets' input normalization."""
+
+    mean: float
+    std: float
+
+    @classmethod
+    def of(cls, images: torch.Tensor) -> "Normalization":
+        return cls(round(float(images.mean()), 6), round(float(images.std()), 6))
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return (images - self.mean) / self.std
+
+    def input_spec(self) -> InputSpec:
+        """The :class:`~dgnam.nets.InputSpec` of a net trained with this normalization (RGB in [0, 1],
+        the same value on each channel, so the net's grey average is the normalized grey image)."""
+        return InputSpec(size=(SIZE, SIZE), mean=(self.mean,) * 3, std=(self.std,) * 3, min_size=SIZE)
+
+
+def train_classifier(
+    config: NetConfig, x: torch.Tensor, y: torch.Tensor, norm: Normalization, classes: int = 10, progress: bool = False
+) -> tuple[nn.Module, dict]:
+    """Train one classifier.
+
+    Args:
+        config: Architecture, seed and budget.
+        x: float (N, 1, 32, 32) training images in [0, 1] (:func:`to_tensor`).
+        y: int64 (N,) labels.
+        norm: Input normalization.
+        classes: Number of classes.
+        progress: Show a tqdm bar.
+
+    Returns:
+        The net in eval mode and ``{"steps", "seconds", "final_loss"}``.
+
+    Example:
+        >>> net, info = train_classifier(NetConfig("mlp", seed=1), to_tensor(data.train_x), torch.from_numpy(data.train_y), norm)
+    """
+    from tqdm.auto import tqdm
+
+    if config.train_images:
+        x, y = x[: config.train_images], y[: config.train_images]
+    model = build_net(config.arch, config.seed, classes).train()
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    rng = torch.Generator().manual_seed(config.seed)
+    per_epoch = max(1, len(x) // config.batch_size)
+    steps = max(1, round(config.epochs * per_epoch))
+    started, losses, order = time.time(), [], torch.empty(0, dtype=torch.long)
+    for step in tqdm(range(steps), desc=f"train {config.name}", disable=not progress, leave=False):
+        if step % per_epoch == 0:
+            order = torch.randperm(len(x), generator=rng)
+        rows = order[(step % per_epoch) * config.batch_size : (step % per_epoch + 1) * config.batch_size]
+        for group in opt.param_groups:
+            group["lr"] = cosine_lr(config.lr, config.lr_final, step, steps)
+        loss = F.cross_entropy(model(norm(x[rows])), y[rows])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    model.eval()
+    return model, {"steps": steps, "seconds": round(time.time() - started, 2), "final_loss": float(np.mean(losses[-20:]))}
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: Normalization, batch_size: int = 1000) -> float:
+    """Top-1 accuracy of ``model`` on (N, 1|3, 32, 32) images in [0, 1]."""
+    hits = sum(int((model(norm(x[i : i + batch_size])).argmax(1) == y[i : i + batch_size]).sum()) for i in range(0, len(x), batch_size))
+    return hits / max(1, len(x))
+
+
+@torch.no_grad()
+def layer_features(model: nn.Module, layer: str, x: torch.Tensor, norm: Normalization, batch_size: int = 1000) -> torch.Tensor:
+    """Output of ``layer`` for (N, 1|3, 32, 32) images in [0, 1], flattened to (N, D)."""
+    out = [forward_until(model, layer, norm(x[i : i + batch_size])).flatten(1) for i in range(0, len(x), batch_size)]
+    return torch.cat(out)
+
+
+# ==================================================================================================
+# Generator
+# ==================================================================================================
+
+
+@dataclass
+class GeneratorConfig:
+    """The DeePSiM-style generator and its training; loss weights and stages follow
+    :class:`dgnam.train.TrainConfig` (pixel loss first, then the feature loss, then the adversarial one)."""
+
+    fc_width: int = 512  # hidden fully connected layer
+    channels: tuple[int, ...] = (64, 64, 32, 16)  # 4x4 map, then 8, 16 and 32 px
+    steps: int = 1000  # optimizer steps (1000 x 64 images: about one epoch of Fashion-MNIST)
+    batch_size: int = 64
+    lr: float = 5e-4  # Adam (DeePSiM: 2e-4 over far more steps), cosine decay to lr_final * lr
+    lr_final: float = 0.05
+    betas: tuple[float, float] = (0.5, 0.999)  # DeePSiM's
+    w_pix: float = 1.0  # pixel MSE
+    w_feat: float = 0.05  # comparator-feature MSE / the features' variance over the data
+    w_adv: float = 0.005  # non-saturating GAN loss (0: no discriminator)
+    feat_start: float = 0.25  # fraction of steps with the pixel loss only
+    adv_start: float = 0.5  # fraction of steps before the adversarial term
+    ramp: float = 0.1  # fraction of steps over which each term ramps in
+    comparator_layer: str = "block2"  # the encoder's second conv block (8 x 8 x 32): DeePSiM's comparator
+    disc_width: int = 8  # width of dgnam.train.Discriminator (its first conv layer)
+    seed: int = 0
+
+    def __post_init__(self):
+        self.channels = tuple(self.channels)
+        self.betas = tuple(self.betas)
+
+    def prior_config(self, code_dim: int) -> PriorConfig:
+        return PriorConfig(encoder="fashion_cnn", layer="code", code_shape=(code_dim,), output_size=SIZE, fc_width=self.fc_width, channels=self.channels)
+
+
+def build_generator(config: GeneratorConfig, codes: torch.Tensor) -> PriorGenerator:
+    """A fresh generator whose code statistics (and so its clipping bounds [0, mean + 3 std]) are those
+    of ``codes`` (N, D), the encoder's codes of the training images."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        gen = PriorGenerator(config.prior_config(codes.shape[1]))
+    stats = code_stats(codes)
+    gen.set_code_stats(stats["mean"], stats["std"], stats["min"])
+    return gen
+
+
+def train_generator(
+    encoder: nn.Module,
+    x: torch.Tensor,
+    codes: torch.Tensor,
+    norm: Normalization,
+    config: GeneratorConfig = GeneratorConfig(),
+    progress: bool = False,
+) -> tuple[PriorGenerator, dict]:
+    """Train G to invert the encoder's ``code`` layer: G(E(x)) ~ x.
+
+    Loss (DeePSiM): ``w_pix * MSE(G(y), x) + w_feat * MSE(C(G(y)), C(x)) / var(C) + w_adv * L_adv``,
+    with C the encoder up to ``config.comparator_layer`` and a discriminator D(image, code)
+    (:class:`dgnam.train.Discriminator`); the weights ramp in by stages (:func:`dgnam.train.stage_weights`).
+    Targets are the grey images repeated on the three channels, so G learns grey images.
+
+    Args:
+        encoder: The trained :class:`FashionCNN` (left unchanged).
+        x: float (N, 1, 32, 32) training images in [0, 1].
+        codes: (N, D) the encoder's codes of ``x`` (:func:`layer_features` at ``"code"``).
+        norm: The encoder's input normalization.
+        config: Architecture, loss weights, stages and budget.
+        progress: Show a tqdm bar.
+
+    Returns:
+        The generator (eval mode) and ``{"steps", "seconds", "final": {loss terms}}``.
+    """
+    from tqdm.auto import tqdm
+
+    gen = build_generator(config, codes).train()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed + 1)
+        disc = Discriminator(codes.shape[1], config.disc_width)
+    encoder = encoder.eval()
+    frozen = [p.requires_grad for p in encoder.parameters()]
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    opt_g = torch.optim.Adam(gen.parameters(), lr=config.lr, betas=config.betas)
+    opt_d = torch.optim.Adam(disc.parameters(), lr=config.lr, betas=config.betas)
+
+    def compare(images: torch.Tensor) -> torch.Tensor:
+        return forward_until(encoder, config.comparator_layer, norm(images))
+
+    with torch.no_grad():
+        feat_var = float(compare(x[:512]).var().clamp_min(1e-8))
+    rng = torch.Generator().manual_seed(config.seed)
+    started, logs = time.time(), {}
+    try:
+        for step in tqdm(range(config.steps), desc="train generator", disable=not progress, leave=False):
+            w_pix, w_feat, w_adv = stage_weights(config, step)  # same staging as dgnam.train (duck-typed config)
+            for opt in (opt_g, opt_d):
+                for group in opt.param_groups:
+                    group["lr"] = cosine_lr(config.lr, config.lr_final, step, config.steps)
+            rows = torch.randint(len(x), (config.batch_size,), generator=rng)
+            real, y = x[rows].expand(-1, 3, -1, -1), codes[rows]
+            fake = gen(y)
+            logs = {}
+            if w_adv > 0:
+                d_real, d_fake = disc(torch.cat([real, fake.detach()]), torch.cat([y, y])).chunk(2)
+                loss_d = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                opt_d.step()
+                logs["loss_d"] = loss_d.item()
+            pix = F.mse_loss(fake, real)
+            loss = w_pix * pix
+            logs["pix"] = pix.item()
+            if w_feat > 0:
+                with torch.no_grad():
+                    target = compare(real)
+                feat = F.mse_loss(compare(fake), target) / feat_var
+                loss = loss + w_feat * feat
+                logs["feat"] = feat.item()
+            if w_adv > 0:
+                adv = F.softplus(-disc(fake, y)).mean()
+                loss = loss + w_adv * adv
+                logs["adv"] = adv.item()
+            opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_g.step()
+    finally:
+        for p, flag in zip(encoder.parameters(), frozen):
+            p.requires_grad_(flag)
+    gen.eval()
+    return gen, {"steps": config.steps, "seconds": round(time.time() - started, 2), "final": {k: round(v, 5) for k, v in logs.items()}}
+
+
+@torch.no_grad()
+def reconstruction_metrics(gen: PriorGenerator, encoder: nn.Module, x: torch.Tensor, y: torch.Tensor, codes: torch.Tensor, norm: Normalization) -> dict:
+    """How well G inverts E on held-out images: PSNR of the grey reconstruction, cosine between
+    E(G(E(x))) and E(x), and the encoder's accuracy on the reconstructions."""
+    recon = grey(torch.cat([gen(codes[i : i + 500]) for i in range(0, len(codes), 500)]))
+    mse = (recon - x).pow(2).flatten(1).mean(1)
+    codes2 = layer_features(encoder, "code", recon, norm)
+    return {
+        "heldout_psnr": round(float((10 * torch.log10(1.0 / mse.clamp_min(1e-10))).mean()), 3),
+        "heldout_code_cos": round(float(F.cosine_similarity(codes2, codes).mean()), 4),
+        "heldout_recon_accuracy": round(accuracy(encoder, recon, y, norm), 4),
+        "heldout_images": len(x),
+    }
+
+
+# ==================================================================================================
+# Activation maximization
+# ==================================================================================================
+
+
+@dataclass
+class AMConfig:
+    """Which methods run, on which seeds; every method takes the same number of steps."""
+
+    methods: tuple[str, ...] = METHODS  # "dgn-am" and any of dgnam.pixel.METHODS
+    seeds: tuple[int, ...] = (0, 1, 2)
+    steps: int = 200  # the paper's; DGN-AM keeps its schedule (lr 8 -> ~0, decay 0.99, clipping)
+
+    def __post_init__(self):
+        self.methods, self.seeds = tuple(self.methods), tuple(int(s) for s in self.seeds)
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown method(s) {', '.join(unknown)}: choose from {', '.join(METHODS)}")
+        if not self.seeds:
+            raise ValueError("give at least one seed")
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+
+def synthesize(target: Target, generator: PriorGenerator | None, classes: Sequence[int], config: AMConfig, progress: bool = False) -> dict[str, tuple[AMResult, float]]:
+    """Every method on every class and seed, one batch per method (class-major order).
+
+    Args:
+        target: The classifier as a :class:`~dgnam.nets.Target`; its ``logits`` layer is maximized.
+        generator: The prior of DGN-AM (needed when ``"dgn-am"`` is among the methods).
+        classes: Class indices.
+        config: Methods, seeds and steps.
+        progress: Show tqdm bars.
+
+    Returns:
+        ``method -> (AMResult, seconds)``; ``"deepinversion"`` is left out when the target has no
+        BatchNorm (its prior has nothing to match).
+    """
+    units = [Unit("logits", int(c)) for c in classes for _ in config.seeds]
+    seeds = [s for _ in classes for s in config.seeds]
+    out: dict[str, tuple[AMResult, float]] = {}
+    for method in config.methods:
+        started = time.time()
+        if method == "dgn-am":
+            if generator is None:
+                raise ValueError("dgn-am needs a generator")
+            result = dgn_am(target, generator, units, seeds, DGNAMConfig(steps=config.steps), progress=progress)
+        elif method == "deepinversion" and not has_batchnorm(target.model):
+            continue
+        else:
+            pixel = PixelConfig(method=method, steps=config.steps, size=SIZE, **PIXEL_AT_32[method])
+            result = pixel_am(target, units, seeds, pixel, progress=progress)
+        out[method] = (result, round(time.time() - started, 2))
+    return out
+
+
+# ==================================================================================================
+# Judging and the nearest-neighbour check
+# ==================================================================================================
+
+
+@dataclass
+class Reference:
+    """What real held-out images look like to the checks, for scale: their nearest training image's
+    distance in pixel space (RMS, grey levels in [0, 1]) and in the encoder's code space."""
+
+    pixel_rms: np.ndarray
+    code: np.ndarray
+    diversity: dict = field(default_factory=dict)  # class_diversity of the held-out images, per net and in pixels
+    copy_percentile: float = 1.0  # a synthesized image closer (pixel RMS) to a training image than
+    # this percentile of the held-out images' nearest distances counts as a near-copy
+
+    @property
+    def copy_threshold(self) -> float:
+        return float(np.percentile(self.pixel_rms, self.copy_percentile))
+
+    def summary(self) -> dict:
+        q = lambda a: {f"p{p}": round(float(np.percentile(a, p)), 4) for p in (1, 5, 50)}  # noqa: E731
+        return {"images": len(self.pixel_rms), "pixel_rms": q(self.pixel_rms), "code": q(self.code), "diversity": self.diversity, "copy_percentile": self.copy_percentile, "copy_threshold": round(self.copy_threshold, 4)}
+
+
+@torch.no_grad()
+def net_features(net: Target, layer: str, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """(N, D) output of ``layer`` of a :class:`~dgnam.nets.Target` for (N, 3, H, W) images in [0, 1]."""
+    out = []
+    for i in range(0, len(images), batch_size):
+        with capture(net.model, [layer]) as acts:
+            net(images[i : i + batch_size])
+        out.append(acts[layer].flatten(1))
+    return torch.cat(out)
+
+
+def class_diversity(features: torch.Tensor, labels: Sequence[int], center: torch.Tensor) -> float:
+    """:func:`dgnam.evaluate.diversity` of ``features`` grouped by label, after subtracting ``center``
+    (the mean over real images): ReLU features all point into one orthant, and their raw cosines
+    would read every pair as alike."""
+    labels = [int(c) for c in labels]
+    groups = {c: [i for i, lab in enumerate(labels) if lab == c] for c in dict.fromkeys(labels)}
+    return round(diversity([features[g] - center for g in groups.values()]), 4)
+
+
+def judge(
+    images: torch.Tensor,
+    labels: Sequence[int],
+    nets: dict[str, Target],
+    feature_layers: dict[str, str],
+    centers: dict[str, torch.Tensor],
+) -> dict:
+    """Top-1 of each net, and the seeds' diversity in each net's penultimate features and in pixels.
+
+    Args:
+        images: (N, 3, 32, 32) in [0, 1].
+        labels: (N,) the class each image was made for.
+        nets: name -> net (the target and the judges).
+        feature_layers: name -> penultimate layer of that net (for the diversity).
+        centers: name (and ``"pixels"``) -> mean features (and mean grey image, flattened) of real
+            images, subtracted before the cosines (:func:`class_diversity`).
+
+    Returns:
+        ``{"top1": {net: rate}, "pred": {net: list}, "diversity": {net|"pixels": value}}``.
+    """
+    labels = [int(c) for c in labels]
+    out: dict = {"top1": {}, "pred": {}, "diversity": {}}
+    for name, net in nets.items():
+        verdict = judge_topk(net, images, labels, ks=(1,), batch_size=256)
+        out["top1"][name] = round(verdict["top1"], 4)
+        out["pred"][name] = verdict["pred"].tolist()
+        if name in feature_layers:
+            out["diversity"][name] = class_diversity(net_features(net, feature_layers[name], images), labels, centers[name])
+    out["diversity"]["pixels"] = class_diversity(grey(images).flatten(1), labels, centers["pixels"])
+    return out
+
+
+# ==================================================================================================
+# The whole reproduction (files)
+# ==================================================================================================
+
+
+@dataclass
+class ReproConfig:
+    """Everything a reproduction run does; saved in ``results.json`` and with every weight file."""
+
+    classifier: NetConfig = field(default_factory=lambda: NetConfig("cnn", seed=0, epochs=1.0))
+    judges: tuple[NetConfig, ...] = field(default_factory=lambda: (NetConfig("mlp", seed=1, epochs=2.0), NetConfig("resnet", seed=2, epochs=1.0)))
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    am: AMConfig = field(default_factory=AMConfig)
+    neighbours: int = 3  # nearest training images reported per synthesized image
+    reference_images: int = 1000  # held-out images whose nearest-training distances give the scale
+    copy_percentile: float = 1.0  # see Reference
+
+    def __post_init__(self):
+        self.judges = tuple(self.judges)
+        if self.classifier.arch != "cnn":
+            raise ValueError("the classifier (encoder and target) must be the 'cnn' arch: the generator inverts its 'code' layer")
+        names = [j.name for j in self.judges]
+        if len(set(names)) != len(names) or self.classifier.name in names:
+            raise ValueError(f"judges must differ from each other and from the classifier (arch or seed), got {names}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ReproConfig":
+        return cls(
+            classifier=NetConfig(**d["classifier"]),
+            judges=tuple(NetConfig(**j) for j in d["judges"]),
+            generator=GeneratorConfig(**d["generator"]),
+            am=AMConfig(**d["am"]),
+            **{f.name: d[f.name] for f in fields(cls) if f.name not in ("classifier", "judges", "generator", "am") and f.name in d},
+        )
+
+    def with_budget(
+        self,
+        epochs: float | None = None,
+        generator_steps: int | None = None,
+        am_steps: int | None = None,
+        seeds: Sequence[int] | None = None,
+        methods: Sequence[str] | None = None,
+        train_images: int | None = None,
+    ) -> "ReproConfig":
+        """A copy with the budget changed (None keeps a value).
+
+        Args:
+            epochs: The classifier's epochs; each judge's epochs keep their ratio to it.
+            generator_steps: Generator training steps.
+            am_steps: Optimization steps of every method.
+            seeds: Seeds per class.
+            methods: Methods to run (see :data:`METHODS`).
+            train_images: Train every net on the first N training images (0: all).
+        """
+        scale = (epochs / self.classifier.epochs) if epochs else 1.0
+        nets = [self.classifier, *self.judges]
+        nets = [replace(n, epochs=n.epochs * scale, **({"train_images": train_images} if train_images is not None else {})) for n in nets]
+        generator = replace(self.generator, steps=generator_steps) if generator_steps else self.generator
+        am = AMConfig(
+            methods=tuple(methods) if methods else self.am.methods,
+            seeds=tuple(seeds) if seeds else self.am.seeds,
+            steps=am_steps or self.am.steps,
+        )
+        return replace(self, classifier=nets[0], judges=tuple(nets[1:]), generator=generator, am=am)
+
+    @classmethod
+    def quick(cls) -> "ReproConfig":
+        """About 40 % of the default budget (a first look; accuracies a few points lower)."""
+        return cls(
+            classifier=NetConfig("cnn", seed=0, epochs=0.5),
+            judges=(NetConfig("mlp", seed=1, epochs=1.0), NetConfig("resnet", seed=2, epochs=0.5)),
+            generator=GeneratorConfig(steps=400),
+            am=AMConfig(seeds=(0, 1)),
+        )
+
+
+def _save_net(model: nn.Module, config: NetConfig, norm: Normalization, data_id: str, info: dict, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    meta = {"dgnam_fashion_net": json.dumps(asdict(config)), "normalization": json.dumps(asdict(norm)), "data": data_id, "training": json.dumps(info)}
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path), metadata=meta)
+
+
+def load_fashion_net(path: str | Path, classes: int = 10) -> tuple[nn.Module, NetConfig, Normalization, dict]:
+    """Rebuild a net saved by a reproduction run (``DIR/models/*.safetensors``).
+
+    Returns:
+        ``(model in eval mode, its NetConfig, its Normalization, metadata {"data", "training"})``.
+
+    Example:
+        >>> model, config, norm, meta = load_fashion_net("runs/fashion/models/classifier.safetensors")
+        >>> target = wrap_model(model, norm.input_spec(), CLASSES)
+    """
+    from safetensors import safe_open
+
+    from ..hub import WeightsError, load_strict
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    if "dgnam_fashion_net" not in meta:
+        raise WeightsError(f"{path} has no dgnam_fashion_net metadata: not a net saved by `dgnam repro fashion-mnist`")
+    config = NetConfig(**json.loads(meta["dgnam_fashion_net"]))
+    model = ARCHS[config.arch](classes)
+    load_strict(model, state, what=f"{config.arch} net {path}")
+    return model.eval(), config, Normalization(**json.loads(meta["normalization"])), {"data": meta.get("data"), "training": json.loads(meta.get("training", "{}"))}
+
+
+def _tile(image: torch.Tensor):
+    """A (C, 32, 32) image as the grey 8-bit RGB picture every net sees."""
+    from ..results import to_pil
+
+    return to_pil(grey(image[None])[0].expand(3, -1, -1))
+
+
+def summary_markdown(record: dict) -> str:
+    """The run's headline numbers as two markdown tables (nets, then methods)."""
+    nets = record["nets"]
+    judges = [n for n in nets if n != "classifier"]
+    lines = ["| net | role | test top-1 | train s |", "| --- | --- | ---: | ---: |"]
+    for name, net in nets.items():
+        lines.append(f"| {net['arch']} (seed {net['seed']}) | {'target + encoder' if name == 'classifier' else 'judge'} | {net['test_accuracy']:.3f} | {net['seconds']:.0f}{' (reused)' if net['reused'] else ''} |")
+    g = record["generator"]
+    lines.append("")
+    lines.append(f"Generator: {g['steps']} steps, {g['seconds']:.0f} s{' (reused)' if g['reused'] else ''}; held-out PSNR {g['heldout_psnr']:.1f} dB, "
+                 f"code cos {g['heldout_code_cos']:.3f}, classifier accuracy on reconstructions {g['heldout_recon_accuracy']:.3f}.")
+    lines.append("")
+    head = "| method | target top-1 | " + " | ".join(f"judge {nets[j]['arch']} top-1" for j in judges) + " | logit start -> final | raised | diversity (judges) | NN pixel RMS min / median | near-copies | s |"
+    lines += [head, "| --- |" + " ---: |" * (len(judges) + 6)]
+    for method, m in record["methods"].items():
+        div = " / ".join(f"{m['judging']['diversity'].get(j, float('nan')):.2f}" for j in judges)
+        lines.append(
+            f"| {method} | {m['judging']['top1']['classifier']:.2f} | " + " | ".join(f"{m['judging']['top1'][j]:.2f}" for j in judges)
+            + f" | {m['logit_start_mean']:.1f} -> {m['logit_final_mean']:.1f} | {m['raised_fraction']:.2f} | {div} | "
+            f"{m['neighbours']['pixel_rms_min']:.3f} / {m['neighbours']['pixel_rms_median']:.3f} | {m['neighbours']['near_copies']} | {m['seconds']:.1f} |"
+        )
+    ref = record["reference"]
+    lines.append("")
+    lines.append(f"Held-out images' nearest training image: pixel RMS median {ref['pixel_rms']['p50']:.3f}, 1st percentile {ref['pixel_rms']['p1']:.3f} "
+                 f"(near-copy threshold); {len(record['am']['seeds'])} seeds x {len(record['classes'])} classes per method. "
+                 "Diversity: mean 1 - cos between the seeds of a class in a judge's penultimate features, centred on real images; "
+                 "real held-out images of one class give " + " / ".join(f"{ref['diversity'].get(j, float('nan')):.2f}" for j in judges) + ".")
+    return "\n".join(lines)
+
+
+def run_repro(
+    data: ImageData,
+    out_dir: str | Path,
+    config: ReproConfig | None = None,
+    reuse: bool = False,
+    progress: bool = False,
+    log: Callable[[str], None] = lambda message: None,
+) -> dict:
+    """Train, synthesize, judge and write a reproduction run.
+
+    Args:
+        data: The images (:func:`load_fashion_mnist`, or :func:`synthetic_shapes` for a dry run).
+        out_dir: Run folder: ``models/`` (weights + configs), ``sheet_<method>.png``,
+            ``neighbours.png``, ``reconstructions.png``, ``results.json``, ``summary.md``.
+        config: What to train and run (default :class:`ReproConfig`).
+        reuse: Load the weights already in ``out_dir/models`` when their config and data match
+            (anything else is trained again).
+        progress: Show tqdm bars.
+        log: Called with one line per stage.
+
+    Returns:
+        The record written to ``results.json``.
+
+    Example:
+        >>> record = run_repro(load_fashion_mnist(), "runs/fashion")
+        >>> print(summary_markdown(record))
+    """
+    from ..results import contact_sheet, versions
+
+    config = config or ReproConfig()
+    out = Path(out_dir)
+    models = out / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    data_id = data.identity()
+    classes = list(range(len(data.classes)))
+    x_train, x_test = to_tensor(data.train_x), to_tensor(data.test_x)
+    y_train, y_test = torch.from_numpy(data.train_y), torch.from_numpy(data.test_y)
+    norm = Normalization.of(x_train)
+    timings: dict = {}
+
+    # 1-2. classifier (encoder + target) and judges
+    nets: dict[str, dict] = {}
+    modules: dict[str, nn.Module] = {}
+    for key, net_config in [("classifier", config.classifier)] + [(f"judge_{j.arch}", j) for j in config.judges]:
+        path = models / f"{key}.safetensors"
+        model, info, reused = None, None, False
+        if reuse and path.exists():
+            saved, saved_config, saved_norm, meta = load_fashion_net(path, len(classes))
+            if saved_config == net_config and saved_norm == norm and meta["data"] == data_id:
+                model, info, reused = saved, meta["training"], True
+            else:
+                log(f"{path.name}: saved with another config or data; training again")
+        if model is None:
+            model, info = train_classifier(net_config, x_train, y_train, norm, len(classes), progress)
+            _save_net(model, net_config, norm, data_id, info, path)
+            model = load_fashion_net(path, len(classes))[0]  # a fresh and a reused run then use identical weights
+        modules[key] = model
+        nets[key] = {**asdict(net_config), "file": f"models/{path.name}", "reused": reused, "seconds": info["seconds"], "steps": info["steps"],
+                     "test_accuracy": round(accuracy(model, x_test, y_test, norm), 4)}
+        timings[key] = info["seconds"]
+        log(f"{key}: {net_config.arch}, test top-1 {nets[key]['test_accuracy']:.3f}, {info['seconds']:.0f} s{' (reused)' if reused else ''}")
+    classifier = modules["classifier"]
+
+    # 3. generator
+    t0 = time.time()
+    codes_train = layer_features(classifier, "code", x_train, norm)
+    n_ref = min(config.reference_images, len(x_test))
+    codes_test = layer_features(classifier, "code", x_test[:n_ref], norm)
+    timings["codes"] = round(time.time() - t0, 2)
+    gen_path = models / "generator.safetensors"
+    gen, gen_info, gen_reused = None, None, False
+    gen_card = json.loads(json.dumps({"generator_config": asdict(config.generator), "classifier": asdict(config.classifier), "data": data_id, "normalization": asdict(norm)}))
+    if reuse and gen_path.exists():
+        meta = prior_metadata(gen_path)
+        if all(meta.get(k) == v for k, v in gen_card.items()):
+            gen, gen_info, gen_reused = load_prior(gen_path), meta["training"], True
+        else:
+            log("generator.safetensors: saved with another config, classifier or data; training again")
+    if gen is None:
+        gen, gen_info = train_generator(classifier, x_train, codes_train, norm, config.generator, progress)
+        save_prior(gen, gen_path, {**gen_card, "training": gen_info})
+        gen = load_prior(gen_path)  # fp16 weights, as a reused run would load them
+    for p in gen.parameters():
+        p.requires_grad_(False)
+    recon = reconstruction_metrics(gen, classifier, x_test[:n_ref], y_test[:n_ref], codes_test, norm)
+    generator_record = {**asdict(config.generator), "file": "models/generator.safetensors", "reused": gen_reused, "seconds": gen_info["seconds"],
+                        "final_losses": gen_info.get("final", {}), **recon,
+                        "code_bounds": {"lower_mean": round(float(gen.lower.mean()), 4), "upper_mean": round(float(gen.upper.mean()), 4)}}
+    timings["generator"] = gen_info["seconds"]
+    log(f"generator: PSNR {recon['heldout_psnr']:.1f} dB, recon top-1 {recon['heldout_recon_accuracy']:.3f}, {gen_info['seconds']:.0f} s{' (reused)' if gen_reused else ''}")
+    sample = torch.linspace(0, n_ref - 1, 20).long()
+    with torch.no_grad():
+        pairs = [(_tile(x_test[i]), f"real {data.classes[int(y_test[i])]}"[:16]) for i in sample] + [(_tile(gen(codes_test[int(i) : int(i) + 1])[0]), "G(E(x))") for i in sample]
+    contact_sheet(pairs, tile=64, columns=20).save(out / "reconstructions.png")
+
+    # 4. synthesis
+    spec = norm.input_spec()
+    target = wrap_model(classifier, spec, tuple(data.classes), name="fashion_cnn")
+    judge_targets = {key: wrap_model(modules[key], spec, tuple(data.classes), name=key) for key in modules}
+    t0 = time.time()
+    results = synthesize(target, gen, classes, config.am, progress)
+    timings["synthesis"] = round(time.time() - t0, 2)
+
+    # 5. judging and neighbours
+    t0 = time.time()
+    train_pixels = x_train.flatten(1)
+    scale = math.sqrt(train_pixels.shape[1])
+    ref_pix = nearest_neighbors(x_test[:n_ref].flatten(1), train_pixels, 1, "l2").distance[:, 0] / scale
+    ref_code = nearest_neighbors(codes_test, codes_train, 1, "l2").distance[:, 0]
+    layers = {"classifier": FEATURE_LAYER["cnn"], **{f"judge_{j.arch}": FEATURE_LAYER[j.arch] for j in config.judges}}
+    real = x_test[:n_ref].expand(-1, 3, -1, -1)
+    real_feats = {name: net_features(judge_targets[name], layer, real) for name, layer in layers.items()}
+    real_feats["pixels"] = x_test[:n_ref].flatten(1)
+    centers = {name: f.mean(0) for name, f in real_feats.items()}
+    real_diversity = {name: class_diversity(f, y_test[:n_ref].tolist(), centers[name]) for name, f in real_feats.items()}
+    reference = Reference(ref_pix, ref_code, real_diversity, config.copy_percentile)
+    methods: dict[str, dict] = {}
+    neighbour_tiles = []
+    for method, (result, seconds) in results.items():
+        images = result.images
+        labels = [u.index for u in result.units]
+        verdict = judge(images, labels, judge_targets, layers, centers)
+        by_pixels = nearest_neighbors(grey(images).flatten(1), train_pixels, config.neighbours, "l2")
+        pix_d, pix_i = by_pixels.distance / scale, by_pixels.index
+        by_code = nearest_neighbors(layer_features(classifier, "code", images, norm), codes_train, config.neighbours, "l2")
+        code_d, code_i = by_code.distance, by_code.index
+        start, final = result.history[:, 0], result.final
+        items = []
+        for i, (unit, seed) in enumerate(zip(result.units, result.seeds)):
+            items.append({
+                "class": unit.index, "label": data.classes[unit.index], "seed": seed,
+                "logit_start": round(float(start[i]), 4), "logit_final": round(float(final[i]), 4), "logit_best": round(float(result.best[i]), 4),
+                "pred": {name: int(p[i]) for name, p in verdict["pred"].items()},
+                "nn_pixel": [{"index": int(j), "rms": round(float(d), 4), "label": int(data.train_y[j])} for d, j in zip(pix_d[i], pix_i[i])],
+                "nn_code": [{"index": int(j), "distance": round(float(d), 4), "label": int(data.train_y[j])} for d, j in zip(code_d[i], code_i[i])],
+                "near_copy": bool(pix_d[i, 0] < reference.copy_threshold),
+            })
+        near = int(sum(item["near_copy"] for item in items))
+        methods[method] = {
+            "seconds": seconds, "config": result.config,
+            "judging": {"top1": verdict["top1"], "diversity": verdict["diversity"]},
+            "logit_start_mean": round(float(start.mean()), 4), "logit_final_mean": round(float(final.mean()), 4),
+            "raised_fraction": round(float((final > start).float().mean()), 4),
+            "neighbours": {"pixel_rms_min": round(float(pix_d[:, 0].min()), 4), "pixel_rms_median": round(float(np.median(pix_d[:, 0])), 4),
+                           "code_distance_median": round(float(np.median(code_d[:, 0])), 4), "near_copies": near,
+                           "same_class_as_pixel_nn": round(float(np.mean([it["nn_pixel"][0]["label"] == it["class"] for it in items])), 4)},
+            "items": items,
+        }
+        # contact sheet: one row per seed, one column per class
+        order = sorted(range(len(items)), key=lambda i: (items[i]["seed"], items[i]["class"]))
+        marks = lambda i: " ".join(f"{k[0].upper() if k == 'classifier' else k.split('_')[1][0].upper()}{'+' if items[i]['pred'][k] == items[i]['class'] else '-'}" for k in verdict["pred"])  # noqa: E731
+        tiles = [(_tile(images[i]), f"{items[i]['label'][:10]} s{items[i]['seed']}\n{marks(i)} {items[i]['logit_final']:.1f}") for i in order]
+        contact_sheet(tiles, tile=96, columns=len(classes)).save(out / f"sheet_{method}.png")
+        first = [i for i in order if items[i]["seed"] == config.am.seeds[0]]
+        neighbour_tiles += [(_tile(images[i]), f"{method}\n{items[i]['label'][:12]}") for i in first]
+        neighbour_tiles += [(_tile(x_train[int(pix_i[i, 0])]), f"pixel NN\nrms {pix_d[i, 0]:.3f}") for i in first]
+        neighbour_tiles += [(_tile(x_train[int(code_i[i, 0])]), f"code NN\nd {code_d[i, 0]:.2f}") for i in first]
+    contact_sheet(neighbour_tiles, tile=80, columns=len(classes)).save(out / "neighbours.png")
+    timings["judging"] = round(time.time() - t0, 2)
+    timings["total_this_run"] = round(time.time() - started, 2)
+
+    record = {
+        "what": "DGN-AM vs pixel-space activation maximization on a classifier trained here (dgnam.repro.fashion)",
+        "data": {**data.source, "identity": data_id, "train_images": len(data.train_x), "test_images": len(data.test_x)},
+        "classes": list(data.classes),
+        "normalization": asdict(norm),
+        "config": config.to_dict(),
+        "am": {"seeds": list(config.am.seeds), "steps": config.am.steps, "methods": list(results)},
+        "nets": nets,
+        "generator": generator_record,
+        "reference": reference.summary(),
+        "methods": methods,
+        "timings_s": timings,
+        "torch_threads": torch.get_num_threads(),
+        "versions": versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (out / "results.json").write_text(json.dumps(record, indent=1))
+    (out / "summary.md").write_text(summary_markdown(record) + "\n")
+    return record
+
+
+__all__ = [
+    "CLASSES", "METHODS", "PIXEL_AT_32", "SHAPES", "AMConfig", "FashionCNN", "FashionMLP", "GeneratorConfig", "GreyInput",
+    "ImageData", "NetConfig", "Normalization", "Reference", "ReproConfig", "TinyResNet", "accuracy", "build_generator",
+    "build_net", "judge", "layer_features", "load_fashion_mnist", "load_fashion_net", "read_idx",
+    "net_features", "class_diversity", "reconstruction_metrics", "run_repro", "summary_markdown", "synthesize", "synthetic_shapes", "to_tensor", "train_classifier",
+    "train_generator",
+]  # fmt: skip
