@@ -9,10 +9,10 @@ import torch
 
 import dgnam
 from dgnam import Unit, run_objective, units_objective
-from dgnam.blackbox import CMAESConfig, GAConfig, blackbox_am, cmaes_am, ga_am, require_cma
+from dgnam.blackbox import CMAESConfig, GAConfig, _codes_from_numpy, blackbox_am, cmaes_am, ga_am, require_cma
 from dgnam import cli
 
-from conftest import TinyGenerator
+from conftest import TinyGenerator, TinyNet
 from test_cli import tiny_registry  # noqa: F401  (fixture: a tiny net and generator in the registries)
 
 UNITS = [Unit("logits", 1), Unit("conv2", 3)]
@@ -147,6 +147,45 @@ def test_bad_arguments_are_named(tiny_target, tiny_generator):
         ga_am(tiny_target, tiny_generator, [Unit("logits", 99)], [0], GAConfig(evals=40, population=20), progress=False)
 
 
+def test_non_finite_scores_of_a_target_net_are_named(tiny_generator):
+    model = TinyNet()
+    with torch.no_grad():
+        model.logits.bias[1] = float("nan")  # a broken net: class 1 scores NaN
+    target = dgnam.wrap_model(model, dgnam.InputSpec(size=(32, 32), min_size=8), name="broken")
+    for config in (GAConfig(evals=40, population=20), CMAESConfig(evals=21, popsize=10)):
+        with pytest.raises(ValueError, match="target net 'broken' returned NaN or inf"):
+            blackbox_am(target, tiny_generator, [Unit("logits", 1)], [0], config, progress=False)
+    r = ga_am(target, tiny_generator, [Unit("logits", 2)], [0], GAConfig(evals=40, population=20), progress=False)
+    assert torch.isfinite(r.best).all()  # other units of the same net are fine
+
+
+def test_a_gradient_free_config_without_a_generator_names_the_fix(tiny_target):
+    from dgnam.run import iter_visualize, make_jobs
+
+    for config in (CMAESConfig(), GAConfig()):
+        with pytest.raises(ValueError, match="pass generator="):
+            iter_visualize(tiny_target, make_jobs([Unit("logits", 1)], [0]), None, config)
+
+
+def test_cmaes_codes_are_made_and_clipped_on_the_generators_device():
+    """CMA-ES proposes NumPy codes; they must be clipped where the bounds live (CUDA on a GPU). The
+    'meta' device stands in for CUDA here: a CPU code against meta bounds fails as against CUDA ones."""
+    gen = TinyGenerator().set_bounds(0.0, 2.0).to("meta")
+    codes = _codes_from_numpy(np.linspace(-1.0, 3.0, 16).reshape(2, 8), gen)
+    assert codes.device == gen.lower.device and codes.shape == (2, 8) and codes.dtype == torch.float32
+    cpu = TinyGenerator().set_bounds(0.0, 2.0)
+    codes = _codes_from_numpy(np.linspace(-1.0, 3.0, 16).reshape(2, 8), cpu)
+    assert codes.min() == 0.0 and codes.max() == 2.0  # clipped
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_cmaes_and_ga_run_with_a_generator_and_net_on_cuda(tiny_target, tiny_generator):
+    gen, net = tiny_generator.to("cuda"), tiny_target.to("cuda")
+    for config in (CMAESConfig(evals=31, popsize=10), GAConfig(evals=40, population=20)):
+        r = blackbox_am(net, gen, [Unit("logits", 1)], [0], config, progress=False)
+        assert r.codes.device.type == "cpu" and torch.isfinite(r.best).all()
+
+
 def test_missing_cma_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "cma", None)
     with pytest.raises(ImportError, match=r"dgnam\[blackbox\]"):
@@ -163,11 +202,20 @@ def test_cli_gradient_free_search_writes_the_same_run_folder(tmp_path, tiny_regi
     assert [item["file"] for item in record["items"]] == ["logits_0001_seed0.png", "logits_0001_seed1.png"]
     assert len(record["items"][0]["history"]) == 2  # generations of 40
     assert (tmp_path / "ga" / "best" / "logits_0001_seed1.png").exists()
+    batch = record["batches"][0]  # the resolved search settings, and what an item's history counts
+    assert batch["history_axis"] == "generation" and batch["method"] == "ga"
+    assert batch["config"]["generations"] == 2 and batch["config"]["evals_used"] == 80 and batch["config"]["population"] == 40
     assert cli.main(base + ["--optimizer", "cmaes", "--evals", "41", "--out", str(tmp_path / "cma")]) == 0
-    assert json.loads((tmp_path / "cma" / "results.json").read_text())["method"] == "cmaes:tiny_gen"
+    cma = json.loads((tmp_path / "cma" / "results.json").read_text())
+    assert cma["method"] == "cmaes:tiny_gen" and cma["config"]["popsize"] is None  # the flags' config: cma's default popsize
+    resolved = cma["batches"][0]["config"]
+    assert cma["batches"][0]["history_axis"] == "generation" and resolved["popsize"] == 10  # 4 + 3 ln(8)
+    assert resolved["generations"] == 4 and resolved["evals_used"] == 41 == resolved["evals"]
+    assert len(cma["items"][0]["history"]) == 4
     # a gradient optimizer spends the same budget as steps: one forward+backward per evaluation
     assert cli.main(base + ["--optimizer", "gradient", "--evals", "13", "--out", str(tmp_path / "grad")]) == 0
     grad = json.loads((tmp_path / "grad" / "results.json").read_text())
     assert grad["method"] == "dgn-am:tiny_gen" and grad["config"]["steps"] == 12 and grad["config"]["optimizer"] == "paper"
+    assert grad["batches"][0]["history_axis"] == "step" and grad["batches"][0]["config"]["steps"] == 12
     assert cli.main(base + ["--optimizer", "ga", "--steps", "5", "--out", str(tmp_path / "x")]) == 2
     assert cli.main(base + ["--pixel", "pixel", "--optimizer", "cmaes", "--out", str(tmp_path / "y")]) == 2

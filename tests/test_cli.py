@@ -89,6 +89,45 @@ def test_interrupt_keeps_finished_batches(tmp_path, tiny_registry, monkeypatch):
     assert [i["index"] for i in record["items"]] == [0, 1] and record["items_requested"] == 4
 
 
+def test_a_failing_batch_still_writes_the_finished_images(tmp_path, tiny_registry, monkeypatch):
+    net_file, gen_file = tiny_registry
+    calls = {"n": 0}
+    real = dgnam.run.dgn_am
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("out of memory (simulated)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dgnam.run, "dgn_am", failing)
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="simulated"):  # the error is not swallowed ...
+        cli.main(["visualize", "--net", "tiny", "--net-weights", str(net_file), "--generator-weights", str(gen_file),
+                  "--unit", "logits:0-3", "--steps", "3", "--batch-size", "2", "--out", str(out), "--quiet"])
+    record = json.loads((out / "results.json").read_text())  # ... and the finished batch is recorded
+    assert record["interrupted"] and not record["complete"] and [i["index"] for i in record["items"]] == [0, 1]
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [(["--evals", "1"], "--evals must be at least 2"), (["--batch-size", "0"], "--batch-size must be at least 1")],
+)
+def test_bad_budgets_name_the_flag(tmp_path, tiny_registry, capsys, flags, message):
+    net_file, gen_file = tiny_registry
+    code = cli.main(["visualize", "--net", "tiny", "--net-weights", str(net_file), "--generator-weights", str(gen_file),
+                     "--unit", "logits:1", "--out", str(tmp_path / "x"), "--quiet"] + flags)
+    assert code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_repro_without_apt_get_suggests_synthetic(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no apt-get (not a Debian system)
+    assert cli.main(["repro", "fashion-mnist", "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "debs"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "apt-get not found" in err and "--synthetic" in err
+
+
 @pytest.mark.parametrize(
     "unit, message",
     [("logits:7", "out of range"), ("conv9:0", "Nearest names: conv2"), ("logits:cow", "unknown class name"), ("conv2:0@cls", "@center")],

@@ -10,7 +10,7 @@ from PIL import Image
 
 import dgnam
 from dgnam import cli
-from dgnam.distributed import World, merge_parts, part_dir, part_settings, shard_jobs
+from dgnam.distributed import World, init_world, merge_parts, part_dir, part_settings, shard_jobs
 from dgnam.generators import GeneratorSpec
 from dgnam.hub import WeightSource
 from dgnam.nets import InputSpec, NetSpec
@@ -97,9 +97,12 @@ def test_two_process_run_equals_one_process_run(tmp_path, tiny_files):
 
     a, b = json.loads((single / "results.json").read_text()), json.loads((multi / "results.json").read_text())
     assert b["processes"] == 2 and a["processes"] == 1 and b["complete"] and not b["interrupted"]
-    varying = {"command", "created", "seconds", "processes", "timing", "batches", "versions"}  # wall times, argv
+    varying = {"command", "created", "started", "seconds", "processes", "timing", "batches", "versions"}  # wall times, argv
     assert {k: v for k, v in a.items() if k not in varying} == {k: v for k, v in b.items() if k not in varying}
     assert [x["images"] for x in a["batches"]] == [x["images"] for x in b["batches"]] == [3, 3, 2]
+    assert [x["config"] for x in a["batches"]] == [x["config"] for x in b["batches"]]
+    assert a["timing"]["processes"] == 1 and b["timing"]["processes"] == 2
+    assert b["timing"]["optimize_seconds"] < b["timing"]["process_seconds"]  # wall: the ranks ran side by side
     assert len(b["items"]) == 8 and not (multi / "parts").exists()
     files = [i[k] for i in a["items"] for k in ("file", "best_file", "rf_file") if i[k]]
     assert any(f.startswith("rf/") for f in files)
@@ -128,3 +131,111 @@ def test_merge_of_a_run_with_a_missing_part_keeps_the_parts(tmp_path):
     assert [i["file"] for i in record["items"]] == ["logits_0000_seed0.png"]
     assert (out / "logits_0000_seed0.png").exists() and (out / "best" / "logits_0000_seed0.png").exists()
     assert (out / "parts").exists()  # kept: the missing part may still be recovered
+
+
+def _part(out, rank, world_size, items_total, units, value=0.5, seconds=1.0, started=None):
+    """A finished part of a run, as rank ``rank`` writes it (fake images of one batch)."""
+    settings = {"net": "tiny", "units": [str(u) for u in units]}
+    writer = RunWriter(part_dir(out, rank), part_settings(settings, World(rank=rank, size=world_size), items_total=items_total), None)
+    if started is not None:
+        writer.started = started
+    writer.add(_fake_batch(list(units), [0] * len(units), value), seconds=seconds)
+    writer.finish(requested=len(units))
+    return part_dir(out, rank)
+
+
+def test_merged_timing_is_wall_time_of_processes_side_by_side(tmp_path):
+    import time
+
+    out = tmp_path / "run"
+    now = time.time()
+    _part(out, 0, 2, 3, [dgnam.Unit("logits", 0), dgnam.Unit("logits", 1)], seconds=2.0, started=now - 100)
+    _part(out, 1, 2, 3, [dgnam.Unit("logits", 2)], seconds=3.0, started=now - 50)
+    record = json.loads(merge_parts(out).read_text())
+    timing = record["timing"]
+    assert timing["processes"] == 2 and timing["optimize_seconds"] == 3.0 and timing["process_seconds"] == 5.0
+    assert timing["images_per_minute"] == pytest.approx(60.0 * 3 / 3.0) and timing["seconds_per_image"] == pytest.approx(1.0)
+    assert record["started"] == pytest.approx(now - 100, abs=1e-2) and record["seconds"] >= 100  # from the earliest rank's start
+    assert record["complete"] and [b["seconds"] for b in record["batches"]] == [2.0, 3.0]
+    from dgnam.assess import run_speed
+
+    assert run_speed(record)["images_per_minute"] == pytest.approx(60.0)
+
+
+def test_merge_skips_another_runs_parts_and_refuses_a_rank_twice(tmp_path):
+    import os
+    import shutil
+
+    out = tmp_path / "run"
+    stale = _part(out, 2, 3, 5, [dgnam.Unit("logits", 4)], value=0.9)  # an earlier run with 3 processes
+    os.utime(stale / "results.json", (1, 1))  # ... written long ago
+    _part(out, 0, 2, 2, [dgnam.Unit("logits", 0)], value=0.25)
+    _part(out, 1, 2, 2, [dgnam.Unit("logits", 1)], value=0.5)
+    with pytest.warns(UserWarning, match="rank002 of another run"):
+        record = json.loads(merge_parts(out, keep_parts=True).read_text())
+    assert [i["unit"] for i in record["items"]] == ["logits:0", "logits:1"] and record["items_requested"] == 2
+    assert record["complete"] and not (out / "logits_0004_seed0.png").exists()
+    shutil.copytree(part_dir(out, 0), out / "parts" / "rank000_copy")  # the same rank twice
+    with pytest.warns(UserWarning, match="rank002"), pytest.raises(ValueError, match="rank 0 has more than one part"):
+        merge_parts(out)
+
+
+def test_a_merge_that_stopped_half_way_runs_again(tmp_path):
+    out = tmp_path / "run"
+    _part(out, 0, 2, 2, [dgnam.Unit("logits", 0)], value=0.25)
+    _part(out, 1, 2, 2, [dgnam.Unit("logits", 1)], value=0.5)
+    # the first merge moved rank 0's image and stopped
+    (part_dir(out, 0) / "logits_0000_seed0.png").rename(out / "logits_0000_seed0.png")
+    assert cli.main(["merge", str(out)]) == 0
+    record = json.loads((out / "results.json").read_text())
+    assert record["complete"] and [i["file"] for i in record["items"]] == ["logits_0000_seed0.png", "logits_0001_seed0.png"]
+    assert Image.open(out / "logits_0001_seed0.png").getpixel((0, 0)) == (128, 128, 128) and not (out / "parts").exists()
+    assert (out / "best" / "logits_0000_seed0.png").exists()
+
+
+def _fake_world(monkeypatch, rank):
+    """cli visualize believes it is rank ``rank`` of 2 (no process group: barriers are no-ops)."""
+    import dgnam.distributed as distributed
+
+    monkeypatch.setattr(distributed, "init_world", lambda device="cpu": World(rank=rank, size=2, local_rank=rank))
+    monkeypatch.setattr(distributed, "barrier", lambda world: None)
+
+
+def test_a_failing_rank_writes_its_finished_part_and_merge_takes_it(tmp_path, tiny_files, monkeypatch):
+    home, net_file, gen_file = tiny_files
+    out = tmp_path / "run"
+    calls = {"n": 0}
+    real = dgnam.run.dgn_am
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real(*args, **kwargs)
+
+    _fake_world(monkeypatch, rank=1)  # rank 1 takes batches 2 and 3 of 8 jobs in batches of 3
+    monkeypatch.setattr(dgnam.run, "dgn_am", failing)
+    with pytest.raises(RuntimeError, match="simulated"):
+        cli.main(_argv(net_file, gen_file, out))
+    part = json.loads((part_dir(out, 1) / "results.json").read_text())
+    assert part["interrupted"] and len(part["items"]) == 3 and part["items_requested"] == 5
+    assert cli.main(["merge", str(out)]) == 0
+    record = json.loads((out / "results.json").read_text())
+    assert [i["file"] for i in record["items"]] == [i["file"] for i in part["items"]] and not record["complete"]
+
+
+def test_rank0_removes_an_earlier_runs_parts_before_writing(tmp_path, tiny_files, monkeypatch):
+    home, net_file, gen_file = tiny_files
+    out = tmp_path / "run"
+    _part(out, 5, 8, 40, [dgnam.Unit("logits", 4)])  # left by an 8-process run
+    _fake_world(monkeypatch, rank=0)
+    assert cli.main(_argv(net_file, gen_file, out)) == 130  # rank 1 never wrote: merged what finished
+    assert not part_dir(out, 5).exists() and part_dir(out, 0).exists()
+    record = json.loads((out / "results.json").read_text())
+    assert len(record["items"]) == 3 and record["items_requested"] == 8 and record["interrupted"]
+
+
+def test_an_explicit_gpu_under_torchrun_names_the_fix(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="use --device cuda: each process takes cuda:LOCAL_RANK"):
+        init_world("cuda:1")

@@ -83,6 +83,23 @@ def test_results_json_has_every_method_judged_and_checked(run):
     assert "| dgn-am |" in (out / "summary.md").read_text()
 
 
+def test_summary_tables_have_as_many_cells_in_every_row(run):
+    out, _ = run
+    tables, current = [], []
+    for line in (out / "summary.md").read_text().splitlines() + [""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            tables.append(current)
+            current = []
+    assert len(tables) == 2  # nets, then methods
+    for table in tables:
+        cells = [len(row.strip().strip("|").split("|")) for row in table]
+        assert len(set(cells)) == 1, (cells, table[:2])
+        assert set(table[1].replace("|", "").split()) <= {"---", "---:"}  # the separator row
+    assert len(tables[1]) == 2 + len(METHODS) and tables[1][0].count("| judge ") == 2
+
+
 def test_reuse_skips_training_retrains_what_changed_and_reproduces_the_images(run, data):
     out, first = run
     changed = replace(TINY.with_budget(methods=("dgn-am", "pixel")), judges=(TINY.judges[0], replace(TINY.judges[1], seed=5, epochs=1)))

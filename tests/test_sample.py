@@ -191,6 +191,34 @@ def test_prior_generator_update_in_whitened_units(tmp_path, monkeypatch):
     assert not torch.allclose(r.codes[:, 0], h0.detach(), atol=1e-3)
 
 
+class ViewNet(PooledNet):
+    """Returns a reshaped view of its logits: the same values, another tensor object."""
+
+    def forward(self, x):
+        return self.logits(self.pool(x)).view(len(x), -1)
+
+
+class TemperedNet(PooledNet):
+    """Returns its logits divided by a temperature: the returned values differ from the logits layer's."""
+
+    def forward(self, x):
+        return self.logits(self.pool(x)) / 2.0
+
+
+def test_class_units_are_found_by_value_or_by_the_registry(monkeypatch):
+    from dgnam.sample import _class_terms
+
+    spec = InputSpec(size=(32, 32), min_size=8)
+    units = [dgnam.Unit("logits", 1), dgnam.Unit("pool", 0), dgnam.Unit("output", 2)]
+    view = dgnam.wrap_model(ViewNet(), spec, name="view")
+    assert _class_terms(view, units, "auto") == ["log_softmax", "activation", "log_softmax"]
+    tempered = dgnam.wrap_model(TemperedNet(), spec, name="tempered")  # not registered: only `output` is the return value
+    assert _class_terms(tempered, units, "auto") == ["activation", "activation", "log_softmax"]
+    dgnam.nets._ensure_builtin()
+    monkeypatch.setitem(dgnam.nets._REGISTRY, "tempered", NetSpec("tempered", TemperedNet, WeightSource("t.pth"), spec))
+    assert _class_terms(tempered, units, "auto") == ["log_softmax", "activation", "log_softmax"]  # its output_layer: logits
+
+
 def _register(tmp_path, monkeypatch):
     """A tiny net and a prior over its 6-d pool layer (the paper's setting: G inverts the target)."""
 
@@ -219,7 +247,7 @@ def _register(tmp_path, monkeypatch):
     return net_file, gen_file
 
 
-def test_cli_sample_writes_samples_sheet_and_results(tmp_path, monkeypatch):
+def test_cli_sample_writes_samples_sheet_and_results(tmp_path, monkeypatch, capsys):
     net_file, gen_file = _register(tmp_path, monkeypatch)
     out = tmp_path / "samples"
     argv = ["sample", "tinyc", "logits:dog", "pool:2", "--generator", "pool_gen", "--net-weights", str(net_file),
@@ -239,4 +267,12 @@ def test_cli_sample_writes_samples_sheet_and_results(tmp_path, monkeypatch):
     chain = record["chains"][0]
     assert len(chain["trajectory"]) == 11 and chain["class_term"] == "log_softmax"
     assert set(record["diversity"]["per_unit"]) == {"logits:1", "pool:2"} and record["diversity"]["pixels"] > 0.01
-    assert Image.open(out / "contact_sheet.png").size[0] == 3 * 160
+    # one row per chain (3, 2, 3, 2 samples), the shorter rows padded with blank tiles
+    sheet = Image.open(out / "contact_sheet.png").convert("RGB")
+    assert sheet.size == (3 * 160, 4 * (160 + 30))
+    for row, filled in enumerate([3, 2, 3, 2]):
+        last = sheet.crop((2 * 160, row * 190, 3 * 160, row * 190 + 190))
+        assert (last.getextrema() == ((255, 255),) * 3) == (filled == 2), row  # blank exactly where a chain is short
+    capsys.readouterr()
+    assert cli.main(argv[:-3] + ["--batch-size", "0", "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert "--batch-size must be at least 1" in capsys.readouterr().err

@@ -169,7 +169,7 @@ def run_speed(record: Mapping) -> dict | None:
         return None
     timing = record.get("timing") or {}
     if timing.get("optimize_seconds") is not None:
-        seconds, source = float(timing["optimize_seconds"]), "timing.optimize_seconds (sum of batch wall times)"
+        seconds, source = float(timing["optimize_seconds"]), "timing.optimize_seconds (optimization wall time)"
     elif record.get("seconds") is not None:
         seconds, source = float(record["seconds"]), "seconds (whole run, incl. writing files)"
     else:

@@ -55,7 +55,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .generators import Generator
+from .generators import Generator, code_center_scale
 from .nets import Target
 from .objectives import check_units, run_objective, units_objective
 from .optimize import AMResult
@@ -121,17 +121,6 @@ class GAConfig:
         return 1 + (self.evals - self.population) // max(per, 1)
 
 
-def code_center_scale(generator: Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Centre and per-unit scale of the generator's codes: ``code_mean``/``code_std`` where the
-    generator has them (priors trained by dgnam), else 0 and 1 (N(0, 1) codes, as DeePSiM's fc6)."""
-    like = generator.lower
-    center = getattr(generator, "code_mean", None)
-    scale = getattr(generator, "code_std", None)
-    center = torch.zeros_like(like) if not isinstance(center, torch.Tensor) else center.to(like).reshape(like.shape)
-    scale = torch.ones_like(like) if not isinstance(scale, torch.Tensor) else scale.to(like).reshape(like.shape)
-    return center, scale
-
-
 def require_cma():
     try:
         with warnings.catch_warnings():  # cma warns at import when matplotlib is missing (plots only)
@@ -150,10 +139,21 @@ def _as_scores(out, n: int, what: str) -> torch.Tensor:
         raise TypeError(f"{what} returned {type(out).__name__}; it must return one number per image (a tensor, array or list)") from exc
     if tuple(scores.shape) != (n,):
         raise ValueError(f"{what} returned shape {tuple(scores.shape)} for {n} images; it must return one score per image, shape ({n},)")
-    scores = scores.float().cpu()
+    return _check_finite(scores.float().cpu(), what)
+
+
+def _check_finite(scores: torch.Tensor, what: str, fix: str = "return finite scores (e.g. torch.nan_to_num)") -> torch.Tensor:
+    """``scores`` unchanged, or a clear error when some are NaN or inf (they would break the ranking)."""
     if not torch.isfinite(scores).all():
-        raise ValueError(f"{what} returned NaN or inf for some images; return finite scores (e.g. torch.nan_to_num)")
+        raise ValueError(f"{what} returned NaN or inf for some images; {fix}")
     return scores
+
+
+def _codes_from_numpy(x, generator: Generator) -> torch.Tensor:
+    """Candidate codes from a NumPy search as a float tensor (N, *code_shape) on the generator's device,
+    clipped to its bounds (which live there: a CPU code against CUDA bounds would fail)."""
+    code = torch.as_tensor(np.asarray(x), dtype=torch.float32, device=generator.lower.device)
+    return generator.clip(code.view(-1, *generator.code_shape))
 
 
 class _Evaluator:
@@ -191,6 +191,8 @@ class _Evaluator:
                     objective = units_objective(owner[start : start + len(chunk)])
                     parts.append(run_objective(self.target, chunk, objective).float().cpu())
             scores = torch.cat(parts).view(n, p)
+            fix = "check the net's weights and the generator's images (a net that overflows in float16?)"
+            _check_finite(scores, f"target net {self.target.name!r}", fix)
         else:
             rows = []
             for j, scorer in enumerate(self.scorers):
@@ -285,7 +287,7 @@ def cmaes_am(
     """
     cma = require_cma()
     evaluate, units = _prepare(scoring, generator, units, seeds, config.max_batch)
-    shape, dim = generator.code_shape, math.prod(generator.code_shape)
+    dim = math.prod(generator.code_shape)
     _, scale = code_center_scale(generator)
     lower = generator.lower.flatten().double().cpu().numpy()
     upper = generator.upper.flatten().double().cpu().numpy()
@@ -308,7 +310,7 @@ def cmaes_am(
     if generations < 1:
         raise ValueError(f"evals ({config.evals}) must be at least popsize + 1 = {popsize + 1}")
     best = _Best(len(units), generations)
-    to_codes = lambda x: generator.clip(torch.as_tensor(np.asarray(x), dtype=torch.float32).view(-1, *shape))  # noqa: E731
+    to_codes = lambda x: _codes_from_numpy(x, generator).cpu()  # noqa: E731  (clipped on the generator's device)
     for g in tqdm(range(generations), desc="cma-es", disable=not progress, leave=False):
         asked = [es.ask() for es in searches]
         codes = torch.stack([to_codes(x) for x in asked])

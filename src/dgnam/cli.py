@@ -181,11 +181,13 @@ def _cmd_visualize(args) -> int:
     import torch
 
     from . import load_generator, load_net, parse_units
-    from .distributed import barrier, close_world, init_world, merge_parts, part_dir, part_settings, shard_jobs
+    from .distributed import barrier, clear_stale_parts, close_world, init_world, merge_parts, part_dir, part_settings, shard_jobs
     from .objectives import check_units, receptive_field_box
     from .results import RunWriter
     from .run import iter_visualize, make_jobs
 
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     preset = None
     if args.preset:
         from .presets import get_preset
@@ -244,6 +246,7 @@ def _cmd_visualize(args) -> int:
         hidden = dict.fromkeys(j.unit for j in mine if j.unit.location != "mean" and j.unit.layer not in ("output", "logits"))
         fields = {u: receptive_field_box(net, u, tuple(size)) for u in hidden}
         if world.distributed:
+            clear_stale_parts(args.out, world)  # an earlier run's parts must not be merged with this run's
             writer = RunWriter(part_dir(args.out, world.rank), part_settings(settings, world, len(jobs)), net.categories, fields)
         else:
             writer = RunWriter(args.out, settings, net.categories, fields)
@@ -254,12 +257,15 @@ def _cmd_visualize(args) -> int:
         except KeyboardInterrupt:
             interrupted = True
             print("\ndgnam: interrupted; keeping the finished images", file=sys.stderr)
+        except Exception:
+            writer.finish(interrupted=True, requested=len(mine))  # the finished images stay usable (`dgnam merge`)
+            raise
         path = writer.finish(interrupted=interrupted, requested=len(mine))
         if world.distributed:
             barrier(world)  # every part is written
             if world.rank != 0:
                 return 130 if interrupted else 0
-            path = merge_parts(args.out, started=writer.started)
+            path = merge_parts(args.out)  # started: the earliest rank's start
             record = json.loads(path.read_text())
             interrupted = interrupted or record["interrupted"]
             print(f"merged {world.size} parts: {len(record['items'])} image(s) and {path}")
@@ -288,6 +294,8 @@ def _generator_search(args, preset):
         return (CMAESConfig() if args.optimizer == "cmaes" else GAConfig()), {"evals": args.evals}, args.optimizer
     if args.evals is not None and args.steps is not None:
         raise ValueError("give --steps or --evals, not both")
+    if args.evals is not None and args.evals < 2:
+        raise ValueError(f"--evals must be at least 2 with a gradient optimizer (one step and the final image), got {args.evals}")
     steps = args.evals - 1 if args.evals is not None else args.steps
     optimizer = "paper" if args.optimizer == "gradient" else args.optimizer
     overrides = {"steps": steps, "lr_start": args.lr_start, "lr_end": args.lr_end, "decay": args.decay, "optimizer": optimizer}
@@ -308,6 +316,8 @@ def _cmd_sample(args) -> int:
     units = parse_units(args.unit, net.categories)
     if args.samples < 1 or args.chains < 1:
         raise ValueError("--samples and --chains must be at least 1")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1 (chains run together), got {args.batch_size}")
     device = torch.device(args.device)
     net.to(device)
     name = args.generator or default_generator(args.net)
@@ -653,8 +663,9 @@ def _cmd_repro(args) -> int:
     log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
     try:
         data = synthetic_shapes() if args.synthetic else load_fashion_mnist(args.cache)
-    except RuntimeError as exc:
-        print(f"dgnam: error: {exc}\n(`--synthetic` runs the same pipeline on generated shapes, without the package)", file=sys.stderr)
+    except (RuntimeError, FileNotFoundError) as exc:  # FileNotFoundError: no apt-get (not a Debian system)
+        message = f"{exc.filename} not found: Fashion-MNIST comes from Debian's registry (apt-get download)" if isinstance(exc, FileNotFoundError) and exc.filename else exc
+        print(f"dgnam: error: {message}\n(`--synthetic` runs the same pipeline on generated shapes, without the package)", file=sys.stderr)
         return 2
     record = run_repro(data, args.out, config, reuse=args.reuse, progress=not args.quiet, log=log)
     print(summary_markdown(record))

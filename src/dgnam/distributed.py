@@ -5,13 +5,16 @@ Under ``torchrun`` (``WORLD_SIZE`` > 1) ``dgnam visualize`` runs one process per
 1. every rank makes the same job list (:func:`dgnam.run.make_jobs`) and takes a contiguous, balanced
    slice of its *batches* (:func:`shard_jobs`): whole batches, so each image is computed in exactly
    the batch it would have in a one-process run (pixel methods' transforms depend on the batch);
-2. it writes its images and a ``results.json`` into ``OUT/parts/rankNNN`` (:func:`part_dir`);
+2. it writes its images and a ``results.json`` into ``OUT/parts/rankNNN`` (:func:`part_dir`), after
+   rank 0 has removed the parts an earlier run left there (:func:`clear_stale_parts`);
 3. after a barrier, rank 0 merges the parts into ``OUT`` (:func:`merge_parts`): all PNGs, one
-   ``results.json`` in job order, one contact sheet, the same content as a one-process run.
+   ``results.json`` in job order, one contact sheet, the same images and items as a one-process run
+   (``timing`` says how many processes ran side by side; wall times differ).
 
 gloo on CPUs, nccl on GPUs; ``--device cuda`` means ``cuda:LOCAL_RANK``. Across machines, ``OUT``
 must be on a file system that every node sees. A run whose merge did not happen (a rank died)
-keeps its parts; ``dgnam merge OUT`` merges what finished.
+keeps its parts (a rank that fails still writes the ``results.json`` of what it finished);
+``dgnam merge OUT`` merges what finished.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence, TypeVar
@@ -61,9 +65,14 @@ def init_world(device: str = "cpu") -> World:
 
     Returns:
         A :class:`World`; one process and ``device`` as given when not under torchrun.
+
+    Raises:
+        ValueError: an explicit ``cuda:N`` under torchrun (every process would share GPU N).
     """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return World(device=torch.device(device))
+    if str(device).startswith("cuda:"):
+        raise ValueError(f"--device {device} under torchrun: use --device cuda: each process takes cuda:LOCAL_RANK")
     from .train import _init_distributed
 
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -118,10 +127,41 @@ def part_dir(out: str | Path, rank: int) -> Path:
     return Path(out) / PARTS / f"rank{rank:03d}"
 
 
+def clear_stale_parts(out: str | Path, world: World) -> None:
+    """Before any rank writes: rank 0 removes ``out/parts`` left by an earlier run (another world
+    size, other units), then every rank waits, so a merge sees only this run's parts."""
+    parts = Path(out) / PARTS
+    if world.rank == 0 and parts.exists():
+        shutil.rmtree(parts)
+    barrier(world)
+
+
 def part_settings(settings: dict, world: World, items_total: int) -> dict:
     """A part's settings: the run's, plus (under ``"part"``) which part of how many it is."""
     part = {"rank": world.rank, "world_size": world.size, "items_total": items_total, "run_keys": list(settings)}
     return {**settings, "part": part}
+
+
+def _read_parts(out: Path) -> list[tuple[dict, Path]]:
+    """This run's parts, in rank order: those with the world size and job count of the newest part
+    (older parts of another run are skipped with a warning); an error if two parts claim one rank."""
+    found = [(json.loads(p.read_text()), p.parent, p.stat().st_mtime) for p in (out / PARTS).glob("rank*/results.json")]
+    if not found:
+        raise FileNotFoundError(f"no part of a run in {out / PARTS} (rank*/results.json): nothing to merge")
+    newest = max(found, key=lambda f: f[2])[0]["part"]
+    run = (newest["world_size"], newest["items_total"])
+    kept = [(record, folder) for record, folder, _ in found if (record["part"]["world_size"], record["part"]["items_total"]) == run]
+    stale = sorted(folder.name for record, folder, _ in found if (record["part"]["world_size"], record["part"]["items_total"]) != run)
+    if stale:
+        warnings.warn(f"skipping part(s) {', '.join(stale)} of another run (not {run[0]} processes and {run[1]} images)", stacklevel=3)
+    folders: dict[int, list[str]] = {}
+    for record, folder in kept:
+        folders.setdefault(record["part"]["rank"], []).append(folder.name)
+    twice = {rank: names for rank, names in folders.items() if len(names) > 1}
+    if twice:
+        rank, names = min(twice.items())
+        raise ValueError(f"rank {rank} has more than one part in {out / PARTS} ({', '.join(sorted(names))}): remove the stale one and merge again")
+    return sorted(kept, key=lambda record_folder: record_folder[0]["part"]["rank"])
 
 
 def merge_parts(out: str | Path, started: float | None = None, keep_parts: bool = False) -> Path:
@@ -130,42 +170,53 @@ def merge_parts(out: str | Path, started: float | None = None, keep_parts: bool 
     Images (and ``best/``, ``rf/``) are moved into ``out``; ``results.json`` lists every part's items
     in rank order (= job order) with the run's settings; the contact sheet is drawn from the moved
     images, so it equals a one-process run's. The parts folder is removed once every part is merged.
+    Only parts of one run are merged (the world size and job count of the newest part), and a merge
+    that stopped half-way can be run again (files already moved stay where they are).
+
+    ``timing`` of the merged run: ``processes`` ran side by side, so ``optimize_seconds`` is the
+    wall time of the slowest (the largest part's optimization time), ``images_per_minute`` the
+    throughput of all of them, and ``process_seconds`` the sum over processes.
 
     Args:
         out: The run folder given to ``dgnam visualize --out``.
-        started: ``time.time()`` when the run started (for ``seconds``); default: now.
+        started: ``time.time()`` when the run started (for ``seconds``); default: the earliest
+            ``started`` of the parts.
         keep_parts: Keep ``out/parts`` after merging.
 
     Raises:
         FileNotFoundError: no part has a ``results.json``.
+        ValueError: two parts of the run claim the same rank.
     """
     from PIL import Image
 
     from .results import RunWriter, tile_caption
 
     out = Path(out)
-    records = [(json.loads(p.read_text()), p.parent) for p in (out / PARTS).glob("rank*/results.json")]
-    records.sort(key=lambda record_folder: record_folder[0]["part"]["rank"])
-    if not records:
-        raise FileNotFoundError(f"no part of a run in {out / PARTS} (rank*/results.json): nothing to merge")
+    records = _read_parts(out)
     part = records[0][0]["part"]
     world_size, total = part["world_size"], part["items_total"]
     settings = {k: records[0][0][k] for k in part["run_keys"]}
     writer = RunWriter(out, settings, categories=None)
-    writer.started = started if started is not None else time.time()
+    starts = [record["started"] for record, _ in records if record.get("started") is not None]
+    writer.started = started if started is not None else min(starts, default=time.time())
+    writer.process_seconds = []
     interrupted = len(records) < world_size
     for record, folder in records:
         interrupted = interrupted or record["interrupted"]
         offset = len(writer.batches)  # batch indices continue over the parts
         writer.batches.extend(record.get("batches", []))
+        seconds = (record.get("timing") or {}).get("optimize_seconds")
+        writer.process_seconds.append(float(seconds) if seconds is not None else sum(b["seconds"] for b in record.get("batches", [])))
         for item in record["items"]:
             if "batch" in item:
                 item["batch"] += offset
             for key in ("file", "best_file", "rf_file"):
                 if item.get(key):
-                    target = out / item[key]
+                    source, target = folder / item[key], out / item[key]
+                    if not source.exists() and target.exists():  # moved by an earlier merge that stopped
+                        continue
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.move(str(folder / item[key]), str(target))
+                    shutil.move(str(source), str(target))
             writer.items.append(item)
             with Image.open(out / item["file"]) as image:
                 writer.tiles.append((image.convert("RGB"), tile_caption(item["label"], item["seed"], item["final_activation"])))
@@ -175,4 +226,4 @@ def merge_parts(out: str | Path, started: float | None = None, keep_parts: bool 
     return path
 
 
-__all__ = ["World", "init_world", "barrier", "close_world", "shard_jobs", "part_dir", "part_settings", "merge_parts"]
+__all__ = ["World", "init_world", "barrier", "close_world", "shard_jobs", "part_dir", "clear_stale_parts", "part_settings", "merge_parts"]

@@ -56,7 +56,10 @@ class RunWriter:
     Timing: each :meth:`add` records its batch's wall time (``batches`` in results.json), by default
     the time since the previous ``add`` (or since the writer was made) minus the time spent writing,
     which is the optimization time when the writer consumes :func:`~dgnam.run.iter_visualize` as it
-    yields. Pass ``seconds=`` when the batches were computed elsewhere.
+    yields. Pass ``seconds=`` when the batches were computed elsewhere. Each batch record also holds
+    the batch's resolved method settings (``config``; for CMA-ES/GA with ``popsize``, ``generations``
+    and ``evals_used``) and what an item's ``history`` counts (``history_axis``: ``step`` or
+    ``generation``).
     """
 
     def __init__(self, out_dir: str | Path, settings: dict, categories: Sequence[str] | None = None, fields: dict | None = None):
@@ -68,13 +71,16 @@ class RunWriter:
         self.items: list[dict] = []
         self.tiles: list[tuple[Image.Image, str]] = []
         self.started = time.time()
-        self.batches: list[dict] = []  # per batch: images and optimization wall time
+        self.batches: list[dict] = []  # per batch: images, optimization wall time and resolved config
+        self.process_seconds: list[float] | None = None  # per process, when parts that ran side by side are merged
         self._mark = time.perf_counter()  # end of the last add: the next batch's computing starts here
 
     def add(self, result: AMResult, seconds: float | None = None) -> None:
         """Save the images of one batch and remember their records (and the batch's wall time)."""
         seconds = time.perf_counter() - self._mark if seconds is None else float(seconds)
-        self.batches.append({"images": len(result.units), "seconds": round(seconds, 4)})
+        axis = "generation" if result.method in ("cmaes", "ga") else "step"  # what history[i] indexes
+        self.batches.append({"images": len(result.units), "seconds": round(seconds, 4), "method": result.method,
+                             "history_axis": axis, "config": json_safe(result.config)})
         for i, (unit, seed) in enumerate(zip(result.units, result.seeds)):
             name = image_name(unit, seed)
             image = to_pil(result.images[i])
@@ -122,13 +128,20 @@ class RunWriter:
         return path
 
     def timing(self) -> dict:
-        """Optimization wall time: the sum of the batches' times, per image and images per minute."""
+        """Optimization time: ``optimize_seconds`` is wall time, the sum of the batches' times in one
+        process; when :attr:`process_seconds` holds the times of processes that ran side by side
+        (merged torchrun parts), it is the slowest process's. ``process_seconds`` is the sum over
+        the ``processes``; ``seconds_per_image`` and ``images_per_minute`` follow the wall time."""
         total = sum(b["seconds"] for b in self.batches)
         n = sum(b["images"] for b in self.batches)
+        per_process = self.process_seconds or [total]
+        wall = max(per_process)
         return {
-            "optimize_seconds": round(total, 3),
-            "seconds_per_image": round(total / n, 4) if n else None,
-            "images_per_minute": round(60.0 * n / total, 3) if n and total > 0 else None,
+            "processes": len(per_process),
+            "optimize_seconds": round(wall, 3),
+            "process_seconds": round(sum(per_process), 3),
+            "seconds_per_image": round(wall / n, 4) if n else None,
+            "images_per_minute": round(60.0 * n / wall, 3) if n and wall > 0 else None,
         }
 
 
@@ -138,11 +151,28 @@ def run_header(settings: dict, started: float, n_items: int, interrupted: bool, 
         **settings,
         "versions": versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "started": round(started, 3),  # time.time() at the start (a merge of parts takes the earliest)
         "seconds": round(time.time() - started, 2),
         "interrupted": interrupted,
         "complete": not interrupted and (requested is None or n_items == requested),
         "items_requested": requested,
     }
+
+
+def json_safe(value):
+    """``value`` with tuples, tensors and NumPy values as lists and numbers, non-finite floats as
+    None and anything else unknown as its string, so that ``json.dumps`` writes strict JSON."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (torch.Tensor, np.ndarray, np.generic)):
+        return json_safe(value.tolist())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return str(value)
 
 
 def sample_name(unit: Unit, seed: int, step: int) -> str:
@@ -168,9 +198,8 @@ class SampleWriter:
         self.categories = categories
         self.items: list[dict] = []
         self.chains: list[dict] = []
-        self.tiles: list[tuple[Image.Image, str]] = []
+        self.rows: list[list[tuple[Image.Image, str]]] = []  # contact sheet: one row of tiles per chain
         self.kept: dict[str, list[torch.Tensor]] = {}
-        self.row = 1  # contact sheet columns: the most samples of one chain (one row per chain)
         self.started = time.time()
 
     def add(self, result, counts: Sequence[int] | None = None) -> None:
@@ -179,7 +208,8 @@ class SampleWriter:
         for c, (unit, seed) in enumerate(zip(result.units, result.seeds)):
             label = unit_label(unit, self.categories)
             keep = len(result.steps) if counts is None else int(counts[c])
-            self.row = max(self.row, keep)
+            row: list[tuple[Image.Image, str]] = []
+            self.rows.append(row)
             is_class = result.class_terms[c] == "log_softmax"
             self.chains.append({
                 "unit": str(unit), "label": label, "seed": seed, "class_term": result.class_terms[c],
@@ -200,14 +230,17 @@ class SampleWriter:
                     "activation": activation, "log_probability": score if is_class else None, "probability": probability,
                 })
                 caption = f"{label}\ns{seed} t{step} act {activation:.2f}" + (f" p {probability:.2g}" if is_class else "")
-                self.tiles.append((image, caption))
+                row.append((image, caption))
 
     def finish(self, interrupted: bool = False, requested: int | None = None) -> Path:
         """Write the contact sheet and results.json (with the diversity of the samples); return its path."""
         from .sample import image_diversity
 
-        if self.tiles:
-            contact_sheet(self.tiles, columns=min(self.row, 12)).save(self.out / "contact_sheet.png")
+        columns = max((len(row) for row in self.rows), default=0)
+        if columns:  # one row per chain, shorter chains padded with blank tiles
+            blank = (Image.new("RGB", (8, 8), "white"), "")
+            tiles = [tile for row in self.rows for tile in row + [blank] * (columns - len(row))]
+            contact_sheet(tiles, columns=columns).save(self.out / "contact_sheet.png")
         diversity = image_diversity({u: torch.stack(v) for u, v in self.kept.items()}) if self.kept else None
         if diversity is not None:  # NaN (a unit with one sample) is not JSON
             diversity = {"pixels": _finite(diversity["pixels"]), "per_unit": {u: _finite(d) for u, d in diversity["per_unit"].items()}}

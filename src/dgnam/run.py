@@ -56,6 +56,7 @@ def iter_visualize(
 
     Raises:
         UnitError: a unit does not fit the target (checked before any work).
+        ValueError: a gradient-free config (CMA-ES, GA) without a generator, or ``batch_size`` < 1.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -65,8 +66,12 @@ def iter_visualize(
         if getattr(config, "bn_weight", 0) == 0:  # same activations, computed faster where possible (BatchNorm folded)
             target = target.fast([j.unit.layer for j in jobs])
         return _batches(target, jobs, generator, config, batch_size, progress)
+    from .blackbox import CMAESConfig, GAConfig
     from .pixel import PixelConfig
 
+    if isinstance(config, (CMAESConfig, GAConfig)):
+        raise ValueError(f"{type(config).__name__} searches a generator's code space: pass generator= "
+                         "(e.g. dgnam.load_generator(NAME or FILE.safetensors)), or a PixelConfig for a pixel-space method")
     return _batches(target, jobs, None, config or PixelConfig(), batch_size, progress)
 
 

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .generators import Generator
+from .generators import Generator, code_center_scale
 from .hooks import OUTPUT, capture, forward_until
 from .nets import Target
 from .objectives import check_units
@@ -166,26 +166,25 @@ def encoder_for(generator: Generator, device: torch.device | str | None = None) 
     return load_encoder(config.encoder, config.layer, device=device)
 
 
-def code_scale(generator: Generator) -> torch.Tensor:
-    """Per-unit scale of the chain's whitened code: ``code_std`` where the generator has it, else 1."""
-    std = getattr(generator, "code_std", None)
-    if isinstance(std, torch.Tensor) and tuple(std.shape) == generator.code_shape:
-        return std
-    return torch.ones(generator.code_shape, device=generator.lower.device)
-
-
 def _class_terms(target: Target, units: Sequence[Unit], class_term: str) -> list[str]:
-    """Which units are classes: those of a 2-D layer whose output is what the target returns."""
+    """Which units are classes: those of a 2-D layer that holds the class scores. For a registered
+    net that is its ``NetSpec.output_layer`` (looked up by ``target.name``); otherwise a layer whose
+    output equals what the target returns (same shape and values). ``output`` always is."""
     if class_term != "auto":
         return [class_term] * len(units)
+    from .nets import get_net_spec, list_nets
+
     layers = list(dict.fromkeys(u.layer for u in units))
     h, w = target.spec.size
     with torch.no_grad(), capture(target.model, layers) as acts:
         out = target(torch.zeros(1, 3, h, w, device=next(target.buffers()).device))
     acts = dict(acts)
     acts[OUTPUT] = out
-    returned = {layer for layer in layers if acts[layer] is out or (layer == OUTPUT)}
-    return ["log_softmax" if u.layer in returned and out.dim() == 2 else "activation" for u in units]
+    if target.name in list_nets():
+        returned = {get_net_spec(target.name).output_layer, OUTPUT}
+    else:
+        returned = {layer for layer in layers if layer == OUTPUT or (acts[layer].shape == out.shape and torch.equal(acts[layer], out))}
+    return ["log_softmax" if u.layer in returned and acts[u.layer].dim() == 2 else "activation" for u in units]
 
 
 def _read(acts: dict, units: Sequence[Unit], terms: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -252,7 +251,7 @@ def sample(
     if config.eps1 > 0 and own_layer:
         check_units(target, [Unit(own_layer, 0)])  # an unknown layer name fails here, with suggestions
     device = generator.lower.device
-    scale = code_scale(generator).to(device)
+    _, scale = code_center_scale(generator)  # whitened units: code_std where the prior has it, else 1
     noise_rngs = [torch.Generator().manual_seed(s + _NOISE_STREAM) for s in seeds]
     keep = set(config.sample_steps)
 
@@ -341,4 +340,4 @@ def image_diversity(images_by_unit: dict[str, torch.Tensor]) -> dict:
     return {"pixels": diversity([centred(images) for images in images_by_unit.values()]), "per_unit": per_unit}
 
 
-__all__ = ["SampleConfig", "SampleResult", "sample", "sample_diversity", "image_diversity", "layer_encoder", "load_encoder", "encoder_for", "code_scale", "Encoder"]
+__all__ = ["SampleConfig", "SampleResult", "sample", "sample_diversity", "image_diversity", "layer_encoder", "load_encoder", "encoder_for", "Encoder"]

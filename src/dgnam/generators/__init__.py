@@ -63,6 +63,29 @@ class Generator(nn.Module):
         return self.decode(code)
 
 
+def code_center_scale(generator: Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centre and per-unit scale of a generator's codes, both of ``code_shape`` on its device:
+    ``code_mean``/``code_std`` where the generator has them (priors trained by dgnam), else 0 and 1
+    (N(0, 1) codes, as DeePSiM's fc6). Gradient-free searches step in units of the scale
+    (:mod:`dgnam.blackbox`); PPGN-h sampling whitens the code with it (:mod:`dgnam.sample`).
+
+    Args:
+        generator: Any :class:`Generator`.
+
+    Returns:
+        ``(center, scale)``.
+
+    Example:
+        >>> center, scale = code_center_scale(load_generator("deepsim_fc6"))  # zeros and ones: no statistics
+    """
+    like = generator.lower
+    center = getattr(generator, "code_mean", None)
+    scale = getattr(generator, "code_std", None)
+    center = torch.zeros_like(like) if not isinstance(center, torch.Tensor) else center.to(like).reshape(like.shape)
+    scale = torch.ones_like(like) if not isinstance(scale, torch.Tensor) else scale.to(like).reshape(like.shape)
+    return center, scale
+
+
 @dataclass(frozen=True)
 class GeneratorSpec:
     """One registry entry: a named, pretrained generator."""

@@ -853,7 +853,7 @@ def summary_markdown(record: dict) -> str:
                  f"code cos {g['heldout_code_cos']:.3f}, classifier accuracy on reconstructions {g['heldout_recon_accuracy']:.3f}.")
     lines.append("")
     head = "| method | target top-1 | " + " | ".join(f"judge {nets[j]['arch']} top-1" for j in judges) + " | logit start -> final | raised | diversity (judges) | NN pixel RMS min / median | near-copies | s |"
-    lines += [head, "| --- |" + " ---: |" * (len(judges) + 6)]
+    lines += [head, "| --- |" + " ---: |" * (len(judges) + 7)]  # method, then target, judges and 6 more columns
     for method, m in record["methods"].items():
         div = " / ".join(f"{m['judging']['diversity'].get(j, float('nan')):.2f}" for j in judges)
         lines.append(
