@@ -72,7 +72,9 @@ DEFAULT_POOL = Path("/work/pool")
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("methods", nargs="+", help="dgn-am:<generator name or .safetensors path> or pixel:<pixel|yosinski|fourier|deepinversion>")
+    ap.add_argument("methods", nargs="+", help="dgn-am:<generator name or .safetensors path>, dgn-am-bn:<generator> "
+                    "(DGN-AM plus the BatchNorm-statistics term in code space, --bn-weight) or pixel:<pixel|yosinski|fourier|deepinversion>")
+    ap.add_argument("--bn-weight", type=float, default=0.003, help="weight of the BatchNorm-statistics term of dgn-am-bn (default: DeepInversion's 0.003)")
     ap.add_argument("--classes", type=int, default=len(CLASSES), help=f"use the first N of the {len(CLASSES)} classes")
     ap.add_argument("--steps", type=int, default=200, help="optimization steps (the paper's 200)")
     ap.add_argument("--batch-size", type=int, default=8)
@@ -91,8 +93,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error(f"--classes must be 1-{len(CLASSES)}")
     for m in args.methods:
         kind, _, name = m.partition(":")
-        if kind not in ("dgn-am", "pixel") or not name:
-            ap.error(f"method {m!r}: write dgn-am:<generator name or .safetensors path> or pixel:<method>")
+        if kind not in ("dgn-am", "dgn-am-bn", "pixel") or not name:
+            ap.error(f"method {m!r}: write dgn-am:<generator>, dgn-am-bn:<generator> or pixel:<method>")
     return args
 
 
@@ -126,9 +128,9 @@ def pool_reference(pool_dir: Path, n: int, target, units, batch_size: int) -> tu
 def run_method(spec: str, target, units, args) -> tuple[dgnam.AMResult, float]:
     kind, _, name = spec.partition(":")
     generator, config = None, None
-    if kind == "dgn-am":
+    if kind in ("dgn-am", "dgn-am-bn"):
         generator = dgnam.load_generator(name).to(args.device)
-        config = DGNAMConfig(steps=args.steps)
+        config = DGNAMConfig(steps=args.steps, bn_weight=args.bn_weight if kind == "dgn-am-bn" else 0.0)
     else:
         from dgnam.pixel import PixelConfig
 
@@ -251,9 +253,10 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     methods: dict[str, dict] = {}
     tiles, captions = [], []
-    same = {"classes": args.classes, "steps": args.steps, "seed": args.seed}
+    same_all = {"classes": args.classes, "steps": args.steps, "seed": args.seed}
     for spec in args.methods:
         saved = args.out / "methods" / f"{_slug(spec)}.json"
+        same = {**same_all, "bn_weight": args.bn_weight} if spec.startswith("dgn-am-bn:") else same_all
         if args.reuse and saved.exists() and json.loads(saved.read_text()).get("same") == same:
             record = json.loads(saved.read_text())["record"]
             column = [Image.open(args.out / it["file"]).convert("RGB") for it in record["items"]]

@@ -1,0 +1,142 @@
+"""Export a trained prior into the package with its model card.
+
+    python scripts/ship_prior.py TRAIN_DIR NAME [--quality runs/quality/results.json --method dgn-am:PATH]
+
+Writes ``src/dgnam/data/NAME.safetensors`` (fp16 weights, config and training summary in the metadata)
+and ``src/dgnam/data/NAME.md`` (the model card: data, command, settings, losses, held-out
+reconstruction quality, the quality benchmark's figures when given), and prints the sha256 that the
+registry entry (``dgnam/generators/registry.py``) must carry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from dgnam.generators.prior import save_prior
+from dgnam.train import TrainConfig, load_trained
+
+DATA = Path(__file__).resolve().parents[1] / "src" / "dgnam" / "data"
+
+
+def training_summary(train_dir: Path) -> dict:
+    """Steps, last logged losses (median of the last 50 steps) and the held-out evaluations."""
+    rows = list(csv.DictReader(open(train_dir / "log.csv")))
+    if not rows:
+        raise SystemExit(f"{train_dir}/log.csv is empty")
+    last = rows[-50:]
+
+    def median(key: str) -> float | None:
+        values = sorted(float(r[key]) for r in last if r.get(key))
+        return round(values[len(values) // 2], 5) if values else None
+
+    heldout = [
+        {"step": int(r["step"]), "psnr": round(float(r["heldout_psnr"]), 2), "code_cos": round(float(r["heldout_code_cos"]), 3)}
+        for r in rows
+        if r.get("heldout_psnr")
+    ]
+    state = torch.load(train_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    return {
+        "steps": int(state["step"]),
+        "train_seconds": float(rows[-1]["seconds"]),
+        "final_losses": {k: median(k) for k in ("pix", "feat", "adv", "loss_d")},
+        "heldout": heldout,
+        "config": state["config"],
+    }
+
+
+def quality_summary(path: Path | None, method: str | None) -> dict | None:
+    if path is None:
+        return None
+    record = json.loads(path.read_text())
+    methods = record["methods"]
+    if method not in methods:
+        raise SystemExit(f"{path} has no method {method!r}; it has {', '.join(methods)}")
+    return {
+        "command": record["command"],
+        "classes": record["settings"]["classes"],
+        "steps": record["settings"]["steps"],
+        "this prior": methods[method]["summary"],
+        **{name: rec["summary"] for name, rec in methods.items() if name != method},
+    }
+
+
+def card_text(name: str, sha: str, size: int, train_dir: Path, summary: dict, quality: dict | None, pool_card: dict | None) -> str:
+    cfg = TrainConfig.from_dict(summary["config"])
+    held = summary["heldout"][-1] if summary["heldout"] else {}
+    lines = [
+        f"# Model card: `{name}`",
+        "",
+        f"A DeePSiM-style generator prior for EfficientNet-Lite0, trained by dgnam on this project's offline "
+        f"natural-image pool. sha256 `{sha}`, {size / 1e6:.1f} MB (fp16 weights).",
+        "",
+        "## What it inverts",
+        f"- encoder `{cfg.prior.encoder}`, layer `{cfg.prior.layer}`, code shape {list(cfg.prior.code_shape)}; "
+        f"output {cfg.prior.output_size} px RGB in [0, 1] ({cfg.prior.output} output)",
+        f"- clipping bounds: [min(0, data minimum), mean + {cfg.prior.bound_sigmas} std] per code unit over the training codes",
+        "",
+        "## Data",
+    ]
+    if pool_card:
+        lines.append(
+            f"- `dgnam pool build` pool: {pool_card['n_images']} images at {pool_card['size']} px from "
+            f"{pool_card['sources']} Debian/scikit-image sources, {len(pool_card['train_idx'])} train / "
+            f"{len(pool_card['heldout_idx'])} held out (split by original). It has only a few hundred originals "
+            "(wallpapers, sample photos, video frames, Tux Paint animal/object cut-outs on photo backgrounds): "
+            "far less varied than ImageNet. Licences per source in the pool's POOL.md."
+        )
+    lines += [
+        "",
+        "## Training",
+        f"- command: `dgnam train-generator --pool POOL --out {train_dir.name} --config configs/priors/{name}.json`",
+        f"- {summary['steps']} steps of batch {cfg.batch_size}, {summary['train_seconds'] / 60:.0f} min on the 2-core CPU machine "
+        "(shared with other jobs; one thread)",
+        f"- losses: pixel MSE (weight {cfg.w_pix}), comparator feature MSE at `{cfg.comparator_layer}` of the encoder "
+        f"(weight {cfg.w_feat}, from {cfg.feat_start:.0%} of the steps), adversarial with a code-conditioned "
+        f"discriminator (weight {cfg.w_adv}, from {cfg.adv_start:.0%}); Adam lr {cfg.lr} cosine to x{cfg.lr_final}, "
+        f"gradient norm clipped at {cfg.grad_clip}",
+        f"- last 50 steps (median): {json.dumps(summary['final_losses'])}",
+        "",
+        "## Reconstruction of held-out pool images",
+        f"- at step {held.get('step')}: PSNR {held.get('psnr')} dB, cos(E(G(E(x))), E(x)) {held.get('code_cos')}",
+        "- history: " + ", ".join(f"{h['step']}: {h['psnr']} dB / {h['code_cos']}" for h in summary["heldout"]),
+    ]
+    if quality:
+        lines += ["", "## Quality (benchmarks/quality.py)", f"`{quality['command']}` ({quality['classes']} classes, {quality['steps']} steps)", ""]
+        lines += ["| method | target top-1 | judge top-1 | judge top-5 | median rel. act. | median spectrum slope | saturation |", "|---|---|---|---|---|---|---|"]
+        for method, s in quality.items():
+            if isinstance(s, dict):
+                lines.append(
+                    f"| {method} | {s['target_top1']:.0%} | {s['judge_top1']:.0%} | {s['judge_top5']:.0%} | "
+                    f"{s['relative_activation_median']} | {s['spectrum_slope_median']} | {s['saturation_mean']} |"
+                )
+    lines += ["", "## Limits", "- Trained for minutes on a CPU on a small pool: blurry, low-detail images; see BENCHMARKS.md for how it compares."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("train_dir", type=Path)
+    ap.add_argument("name")
+    ap.add_argument("--quality", type=Path, help="results.json of benchmarks/quality.py")
+    ap.add_argument("--method", help="this prior's method key in that results.json (e.g. dgn-am:/path/prior.safetensors)")
+    ap.add_argument("--pool", type=Path, default=Path("/work/pool"), help="the pool it was trained on (for the card)")
+    args = ap.parse_args(argv)
+    summary = training_summary(args.train_dir)
+    gen = load_trained(args.train_dir / "checkpoint.pt")
+    out = DATA / f"{args.name}.safetensors"
+    sha = save_prior(gen, out, {"training": {k: v for k, v in summary.items() if k != "config"}, "name": args.name})
+    pool_card = json.loads((args.pool / "card.json").read_text()) if (args.pool / "card.json").exists() else None
+    quality = quality_summary(args.quality, args.method)
+    (DATA / f"{args.name}.md").write_text(card_text(args.name, sha, out.stat().st_size, args.train_dir, summary, quality, pool_card))
+    print(f"{out}\nsha256 {sha}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
