@@ -84,9 +84,9 @@ def card_text(name: str, sha: str, size: int, train_dir: Path, summary: dict, qu
     ]
     if pool_card:
         lines.append(
-            f"- `dgnam pool build` pool: {pool_card['n_images']} images at {pool_card['size']} px from "
-            f"{pool_card['sources']} Debian/scikit-image sources, {len(pool_card['train_idx'])} train / "
-            f"{len(pool_card['heldout_idx'])} held out (split by original). It has only a few hundred originals "
+            f"- `dgnam pool build` pool: {pool_card.get('n_images')} images at {pool_card.get('size')} px from "
+            f"{pool_card.get('sources', '?')} sources, {len(pool_card.get('train_idx', []))} train / "
+            f"{len(pool_card.get('heldout_idx', []))} held out (split by original). It has only a few hundred originals "
             "(wallpapers, sample photos, video frames, Tux Paint animal/object cut-outs on photo backgrounds): "
             "far less varied than ImageNet. Licences per source in the pool's POOL.md."
         )
@@ -126,14 +126,15 @@ def main(argv=None) -> int:
     ap.add_argument("--quality", type=Path, help="results.json of benchmarks/quality.py")
     ap.add_argument("--method", help="this prior's method key in that results.json (e.g. dgn-am:/path/prior.safetensors)")
     ap.add_argument("--pool", type=Path, default=Path("/work/pool"), help="the pool it was trained on (for the card)")
+    ap.add_argument("--out-dir", type=Path, default=DATA, help="where the .safetensors and .md go (default: the package's data folder)")
     args = ap.parse_args(argv)
     summary = training_summary(args.train_dir)
     gen = load_trained(args.train_dir / "checkpoint.pt")
-    out = DATA / f"{args.name}.safetensors"
+    out = args.out_dir / f"{args.name}.safetensors"
     sha = save_prior(gen, out, {"training": {k: v for k, v in summary.items() if k != "config"}, "name": args.name})
     pool_card = json.loads((args.pool / "card.json").read_text()) if (args.pool / "card.json").exists() else None
     quality = quality_summary(args.quality, args.method)
-    (DATA / f"{args.name}.md").write_text(card_text(args.name, sha, out.stat().st_size, args.train_dir, summary, quality, pool_card))
+    (args.out_dir / f"{args.name}.md").write_text(card_text(args.name, sha, out.stat().st_size, args.train_dir, summary, quality, pool_card))
     print(f"{out}\nsha256 {sha}")
     return 0
 

@@ -252,3 +252,26 @@ def test_two_process_ddp_matches_one_process(tiny_setup):
     for key, value in single.gen.state_dict().items():
         assert torch.allclose(states[0][key], states[1][key], atol=1e-6), key  # ranks agree
         assert torch.allclose(states[0][key], value, atol=1e-4), key  # and equal the single process
+
+
+def test_ship_script_writes_a_prior_and_its_card(tiny_setup):
+    import importlib.util
+    from pathlib import Path
+
+    pool, tmp = tiny_setup
+    trainer = Trainer(config(steps=4, sample_every=2), pool, tmp / "run", progress=False)
+    trainer.train()
+    script = Path(__file__).resolve().parents[1] / "scripts" / "ship_prior.py"
+    spec = importlib.util.spec_from_file_location("ship_prior", script)
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    out = tmp / "data"
+    out.mkdir()
+    assert ship.main([str(tmp / "run"), "tiny_prior", "--pool", str(pool), "--out-dir", str(out)]) == 0
+    card = (out / "tiny_prior.md").read_text()
+    sha = dgnam.hub.sha256_file(out / "tiny_prior.safetensors")
+    assert sha in card and "40 images" in card and "PSNR" in card
+    gen = load_prior(out / "tiny_prior.safetensors")
+    code = trainer.gen.clip(trainer.gen.random_code([0]))
+    with torch.no_grad():
+        assert torch.allclose(gen(code), trainer.gen.eval()(code), atol=2e-3)
