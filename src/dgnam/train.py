@@ -69,10 +69,15 @@ class TrainConfig:
         return cls(**d)
 
 
+def cosine_decay(base: float, final: float, step: int, steps: int) -> float:
+    """Learning rate at ``step``: cosine decay from ``base`` to ``base * final`` over ``steps``."""
+    t = min(1.0, step / max(1, steps))
+    return base * (final + (1 - final) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
 def learning_rate(config: TrainConfig, step: int) -> float:
     """Cosine decay from ``lr`` to ``lr * lr_final`` over ``steps``."""
-    t = min(1.0, step / max(1, config.steps))
-    return config.lr * (config.lr_final + (1 - config.lr_final) * 0.5 * (1 + math.cos(math.pi * t)))
+    return cosine_decay(config.lr, config.lr_final, step, config.steps)
 
 
 def stage_weights(config: TrainConfig, step: int) -> tuple[float, float, float]:
@@ -167,6 +172,51 @@ def code_stats(codes: torch.Tensor) -> dict[str, torch.Tensor]:
     shape = codes.shape[1:]
     stats = {"mean": flat.mean(0), "std": flat.std(0), "min": flat.min(0).values, "max": flat.max(0).values, "p01": q[0], "p50": q[1], "p99": q[2]}
     return {k: v.float().view(shape) for k, v in stats.items()}
+
+
+# ---------------------------------------------------------------- one DeePSiM step
+
+
+def clip_gradients(model: nn.Module, max_norm: float) -> float:
+    """Clip ``model``'s gradient norm to ``max_norm`` (0: no clipping); return the norm before clipping."""
+    return float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm if max_norm > 0 else float("inf")))
+
+
+def deepsim_step(g_model: nn.Module, d_model: nn.Module, opt_g, opt_d, real: torch.Tensor, codes: torch.Tensor,
+                 compare, feat_var: float, weights: tuple[float, float, float], grad_clip: float = 0.0) -> dict[str, float]:
+    """One update of the DeePSiM losses: a discriminator step on (real, G(y)) when the adversarial
+    weight is on, then a generator step on pixel MSE + feature MSE in ``compare`` (divided by
+    ``feat_var``) + the non-saturating adversarial loss, each by its weight. Returns the losses."""
+    w_pix, w_feat, w_adv = weights
+    fake = g_model(codes)
+    logs: dict[str, float] = {}
+    if w_adv > 0:  # discriminator step: real (x, y) vs generated (G(y), y), one forward pass (DDP)
+        d_real, d_fake = d_model(torch.cat([real, fake.detach()]), torch.cat([codes, codes])).chunk(2)
+        loss_d = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        clip_gradients(d_model, grad_clip)
+        opt_d.step()
+        logs["loss_d"] = loss_d.item()
+    pix = F.mse_loss(fake, real)
+    loss = w_pix * pix
+    logs["pix"] = pix.item()
+    if w_feat > 0:
+        with torch.no_grad():
+            target = compare(real)
+        feat = F.mse_loss(compare(fake), target) / feat_var
+        loss = loss + w_feat * feat
+        logs["feat"] = feat.item()
+    if w_adv > 0:
+        adv = F.softplus(-d_model(fake, codes)).mean()
+        loss = loss + w_adv * adv
+        logs["adv"] = adv.item()
+    opt_g.zero_grad(set_to_none=True)
+    loss.backward()
+    logs["grad_norm"] = clip_gradients(g_model, grad_clip)
+    opt_g.step()
+    logs["loss_g"] = loss.item()
+    return logs
 
 
 # ---------------------------------------------------------------- the training loop
@@ -267,41 +317,14 @@ class Trainer:
         for opt in (self.opt_g, self.opt_d):
             for group in opt.param_groups:
                 group["lr"] = lr
-        fake = self.g_model(y)
-        logs: dict[str, float] = {}
-        if w_adv > 0:  # discriminator step: real (x, y) vs generated (G(y), y), one forward pass (DDP)
-            d_real, d_fake = self.d_model(torch.cat([x, fake.detach()]), torch.cat([y, y])).chunk(2)
-            loss_d = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
-            self.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            self._clip(self.disc)
-            self.opt_d.step()
-            logs["loss_d"] = loss_d.item()
-        pix = F.mse_loss(fake, x)
-        loss = w_pix * pix
-        logs["pix"] = pix.item()
-        if w_feat > 0:
-            with torch.no_grad():
-                target = self.comparator_features(x)
-            feat = F.mse_loss(self.comparator_features(fake), target) / self.feat_var
-            loss = loss + w_feat * feat
-            logs["feat"] = feat.item()
-        if w_adv > 0:
-            adv = F.softplus(-self.d_model(fake, y)).mean()
-            loss = loss + w_adv * adv
-            logs["adv"] = adv.item()
-        self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        logs["grad_norm"] = self._clip(self.gen)
-        self.opt_g.step()
-        logs["loss_g"] = loss.item()
+        logs = deepsim_step(self.g_model, self.d_model, self.opt_g, self.opt_d, x, y, self.comparator_features,
+                            self.feat_var, (w_pix, w_feat, w_adv), self.config.grad_clip)
         logs.update(w_pix=w_pix, w_feat=w_feat, w_adv=w_adv, lr=lr)
         return logs
 
     def _clip(self, model: nn.Module) -> float:
         """Clip the gradient norm to ``config.grad_clip``; return the norm before clipping."""
-        max_norm = self.config.grad_clip if self.config.grad_clip > 0 else float("inf")
-        return float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
+        return clip_gradients(model, self.config.grad_clip)
 
     # ---- evaluation and samples
     @torch.no_grad()

@@ -49,7 +49,7 @@ from ..hooks import capture, forward_until
 from ..nets import InputSpec, Target, wrap_model
 from ..optimize import AMResult, DGNAMConfig, dgn_am
 from ..pixel import PixelConfig, pixel_am
-from ..train import Discriminator, code_stats, stage_weights
+from ..train import Discriminator, code_stats, cosine_decay, deepsim_step, stage_weights
 from ..units import Unit
 
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -349,12 +349,6 @@ class NetConfig:
         return f"{self.arch}_seed{self.seed}"
 
 
-def cosine_lr(base: float, final: float, step: int, steps: int) -> float:
-    """Learning rate at ``step``: cosine decay from ``base`` to ``base * final`` over ``steps``."""
-    t = min(1.0, step / max(1, steps))
-    return base * (final + (1 - final) * 0.5 * (1 + math.cos(math.pi * t)))
-
-
 def build_net(arch: str, seed: int, classes: int = 10) -> nn.Module:
     """A freshly initialized net; the weights depend only on ``seed`` (the global RNG is left as it was)."""
     with torch.random.fork_rng(devices=[]):
@@ -416,7 +410,7 @@ def train_classifier(
             order = torch.randperm(len(x), generator=rng)
         rows = order[(step % per_epoch) * config.batch_size : (step % per_epoch + 1) * config.batch_size]
         for group in opt.param_groups:
-            group["lr"] = cosine_lr(config.lr, config.lr_final, step, steps)
+            group["lr"] = cosine_decay(config.lr, config.lr_final, step, steps)
         loss = F.cross_entropy(model(norm(x[rows])), y[rows])
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -537,34 +531,10 @@ def train_generator(
             w_pix, w_feat, w_adv = stage_weights(config, step)  # same staging as dgnam.train (duck-typed config)
             for opt in (opt_g, opt_d):
                 for group in opt.param_groups:
-                    group["lr"] = cosine_lr(config.lr, config.lr_final, step, config.steps)
+                    group["lr"] = cosine_decay(config.lr, config.lr_final, step, config.steps)
             rows = torch.randint(len(x), (config.batch_size,), generator=rng)
             real, y = x[rows].expand(-1, 3, -1, -1), codes[rows]
-            fake = gen(y)
-            logs = {}
-            if w_adv > 0:
-                d_real, d_fake = disc(torch.cat([real, fake.detach()]), torch.cat([y, y])).chunk(2)
-                loss_d = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
-                opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
-                opt_d.step()
-                logs["loss_d"] = loss_d.item()
-            pix = F.mse_loss(fake, real)
-            loss = w_pix * pix
-            logs["pix"] = pix.item()
-            if w_feat > 0:
-                with torch.no_grad():
-                    target = compare(real)
-                feat = F.mse_loss(compare(fake), target) / feat_var
-                loss = loss + w_feat * feat
-                logs["feat"] = feat.item()
-            if w_adv > 0:
-                adv = F.softplus(-disc(fake, y)).mean()
-                loss = loss + w_adv * adv
-                logs["adv"] = adv.item()
-            opt_g.zero_grad(set_to_none=True)
-            loss.backward()
-            opt_g.step()
+            logs = deepsim_step(gen, disc, opt_g, opt_d, real, y, compare, feat_var, (w_pix, w_feat, w_adv))
     finally:
         for p, flag in zip(encoder.parameters(), frozen):
             p.requires_grad_(flag)
