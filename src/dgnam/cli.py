@@ -599,12 +599,9 @@ def _cmd_neighbors(args) -> int:
     record, images = read_run(args.run_dir)
     if not len(images):
         raise ValueError(f"{args.run_dir} has no images")
-    from .pool import load_image_folder, load_pool
+    from .pool import load_any
 
-    if (Path(args.data) / "images.npy").exists():  # every image of a pool, memory-mapped
-        data, meta = load_pool(args.data, mmap=True)
-    else:
-        data, meta = load_image_folder(args.data, size=args.size)
+    data, meta = load_any(args.data, size=args.size, mmap=True)  # every image of a pool (memory-mapped) or folder
     records, available = meta.get("records") or [], len(data)
     chosen = np.arange(len(data))
     if args.max_images and args.max_images < len(data):

@@ -1513,15 +1513,18 @@ def load_image_folder(
     return images, meta
 
 
-def load_any(path: str | Path, size: int = 160) -> tuple[np.ndarray, dict]:
+def load_any(path: str | Path, size: int = 160, mmap: bool = False) -> tuple[np.ndarray, dict]:
     """A pool folder (with ``images.npy``) as is, or any image folder turned into the same format.
+
+    Args:
+        mmap: Memory-map a pool's ``images.npy`` instead of reading it (image folders are decoded).
 
     Returns:
         ``(images, meta)`` as :func:`load_pool` gives them, with ``train_idx``/``heldout_idx``.
     """
     path = Path(path)
     if (path / "images.npy").exists():
-        return load_pool(path)
+        return load_pool(path, mmap=mmap)
     return load_image_folder(path, size=size)
 
 

@@ -242,8 +242,7 @@ class SampleWriter:
             tiles = [tile for row in self.rows for tile in row + [blank] * (columns - len(row))]
             contact_sheet(tiles, columns=columns).save(self.out / "contact_sheet.png")
         diversity = image_diversity({u: torch.stack(v) for u, v in self.kept.items()}) if self.kept else None
-        if diversity is not None:  # NaN (a unit with one sample) is not JSON
-            diversity = {"pixels": _finite(diversity["pixels"]), "per_unit": {u: _finite(d) for u, d in diversity["per_unit"].items()}}
+        diversity = json_safe(diversity)  # NaN (a unit with one sample) is not JSON
         record = {
             **run_header(self.settings, self.started, len(self.items), interrupted, requested),
             "diversity": diversity,
@@ -253,10 +252,6 @@ class SampleWriter:
         path = self.out / "results.json"
         path.write_text(json.dumps(record, indent=1))
         return path
-
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
 
 
 def versions() -> dict:

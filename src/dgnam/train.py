@@ -322,10 +322,6 @@ class Trainer:
         logs.update(w_pix=w_pix, w_feat=w_feat, w_adv=w_adv, lr=lr)
         return logs
 
-    def _clip(self, model: nn.Module) -> float:
-        """Clip the gradient norm to ``config.grad_clip``; return the norm before clipping."""
-        return clip_gradients(model, self.config.grad_clip)
-
     # ---- evaluation and samples
     @torch.no_grad()
     def heldout_metrics(self, max_images: int = 256) -> dict[str, float]:
