@@ -58,7 +58,7 @@ from tqdm.auto import tqdm
 from .generators import Generator, code_center_scale
 from .nets import Target
 from .objectives import check_units, run_objective, units_objective
-from .optimize import AMResult
+from .optimize import AMResult, BestTracker
 from .units import Unit
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]
@@ -205,26 +205,10 @@ class _Evaluator:
         return scores, images.view(n, p, *images.shape[1:])
 
 
-class _Best:
-    """Per search: best score, its code, image and generation; history of each generation's best."""
-
-    def __init__(self, n: int, generations: int):
-        self.history = torch.zeros(n, generations)
-        self.best = torch.full((n,), float("-inf"))
-        self.step = torch.zeros(n, dtype=torch.long)
-        self.codes: torch.Tensor | None = None
-        self.images: torch.Tensor | None = None
-
-    def update(self, gen: int, scores: torch.Tensor, codes: torch.Tensor, images: torch.Tensor) -> None:
-        top, arg = scores.max(dim=1)
-        rows = torch.arange(len(scores))
-        if gen < self.history.shape[1]:
-            self.history[:, gen] = top
-        if self.codes is None:
-            self.codes, self.images = codes[rows, arg].clone(), images[rows, arg].clone()
-        better = top > self.best
-        self.best[better], self.step[better] = top[better], gen
-        self.codes[better], self.images[better] = codes[rows, arg][better], images[rows, arg][better]
+def _track_best(tracker: BestTracker, step: int, scores: torch.Tensor, images: torch.Tensor) -> None:
+    """Record each search's best candidate of its population (scores (N, P), images (N, P, ...))."""
+    top, arg = scores.max(dim=1)
+    tracker.update(step, top, images[torch.arange(len(scores)), arg])
 
 
 def _prepare(scoring, generator, units, seeds, max_batch) -> tuple[_Evaluator, list[Unit]]:
@@ -242,10 +226,10 @@ def _prepare(scoring, generator, units, seeds, max_batch) -> tuple[_Evaluator, l
     return _Evaluator(scoring, generator, list(units), max_batch), list(units)
 
 
-def _result(method, units, seeds, best: _Best, codes, images, final, config: dict) -> AMResult:
+def _result(method, units, seeds, best: BestTracker, codes, images, final, config: dict) -> AMResult:
     return AMResult(
-        units=units, seeds=list(seeds), images=images, best_images=best.images, history=best.history, final=final,
-        best=best.best, best_step=best.step, codes=codes, method=method, config=config,
+        units=units, seeds=list(seeds), images=images, best_images=best.best_images, history=best.history, final=final,
+        best=best.best, best_step=best.best_step, codes=codes, method=method, config=config,
     )
 
 
@@ -309,18 +293,18 @@ def cmaes_am(
     generations = (config.evals - 1) // popsize
     if generations < 1:
         raise ValueError(f"evals ({config.evals}) must be at least popsize + 1 = {popsize + 1}")
-    best = _Best(len(units), generations)
+    best = BestTracker(len(units), generations)
     to_codes = lambda x: _codes_from_numpy(x, generator).cpu()  # noqa: E731  (clipped on the generator's device)
     for g in tqdm(range(generations), desc="cma-es", disable=not progress, leave=False):
         asked = [es.ask() for es in searches]
         codes = torch.stack([to_codes(x) for x in asked])
         scores, images = evaluate(codes)
-        best.update(g, scores, codes, images)
+        _track_best(best, g, scores, images)
         for es, x, s in zip(searches, asked, scores):
             es.tell(x, (-s.double()).tolist())  # cma minimizes
     codes = torch.stack([to_codes(es.result.xfavorite)[0] for es in searches])  # the mean, inside the bounds
     final, images = evaluate(codes.unsqueeze(1))
-    best.update(generations, final, codes.unsqueeze(1), images)
+    _track_best(best, generations, final, images)
     record = {**asdict(config), "popsize": popsize, "generations": generations, "evals_used": evaluate.evals, "dim": dim}
     return _result("cmaes", units, seeds, best, codes, images[:, 0], final[:, 0], record)
 
@@ -387,10 +371,10 @@ def ga_am(
     rngs = [torch.Generator().manual_seed(int(s)) for s in seeds]
     population = torch.stack([clip(center + config.init_std * scale * torch.randn(p, center.numel(), generator=r)) for r in rngs])
     generations = config.generations()
-    best = _Best(len(units), generations)
+    best = BestTracker(len(units), generations)
     scores, images = evaluate(population.view(len(units), p, *shape))
     for g in tqdm(range(generations), desc="ga", disable=not progress, leave=False):
-        best.update(g, scores, population.view(len(units), p, *shape), images)
+        _track_best(best, g, scores, images)
         if g == generations - 1:
             break
         keep = torch.argsort(scores, dim=1, descending=True, stable=True)[:, :elite]
