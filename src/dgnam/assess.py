@@ -16,9 +16,8 @@ Example:
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
-from typing import Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -36,8 +35,8 @@ from .evaluate import (
     relative_activation,
     spectrum_slope,
 )
-from .hooks import OUTPUT, capture
 from .nets import Target
+from .results import json_safe
 from .units import Unit, read_unit
 
 
@@ -86,7 +85,7 @@ class RunEvaluation:
     config: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return _json_safe(asdict(self))
+        return json_safe(asdict(self))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -506,22 +505,6 @@ def _features_in_chunks(net: Target, layer: str, data: Images, batch_size: int, 
         block = data[start : start + chunk]
         parts.append(layer_features(net, layer, block if isinstance(block, torch.Tensor) else np.asarray(block), batch_size))
     return np.concatenate(parts)
-
-
-def _json_safe(value):
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _json_safe(value.tolist())
-    if isinstance(value, (np.bool_,)):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if not math.isfinite(float(value)) else float(value)
-    return value
 
 
 __all__ = [

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from .pool import read_image
 
 EVALUATION_FILE = "evaluation.json"
 NEIGHBORS_DIR = "neighbors"
@@ -66,8 +67,7 @@ def read_run(run_dir: str | Path) -> tuple[dict, np.ndarray]:
         path = run_dir / item["file"]
         if not path.is_file():
             raise FileNotFoundError(f"{path} is listed in results.json but missing")
-        with Image.open(path) as im:
-            arrays.append(np.asarray(im.convert("RGB")))
+        arrays.append(read_image(path))
     if not arrays:
         return record, np.zeros((0, 1, 1, 3), dtype=np.uint8)
     shapes = {a.shape for a in arrays}
@@ -454,14 +454,7 @@ def _comparison_table(runs: Sequence[RunPage]) -> str:
     return _table(rows, header, "comparison")
 
 
-def png_bytes(image: Image.Image) -> bytes:
-    """An image encoded as PNG."""
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
-
-
 __all__ = [
     "EVALUATION_FILE", "NEIGHBORS_DIR", "NEIGHBORS_FILE", "RunPage", "build_report", "load_run_page", "neighbors_sheet",
-    "png_bytes", "read_record", "read_run", "render_report", "svg_curves",
+    "read_record", "read_run", "render_report", "svg_curves",
 ]  # fmt: skip

@@ -44,7 +44,8 @@ from torch import nn
 
 from ..assess import nearest_neighbors
 from ..evaluate import diversity, judge_topk
-from ..generators.prior import PriorConfig, PriorGenerator, load_prior, prior_metadata, save_prior
+from ..generators import load_generator
+from ..generators.prior import PriorConfig, PriorGenerator, prior_metadata, save_prior
 from ..hooks import capture, forward_until
 from ..nets import InputSpec, Target, wrap_model
 from ..optimize import AMResult, DGNAMConfig, dgn_am
@@ -916,15 +917,13 @@ def run_repro(
     if reuse and gen_path.exists():
         meta = prior_metadata(gen_path)
         if all(meta.get(k) == v for k, v in gen_card.items()):
-            gen, gen_info, gen_reused = load_prior(gen_path), meta["training"], True
+            gen, gen_info, gen_reused = load_generator(str(gen_path)), meta["training"], True
         else:
             log("generator.safetensors: saved with another config, classifier or data; training again")
     if gen is None:
         gen, gen_info = train_generator(classifier, x_train, codes_train, norm, config.generator, progress)
         save_prior(gen, gen_path, {**gen_card, "training": gen_info})
-        gen = load_prior(gen_path)  # fp16 weights, as a reused run would load them
-    for p in gen.parameters():
-        p.requires_grad_(False)
+        gen = load_generator(str(gen_path))  # fp16 weights, frozen, as a reused run loads them
     recon = reconstruction_metrics(gen, classifier, x_test[:n_ref], y_test[:n_ref], codes_test, norm)
     generator_record = {**asdict(config.generator), "file": "models/generator.safetensors", "reused": gen_reused, "seconds": gen_info["seconds"],
                         "final_losses": gen_info.get("final", {}), **recon,
