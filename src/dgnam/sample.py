@@ -242,14 +242,13 @@ def sample(
     if len(units) != len(seeds):
         raise ValueError(f"{len(units)} units but {len(seeds)} seeds: give one seed per chain")
     units, seeds = list(units), [int(s) for s in seeds]
-    check_units(target, units)
-    terms = _class_terms(target, units, config.class_term)
     own_layer = encoder if isinstance(encoder, str) else None
+    # one probe pass checks the units and the encoder layer (an unknown name fails here, with suggestions)
+    check_units(target, units + ([Unit(own_layer, 0)] if config.eps1 > 0 and own_layer else []))
+    terms = _class_terms(target, units, config.class_term)
     if config.eps1 > 0 and encoder is None:
         encoder = encoder_for(generator)
     read_layers = [u.layer for u in units] + ([own_layer] if own_layer else [])
-    if config.eps1 > 0 and own_layer:
-        check_units(target, [Unit(own_layer, 0)])  # an unknown layer name fails here, with suggestions
     device = generator.lower.device
     _, scale = code_center_scale(generator)  # whitened units: code_std where the prior has it, else 1
     noise_rngs = [torch.Generator().manual_seed(s + _NOISE_STREAM) for s in seeds]
