@@ -139,6 +139,39 @@ def test_a_spatial_layer_sets_the_code_shape(tiny_setup):
     trainer.resume(tmp / "run" / "checkpoint.pt")  # the saved config agrees with the inferred shape
 
 
+def test_conv_front_trains_on_a_spatial_code_and_exports(tiny_setup):
+    pool, tmp = tiny_setup
+    # act2 gives 6 maps of 16x16; the conv front keeps them spatial (a 16x16 start map, one doubling to 32 px)
+    prior = PriorConfig(**{**TINY_PRIOR, "layer": "act2", "front": "conv", "output_size": 32, "channels": (8, 8)})
+    trainer = Trainer(config(steps=40, lr=3e-3, prior=prior, comparator_layer="act1", feat_start=1.0, adv_start=1.0), pool, tmp / "run", progress=False)
+    assert trainer.config.prior.code_shape == (6, 16, 16)
+    assert not hasattr(trainer.gen, "fc") and trainer.gen.front[0].in_channels == 6
+    trainer.train()
+    pix = [float(r.split(",")[2]) for r in (tmp / "run" / "log.csv").read_text().splitlines()[1:]]
+    assert np.mean(pix[-5:]) < 0.7 * np.mean(pix[:5])
+    trainer.export(tmp / "conv.safetensors")
+    loaded = load_prior(tmp / "conv.safetensors")
+    assert loaded.config.front == "conv"
+    code = trainer.gen.clip(trainer.gen.random_code([0]))
+    with torch.no_grad():
+        assert torch.allclose(loaded(code), trainer.gen.eval()(code), atol=2e-3)
+
+
+def test_conv_front_sizes_its_start_map_and_checks_its_code():
+    # a 7x7 code (EfficientNet's last block at 224 px) starts at 8x8: 128 px is 4 doublings
+    cfg = PriorConfig(layer="_blocks.15", code_shape=(320, 7, 7), front="conv", output_size=128, channels=(32, 16, 8, 8, 8))
+    assert cfg.start_size == 8
+    gen = PriorGenerator(cfg)
+    assert gen(gen.random_code([0])).shape == (1, 3, 128, 128)
+    assert sum(p.numel() for p in gen.front.parameters()) == 320 * 32 * 9 + 32 + 32 * 32 * 9 + 32  # no fc layer
+    with pytest.raises(ValueError, match="channel entries"):
+        PriorConfig(code_shape=(320, 7, 7), front="conv", output_size=128, channels=(32, 16, 8))
+    with pytest.raises(ValueError, match="spatial code"):
+        PriorGenerator(PriorConfig(code_shape=(1280,), front="conv", output_size=16, channels=(8, 8)))
+    with pytest.raises(ValueError, match="front"):
+        PriorConfig(front="mlp")
+
+
 def test_gradient_clipping_bounds_the_update(tiny_setup):
     pool, tmp = tiny_setup
     trainer = Trainer(config(steps=2, grad_clip=1e-3), pool, tmp / "run", progress=False)

@@ -1,10 +1,17 @@
 """dgnam's own generator priors: DeePSiM-style up-convolutional nets trained here (``dgnam train-generator``).
 
-The architecture follows the DeePSiM fc6 generator of Dosovitskiy & Brox (2016) at a size that a CPU
-can train: fully connected layers to a 4x4 map, then up-convolution (stride 2) + convolution pairs
-with LeakyReLU(0.3), ending in a sigmoid for RGB in [0, 1]. The code is the pooled feature vector
-(or any layer's output) of an encoder net; its per-unit mean and std are stored with the weights and
-used both to normalize the input and to set the paper's clipping range [0, mean + 3 std].
+The architecture follows the DeePSiM generators of Dosovitskiy & Brox (2016) at a size that a CPU
+can train. Two front ends:
+
+- ``front="fc"`` (their fc6/fc7 generators): fully connected layers to a 4x4 map; the code may be any
+  shape (the pooled feature vector, our fc6 analogue).
+- ``front="conv"`` (their pool5 generator): 3x3 convolutions on a spatial code (C, H, W) at its own
+  resolution, resized to the next power of two; no giant fully connected layer, so a prior on a
+  320x7x7 code stays a few MB instead of 40+.
+
+Then up-convolution (stride 2) + convolution pairs with LeakyReLU(0.3), ending in RGB in [0, 1]. The
+code's per-unit mean and std are stored with the weights and used both to normalize the input and
+to set the paper's clipping range [0, mean + 3 std].
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from . import Generator
 
@@ -28,8 +36,9 @@ class PriorConfig:
     layer: str = "pool"  # encoder layer giving the code (pool: the pooled 1280-d head features, our fc6)
     code_shape: tuple[int, ...] = (1280,)
     output_size: int = 128  # px; the loop resizes to the target's input (a power of two >= 16)
-    fc_width: int = 1024  # width of the hidden fully connected layer (DeePSiM: 4096)
-    channels: tuple[int, ...] = (256, 256, 128, 64, 32, 16)  # 4x4 map, then one entry per doubling
+    front: str = "fc"  # "fc": fully connected to a 4x4 map; "conv": convolutions on a spatial (C, H, W) code
+    fc_width: int = 1024  # width of the hidden fully connected layer (DeePSiM: 4096); fc front only
+    channels: tuple[int, ...] = (256, 256, 128, 64, 32, 16)  # start map (4x4 for fc), then one entry per doubling
     slope: float = 0.3  # LeakyReLU slope of DeePSiM
     bound_sigmas: float = 3.0  # upper clipping bound = mean + bound_sigmas * std (lower bound: 0 or the minimum)
     output: str = "sigmoid"  # "sigmoid", or "linear": 0.5 + conv output, clamped to [0, 1] outside training
@@ -38,11 +47,29 @@ class PriorConfig:
     def __post_init__(self):
         self.code_shape = tuple(self.code_shape)
         self.channels = tuple(self.channels)
-        doublings = math.log2(self.output_size / 4)
         if self.output not in ("sigmoid", "linear"):
             raise ValueError(f"output must be 'sigmoid' or 'linear', not {self.output!r}")
-        if doublings != int(doublings) or len(self.channels) != int(doublings) + 1:
-            raise ValueError(f"output_size {self.output_size} needs {int(doublings) + 1} channel entries (4x4 map, then one per doubling)")
+        if self.front not in ("fc", "conv"):
+            raise ValueError(f"front must be 'fc' or 'conv', not {self.front!r}")
+        if self.front == "fc" or len(self.code_shape) == 3:  # a conv front's code shape may still come from its layer
+            self.check_shapes()
+
+    def check_shapes(self) -> None:
+        """The channel list must fit the start map and the output size; a conv front needs a (C, H, W) code."""
+        if self.front == "conv" and len(self.code_shape) != 3:
+            raise ValueError(f"front 'conv' needs a spatial code (C, H, W), not shape {self.code_shape}: use front 'fc'")
+        start = self.start_size
+        doublings = math.log2(self.output_size / start)
+        if doublings != int(doublings) or doublings < 0 or len(self.channels) != int(doublings) + 1:
+            raise ValueError(f"output_size {self.output_size} needs {int(math.log2(max(self.output_size, start) / start)) + 1} "
+                             f"channel entries ({start}x{start} start map, then one per doubling; output a power-of-two multiple of {start})")
+
+    @property
+    def start_size(self) -> int:
+        """Side of the first feature map: 4 for the fc front, the code's side rounded up to a power of two for conv."""
+        if self.front == "fc":
+            return 4
+        return 1 << max(2, (max(self.code_shape[1:]) - 1).bit_length())
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -66,6 +93,7 @@ class PriorGenerator(Generator):
     """
 
     def __init__(self, config: PriorConfig = PriorConfig()):
+        config.check_shapes()
         size = config.output_size
         super().__init__(config.code_shape, (size, size))
         self.config = config
@@ -75,7 +103,10 @@ class PriorGenerator(Generator):
         self.register_buffer("code_mean", torch.zeros(config.code_shape))
         self.register_buffer("code_std", torch.ones(config.code_shape))
         self.register_buffer("code_min", torch.zeros(config.code_shape))
-        self.fc = nn.Sequential(nn.Linear(code_dim, config.fc_width), act(), nn.Linear(config.fc_width, c[0] * 16), act())
+        if config.front == "fc":
+            self.fc = nn.Sequential(nn.Linear(code_dim, config.fc_width), act(), nn.Linear(config.fc_width, c[0] * 16), act())
+        else:  # DeePSiM pool5-style: convolutions at the code's own resolution
+            self.front = nn.Sequential(nn.Conv2d(config.code_shape[0], c[0], 3, padding=1), act(), nn.Conv2d(c[0], c[0], 3, padding=1), act())
         layers: list[nn.Module] = []
         for i in range(len(c) - 1):
             layers += [nn.ConvTranspose2d(c[i], c[i + 1], 4, stride=2, padding=1), act()]
@@ -106,8 +137,14 @@ class PriorGenerator(Generator):
         # Units that never varied in the data (std at the 1e-6 floor) had z = 0 throughout training and
         # stay at 0: otherwise their 1e6-fold gradients dominate DGN-AM's step normalization (mean |g|)
         # and every live unit's step shrinks to nothing.
-        z = ((code - self.code_mean) / self.code_std * (self.code_std > 1e-6)).flatten(1)
-        h = self.fc(z).view(-1, self.config.channels[0], 4, 4)
+        z = (code - self.code_mean) / self.code_std * (self.code_std > 1e-6)
+        start = self.config.start_size
+        if self.config.front == "fc":
+            h = self.fc(z.flatten(1)).view(-1, self.config.channels[0], start, start)
+        else:
+            h = self.front(z)
+            if h.shape[-2:] != (start, start):
+                h = F.interpolate(h, size=(start, start), mode="bilinear", align_corners=False)
         out = self.up(h)
         if self.config.output == "sigmoid":
             return torch.sigmoid(out)
@@ -121,7 +158,7 @@ def save_prior(gen: PriorGenerator, path: str | Path, extra: dict | None = None)
 
     from ..hub import sha256_file
 
-    state = {k: (v.half() if k.startswith(("fc.", "up.")) else v.float()).contiguous() for k, v in gen.state_dict().items()}
+    state = {k: (v.half() if k.startswith(("fc.", "front.", "up.")) else v.float()).contiguous() for k, v in gen.state_dict().items()}
     meta = {"dgnam_prior_config": gen.config.to_json(), **{k: json.dumps(v) for k, v in (extra or {}).items()}}
     save_file(state, str(path), metadata=meta)
     return sha256_file(path)
