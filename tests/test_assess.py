@@ -109,6 +109,21 @@ def test_evaluate_run_known_values(tmp_path):
     json.dumps(d, allow_nan=False)  # JSON-clean: NaN became null
 
 
+def test_evaluate_runs_each_net_once_over_the_run(tmp_path):
+    record, images = read_run(write_color_run(tmp_path / "run"))
+    target, judge = color_target(), constant_judge()
+    calls = {"target": 0, "judge": 0}
+    for name, net in (("target", target), ("judge", judge)):
+        net.model.register_forward_hook(lambda *_, name=name: calls.__setitem__(name, calls[name] + 1))
+    target.fast = lambda layers: target  # keep the counted modules (fast() may rebuild them)
+    judge.fast = lambda layers: judge
+    ev = evaluate_run(record, images, target, {"judge": judge}, None, EvaluateConfig(batch_size=2))
+    # 4 images in batches of 2: two passes each, giving activations + class ranks (target) and ranks + features (judge)
+    assert calls == {"target": 2, "judge": 2}
+    assert [it["target_rank"] for it in ev.items] == [1, 1, 2, 1]
+    assert [it["judges"]["judge"]["rank"] for it in ev.items] == [3, 3, 2, 2]
+
+
 def test_evaluate_fd_matches_direct_computation_and_shift(tmp_path):
     record, images = read_run(write_color_run(tmp_path / "run"))
     shift = 30

@@ -29,12 +29,12 @@ from .evaluate import (
     _to_nchw,
     diversity,
     frechet_distance,
-    judge_topk,
     mean_saturation,
     natural_max_activations,
     relative_activation,
     spectrum_slope,
 )
+from .hooks import OUTPUT
 from .nets import Target
 from .results import json_safe
 from .units import Unit, read_unit
@@ -118,31 +118,48 @@ def unit_activations(net: Target, units: Sequence[Unit], images: Images, batch_s
     Returns:
         float array (N,).
     """
+    return _unit_pass(net, units, images, np.zeros(len(units), dtype=bool), batch_size)[0]
+
+
+def _unit_pass(net: Target, units: Sequence[Unit], images: Images, is_class: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One forward pass: the activation of ``units[i]`` on ``images[i]`` and, where ``is_class[i]``,
+    the rank (1 = top) of the unit's class in its own layer and that layer's top class (-1 elsewhere)."""
     units = list(units)
     if len(units) != len(images):
         raise ValueError(f"{len(images)} images but {len(units)} units")
     layers = list(dict.fromkeys(u.layer for u in units))
     values = np.zeros(len(units))
+    ranks, preds = np.full(len(units), -1, dtype=np.int64), np.full(len(units), -1, dtype=np.int64)
     for start, acts in _forward_layers(net, layers, images, batch_size):
         chunk = units[start : start + batch_size]
         for layer in dict.fromkeys(u.layer for u in chunk):
             rows = [i for i, u in enumerate(chunk) if u.layer == layer]
             read = read_unit(acts[layer][rows], [chunk[i] for i in rows])
             values[[start + i for i in rows]] = read.float().cpu().numpy()
-    return values
+        for i, unit in enumerate(chunk):
+            if is_class[start + i]:
+                scores = acts[unit.layer][i].flatten().float()
+                ranks[start + i] = 1 + int((scores > scores[unit.index]).sum())
+                preds[start + i] = int(scores.argmax())
+    return values, ranks, preds
 
 
-def _class_ranks(net: Target, units: Sequence[Unit], images: Images, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rank (1 = top) of each unit's class in its own class layer, and that layer's top class."""
-    units = list(units)
-    ranks, preds = np.zeros(len(units), dtype=np.int64), np.zeros(len(units), dtype=np.int64)
-    layers = list(dict.fromkeys(u.layer for u in units))
-    for start, acts in _forward_layers(net, layers, images, batch_size):
-        for i, unit in enumerate(units[start : start + batch_size]):
-            scores = acts[unit.layer][i].flatten().float()
-            ranks[start + i] = 1 + int((scores > scores[unit.index]).sum())
-            preds[start + i] = int(scores.argmax())
-    return ranks, preds
+def _judge_pass(judge: Target, images: Images, labels: np.ndarray, feature_layer: str, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One forward pass of a judge: rank of ``labels[i]`` among its outputs and its top class
+    (-1 where the label is -1), and the flattened ``feature_layer`` features."""
+    ranks, preds = np.full(len(images), -1, dtype=np.int64), np.full(len(images), -1, dtype=np.int64)
+    feats = []
+    for start, acts in _forward_layers(judge, [feature_layer], images, batch_size):
+        logits = acts[OUTPUT].float().cpu()
+        feats.append(acts[feature_layer].flatten(1).float().cpu().numpy())
+        for i in range(len(logits)):
+            label = int(labels[start + i])
+            if label >= 0:
+                if label >= logits.shape[1]:
+                    raise ValueError(f"labels must lie in 0-{logits.shape[1] - 1}, the outputs of {judge.name}")
+                ranks[start + i] = 1 + int((logits[i] > logits[i, label]).sum())
+                preds[start + i] = int(logits[i].argmax())
+    return ranks, preds, np.concatenate(feats)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -187,10 +204,6 @@ def run_speed(record: Mapping) -> dict | None:
         "device": record.get("device"),
         "source": source,
     }
-
-
-def _take(images: Images, rows: np.ndarray) -> Images:
-    return images[torch.as_tensor(rows)] if isinstance(images, torch.Tensor) else np.asarray(images)[rows]
 
 
 def _same_classes(a: Target, b: Target) -> str | None:
@@ -296,17 +309,16 @@ def evaluate_run(
     summary["target_top1"] = None
     acts = rel = None
     if target is not None:
-        acts = unit_activations(target, units, images, bs)
+        acts, ranks, preds = _unit_pass(target, units, images, is_class, bs)
         for item, a in zip(items, acts):
             item["activation"] = round(float(a), 5)
         if is_class.any():
             rows = np.flatnonzero(is_class)
-            ranks, preds = _class_ranks(target, [units[i] for i in rows], _take(images, rows), bs)
-            for i, r, p in zip(rows, ranks, preds):
-                items[i]["target_rank"] = int(r)
-                items[i]["target_pred"] = int(p)
-                items[i]["target_top1"] = bool(r == 1)
-            summary["target_top1"] = round(float((ranks == 1).mean()), 4)
+            for i in rows:
+                items[i]["target_rank"] = int(ranks[i])
+                items[i]["target_pred"] = int(preds[i])
+                items[i]["target_top1"] = bool(ranks[i] == 1)
+            summary["target_top1"] = round(float((ranks[rows] == 1).mean()), 4)
         if natural_sample is not None:
             distinct = list(dict.fromkeys(units))
             top = natural_max_activations(target, distinct, natural_sample, batch_size=bs)
@@ -333,21 +345,21 @@ def evaluate_run(
             notes.append(f"judge {name!r} is the optimized net: its top-k measures how well it was fooled, not recognition")
         rows = np.flatnonzero(is_class)
         reason = _same_classes(target, judge) if target is not None else None
-        if len(rows) and reason is None:
-            sub = _take(images, rows)
-            scored = judge_topk(judge, sub, [units[i].index for i in rows], ks=config.ks, batch_size=bs)
+        ranked = len(rows) > 0 and reason is None
+        labels = np.array([u.index if c and ranked else -1 for u, c in zip(units, is_class)])
+        jranks, jpreds, feats = _judge_pass(judge, images, labels, config.feature_layer, bs)  # one pass for both
+        if ranked:
             cats = judge.categories
-            for j, i in enumerate(rows):
-                rank, pred = int(scored["rank"][j]), int(scored["pred"][j])
+            for i in rows:
+                rank, pred = int(jranks[i]), int(jpreds[i])
                 items[i].setdefault("judges", {})[name] = {
                     "rank": rank, "pred": pred, "pred_label": cats[pred].split(",")[0] if cats and pred < len(cats) else str(pred),
                     **{f"top{k}": rank <= k for k in config.ks},
                 }  # fmt: skip
             for k in config.ks:
-                entry[f"top{k}"] = round(scored[f"top{k}"], 4)
+                entry[f"top{k}"] = round(float((jranks[rows] <= k).mean()), 4)
         elif reason:
             notes.append(reason + ": no top-k")
-        feats = layer_features(judge, config.feature_layer, images, bs)
         per_unit = {str(u): diversity([feats[ix]]) for u, ix in by_unit.items() if len(ix) >= 2}
         entry["diversity"] = None if not per_unit else round(diversity([feats[ix] for ix in by_unit.values()]), 4)
         entry["diversity_per_unit"] = {u: round(v, 4) for u, v in per_unit.items()}
