@@ -124,6 +124,16 @@ def test_evaluate_runs_each_net_once_over_the_run(tmp_path):
     assert [it["judges"]["judge"]["rank"] for it in ev.items] == [3, 3, 2, 2]
 
 
+def test_judge_pass_ranks_labelled_images_and_returns_features():
+    images = torch.stack([solid((255, 0, 0)), solid((0, 0, 255)), solid((0, 255, 0))])
+    ranks, preds, feats = dgnam.assess.judge_pass(color_target(), images, [0, -1, 2], "pool", batch_size=2)
+    assert ranks.tolist() == [1, -1, 2] and preds.tolist() == [0, -1, 1]  # green image: blue (2) is second
+    np.testing.assert_allclose(feats, [[1, 0, 0], [0, 0, 1], [0, 1, 0]], atol=1e-6)
+    assert dgnam.assess.judge_pass(color_target(), images, [0, 1, 2])[2] is None
+    with pytest.raises(ValueError, match="labels must lie"):
+        dgnam.assess.judge_pass(color_target(), images, [0, 1, 3])
+
+
 def test_evaluate_fd_matches_direct_computation_and_shift(tmp_path):
     record, images = read_run(write_color_run(tmp_path / "run"))
     shift = 30

@@ -42,11 +42,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..assess import nearest_neighbors
-from ..evaluate import diversity, judge_topk
+from ..assess import judge_pass, nearest_neighbors
+from ..assess import layer_features as net_layer_features
+from ..evaluate import diversity
 from ..generators import load_generator
 from ..generators.prior import PriorConfig, PriorGenerator, prior_metadata, save_prior
-from ..hooks import capture, forward_until
+from ..hooks import forward_until
 from ..nets import InputSpec, Target, wrap_model
 from ..optimize import AMResult, DGNAMConfig, dgn_am
 from ..pixel import PixelConfig, pixel_am
@@ -641,17 +642,6 @@ class Reference:
         return {"images": len(self.pixel_rms), "pixel_rms": q(self.pixel_rms), "code": q(self.code), "diversity": self.diversity, "copy_percentile": self.copy_percentile, "copy_threshold": round(self.copy_threshold, 4)}
 
 
-@torch.no_grad()
-def net_features(net: Target, layer: str, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """(N, D) output of ``layer`` of a :class:`~dgnam.nets.Target` for (N, 3, H, W) images in [0, 1]."""
-    out = []
-    for i in range(0, len(images), batch_size):
-        with capture(net.model, [layer]) as acts:
-            net(images[i : i + batch_size])
-        out.append(acts[layer].flatten(1))
-    return torch.cat(out)
-
-
 def class_diversity(features: torch.Tensor, labels: Sequence[int], center: torch.Tensor) -> float:
     """:func:`dgnam.evaluate.diversity` of ``features`` grouped by label, after subtracting ``center``
     (the mean over real images): ReLU features all point into one orthant, and their raw cosines
@@ -684,11 +674,11 @@ def judge(
     labels = [int(c) for c in labels]
     out: dict = {"top1": {}, "pred": {}, "diversity": {}}
     for name, net in nets.items():
-        verdict = judge_topk(net, images, labels, ks=(1,), batch_size=256)
-        out["top1"][name] = round(verdict["top1"], 4)
-        out["pred"][name] = verdict["pred"].tolist()
-        if name in feature_layers:
-            out["diversity"][name] = class_diversity(net_features(net, feature_layers[name], images), labels, centers[name])
+        ranks, preds, feats = judge_pass(net, images, labels, feature_layers.get(name), batch_size=256)  # one pass
+        out["top1"][name] = round(float((ranks == 1).mean()), 4)
+        out["pred"][name] = preds.tolist()
+        if feats is not None:
+            out["diversity"][name] = class_diversity(torch.from_numpy(feats), labels, centers[name])
     out["diversity"]["pixels"] = class_diversity(grey(images).flatten(1), labels, centers["pixels"])
     return out
 
@@ -951,7 +941,7 @@ def run_repro(
     ref_code = nearest_neighbors(codes_test, codes_train, 1, "l2").distance[:, 0]
     layers = {"classifier": FEATURE_LAYER["cnn"], **{f"judge_{j.arch}": FEATURE_LAYER[j.arch] for j in config.judges}}
     real = x_test[:n_ref].expand(-1, 3, -1, -1)
-    real_feats = {name: net_features(judge_targets[name], layer, real) for name, layer in layers.items()}
+    real_feats = {name: torch.from_numpy(net_layer_features(judge_targets[name], layer, real, batch_size=500)) for name, layer in layers.items()}
     real_feats["pixels"] = x_test[:n_ref].flatten(1)
     centers = {name: f.mean(0) for name, f in real_feats.items()}
     real_diversity = {name: class_diversity(f, y_test[:n_ref].tolist(), centers[name]) for name, f in real_feats.items()}
@@ -1026,6 +1016,6 @@ __all__ = [
     "CLASSES", "METHODS", "PIXEL_AT_32", "SHAPES", "AMConfig", "FashionCNN", "FashionMLP", "GeneratorConfig", "GreyInput",
     "ImageData", "NetConfig", "Normalization", "Reference", "ReproConfig", "TinyResNet", "accuracy", "build_generator",
     "build_net", "judge", "layer_features", "load_fashion_mnist", "load_fashion_net", "read_idx",
-    "net_features", "class_diversity", "reconstruction_metrics", "run_repro", "summary_markdown", "synthesize", "synthetic_shapes", "to_tensor", "train_classifier",
+    "class_diversity", "reconstruction_metrics", "run_repro", "summary_markdown", "synthesize", "synthetic_shapes", "to_tensor", "train_classifier",
     "train_generator",
 ]  # fmt: skip
