@@ -13,12 +13,39 @@ UNITS = [Unit("logits", 1), Unit("conv2", 3), Unit("act1", 2, "mean")]
 def test_step_is_the_papers_update(tiny_generator):
     code = torch.tensor([[0.5, 1.0, 1.9, 0.0, 0.1, 0.2, 0.3, 0.4]])
     grad = torch.tensor([[1.0, -2.0, 4.0, -1.0, 0.0, 0.0, 0.0, 1.0]])  # mean |g| = 1.125
-    new = dgn_am_step(code, grad, lr=0.9, decay=0.99, gen=tiny_generator)
+    new = dgn_am_step(code, grad, lr=0.9, decay=0.99, bounds=(tiny_generator.lower, tiny_generator.upper))
     expected = (code + 0.9 * grad / 1.125).clamp(0.0, 2.0) * 0.99
     assert torch.allclose(new, expected)
     # the mean absolute change before clipping is lr, per batch element
-    unclipped = dgn_am_step(code.repeat(2, 1), torch.cat([grad, 10 * grad]), lr=0.5, decay=1.0, gen=None)
+    unclipped = dgn_am_step(code.repeat(2, 1), torch.cat([grad, 10 * grad]), lr=0.5, decay=1.0, bounds=None)
     assert torch.allclose((unclipped - code).abs().mean(1), torch.tensor([0.5, 0.5]))
+
+
+def whitened_prior(mean: float, std: float):
+    """A tiny trained-style prior whose 6 code units all have the given mean and std."""
+    from dgnam.generators.prior import PriorConfig, PriorGenerator
+
+    torch.manual_seed(0)
+    gen = PriorGenerator(PriorConfig(code_shape=(6,), output_size=16, fc_width=16, channels=(16, 8, 8))).eval()
+    gen.set_code_stats(torch.full((6,), mean), torch.full((6,), std), torch.full((6,), mean - 10 * std))
+    return gen
+
+
+def test_steps_are_in_units_of_the_codes_std_and_decay_towards_its_mean(tiny_target):
+    gen = whitened_prior(mean=5.0, std=0.1)
+    unit = [Unit("logits", 1)]
+    start = gen.clip(gen.random_code([0]))
+
+    def final_code(**changes):
+        cfg = DGNAMConfig(**{"steps": 1, "lr_start": 0.5, "lr_end": 0.5, "decay": 1.0, **changes})
+        return dgn_am(tiny_target, gen, unit, [0], cfg, progress=False).codes
+
+    # one step of lr 0.5 moves each unit by 0.5 std on average (0.05 here), not by 0.5
+    assert ((final_code() - start).abs().mean() / 0.1).item() == pytest.approx(0.5, rel=1e-4)
+    # the decay pulls the code towards the data mean: (start - mean) halves; in raw units it halves the code itself
+    no_step = dict(lr_start=1e-9, lr_end=1e-9, decay=0.5, clip=False)
+    assert torch.allclose(final_code(**no_step), 5.0 + 0.5 * (start - 5.0), atol=1e-6)
+    assert torch.allclose(final_code(**no_step, whiten=False), 0.5 * start, atol=1e-6)
 
 
 def test_lr_schedule_is_linear():

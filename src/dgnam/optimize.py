@@ -5,6 +5,13 @@
 The paper's code (Caffe, ``act_max.py``) took steps of ``lr_t * g / mean|g|`` in code space with
 ``lr_t`` falling linearly from 8 to ~0 over 200 steps, clipped the code to [lower, upper] and
 multiplied it by 0.99 per step (the L2 term). :func:`dgn_am_step` is that update, in one place.
+
+The update runs in whitened code units ``z = (y - mean) / std`` of the generator's code statistics
+(:func:`~dgnam.generators.code_center_scale`): for the paper's generators (no statistics: mean 0,
+std 1) that is exactly the paper's update; for priors trained here, whose code units differ in scale
+and are not centred on 0 (e.g. EfficientNet's linear bottleneck outputs), a step of ``lr`` moves each
+unit by ``lr`` of its own std on average and the decay pulls towards the data mean, not towards 0
+(measured: in raw units the decay shrank such codes to a grey image by the last step).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .generators import Generator
+from .generators import Generator, code_center_scale
 from .nets import Target
 from .objectives import Objective, run_objective, units_objective
 from .regularizers import BatchNormStatsLoss
@@ -33,9 +40,11 @@ class DGNAMConfig:
     decay: float = 0.99  # code multiplied by this per step: the paper's L2 prior on the code
     optimizer: str = "paper"  # "paper" (normalized gradient steps) or "adam"
     adam_lr: float = 0.05  # Adam's learning rate in code space
-    adam_l2: float = 1e-3  # with Adam, lambda of the explicit -lambda * ||y||^2 term (decay is not applied)
+    adam_l2: float = 1e-3  # with Adam, lambda of the explicit -lambda * ||z||^2 term on the whitened code (no decay)
     init_std: float = 1.0  # initial code ~ N(0, init_std^2), one RNG per seed (paper: N(0, 1))
     clip: bool = True  # clip the code to the generator's [lower, upper] after each step
+    whiten: bool = True  # step and decay in units of the generator's code statistics (a no-op for
+    #   generators without statistics, e.g. the paper's); False: raw code units
     bn_weight: float = 0.0  # beyond the paper: weight of DeepInversion's BatchNorm-statistics loss on the
     #   target, subtracted from the objective in code space (0 = the paper's method; needs BatchNorm layers)
 
@@ -74,17 +83,17 @@ class AMResult:
     config: dict = field(default_factory=dict)
 
 
-def dgn_am_step(code: torch.Tensor, grad: torch.Tensor, lr: float, decay: float, gen: Generator | None) -> torch.Tensor:
+def dgn_am_step(code: torch.Tensor, grad: torch.Tensor, lr: float, decay: float, bounds: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
     """The paper's update, per batch element: ascend, clip to the code's range, decay.
 
     ``code += lr * g / mean|g|`` (so ``lr`` is the mean absolute change per code unit), then clip to
-    ``[gen.lower, gen.upper]`` when ``gen`` is given, then ``code *= decay``.
+    ``bounds = (lower, upper)`` when given, then ``code *= decay``.
     """
     dims = tuple(range(1, grad.dim()))
     scale = grad.abs().mean(dim=dims, keepdim=True).clamp_min(1e-12)
     code = code + lr * grad / scale
-    if gen is not None:
-        code = gen.clip(code)
+    if bounds is not None:
+        code = torch.maximum(torch.minimum(code, bounds[1]), bounds[0])
     return code * decay
 
 
@@ -147,30 +156,34 @@ def dgn_am(
     code = generator.random_code(list(seeds), config.init_std)
     if config.clip:
         code = generator.clip(code)
+    # the optimization variable: whitened code z, code = center + scale * z
+    center, scale = code_center_scale(generator) if config.whiten else (torch.zeros_like(generator.lower), torch.ones_like(generator.lower))
+    z = (code - center) / scale
+    bounds = ((generator.lower - center) / scale, (generator.upper - center) / scale) if config.clip else None
     tracker = BestTracker(len(units), config.steps)
-    adam = torch.optim.Adam([code.requires_grad_(True)], lr=config.adam_lr) if config.optimizer == "adam" else None
+    adam = torch.optim.Adam([z.requires_grad_(True)], lr=config.adam_lr) if config.optimizer == "adam" else None
     with ExitStack() as stack:
         bn = stack.enter_context(BatchNormStatsLoss(target.model)) if config.bn_weight > 0 else None
         for step in tqdm(range(config.steps), desc="dgn-am", disable=not progress, leave=False):
             if adam is None:
-                code = code.detach().requires_grad_(True)
-            images = generator(code)
+                z = z.detach().requires_grad_(True)
+            images = generator(center + scale * z)
             acts = run_objective(target, images, objective)
             tracker.update(step, acts, images)
             gain = acts.sum() - (config.bn_weight * bn.loss() if bn is not None else 0.0)
             if adam is None:
-                (grad,) = torch.autograd.grad(gain, code)
+                (grad,) = torch.autograd.grad(gain, z)
                 with torch.no_grad():
-                    code = dgn_am_step(code, grad, config.lr_at(step), config.decay, generator if config.clip else None)
+                    z = dgn_am_step(z, grad, config.lr_at(step), config.decay, bounds)
             else:
                 adam.zero_grad()
-                (config.adam_l2 * code.pow(2).sum() - gain).backward()
+                (config.adam_l2 * z.pow(2).sum() - gain).backward()
                 adam.step()
-                if config.clip:
+                if bounds is not None:
                     with torch.no_grad():
-                        code.copy_(generator.clip(code))
+                        z.copy_(torch.maximum(torch.minimum(z, bounds[1]), bounds[0]))
     with torch.no_grad():
-        code = code.detach()
+        code = center + scale * z.detach()
         images = generator(code)
         final = run_objective(target, images, objective)
     tracker.update(config.steps, final, images)
