@@ -395,3 +395,43 @@ def test_build_pool_end_to_end_without_network(tmp_path, monkeypatch):
         again = build_pool(tmp_path / "pool2", **kwargs)
     np.testing.assert_array_equal(images, load_pool(tmp_path / "pool2")[0])
     assert again.heldout_idx == card.heldout_idx
+
+
+def smooth_images(n: int, size: int, seed: int = 0) -> np.ndarray:
+    """Smooth colour gradients (photo-like spectra: they compress well and survive lossy coding)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    out = [np.stack([a * xx + b * yy + c for a, b, c in rng.uniform(0, 1, (3, 3))], -1) for _ in range(n)]
+    return (np.clip(np.stack(out) / 3, 0, 1) * 255).astype(np.uint8)
+
+
+def test_pack_pool_round_trip_keeps_images_and_split(tmp_path):
+    images = smooth_images(12, 40)
+    card = {"size": 40, "n_images": 12, "train_idx": list(range(9)), "heldout_idx": [9, 10, 11]}
+    pool.save_folder_pool(tmp_path / "pool", images, {**card, "records": [{"file": str(i)} for i in range(12)]})
+    written = pool.pack_pool(tmp_path / "pool", tmp_path / "pool.npz", size=32, max_mib=1.0, progress=False)
+    assert written["packed"]["quality"] == pool.PACK_QUALITIES[0]  # a roomy budget keeps the best quality
+    loaded, meta = pool.load_any(tmp_path / "pool.npz")
+    assert loaded.shape == (12, 32, 32, 3) and loaded.dtype == np.uint8
+    assert meta["train_idx"] == card["train_idx"] and meta["heldout_idx"] == [9, 10, 11] and meta["size"] == 32
+    expected = np.stack([np.asarray(Image.fromarray(im).resize((32, 32), Image.BICUBIC)) for im in images]).astype(float)
+    psnr = 10 * np.log10(255.0**2 / np.mean((loaded - expected) ** 2))
+    assert psnr > 30, psnr
+
+
+def test_pack_images_steps_quality_down_to_fit_the_budget():
+    images = np.stack([noise(32, 32, seed) for seed in range(6)])
+    best, q_best, fmt = pool.pack_images(images, max_bytes=10**7)
+    budget = int(0.6 * sum(map(len, best)))
+    squeezed, q, _ = pool.pack_images(images, max_bytes=budget, fmt=fmt)
+    assert q < q_best and sum(map(len, squeezed)) <= budget
+    with pytest.raises(ValueError, match="do not fit"):
+        pool.pack_images(images, max_bytes=100, fmt=fmt)
+
+
+def test_a_packed_pool_is_not_any_npz(tmp_path):
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    with pytest.raises(ValueError, match="not a packed pool"):
+        pool.load_any(tmp_path / "other.npz")
+    with pytest.raises(ValueError, match=".npz"):
+        pool.pack_pool(tmp_path, tmp_path / "pool.zip")

@@ -172,6 +172,17 @@ def test_conv_front_sizes_its_start_map_and_checks_its_code():
         PriorConfig(front="mlp")
 
 
+def test_trains_from_a_packed_pool(tiny_setup):
+    from dgnam.pool import pack_pool
+
+    pool, tmp = tiny_setup
+    pack_pool(pool, tmp / "pool.npz", size=16, max_mib=1.0, progress=False)
+    trainer = Trainer(config(steps=2), tmp / "pool.npz", tmp / "run", progress=False)
+    assert len(trainer.held_rows) == 6 and trainer.views.shape[-1] == 16
+    trainer.train()
+    assert (tmp / "run" / "cache" / "codes_tiny_enc_pool_16px_2v.pt").exists()  # codes cached beside the run, not the file
+
+
 def test_gradient_clipping_bounds_the_update(tiny_setup):
     pool, tmp = tiny_setup
     trainer = Trainer(config(steps=2, grad_clip=1e-3), pool, tmp / "run", progress=False)

@@ -100,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     pf.add_argument("folder")
     pf.add_argument("dir")
     pf.add_argument("--size", type=int, default=160)
+    pp = psub.add_parser("pack", help="write a pool (or image folder) as one small .npz of compressed images, e.g. for the GPU machine")
+    pp.add_argument("source", help="pool folder or image folder")
+    pp.add_argument("out", help="the .npz to write (train-generator --pool takes it)")
+    pp.add_argument("--size", type=int, default=128, help="side of the stored images (the training resolution)")
+    pp.add_argument("--max-mib", type=float, default=40.0, help="size budget; the best WebP/JPEG quality that fits is chosen")
 
     t = sub.add_parser("train-generator", help="train a generator prior (DeePSiM recipe) on a pool")
     t.add_argument("--pool", required=True, help="pool folder (`dgnam pool build`) or any image folder (class/x.jpg or flat)")
@@ -473,6 +478,12 @@ def _cmd_pool(args) -> int:
 
     if args.pool_command == "build":
         n = pool.build_pool(args.dir, cache_dir=args.cache, size=args.size, seed=args.seed).n_images
+    elif args.pool_command == "pack":
+        card = pool.pack_pool(args.source, args.out, size=args.size, max_mib=args.max_mib)
+        packed = card["packed"]
+        print(f"packed {card['n_images']} images of {args.size} px into {args.out}: {packed['format']} quality {packed['quality']}, "
+              f"{packed['bytes'] / 2**20:.1f} MiB")
+        return 0
     else:
         images, meta = pool.load_image_folder(args.folder, size=args.size, progress=True)
         n = pool.save_folder_pool(args.dir, images, meta)["n_images"]
