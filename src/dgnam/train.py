@@ -138,19 +138,22 @@ def frozen_features(encoder: str, device: torch.device | str = "cpu"):
 
 
 @torch.no_grad()
-def encode_views(views: torch.Tensor, encoder: str, layer: str, batch_size: int = 64, progress: bool = True) -> torch.Tensor:
-    """Codes E_layer(x) of uint8 views, fed to the encoder as the loop feeds generator images."""
+def encode_views(views: torch.Tensor, encoder: str, layer: str, batch_size: int = 64, progress: bool = True,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """Codes E_layer(x) of uint8 views, fed to the encoder as the loop feeds generator images
+    (computed on ``device``, returned on the CPU)."""
     from tqdm.auto import tqdm
 
-    net = frozen_features(encoder)
+    net = frozen_features(encoder, device)
     codes = []
     for start in tqdm(range(0, len(views), batch_size), desc="encoding", disable=not progress):
-        x = net.preprocess(views[start : start + batch_size].float() / 255.0)
-        codes.append(forward_until(net.model, layer, x.contiguous(memory_format=torch.channels_last)).float())
+        x = net.preprocess(views[start : start + batch_size].to(device).float() / 255.0)
+        codes.append(forward_until(net.model, layer, x.contiguous(memory_format=torch.channels_last)).float().cpu())
     return torch.cat(codes)
 
 
-def cached_codes(cache_dir: Path, views: torch.Tensor, config: TrainConfig, progress: bool = True) -> torch.Tensor:
+def cached_codes(cache_dir: Path, views: torch.Tensor, config: TrainConfig, progress: bool = True,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
     """Encoder codes of the views, computed once per (data, encoder, layer, size, views) and cached."""
     p = config.prior
     key = f"codes_{p.encoder}_{p.layer}_{p.output_size}px_{config.views}v.pt"
@@ -159,7 +162,7 @@ def cached_codes(cache_dir: Path, views: torch.Tensor, config: TrainConfig, prog
         codes = torch.load(path, weights_only=True)
         if len(codes) == len(views):
             return codes
-    codes = encode_views(views, p.encoder, p.layer, progress=progress)
+    codes = encode_views(views, p.encoder, p.layer, batch_size=256 if torch.device(device).type == "cuda" else 64, progress=progress, device=device)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(codes, path)
     return codes
@@ -236,7 +239,7 @@ class Trainer:
         views = make_views(images, config.prior.output_size, config.views)
         # a pool folder keeps its codes for every later training; a user's image folder is left untouched
         cache = self.pool_dir / "cache" if (self.pool_dir / "images.npy").exists() else self.out / "cache"
-        codes = cached_codes(cache, views, config, progress and self.rank == 0)
+        codes = cached_codes(cache, views, config, progress and self.rank == 0, self.device)
         if tuple(codes.shape[1:]) != config.prior.code_shape:  # the layer decides the code's shape
             config = replace(config, prior=replace(config.prior, code_shape=tuple(codes.shape[1:])))
             self.config = config
@@ -245,6 +248,9 @@ class Trainer:
         held_idx = np.asarray(card.get("heldout_idx", []))
         self.train_rows = torch.from_numpy(np.concatenate([train_idx * v + k for k in range(v)])).long()
         self.held_rows = torch.from_numpy(held_idx * v).long()  # unmirrored held-out views
+        if self.device.type == "cuda":  # the whole data set fits a GPU (1.2 GB of 128 px views): no copies per step
+            views, codes = views.to(self.device), codes.to(self.device)
+            self.train_rows, self.held_rows = self.train_rows.to(self.device), self.held_rows.to(self.device)
         self.views, self.codes = views, codes
         with torch.random.fork_rng(devices=[]):  # seeded initialization without touching the caller's RNG
             torch.manual_seed(config.seed)
@@ -303,7 +309,7 @@ class Trainer:
         rank draws the same batch and a resumed run sees the batches an uninterrupted one would."""
         per_rank = self.config.batch_size // self.world
         rng = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.step)
-        pick = torch.randint(len(self.train_rows), (self.config.batch_size,), generator=rng)
+        pick = torch.randint(len(self.train_rows), (self.config.batch_size,), generator=rng).to(self.train_rows.device)
         rows = self.train_rows[pick][self.rank * per_rank : (self.rank + 1) * per_rank]
         return self.views[rows].to(self.device).float() / 255.0, self.codes[rows].to(self.device)
 
