@@ -118,6 +118,28 @@ def test_budget_generations_and_one_scorer_per_search(tiny_generator):
     assert g.history.shape == (1, g.config["generations"])
 
 
+def test_cmaes_goes_separable_for_large_codes_by_default(tiny_generator, monkeypatch):
+    import dgnam.blackbox as bb
+
+    assert CMAESConfig().separable(bb.FULL_COVARIANCE_MAX_DIM) is False and CMAESConfig().separable(320 * 7 * 7) is True
+    assert CMAESConfig(diagonal=False).separable(10**6) is False and CMAESConfig(diagonal=True).separable(8) is True
+    seen = []
+    real = bb.require_cma()
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def CMAEvolutionStrategy(self, x0, sigma, options):  # noqa: N802 (cma's name)
+            seen.append(options["CMA_diagonal"])
+            return real.CMAEvolutionStrategy(x0, sigma, options)
+
+    monkeypatch.setattr(bb, "require_cma", lambda: Spy())
+    monkeypatch.setattr(bb, "FULL_COVARIANCE_MAX_DIM", 4)  # the tiny generator's 8-d code counts as large
+    cmaes_am(lambda im: im.mean((1, 2, 3)), tiny_generator, seeds=[0], config=CMAESConfig(evals=21, popsize=10), progress=False)
+    assert seen == [True]
+
+
 @pytest.mark.parametrize(
     "score, error, match",
     [

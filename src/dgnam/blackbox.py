@@ -67,6 +67,9 @@ Scorer = Callable[[torch.Tensor], torch.Tensor]
 Scoring = Union[Target, Scorer, Sequence[Scorer]]
 
 
+FULL_COVARIANCE_MAX_DIM = 4096  # code units up to which CMA-ES keeps a full covariance by default
+
+
 @dataclass
 class CMAESConfig:
     """CMA-ES (Hansen's ``cma`` package) in code space; ``pip install "dgnam[blackbox]"``."""
@@ -75,9 +78,14 @@ class CMAESConfig:
     popsize: int | None = None  # candidates per generation; None: cma's default 4 + 3 ln(dim) (25 for 1280-d)
     sigma0: float = 0.5  # initial step size in units of the code scale (code_std, else 1)
     init_std: float = 1.0  # the search starts at generator.random_code(seed, init_std), DGN-AM's start
-    diagonal: bool = False  # separable CMA-ES (diagonal covariance): O(dim) per sample instead of O(dim^2);
-    #   full covariance is Xiao & Kreiman's setting and fine up to a few thousand code units
+    diagonal: bool | None = None  # separable CMA-ES (diagonal covariance): O(dim) per sample instead of
+    #   O(dim^2); full covariance is Xiao & Kreiman's setting and fine up to a few thousand code units.
+    #   None: separable above FULL_COVARIANCE_MAX_DIM units (a 320x7x7 code's full covariance is 2 GB)
     max_batch: int = 256  # images per call of the generator and the scorer (memory)
+
+    def separable(self, dim: int) -> bool:
+        """Whether a search of ``dim`` code units uses the diagonal covariance."""
+        return dim > FULL_COVARIANCE_MAX_DIM if self.diagonal is None else self.diagonal
 
     def __post_init__(self):
         if self.evals < 3:
@@ -283,7 +291,7 @@ def cmaes_am(
         options = {
             "randn": lambda *size, rng=rng: rng.standard_normal(size),  # own RNG: no global state
             "seed": float("nan"), "CMA_stds": scale.flatten().double().cpu().numpy(),
-            "bounds": [lower, upper] if bounded else [None, None], "CMA_diagonal": config.diagonal,
+            "bounds": [lower, upper] if bounded else [None, None], "CMA_diagonal": config.separable(dim),
             "verbose": -9, "verb_disp": 0, "verb_log": 0,  # silent, and no output files
         }
         if config.popsize is not None:
