@@ -67,6 +67,39 @@ def test_objective_reads_hooked_layers_and_removes_hooks(tiny_target):
     assert hook_count(model) == 0
 
 
+def test_hidden_units_stop_the_pass_after_their_deepest_layer(tiny_target):
+    ran = []
+    handles = [getattr(tiny_target.model, name).register_forward_hook(lambda *_, name=name: ran.append(name)) for name in ("conv2", "logits")]
+    try:
+        check_stops(tiny_target, ran)
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def check_stops(tiny_target, ran):
+    images = torch.rand(2, 3, 32, 32, requires_grad=True)
+    hidden = units_objective([Unit("act1", 2, "mean"), Unit("act1", 5, (3, 4))])
+    scores = run_objective(tiny_target, images, hidden)
+    assert ran == []  # neither conv2 nor the logits ran
+    (grad,) = torch.autograd.grad(scores.sum(), images)
+    # the same scores and gradient as a full pass that reads the layer by hand
+    full = images.detach().clone().requires_grad_(True)
+    from dgnam.hooks import capture
+
+    with capture(tiny_target.model, ["act1"]) as acts:
+        tiny_target(full)
+    assert ran == ["conv2", "logits"]
+    expected = torch.stack([acts["act1"][0, 2].mean(), acts["act1"][1, 5, 3, 4]])
+    assert torch.allclose(scores, expected)
+    assert torch.allclose(grad, torch.autograd.grad(expected.sum(), full)[0])
+    assert hook_count(tiny_target.model) == 2  # only the test's own hooks are left
+    # a class unit needs the whole pass
+    ran.clear()
+    run_objective(tiny_target, images, units_objective([Unit("logits", 1), Unit("act1", 0, "mean")]))
+    assert ran == ["conv2", "logits"]
+
+
 def test_hooks_removed_after_an_error(tiny_target):
     # the hook on conv2 is registered before the unknown layer raises
     with pytest.raises(UnitError, match="unknown layer"):

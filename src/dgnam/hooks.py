@@ -28,14 +28,23 @@ def get_module(model: nn.Module, layer: str) -> nn.Module:
     raise UnitError(f"unknown layer {layer!r}.{hint} `dgnam layers NET` lists all layers.")
 
 
+class StopForward(Exception):
+    """Raised inside a forward pass once everything asked for has been computed (see :func:`capture`)."""
+
+    def __init__(self, output=None):
+        self.output = output
+
+
 @contextmanager
-def capture(model: nn.Module, layers: Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
+def capture(model: nn.Module, layers: Sequence[str], stop: bool = False) -> Iterator[dict[str, torch.Tensor]]:
     """Record the outputs of the named submodules during the forward passes inside the block.
 
     Args:
         model: The module whose submodules are hooked (for a :class:`~dgnam.nets.Target`, pass
             ``target.model``).
         layers: Module names; ``"output"`` is skipped here (the caller has the return value).
+        stop: Raise :class:`StopForward` as soon as every layer has its output, so the rest of the
+            pass is not computed (the caller catches it; meaningless when ``"output"`` is wanted).
 
     Yields:
         A dict ``layer -> output`` filled by each forward pass (the last pass wins).
@@ -47,27 +56,23 @@ def capture(model: nn.Module, layers: Sequence[str]) -> Iterator[dict[str, torch
     """
     store: dict[str, torch.Tensor] = {}
     handles = []
+    wanted = [layer for layer in dict.fromkeys(layers) if layer != OUTPUT]
     try:
-        for layer in dict.fromkeys(layers):
-            if layer == OUTPUT:
-                continue
+        for layer in wanted:
             module = get_module(model, layer)
 
             def hook(_module, _inputs, output, layer=layer):
                 if isinstance(output, (tuple, list)):
                     output = output[0]
                 store[layer] = output
+                if stop and len(store) == len(wanted):
+                    raise StopForward()
 
             handles.append(module.register_forward_hook(hook))
         yield store
     finally:
         for handle in handles:
             handle.remove()
-
-
-class _Stop(Exception):
-    def __init__(self, output):
-        self.output = output
 
 
 def forward_until(model: nn.Module, layer: str, *inputs) -> torch.Tensor:
@@ -78,12 +83,12 @@ def forward_until(model: nn.Module, layer: str, *inputs) -> torch.Tensor:
     """
 
     def hook(_module, _inputs, output):
-        raise _Stop(output[0] if isinstance(output, (tuple, list)) else output)
+        raise StopForward(output[0] if isinstance(output, (tuple, list)) else output)
 
     handle = get_module(model, layer).register_forward_hook(hook)
     try:
         model(*inputs)
-    except _Stop as stop:
+    except StopForward as stop:
         return stop.output
     finally:
         handle.remove()

@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .hooks import OUTPUT, addressable_layers, capture
+from .hooks import OUTPUT, StopForward, addressable_layers, capture
 from .nets import Target
 from .units import Unit, UnitError, check_unit, read_unit
 
@@ -87,11 +87,21 @@ def units_objective(units: Sequence[Unit]) -> Objective:
 
 
 def run_objective(target: Target, images: torch.Tensor, objective: Objective) -> torch.Tensor:
-    """Forward ``images`` through ``target`` and return the objective's (N,) scores (differentiable)."""
-    with capture(target.model, objective.layers) as acts:
-        out = target(images)
+    """Forward ``images`` through ``target`` and return the objective's (N,) scores (differentiable).
+
+    When the objective reads no net output (hidden units only), the pass stops after the deepest
+    layer it reads: the rest of the net would change nothing (e.g. VGG16's conv5 block for a conv3
+    unit; a BatchNorm-statistics term then covers the layers up to there)."""
+    early = OUTPUT not in objective.layers
+    out = None
+    with capture(target.model, objective.layers, stop=early) as acts:
+        try:
+            out = target(images)
+        except StopForward:
+            pass
     acts = dict(acts)
-    acts[OUTPUT] = out
+    if out is not None:
+        acts[OUTPUT] = out
     return objective(acts)
 
 
