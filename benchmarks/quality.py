@@ -74,6 +74,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("methods", nargs="+", help="dgn-am:<generator name or .safetensors path>, dgn-am-bn:<generator> "
                     "(DGN-AM plus the BatchNorm-statistics term in code space, --bn-weight) or pixel:<pixel|yosinski|fourier|deepinversion>")
+    ap.add_argument("--lr-start", type=float, default=None, help="DGN-AM's first step, in code stds (default: DGNAMConfig's, the paper's 8)")
     ap.add_argument("--bn-weight", type=float, default=0.003, help="weight of the BatchNorm-statistics term of dgn-am-bn (default: DeepInversion's 0.003)")
     ap.add_argument("--classes", type=int, default=len(CLASSES), help=f"use the first N of the {len(CLASSES)} classes")
     ap.add_argument("--steps", type=int, default=200, help="optimization steps (the paper's 200)")
@@ -130,7 +131,8 @@ def run_method(spec: str, target, units, args) -> tuple[dgnam.AMResult, float]:
     generator, config = None, None
     if kind in ("dgn-am", "dgn-am-bn"):
         generator = dgnam.load_generator(name).to(args.device)
-        config = DGNAMConfig(steps=args.steps, bn_weight=args.bn_weight if kind == "dgn-am-bn" else 0.0)
+        config = DGNAMConfig(steps=args.steps, bn_weight=args.bn_weight if kind == "dgn-am-bn" else 0.0,
+                             **({"lr_start": args.lr_start} if args.lr_start is not None else {}))
     else:
         from dgnam.pixel import PixelConfig
 
@@ -257,6 +259,8 @@ def main(argv=None) -> int:
     for spec in args.methods:
         saved = args.out / "methods" / f"{_slug(spec)}.json"
         same = {**same_all, "bn_weight": args.bn_weight} if spec.startswith("dgn-am-bn:") else same_all
+        if spec.startswith("dgn-am") and args.lr_start is not None:
+            same = {**same, "lr_start": args.lr_start}
         if args.reuse and saved.exists() and json.loads(saved.read_text()).get("same") == same:
             record = json.loads(saved.read_text())["record"]
             column = [Image.open(args.out / it["file"]).convert("RGB") for it in record["items"]]
