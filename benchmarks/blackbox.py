@@ -37,7 +37,7 @@ import numpy as np
 
 import dgnam
 from dgnam.blackbox import CMAESConfig, GAConfig
-from dgnam.optimize import DGNAMConfig
+from dgnam.optimize import dgnam_config
 from dgnam.results import RunWriter, versions
 from dgnam.run import visualize
 from dgnam.units import Unit
@@ -89,10 +89,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def method_config(method: str, evals: int):
-    """The config that spends ``evals`` image evaluations per unit and seed."""
+def method_config(method: str, evals: int, generator=None):
+    """The config that spends ``evals`` image evaluations per unit and seed (DGN-AM: the generator's
+    measured settings, :func:`dgnam.optimize.dgnam_config`)."""
     if method == "gradient":
-        return DGNAMConfig(steps=evals - 1)  # steps forward+backward passes, then one forward for the final image
+        return dgnam_config(generator, steps=evals - 1)  # steps forward+backward passes, then one forward for the final image
     return CMAESConfig(evals=evals) if method == "cmaes" else GAConfig(evals=evals)
 
 
@@ -128,7 +129,7 @@ def main(argv=None) -> int:
                 "device": args.device, "budget": BUDGET_NOTE}  # fmt: skip
     best, final, seconds, configs = {}, {}, {}, {}
     for method in args.methods:
-        config = method_config(method, args.evals)
+        config = method_config(method, args.evals, generator)
         t0 = time.perf_counter()
         result = visualize(net, units, seeds=args.seeds, generator=generator, config=config,
                            batch_size=args.batch_size, progress=not args.quiet)  # fmt: skip

@@ -34,7 +34,7 @@ import torch
 
 import dgnam
 from dgnam.evaluate import natural_max_activations, relative_activation, spectrum_slope
-from dgnam.optimize import DGNAMConfig
+from dgnam.optimize import dgnam_config
 from dgnam.pixel import PixelConfig
 from dgnam.results import to_pil, versions
 from dgnam.run import visualize
@@ -52,7 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--generator", required=True, help="the prior: a registered name or a .safetensors file")
     ap.add_argument("--units", type=int, default=4, help="channels per layer, spread evenly over the layer")
     ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--lr-start", type=float, help="DGN-AM's first step (default: DGNAMConfig's)")
+    ap.add_argument("--lr-start", type=float, help="DGN-AM's first step (default: the prior's measured one, else the paper's)")
     ap.add_argument("--natural", type=int, default=256, help="held-out pool images for the natural maxima")
     ap.add_argument("--pool", type=Path, default=Path("/work/pool"))
     ap.add_argument("--vgg-px", type=int, default=128, help="input size of vgg16_hed (fully convolutional; 224 is 3x slower)")
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     generator = dgnam.load_generator(args.generator)
-    dgn_config = DGNAMConfig(steps=args.steps, **({"lr_start": args.lr_start} if args.lr_start else {}))
+    dgn_config = dgnam_config(generator, steps=args.steps, lr_start=args.lr_start)
     methods = {"dgn-am": (generator, dgn_config), "fourier": (None, PixelConfig(method="fourier", steps=args.steps))}
     nat = natural_sample(args.pool, args.natural)
     rows, sheets = [], []

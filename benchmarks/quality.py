@@ -37,7 +37,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 import dgnam
 from dgnam.evaluate import SLOPE_BAND, judge_topk, mean_saturation, natural_max_activations, relative_activation, spectrum_slope
-from dgnam.optimize import DGNAMConfig
+from dgnam.optimize import dgnam_config
 from dgnam.results import to_pil, versions
 from dgnam.run import visualize
 from dgnam.units import Unit
@@ -74,7 +74,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("methods", nargs="+", help="dgn-am:<generator name or .safetensors path>, dgn-am-bn:<generator> "
                     "(DGN-AM plus the BatchNorm-statistics term in code space, --bn-weight) or pixel:<pixel|yosinski|fourier|deepinversion>")
-    ap.add_argument("--lr-start", type=float, default=None, help="DGN-AM's first step, in code stds (default: DGNAMConfig's, the paper's 8)")
+    ap.add_argument("--lr-start", type=float, default=None, help="DGN-AM's first step, in code stds (default: the prior's measured one, else the paper's 8)")
     ap.add_argument("--bn-weight", type=float, default=0.003, help="weight of the BatchNorm-statistics term of dgn-am-bn (default: DeepInversion's 0.003)")
     ap.add_argument("--classes", type=int, default=len(CLASSES), help=f"use the first N of the {len(CLASSES)} classes")
     ap.add_argument("--steps", type=int, default=200, help="optimization steps (the paper's 200)")
@@ -131,8 +131,7 @@ def run_method(spec: str, target, units, args) -> tuple[dgnam.AMResult, float]:
     generator, config = None, None
     if kind in ("dgn-am", "dgn-am-bn"):
         generator = dgnam.load_generator(name).to(args.device)
-        config = DGNAMConfig(steps=args.steps, bn_weight=args.bn_weight if kind == "dgn-am-bn" else 0.0,
-                             **({"lr_start": args.lr_start} if args.lr_start is not None else {}))
+        config = dgnam_config(generator, steps=args.steps, bn_weight=args.bn_weight if kind == "dgn-am-bn" else 0.0, lr_start=args.lr_start)
     else:
         from dgnam.pixel import PixelConfig
 

@@ -50,7 +50,7 @@ def time_steps(target, gen, batch: int, steps: int) -> dict:
         t2 = time.perf_counter()
         (grad,) = torch.autograd.grad(images, code, g_img)
         with torch.no_grad():
-            code = dgn_am_step(code, grad, cfg.lr_at(step), cfg.decay, gen)
+            code = dgn_am_step(code, grad, cfg.lr_at(step), cfg.decay, (gen.lower, gen.upper))
         t3 = time.perf_counter()
         if step:
             t_gen.append((t1 - t0) + (t3 - t2))

@@ -236,6 +236,34 @@ def test_export_round_trip(tiny_setup):
         load_prior(tmp / "bad.safetensors")
 
 
+def test_a_prior_carries_its_measured_dgn_am_settings(tiny_setup):
+    from dgnam.generators.prior import save_prior
+    from dgnam.optimize import dgnam_config
+
+    pool, tmp = tiny_setup
+    trainer = Trainer(config(steps=1), pool, tmp / "run", progress=False)
+    save_prior(trainer.gen, tmp / "tuned.safetensors", {"dgn_am": {"lr_start": 0.5, "decay": 0.98}})
+    gen = load_prior(tmp / "tuned.safetensors")
+    assert gen.dgn_am_defaults == {"lr_start": 0.5, "decay": 0.98}
+    cfg = dgnam_config(gen, steps=20, decay=None)  # the caller's settings win; None leaves the prior's
+    assert (cfg.lr_start, cfg.decay, cfg.steps) == (0.5, 0.98, 20)
+    assert dgnam_config(gen, lr_start=2.0).lr_start == 2.0
+    assert dgnam_config(None).lr_start == dgnam.DGNAMConfig().lr_start == 8.0  # no generator: the paper's
+    assert dgnam_config(load_prior(tmp / "tuned.safetensors")).lr_start == 0.5
+    gen.dgn_am_defaults = {"learning_rate": 1.0}
+    with pytest.raises(ValueError, match="unknown setting"):
+        dgnam_config(gen)
+    # the command line: the prior's step unless --lr-start is given
+    from dgnam import cli
+
+    for flags, expected in (([], 0.5), (["--lr-start", "2"], 2.0)):
+        out = tmp / f"vis{len(flags)}"
+        assert cli.main(["visualize", "--net", "tiny_enc", "--generator", str(tmp / "tuned.safetensors"), "--unit", "logits:1",
+                         "--steps", "2", "--out", str(out), "--quiet", *flags]) == 0
+        record = json.loads((out / "results.json").read_text())
+        assert record["batches"][0]["config"]["lr_start"] == expected
+
+
 def test_registered_prior_loads_from_its_own_file(tiny_setup, monkeypatch):
     """A registry entry without a builder: the safetensors file carries config and statistics."""
     from dgnam.generators import GeneratorSpec, _REGISTRY, _ensure_builtin

@@ -15,7 +15,7 @@ from .generators import Generator, GeneratorSpec, list_generators, load_generato
 from .hub import WeightSource, WeightsError, download_weights
 from .nets import InputSpec, NetSpec, Target, list_nets, load_net, register_net, wrap_model
 from .objectives import Objective, check_units, run_objective, units_objective
-from .optimize import AMResult, DGNAMConfig, dgn_am
+from .optimize import AMResult, DGNAMConfig, dgn_am, dgnam_config
 from .pixel import PixelConfig, pixel_am
 from .run import visualize
 from .units import Unit, UnitError, parse_unit, parse_units
@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AMResult", "DGNAMConfig", "CMAESConfig", "GAConfig", "blackbox_am", "cmaes_am", "ga_am", "PixelConfig", "pixel_am", "visualize", "Generator", "GeneratorSpec", "InputSpec", "NetSpec", "Objective", "Target",
-    "Unit", "UnitError", "WeightSource", "WeightsError", "check_units", "dgn_am", "download_weights",
+    "Unit", "UnitError", "WeightSource", "WeightsError", "check_units", "dgn_am", "dgnam_config", "download_weights",
     "list_generators", "list_nets", "load_generator", "load_net", "parse_unit", "parse_units",
     "register_generator", "register_net", "run_objective", "units_objective", "wrap_model",
 ]

@@ -209,12 +209,16 @@ def _cmd_visualize(args) -> int:
     device = world.device
     net.to(device)
 
+    from .optimize import DGNAMConfig, dgnam_config
+
     generator_name = args.generator or (preset.generator if preset else None) or (None if args.pixel else default_generator(args.net))
     if generator_name:
         config, overrides, method = _generator_search(args, preset)
         generator = load_generator(generator_name, weights=args.generator_weights, download=args.download).to(device)
         if preset is not None and hasattr(generator, "clamp"):
             generator.clamp = preset.generator_clamp
+        if preset is None and isinstance(config, DGNAMConfig):  # the generator's measured settings; the flags still win
+            config = dgnam_config(generator)
         method = f"{method}:{generator_name}"
     elif args.optimizer in ("cmaes", "ga") or args.evals is not None:
         raise ValueError("--optimizer cmaes/ga and --evals search a generator's code space: give --generator NAME or FILE.safetensors")

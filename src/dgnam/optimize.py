@@ -59,6 +59,23 @@ class DGNAMConfig:
         return self.lr_start + (self.lr_end - self.lr_start) * step / self.steps
 
 
+def dgnam_config(generator: Generator | None = None, **settings) -> DGNAMConfig:
+    """A :class:`DGNAMConfig`: the paper's defaults, then the generator's measured ones
+    (``generator.dgn_am_defaults``), then ``settings`` (None values are ignored).
+
+    Example:
+        >>> dgnam_config(load_generator("my_prior.safetensors"), steps=100).lr_start  # the prior's own step
+    """
+    from dataclasses import fields
+
+    known = {f.name for f in fields(DGNAMConfig)}
+    carried = dict(getattr(generator, "dgn_am_defaults", None) or {})
+    unknown = sorted(set(carried) - known)
+    if unknown:
+        raise ValueError(f"the generator's DGN-AM defaults name unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return DGNAMConfig(**{**carried, **{k: v for k, v in settings.items() if v is not None}})
+
+
 @dataclass
 class AMResult:
     """What one optimization batch produced; element ``i`` belongs to ``units[i]``, ``seeds[i]``.

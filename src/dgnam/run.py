@@ -14,7 +14,7 @@ import torch
 from .generators import Generator
 from .nets import Target
 from .objectives import check_units
-from .optimize import AMResult, DGNAMConfig, dgn_am
+from .optimize import AMResult, DGNAMConfig, dgn_am, dgnam_config
 from .units import Unit
 
 
@@ -62,7 +62,7 @@ def iter_visualize(
         raise ValueError("batch_size must be at least 1")
     check_units(target, [j.unit for j in jobs])  # fail before any work, not at the first batch
     if generator is not None:
-        config = config or DGNAMConfig()
+        config = config or dgnam_config(generator)
         if getattr(config, "bn_weight", 0) == 0:  # same activations, computed faster where possible (BatchNorm folded)
             target = target.fast([j.unit.layer for j in jobs])
         return _batches(target, jobs, generator, config, batch_size, progress)

@@ -25,12 +25,17 @@ class Generator(nn.Module):
         output_size: Native (height, width) of the images.
         lower, upper: Buffers of shape ``code_shape`` with the per-unit clipping bounds
             (``-inf``/``inf`` where unknown).
+        dgn_am_defaults: :class:`~dgnam.optimize.DGNAMConfig` fields measured to suit this generator
+            (e.g. ``{"lr_start": 0.5}`` for a prior whose codes saturate under the paper's step of 8);
+            :func:`~dgnam.optimize.dgnam_config` applies them under the caller's own settings. Empty:
+            the paper's settings.
     """
 
     def __init__(self, code_shape: tuple[int, ...], output_size: tuple[int, int]):
         super().__init__()
         self.code_shape = tuple(code_shape)
         self.output_size = tuple(output_size)
+        self.dgn_am_defaults: dict = {}
         self.register_buffer("lower", torch.full(self.code_shape, float("-inf")), persistent=False)
         self.register_buffer("upper", torch.full(self.code_shape, float("inf")), persistent=False)
 

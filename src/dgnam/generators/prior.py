@@ -181,6 +181,7 @@ def load_prior(path: str | Path) -> PriorGenerator:
     gen = PriorGenerator(PriorConfig.from_json(meta["dgnam_prior_config"]))
     load_strict(gen, state, what=f"prior {path}")
     gen.update_bounds()
+    gen.dgn_am_defaults = json.loads(meta.get("dgn_am", "{}"))  # measured DGN-AM settings (save_prior(extra={"dgn_am": ...}))
     return gen.eval()
 
 
