@@ -66,7 +66,8 @@ def quality_summary(path: Path | None, method: str | None) -> dict | None:
     }
 
 
-def card_text(name: str, sha: str, size: int, train_dir: Path, summary: dict, quality: dict | None, pool_card: dict | None) -> str:
+def card_text(name: str, sha: str, size: int, train_dir: Path, summary: dict, quality: dict | None, pool_card: dict | None,
+              dgn_am: dict | None = None) -> str:
     cfg = TrainConfig.from_dict(summary["config"])
     held = summary["heldout"][-1] if summary["heldout"] else {}
     lines = [
@@ -79,6 +80,7 @@ def card_text(name: str, sha: str, size: int, train_dir: Path, summary: dict, qu
         f"- encoder `{cfg.prior.encoder}`, layer `{cfg.prior.layer}`, code shape {list(cfg.prior.code_shape)}; "
         f"output {cfg.prior.output_size} px RGB in [0, 1] ({cfg.prior.output} output)",
         f"- clipping bounds: [min(0, data minimum), mean + {cfg.prior.bound_sigmas} std] per code unit over the training codes",
+        f"- DGN-AM settings it carries (applied unless overridden): {json.dumps(dgn_am) if dgn_am else 'none (the paper’s)'}",
         "",
         "## Data",
     ]
@@ -127,14 +129,19 @@ def main(argv=None) -> int:
     ap.add_argument("--method", help="this prior's method key in that results.json (e.g. dgn-am:/path/prior.safetensors)")
     ap.add_argument("--pool", type=Path, default=Path("/work/pool"), help="the pool it was trained on (for the card)")
     ap.add_argument("--out-dir", type=Path, default=DATA, help="where the .safetensors and .md go (default: the package's data folder)")
+    ap.add_argument("--dgn-am", type=json.loads, default=None, metavar="JSON",
+                    help='measured DGN-AM settings the prior carries (e.g. \'{"lr_start": 0.05}\'): dgnam_config applies them')
     args = ap.parse_args(argv)
     summary = training_summary(args.train_dir)
     gen = load_trained(args.train_dir / "checkpoint.pt")
     out = args.out_dir / f"{args.name}.safetensors"
-    sha = save_prior(gen, out, {"training": {k: v for k, v in summary.items() if k != "config"}, "name": args.name})
+    extra = {"training": {k: v for k, v in summary.items() if k != "config"}, "name": args.name}
+    if args.dgn_am:
+        extra["dgn_am"] = args.dgn_am
+    sha = save_prior(gen, out, extra)
     pool_card = json.loads((args.pool / "card.json").read_text()) if (args.pool / "card.json").exists() else None
     quality = quality_summary(args.quality, args.method)
-    (args.out_dir / f"{args.name}.md").write_text(card_text(args.name, sha, out.stat().st_size, args.train_dir, summary, quality, pool_card))
+    (args.out_dir / f"{args.name}.md").write_text(card_text(args.name, sha, out.stat().st_size, args.train_dir, summary, quality, pool_card, args.dgn_am))
     print(f"{out}\nsha256 {sha}")
     return 0
 

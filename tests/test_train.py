@@ -339,11 +339,12 @@ def test_ship_script_writes_a_prior_and_its_card(tiny_setup):
     spec.loader.exec_module(ship)
     out = tmp / "data"
     out.mkdir()
-    assert ship.main([str(tmp / "run"), "tiny_prior", "--pool", str(pool), "--out-dir", str(out)]) == 0
+    assert ship.main([str(tmp / "run"), "tiny_prior", "--pool", str(pool), "--out-dir", str(out), "--dgn-am", '{"lr_start": 0.05}']) == 0
     card = (out / "tiny_prior.md").read_text()
     sha = dgnam.hub.sha256_file(out / "tiny_prior.safetensors")
-    assert sha in card and "40 images" in card and "PSNR" in card
+    assert sha in card and "40 images" in card and "PSNR" in card and '{"lr_start": 0.05}' in card
     gen = load_prior(out / "tiny_prior.safetensors")
+    assert gen.dgn_am_defaults == {"lr_start": 0.05}
     code = trainer.gen.clip(trainer.gen.random_code([0]))
     with torch.no_grad():
         assert torch.allclose(gen(code), trainer.gen.eval()(code), atol=2e-3)
