@@ -85,9 +85,12 @@ def card_text(name: str, sha: str, size: int, train_dir: Path, summary: dict, qu
         "## Data",
     ]
     if pool_card:
+        sources = pool_card.get("sources", "?")
+        if isinstance(sources, list):  # the pool card's per-source records: name and image count only
+            sources = f"{len(sources)} (" + ", ".join(f"{x.get('name', '?')}: {x.get('n_images', '?')}" for x in sources) + ")"
         lines.append(
             f"- `dgnam pool build` pool: {pool_card.get('n_images')} images at {pool_card.get('size')} px from "
-            f"{pool_card.get('sources', '?')} sources, {len(pool_card.get('train_idx', []))} train / "
+            f"{sources} sources, {len(pool_card.get('train_idx', []))} train / "
             f"{len(pool_card.get('heldout_idx', []))} held out (split by original). It has only a few hundred originals "
             "(wallpapers, sample photos, video frames, Tux Paint animal/object cut-outs on photo backgrounds): "
             "far less varied than ImageNet. Licences per source in the pool's POOL.md."
@@ -95,7 +98,10 @@ def card_text(name: str, sha: str, size: int, train_dir: Path, summary: dict, qu
     lines += [
         "",
         "## Training",
-        f"- command: `dgnam train-generator --pool POOL --out {train_dir.name} --config configs/priors/{name}.json`",
+        f"- command: `dgnam train-generator --pool POOL --out {train_dir.name} --config configs/priors/{name}.json"
+        + (f" --until {summary['steps']}`: the step-{summary['steps']} checkpoint of a {cfg.steps}-step schedule (the lr and loss "
+           "stages follow the full schedule; chosen over later checkpoints by DGN-AM's target activation and image statistics, see BENCHMARKS.md)"
+           if summary["steps"] < cfg.steps else "`"),
         f"- {summary['steps']} steps of batch {cfg.batch_size}, {summary['train_seconds'] / 60:.0f} min on the 2-core CPU machine "
         "(shared with other jobs; one thread)",
         f"- losses: pixel MSE (weight {cfg.w_pix}), comparator feature MSE at `{cfg.comparator_layer}` of the encoder "

@@ -38,3 +38,25 @@ for _name, (_layer, _file, _sha, _desc) in _DEEPSIM.items():
             bounds=paper_bounds(_layer),
         )
     )
+
+# dgnam's own priors, trained here and shipped inside the package (weights and model card in
+# src/dgnam/data; the safetensors file carries the architecture, code statistics and the DGN-AM step
+# measured for it). Not the default of `dgnam visualize`: it measures below the BatchNorm-statistics
+# pixel baseline (BENCHMARKS.md), so `dgnam visualize` runs it only when asked (--generator NAME).
+_OWN_LICENSE = "MIT (dgnam); trained on the offline pool, whose images keep their own licences (the pool's POOL.md)"
+register_generator(
+    GeneratorSpec(
+        name="lite0_blocks15_conv",
+        builder=None,
+        weights=WeightSource(
+            filename="lite0_blocks15_conv.safetensors",
+            sha256="abd17a3f4b4371b59488296ba47bbbbb371e3222f838ab8fd0d26185d019c4a3",
+            package_data=("dgnam", "data/lite0_blocks15_conv.safetensors"),
+            license=_OWN_LICENSE,
+        ),
+        encoder="efficientnet_lite0:_blocks.15",
+        license=_OWN_LICENSE,
+        description="dgnam prior for EfficientNet-Lite0: 320x7x7 last-block code -> 128 px image, conv front end, "
+        "2.2M parameters, trained 915 steps on a CPU on the offline pool (model card: dgnam/data/lite0_blocks15_conv.md).",
+    )
+)
