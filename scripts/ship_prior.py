@@ -61,8 +61,9 @@ def quality_summary(path: Path | None, method: str | None) -> dict | None:
         "command": record["command"],
         "classes": record["settings"]["classes"],
         "steps": record["settings"]["steps"],
-        "this prior": methods[method]["summary"],
-        **{name: rec["summary"] for name, rec in methods.items() if name != method},
+        "this prior (DGN-AM)": methods[method]["summary"],
+        **{(f"this prior + BatchNorm-statistics term (`{name.split(':')[0]}`)" if name.split(":", 1)[-1] == method.split(":", 1)[-1] else name): rec["summary"]
+           for name, rec in methods.items() if name != method},
     }
 
 
@@ -115,7 +116,8 @@ def card_text(name: str, sha: str, size: int, train_dir: Path, summary: dict, qu
         "- history: " + ", ".join(f"{h['step']}: {h['psnr']} dB / {h['code_cos']}" for h in summary["heldout"]),
     ]
     if quality:
-        lines += ["", "## Quality (benchmarks/quality.py)", f"`{quality['command']}` ({quality['classes']} classes, {quality['steps']} steps)", ""]
+        lines += ["", "## Quality (benchmarks/quality.py)", f"`{quality['command']}` ({quality['classes']} classes, {quality['steps']} steps; "
+                  "the prior file named there holds this file's weights). Judge: EfficientNet-Lite1, never optimized against.", ""]
         lines += ["| method | target top-1 | judge top-1 | judge top-5 | median rel. act. | median spectrum slope | saturation |", "|---|---|---|---|---|---|---|"]
         for method, s in quality.items():
             if isinstance(s, dict):
@@ -123,7 +125,11 @@ def card_text(name: str, sha: str, size: int, train_dir: Path, summary: dict, qu
                     f"| {method} | {s['target_top1']:.0%} | {s['judge_top1']:.0%} | {s['judge_top5']:.0%} | "
                     f"{s['relative_activation_median']} | {s['spectrum_slope_median']} | {s['saturation_mean']} |"
                 )
-    lines += ["", "## Limits", "- Trained for minutes on a CPU on a small pool: blurry, low-detail images; see BENCHMARKS.md for how it compares."]
+    lines += ["", "## Limits", f"- Trained for {summary['train_seconds'] / 60:.0f} minutes on a CPU on a small pool: blurry, low-detail images; "
+              "see BENCHMARKS.md for how it compares with the pixel-space baselines (it is not the default of `dgnam visualize`)."]
+    if dgn_am:
+        lines.append(f"- DGN-AM through it uses the settings it carries ({json.dumps(dgn_am)}); the paper's step of 8 drives the codes "
+                     "to their bounds and the images to saturated blobs (BENCHMARKS.md).")
     return "\n".join(lines) + "\n"
 
 

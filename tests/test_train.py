@@ -226,6 +226,7 @@ def test_export_round_trip(tiny_setup):
     trainer.train()
     sha = trainer.export(tmp / "prior.safetensors")
     assert sha == dgnam.hub.sha256_file(tmp / "prior.safetensors")
+    assert all(trainer.export(tmp / f"again{i}.safetensors") == sha for i in range(3))  # byte-identical exports
     loaded = dgnam.load_generator(str(tmp / "prior.safetensors"))
     code = trainer.gen.clip(trainer.gen.random_code([0, 1]))
     with torch.no_grad():

@@ -159,9 +159,22 @@ def save_prior(gen: PriorGenerator, path: str | Path, extra: dict | None = None)
     from ..hub import sha256_file
 
     state = {k: (v.half() if k.startswith(("fc.", "front.", "up.")) else v.float()).contiguous() for k, v in gen.state_dict().items()}
-    meta = {"dgnam_prior_config": gen.config.to_json(), **{k: json.dumps(v) for k, v in (extra or {}).items()}}
+    meta = {"dgnam_prior_config": gen.config.to_json(), **{k: json.dumps(v, sort_keys=True) for k, v in (extra or {}).items()}}
     save_file(state, str(path), metadata=meta)
+    canonical_header(path)
     return sha256_file(path)
+
+
+def canonical_header(path: str | Path) -> None:
+    """Rewrite a safetensors file's JSON header with sorted keys, so that equal tensors and metadata
+    give equal bytes (and one sha256): the writer orders the header's entries differently on every save.
+    The tensor data and their offsets are unchanged; the header is padded with spaces to 8 bytes, as
+    the format's own writer does."""
+    raw = Path(path).read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.dumps(json.loads(raw[8 : 8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
+    Path(path).write_bytes(len(header).to_bytes(8, "little") + header + raw[8 + n :])
 
 
 def load_prior(path: str | Path) -> PriorGenerator:

@@ -50,7 +50,7 @@ register_generator(
         builder=None,
         weights=WeightSource(
             filename="lite0_blocks15_conv.safetensors",
-            sha256="abd17a3f4b4371b59488296ba47bbbbb371e3222f838ab8fd0d26185d019c4a3",
+            sha256="8bbcb5237ace208fc18dc9b3777934fcaa3a45031f94c98b70fd7341ce38a465",
             package_data=("dgnam", "data/lite0_blocks15_conv.safetensors"),
             license=_OWN_LICENSE,
         ),
