@@ -248,6 +248,7 @@ class Trainer:
         held_idx = np.asarray(card.get("heldout_idx", []))
         self.train_rows = torch.from_numpy(np.concatenate([train_idx * v + k for k in range(v)])).long()
         self.held_rows = torch.from_numpy(held_idx * v).long()  # unmirrored held-out views
+        stats = code_stats(codes[self.train_rows])  # on the CPU, in float64, before the data moves
         if self.device.type == "cuda":  # the whole data set fits a GPU (1.2 GB of 128 px views): no copies per step
             views, codes = views.to(self.device), codes.to(self.device)
             self.train_rows, self.held_rows = self.train_rows.to(self.device), self.held_rows.to(self.device)
@@ -256,7 +257,6 @@ class Trainer:
             torch.manual_seed(config.seed)
             self.gen = PriorGenerator(config.prior).to(self.device)
             self.disc = Discriminator(math.prod(config.prior.code_shape)).to(self.device)
-        stats = code_stats(codes[self.train_rows])
         self.gen.set_code_stats(stats["mean"].to(self.device), stats["std"].to(self.device), stats["min"].to(self.device))
         self.comparator = frozen_features(config.prior.encoder, self.device)
         with torch.no_grad():  # fixed scale of the feature loss: the features' variance over data
