@@ -29,6 +29,7 @@ from .evaluate import (
     _to_nchw,
     diversity,
     frechet_distance,
+    judge_pass,
     mean_saturation,
     natural_max_activations,
     relative_activation,
@@ -142,42 +143,6 @@ def _unit_pass(net: Target, units: Sequence[Unit], images: Images, is_class: np.
                 ranks[start + i] = 1 + int((scores > scores[unit.index]).sum())
                 preds[start + i] = int(scores.argmax())
     return values, ranks, preds
-
-
-def judge_pass(judge: Target, images: Images, labels: Sequence[int], feature_layer: str | None = None, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """One forward pass of a classifier over images: ranks and top classes, and features on the way.
-
-    Args:
-        judge: A classifier (its output: class scores).
-        images: N images (layouts of :mod:`dgnam.evaluate`).
-        labels: N class indices; -1 where an image has no class (its rank and top class are -1).
-        feature_layer: A layer whose flattened output is returned too (None: no features).
-        batch_size: Images per forward pass.
-
-    Returns:
-        ``(ranks, preds, features)``: int arrays (N,) (rank 1 = top; ties count in the label's
-        favour) and float32 (N, D) or None.
-
-    Example:
-        >>> ranks, preds, feats = judge_pass(load_net("efficientnet_lite1"), images, labels, "pool")
-    """
-    labels = np.asarray(list(labels), dtype=np.int64)
-    if len(labels) != len(images):
-        raise ValueError(f"{len(images)} images but {len(labels)} labels")
-    ranks, preds = np.full(len(images), -1, dtype=np.int64), np.full(len(images), -1, dtype=np.int64)
-    feats = []
-    for start, acts in _forward_layers(judge, [feature_layer] if feature_layer else [], images, batch_size):
-        logits = acts[OUTPUT].float().cpu()
-        if feature_layer:
-            feats.append(acts[feature_layer].flatten(1).float().cpu().numpy())
-        lab = torch.from_numpy(labels[start : start + len(logits)])
-        if int(lab.max()) >= logits.shape[1]:
-            raise ValueError(f"labels must lie in 0-{logits.shape[1] - 1}, the outputs of {judge.name}")
-        has = lab >= 0
-        own = logits.gather(1, lab.clamp_min(0)[:, None])
-        ranks[start : start + len(logits)] = torch.where(has, 1 + (logits > own).sum(1), -1).numpy()
-        preds[start : start + len(logits)] = torch.where(has, logits.argmax(1), -1).numpy()
-    return ranks, preds, (np.concatenate(feats) if feats else None) if feature_layer else None
 
 
 # --------------------------------------------------------------------------------------------------

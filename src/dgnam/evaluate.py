@@ -99,6 +99,45 @@ def _forward_layers(net: Target, layers: Sequence[str], images: Images, batch_si
 
 
 @torch.no_grad()
+def judge_pass(judge: Target, images: Images, labels: Sequence[int], feature_layer: str | None = None, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """One forward pass of a classifier over images: ranks and top classes, and features on the way.
+
+    Args:
+        judge: A classifier (its output: class scores).
+        images: N images (layouts of :mod:`dgnam.evaluate`).
+        labels: N class indices; -1 where an image has no class (its rank and top class are -1).
+        feature_layer: A layer whose flattened output is returned too (None: no features).
+        batch_size: Images per forward pass.
+
+    Returns:
+        ``(ranks, preds, features)``: int arrays (N,) (rank 1 = top; ties count in the label's
+        favour) and float32 (N, D) or None.
+
+    Example:
+        >>> ranks, preds, feats = judge_pass(load_net("efficientnet_lite1"), images, labels, "pool")
+    """
+    labels = np.asarray(list(labels), dtype=np.int64)
+    if len(labels) != len(images):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    ranks, preds = np.full(len(images), -1, dtype=np.int64), np.full(len(images), -1, dtype=np.int64)
+    feats = []
+    for start, acts in _forward_layers(judge, [feature_layer] if feature_layer else [], images, batch_size):
+        logits = acts[OUTPUT].float().cpu()
+        if feature_layer:
+            feats.append(acts[feature_layer].flatten(1).float().cpu().numpy())
+        lab = torch.from_numpy(labels[start : start + len(logits)])
+        if int(lab.max()) >= logits.shape[1]:
+            raise ValueError(f"labels must lie in 0-{logits.shape[1] - 1}, the outputs of {judge.name}")
+        has = lab >= 0
+        own = logits.gather(1, lab.clamp_min(0)[:, None])
+        ranks[start : start + len(logits)] = torch.where(has, 1 + (logits > own).sum(1), -1).numpy()
+        preds[start : start + len(logits)] = torch.where(has, logits.argmax(1), -1).numpy()
+    if not feats:  # no feature layer asked for, or no images
+        return ranks, preds, None
+    return ranks, preds, np.concatenate(feats)
+
+
+@torch.no_grad()
 def judge_topk(net: Target, images: Images, labels: Sequence[int], ks: Sequence[int] = (1, 5), batch_size: int = 32) -> dict:
     """Rank of each image's label among ``net``'s outputs, and the top-k hit rates.
 
@@ -119,24 +158,11 @@ def judge_topk(net: Target, images: Images, labels: Sequence[int], ks: Sequence[
         >>> judge = load_net("efficientnet_lite1")  # never optimized against
         >>> judge_topk(judge, result.images, [u.index for u in result.units])["top5"]
     """
-    labels_t = torch.as_tensor(list(labels), dtype=torch.long)
-    if len(labels_t) != len(images):
-        raise ValueError(f"{len(images)} images but {len(labels_t)} labels")
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
-    device = _device(net)
-    ranks, preds = [], []
-    for start in range(0, len(images), batch_size):
-        batch = _to_nchw(images[start : start + batch_size]).to(device)
-        logits = net(batch).float().cpu()
-        lab = labels_t[start : start + batch_size]
-        if int(lab.max()) >= logits.shape[1] or int(lab.min()) < 0:
-            raise ValueError(f"labels must lie in 0-{logits.shape[1] - 1}, the net's outputs")
-        own = logits.gather(1, lab[:, None])
-        ranks.append(1 + (logits > own).sum(1))
-        preds.append(logits.argmax(1))
-    rank = torch.cat(ranks).numpy() if ranks else np.zeros(0, dtype=np.int64)
-    out: dict = {"rank": rank, "pred": torch.cat(preds).numpy() if preds else np.zeros(0, dtype=np.int64)}
+    labels = [int(c) for c in labels]
+    if min(labels, default=0) < 0:  # judge_pass reads -1 as "no class"; here every image has one
+        raise ValueError(f"labels must lie in 0-(classes - 1), the net's outputs; got {min(labels)}")
+    rank, pred, _ = judge_pass(net, images, labels, None, batch_size)
+    out: dict = {"rank": rank, "pred": pred}
     for k in ks:
         out[f"top{k}"] = float((rank <= k).mean()) if len(rank) else float("nan")
     return out
@@ -374,6 +400,6 @@ def frechet_distance(feats_a: np.ndarray | torch.Tensor, feats_b: np.ndarray | t
 
 
 __all__ = [
-    "LUMA", "SLOPE_BAND", "diversity", "frechet_distance", "judge_topk", "mean_saturation",
+    "LUMA", "SLOPE_BAND", "diversity", "frechet_distance", "judge_pass", "judge_topk", "mean_saturation",
     "natural_max_activations", "relative_activation", "spectrum_slope",
 ]  # fmt: skip

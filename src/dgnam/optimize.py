@@ -109,9 +109,12 @@ def dgn_am_step(code: torch.Tensor, grad: torch.Tensor, lr: float, decay: float,
     dims = tuple(range(1, grad.dim()))
     scale = grad.abs().mean(dim=dims, keepdim=True).clamp_min(1e-12)
     code = code + lr * grad / scale
-    if bounds is not None:
-        code = torch.maximum(torch.minimum(code, bounds[1]), bounds[0])
-    return code * decay
+    return clip_to(code, bounds) * decay
+
+
+def clip_to(code: torch.Tensor, bounds: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    """``code`` clipped to ``bounds = (lower, upper)`` (unchanged when None)."""
+    return code if bounds is None else torch.maximum(torch.minimum(code, bounds[1]), bounds[0])
 
 
 class BestTracker:
@@ -196,9 +199,8 @@ def dgn_am(
                 adam.zero_grad()
                 (config.adam_l2 * z.pow(2).sum() - gain).backward()
                 adam.step()
-                if bounds is not None:
-                    with torch.no_grad():
-                        z.copy_(torch.maximum(torch.minimum(z, bounds[1]), bounds[0]))
+                with torch.no_grad():
+                    z.copy_(clip_to(z, bounds))
     with torch.no_grad():
         code = center + scale * z.detach()
         images = generator(code)

@@ -42,9 +42,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..assess import judge_pass, nearest_neighbors
+from ..assess import nearest_neighbors
 from ..assess import layer_features as net_layer_features
-from ..evaluate import diversity
+from ..evaluate import diversity, judge_pass
 from ..generators import load_generator
 from ..generators.prior import PriorConfig, PriorGenerator, prior_metadata, save_prior
 from ..hooks import forward_until
