@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import dgnam
-from dgnam.generators.prior import PriorConfig, PriorGenerator, load_prior
+from dgnam.generators.prior import PriorConfig, PriorGenerator, load_prior, save_prior
 from dgnam.hub import WeightSource
 from dgnam.nets import InputSpec, NetSpec
 from dgnam.train import TrainConfig, Trainer, clip_gradients, code_stats, learning_rate, load_trained, stage_weights
@@ -170,6 +170,29 @@ def test_conv_front_sizes_its_start_map_and_checks_its_code():
         PriorGenerator(PriorConfig(code_shape=(1280,), front="conv", output_size=16, channels=(8, 8)))
     with pytest.raises(ValueError, match="front"):
         PriorConfig(front="mlp")
+
+
+def test_resize_upsampling_leaves_no_checkerboard(tmp_path):
+    # a constant feature map through resize + 3x3 conv stays constant away from the border; through
+    # 4x4 stride-2 up-convolutions it becomes a period-2 pattern (the checkerboard of Odena et al. 2016)
+    torch.manual_seed(0)
+    interior = {}
+    for upsample in ("deconv", "resize"):
+        cfg = PriorConfig(code_shape=(8, 4, 4), front="conv", output_size=32, channels=(8, 8, 8, 8), upsample=upsample)
+        gen = PriorGenerator(cfg).eval()
+        with torch.no_grad():
+            for m in gen.up.modules():  # random positive biases: the constant map must not die in a LeakyReLU
+                if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                    m.bias.uniform_(0.1, 0.5)
+            out = gen.up(torch.ones(1, 8, 4, 4))
+        interior[upsample] = out[..., 8:-8, 8:-8].std(dim=(-1, -2)).max().item()
+    assert interior["resize"] < 1e-5 < 1e-2 < interior["deconv"]
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in gen.modules())
+    path = tmp_path / "resize.safetensors"
+    save_prior(gen, path)
+    assert load_prior(path).config.upsample == "resize"
+    with pytest.raises(ValueError, match="upsample"):
+        PriorConfig(upsample="pixelshuffle")
 
 
 def test_trains_from_a_packed_pool(tiny_setup):

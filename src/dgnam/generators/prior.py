@@ -9,7 +9,8 @@ can train. Two front ends:
   resolution, resized to the next power of two; no giant fully connected layer, so a prior on a
   320x7x7 code stays a few MB instead of 40+.
 
-Then up-convolution (stride 2) + convolution pairs with LeakyReLU(0.3), ending in RGB in [0, 1]. The
+Then up-convolution (stride 2; or resize + convolution, ``upsample="resize"``) + convolution pairs
+with LeakyReLU(0.3), ending in RGB in [0, 1]. The
 code's per-unit mean and std are stored with the weights and used both to normalize the input and
 to set the paper's clipping range [0, mean + 3 std].
 """
@@ -43,6 +44,8 @@ class PriorConfig:
     bound_sigmas: float = 3.0  # upper clipping bound = mean + bound_sigmas * std (lower bound: 0 or the minimum)
     output: str = "sigmoid"  # "sigmoid", or "linear": 0.5 + conv output, clamped to [0, 1] outside training
     # (a linear output cannot saturate, as a sigmoid did once the feature loss came in)
+    upsample: str = "deconv"  # "deconv": DeePSiM's 4x4 stride-2 up-convolution; "resize": nearest-neighbour x2
+    # then a 3x3 convolution (Odena et al. 2016), which cannot leave the checkerboard that up-convolutions can
 
     def __post_init__(self):
         self.code_shape = tuple(self.code_shape)
@@ -51,6 +54,8 @@ class PriorConfig:
             raise ValueError(f"output must be 'sigmoid' or 'linear', not {self.output!r}")
         if self.front not in ("fc", "conv"):
             raise ValueError(f"front must be 'fc' or 'conv', not {self.front!r}")
+        if self.upsample not in ("deconv", "resize"):
+            raise ValueError(f"upsample must be 'deconv' or 'resize', not {self.upsample!r}")
         if self.front == "fc" or len(self.code_shape) == 3:  # a conv front's code shape may still come from its layer
             self.check_shapes()
 
@@ -109,7 +114,10 @@ class PriorGenerator(Generator):
             self.front = nn.Sequential(nn.Conv2d(config.code_shape[0], c[0], 3, padding=1), act(), nn.Conv2d(c[0], c[0], 3, padding=1), act())
         layers: list[nn.Module] = []
         for i in range(len(c) - 1):
-            layers += [nn.ConvTranspose2d(c[i], c[i + 1], 4, stride=2, padding=1), act()]
+            if config.upsample == "deconv":
+                layers += [nn.ConvTranspose2d(c[i], c[i + 1], 4, stride=2, padding=1), act()]
+            else:
+                layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c[i], c[i + 1], 3, padding=1), act()]
             if c[i + 1] >= 64:  # a 3x3 convolution after each up-convolution, as DeePSiM, where it is affordable
                 layers += [nn.Conv2d(c[i + 1], c[i + 1], 3, padding=1), act()]
         layers.append(nn.Conv2d(c[-1], 3, 3, padding=1))
