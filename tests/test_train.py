@@ -234,6 +234,20 @@ def test_resume_continues_exactly(tiny_setup):
     assert len((tmp / "b" / "log.csv").read_text().splitlines()) == 9
 
 
+def test_export_every_writes_the_generator_of_that_step(tiny_setup):
+    pool, tmp = tiny_setup
+    trainer = Trainer(config(steps=6, export_every=3), pool, tmp / "run", progress=False)
+    trainer.train()
+    assert sorted(p.name for p in (tmp / "run" / "priors").iterdir()) == ["step000003.safetensors", "step000006.safetensors"]
+    stopped = Trainer(config(steps=6), pool, tmp / "until", progress=False)
+    stopped.train(until=3)  # same schedule, stopped at step 3
+    mid, last = load_prior(tmp / "run" / "priors" / "step000003.safetensors"), load_prior(tmp / "run" / "priors" / "step000006.safetensors")
+    code = stopped.gen.clip(stopped.gen.random_code([0]))
+    with torch.no_grad():
+        assert torch.allclose(mid(code), stopped.gen.eval()(code), atol=2e-3)
+        assert not torch.allclose(mid(code), last(code), atol=2e-3)
+
+
 def test_interrupt_saves_a_checkpoint(tiny_setup):
     pool, tmp = tiny_setup
     trainer = Trainer(config(steps=8), pool, tmp / "run", progress=False)

@@ -58,6 +58,8 @@ class TrainConfig:
     heldout_samples: int = 16  # held-out images shown in sample grids
     sample_every: int = 250  # steps between sample grids and held-out evaluations
     checkpoint_minutes: float = 1.0  # wall time between checkpoints
+    export_every: int = 0  # also write OUT/priors/stepNNNNNN.safetensors every this many steps (0: never),
+    # so that a checkpoint before a late training stage can be chosen by measuring DGN-AM through each
     seed: int = 0
     device: str = "cpu"
 
@@ -399,6 +401,8 @@ class Trainer:
                     if writer:
                         writer.writerow({"step": self.step, "seconds": round(time.time() - started, 1), **logs})
                         log_file.flush()
+                    if cfg.export_every and self.step % cfg.export_every == 0 and self.rank == 0:
+                        self.export(self.out / "priors" / f"step{self.step:06d}.safetensors")
                     if time.time() - last_ckpt > 60 * cfg.checkpoint_minutes:
                         self.save_checkpoint()
                         last_ckpt = time.time()
@@ -414,6 +418,7 @@ class Trainer:
     def export(self, path: str | Path, card: dict | None = None) -> str:
         """Write the generator as safetensors with its config and training summary; return the sha256."""
         extra = {"training": {"steps": self.step, "pool": str(self.pool_dir), **(card or {})}}
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         return save_prior(self.gen, path, extra)
 
 
