@@ -36,6 +36,7 @@ import dgnam
 from dgnam.evaluate import natural_max_activations, relative_activation, spectrum_slope
 from dgnam.optimize import dgnam_config
 from dgnam.pixel import PixelConfig
+from dgnam.pool import heldout_sample
 from dgnam.results import to_pil, versions
 from dgnam.run import visualize
 from dgnam.units import Unit
@@ -76,15 +77,6 @@ def load_target(name: str, vgg_px: int):
     return net
 
 
-def natural_sample(pool_dir: Path, n: int) -> np.ndarray:
-    from dgnam.pool import load_pool
-
-    images, meta = load_pool(pool_dir, mmap=True)
-    held = np.asarray(meta.get("heldout_idx") or np.arange(len(images)))
-    pick = np.sort(np.random.default_rng(0).choice(held, size=min(n, len(held)), replace=False))
-    return np.asarray(images[pick])
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.manual_seed(args.seed)
@@ -92,7 +84,7 @@ def main(argv=None) -> int:
     generator = dgnam.load_generator(args.generator)
     dgn_config = dgnam_config(generator, steps=args.steps, lr_start=args.lr_start)
     methods = {"dgn-am": (generator, dgn_config), "fourier": (None, PixelConfig(method="fourier", steps=args.steps))}
-    nat = natural_sample(args.pool, args.natural)
+    nat, _ = heldout_sample(args.pool, args.natural, seed=0)
     rows, sheets = [], []
     wanted = args.nets.split(",")
     for net_name, layers in TARGETS:

@@ -101,13 +101,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def pool_reference(pool_dir: Path, n: int, target, units, batch_size: int) -> tuple[dict, np.ndarray | None]:
     """Natural maxima of the units and the pool's slope and saturation statistics."""
-    from dgnam.pool import load_pool
+    from dgnam.pool import heldout_sample
 
-    images, meta = load_pool(pool_dir, mmap=True)
-    split = "heldout" if len(meta.get("heldout_idx", [])) >= n else "all"
-    candidates = np.asarray(meta["heldout_idx"]) if split == "heldout" else np.arange(len(images))
-    chosen = np.sort(np.random.default_rng(0).choice(candidates, size=min(n, len(candidates)), replace=False))
-    sample = np.asarray(images[chosen])
+    sample, drawn = heldout_sample(pool_dir, n, seed=0)
     t0 = time.perf_counter()
     natural_max = natural_max_activations(target, units, sample, batch_size=max(batch_size, 16))
     slopes = spectrum_slope(sample)
@@ -115,7 +111,7 @@ def pool_reference(pool_dir: Path, n: int, target, units, batch_size: int) -> tu
     info = {
         "dir": str(pool_dir),
         "images": len(sample),
-        "split": split,
+        "split": drawn["split"],
         "image_px": int(sample.shape[1]),
         "spectrum_slope_p5": round(float(np.nanpercentile(slopes, 5)), 3),
         "spectrum_slope_median": round(float(np.nanmedian(slopes)), 3),

@@ -435,3 +435,24 @@ def test_a_packed_pool_is_not_any_npz(tmp_path):
         pool.load_any(tmp_path / "other.npz")
     with pytest.raises(ValueError, match=".npz"):
         pool.pack_pool(tmp_path, tmp_path / "pool.zip")
+
+
+def test_heldout_sample_draws_only_held_out_images_reproducibly(tmp_path):
+    images = smooth_images(12, 16)
+    images[:, 0, 0, 0] = np.arange(12)  # tag each image with its index
+    card = {"size": 16, "n_images": 12, "train_idx": list(range(7)), "heldout_idx": [7, 8, 9, 10, 11]}
+    pool.save_folder_pool(tmp_path / "pool", images, {**card, "records": [{"file": str(i)} for i in range(12)]})
+    every, info = pool.heldout_sample(tmp_path / "pool")
+    assert sorted(every[:, 0, 0, 0]) == [7, 8, 9, 10, 11] and info["split"] == "heldout" and info["available"] == 5
+    three, info = pool.heldout_sample(tmp_path / "pool", 3, seed=1)
+    assert info["images"] == 3 and set(three[:, 0, 0, 0]) <= {7, 8, 9, 10, 11}
+    assert list(three[:, 0, 0, 0]) == sorted(three[:, 0, 0, 0])  # in index order
+    assert np.array_equal(three, pool.heldout_sample(tmp_path / "pool", 3, seed=1)[0])
+    draws = {tuple(pool.heldout_sample(tmp_path / "pool", 3, seed=s)[0][:, 0, 0, 0]) for s in range(6)}
+    assert len(draws) > 1  # the seed changes the draw
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i in range(3):
+        Image.fromarray(images[i]).save(flat / f"{i}.png")
+    folder, info = pool.heldout_sample(flat, size=16)
+    assert folder.shape == (3, 16, 16, 3) and info["split"] == "all (image folder)"

@@ -536,22 +536,6 @@ def _cmd_bounds(args) -> int:
     return 0
 
 
-def _natural_images(path: str, size: int) -> tuple:
-    """A pool's held-out split (memory-mapped; all of it when it has no split) or an image folder."""
-    import numpy as np
-
-    from .pool import load_image_folder, load_pool
-
-    if (Path(path) / "images.npy").exists():
-        images, meta = load_pool(path, mmap=True)
-        held = sorted(meta.get("heldout_idx") or [])
-        if len(held) >= 2:  # a generator prior may have been trained on the rest
-            return np.asarray(images[held]), {"path": path, "split": "heldout", "available": len(held)}
-        return images, {"path": path, "split": "all", "available": len(images)}
-    images, _ = load_image_folder(path, size=size)
-    return images, {"path": path, "split": "all (image folder)", "available": len(images)}
-
-
 def _cmd_evaluate(args) -> int:
     import json
     import time
@@ -575,7 +559,9 @@ def _cmd_evaluate(args) -> int:
     judges = {name: load_net(name).to(device) for name in dict.fromkeys(args.judge or ["efficientnet_lite1"])}
     natural, natural_info = (None, None)
     if args.natural:
-        natural, natural_info = _natural_images(args.natural, args.natural_size)
+        from .pool import heldout_sample
+
+        natural, natural_info = heldout_sample(args.natural, size=args.natural_size)
     config = EvaluateConfig(feature_layer=args.feature_layer, natural_images=args.natural_images, batch_size=args.batch_size)
     output_layer = _output_layer(net_name)
     if output_layer and output_layer not in config.output_layers:

@@ -1532,6 +1532,36 @@ def load_any(path: str | Path, size: int = 160, mmap: bool = False) -> tuple[np.
     return load_image_folder(path, size=size)
 
 
+def heldout_sample(path: str | Path, n: int | None = None, seed: int = 0, size: int = 160) -> tuple[np.ndarray, dict]:
+    """Natural reference images: a pool's held-out split (a generator prior may have been trained on
+    the rest; the whole pool when it has fewer than 2 held-out images), or every image of a folder.
+
+    Args:
+        path: a pool folder, a packed pool (``.npz``) or any image folder.
+        n: draw this many without replacement (a fixed draw for a given ``seed``, in index order);
+            None: all of them.
+        seed: seed of the draw.
+        size: side of the images read from an image folder.
+
+    Returns:
+        ``(images, info)``: (n, S, S, 3) uint8, and ``{"path", "split", "available", "images"}``.
+    """
+    path = Path(path)
+    if path.suffix == ".npz" or (path / "images.npy").exists():
+        images, meta = load_any(path, mmap=True)
+        held = sorted(meta.get("heldout_idx") or [])
+        split = "heldout" if len(held) >= 2 else "all"
+        candidates = np.asarray(held) if split == "heldout" else np.arange(len(images))
+    else:
+        images, _ = load_image_folder(path, size=size)
+        split, candidates = "all (image folder)", np.arange(len(images))
+    if n is not None and n < len(candidates):
+        candidates = np.sort(np.random.default_rng(seed).choice(candidates, size=n, replace=False))
+    chosen = np.asarray(images[candidates])
+    info = {"path": str(path), "split": split, "available": len(images) if split != "heldout" else len(held), "images": len(chosen)}
+    return chosen, info
+
+
 # ---------------------------------------------------------------------------------------------
 # A packed pool: the whole pool as one small file (for a machine that takes 64 MiB of data)
 # ---------------------------------------------------------------------------------------------
