@@ -42,9 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--preset", choices=["paper"], help="the paper's settings (with a DeePSiM generator and CaffeNet)")
     v.add_argument("--steps", type=int, help="optimization steps (default 200)")
     v.add_argument("--seeds", type=_seeds, default=[0], help="seeds: 0, 0-4 or 1,5 (one image per unit and seed)")
-    v.add_argument("--lr-start", type=float, help="DGN-AM step size at the first step (default 8)")
-    v.add_argument("--lr-end", type=float, help="DGN-AM step size at the last step (default 1e-10)")
-    v.add_argument("--decay", type=float, help="DGN-AM code decay per step (default 0.99)")
+    v.add_argument("--lr-start", type=float, help="DGN-AM step size at the first step, in code stds (default: the prior's measured step, else the paper's 8)")
+    v.add_argument("--lr-end", type=float, help="DGN-AM step size at the last step (default: the prior's, else the paper's 1e-10)")
+    v.add_argument("--decay", type=float, help="DGN-AM code decay per step (default: the prior's, else the paper's 0.99)")
     v.add_argument("--optimizer", choices=["paper", "adam", "gradient", "cmaes", "ga"],
                    help="search in the generator's code space: paper (default; 'gradient' is the same), adam, or gradient-free cmaes / ga")
     v.add_argument("--evals", type=int, help="image evaluations per unit and seed: the budget of cmaes/ga (default 1000); "
