@@ -1,6 +1,6 @@
 """Export a trained prior into the package with its model card.
 
-    python scripts/ship_prior.py TRAIN_DIR NAME [--quality runs/quality/results.json --method dgn-am:PATH]
+    python scripts/ship_prior.py TRAIN_DIR NAME [--step N] [--quality runs/quality/results.json --method dgn-am:PATH]
 
 Writes ``src/dgnam/data/NAME.safetensors`` (fp16 weights, config and training summary in the metadata)
 and ``src/dgnam/data/NAME.md`` (the model card: data, command, settings, losses, held-out
@@ -18,15 +18,18 @@ from pathlib import Path
 
 import torch
 
-from dgnam.generators.prior import save_prior
+from dgnam.generators.prior import load_prior, save_prior
 from dgnam.train import TrainConfig, load_trained
 
 DATA = Path(__file__).resolve().parents[1] / "src" / "dgnam" / "data"
 
 
-def training_summary(train_dir: Path) -> dict:
-    """Steps, last logged losses (median of the last 50 steps) and the held-out evaluations."""
+def training_summary(train_dir: Path, step: int | None = None) -> dict:
+    """Steps, last logged losses (median of the last 50 steps) and the held-out evaluations, up to
+    ``step`` (default: the checkpoint's)."""
     rows = list(csv.DictReader(open(train_dir / "log.csv")))
+    if step is not None:
+        rows = [r for r in rows if int(r["step"]) <= step]
     if not rows:
         raise SystemExit(f"{train_dir}/log.csv is empty")
     last = rows[-50:]
@@ -42,7 +45,7 @@ def training_summary(train_dir: Path) -> dict:
     ]
     state = torch.load(train_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
     return {
-        "steps": int(state["step"]),
+        "steps": int(state["step"]) if step is None else int(rows[-1]["step"]),
         "train_seconds": float(rows[-1]["seconds"]),
         "final_losses": {k: median(k) for k in ("pix", "feat", "adv", "loss_d")},
         "heldout": heldout,
@@ -143,9 +146,18 @@ def main(argv=None) -> int:
     ap.add_argument("--out-dir", type=Path, default=DATA, help="where the .safetensors and .md go (default: the package's data folder)")
     ap.add_argument("--dgn-am", type=json.loads, default=None, metavar="JSON",
                     help='measured DGN-AM settings the prior carries (e.g. \'{"lr_start": 0.05}\'): dgnam_config applies them')
+    ap.add_argument("--step", type=int, help="ship the generator the run exported at this step (TrainConfig.export_every: "
+                    "TRAIN_DIR/priors/stepNNNNNN.safetensors) instead of its last checkpoint")
     args = ap.parse_args(argv)
-    summary = training_summary(args.train_dir)
-    gen = load_trained(args.train_dir / "checkpoint.pt")
+    summary = training_summary(args.train_dir, args.step)
+    if args.step is None:
+        gen = load_trained(args.train_dir / "checkpoint.pt")
+    else:
+        exported = args.train_dir / "priors" / f"step{args.step:06d}.safetensors"
+        if not exported.exists():
+            raise SystemExit(f"{exported} does not exist: the run exported {sorted(p.name for p in (args.train_dir / 'priors').glob('*.safetensors'))}")
+        gen = load_prior(exported)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
     out = args.out_dir / f"{args.name}.safetensors"
     extra = {"training": {k: v for k, v in summary.items() if k != "config"}, "name": args.name}
     if args.dgn_am:
