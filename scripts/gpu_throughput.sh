@@ -16,7 +16,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 run=/tmp/dgnam_throughput_run
 rm -rf "$run"
 start=$(date +%s.%N)
-python3 -m dgnam.cli visualize --unit "$units" --generator lite0_blocks15_conv --batch-size "$batch" \
+python3 -m dgnam.cli visualize --unit "$units" --generator lite0_blocks7_conv_resize --batch-size "$batch" \
     --device "$device" --out "$run" --quiet "${@:3}" 2>&1 | tee "$out/visualize.txt"
 end=$(date +%s.%N)
 # the images stay on the device (1000 PNGs would not come back); the record and a few images do

@@ -6,7 +6,7 @@ stage), then ``steps = rate * minutes``; the cosine schedule and the loss stages
 Writes the prior (safetensors + its training card), log.csv, config.json and the last sample grid
 to ``--out`` (the device's $OUT). DEVELOPERS.md ("Training priors on the GPU") has the whole recipe.
 
-    python3 scripts/gpu_train_prior.py --config configs/priors/lite0_blocks15_conv.json \
+    python3 scripts/gpu_train_prior.py --config configs/priors/lite0_blocks7_conv_resize.json \
         --pool .gpu/pool.npz --minutes 7 --out $OUT
 """
 

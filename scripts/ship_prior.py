@@ -71,7 +71,7 @@ def quality_summary(path: Path | None, method: str | None) -> dict | None:
 
 
 def card_text(name: str, sha: str, size: int, train_dir: Path, summary: dict, quality: dict | None, pool_card: dict | None,
-              dgn_am: dict | None = None) -> str:
+              dgn_am: dict | None = None, limits: tuple[str, ...] = ()) -> str:
     cfg = TrainConfig.from_dict(summary["config"])
     held = summary["heldout"][-1] if summary["heldout"] else {}
     lines = [
@@ -104,7 +104,8 @@ def card_text(name: str, sha: str, size: int, train_dir: Path, summary: dict, qu
         "## Training",
         f"- command: `dgnam train-generator --pool POOL --out {train_dir.name} --config configs/priors/{name}.json"
         + (f" --until {summary['steps']}`: the step-{summary['steps']} checkpoint of a {cfg.steps}-step schedule (the lr and loss "
-           "stages follow the full schedule; chosen over later checkpoints by DGN-AM's target activation and image statistics, see BENCHMARKS.md)"
+           "stages follow the full schedule; chosen among the run's checkpoints by DGN-AM's target activation and image statistics on tuning "
+           "classes, never by a judge; see BENCHMARKS.md)"
            if summary["steps"] < cfg.steps else "`"),
         f"- {summary['steps']} steps of batch {cfg.batch_size}, {summary['train_seconds'] / 60:.0f} min on the 2-core CPU machine "
         "(shared with other jobs; one thread)",
@@ -129,7 +130,8 @@ def card_text(name: str, sha: str, size: int, train_dir: Path, summary: dict, qu
                     f"{s['relative_activation_median']} | {s['spectrum_slope_median']} | {s['saturation_mean']} |"
                 )
     lines += ["", "## Limits", f"- Trained for {summary['train_seconds'] / 60:.0f} minutes on a CPU on a small pool: blurry, low-detail images; "
-              "see BENCHMARKS.md for how it compares with the pixel-space baselines (it is not the default of `dgnam visualize`)."]
+              "see BENCHMARKS.md for how it compares with the pixel-space baselines."]
+    lines += [f"- {text}" for text in limits]
     if dgn_am:
         lines.append(f"- DGN-AM through it uses the settings it carries ({json.dumps(dgn_am)}); the paper's step of 8 drives the codes "
                      "to their bounds and the images to saturated blobs (BENCHMARKS.md).")
@@ -146,6 +148,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out-dir", type=Path, default=DATA, help="where the .safetensors and .md go (default: the package's data folder)")
     ap.add_argument("--dgn-am", type=json.loads, default=None, metavar="JSON",
                     help='measured DGN-AM settings the prior carries (e.g. \'{"lr_start": 0.05}\'): dgnam_config applies them')
+    ap.add_argument("--limit", action="append", default=[], help="one more line for the card's Limits (repeatable)")
     ap.add_argument("--step", type=int, help="ship the generator the run exported at this step (TrainConfig.export_every: "
                     "TRAIN_DIR/priors/stepNNNNNN.safetensors) instead of its last checkpoint")
     args = ap.parse_args(argv)
@@ -165,7 +168,7 @@ def main(argv=None) -> int:
     sha = save_prior(gen, out, extra)
     pool_card = json.loads((args.pool / "card.json").read_text()) if (args.pool / "card.json").exists() else None
     quality = quality_summary(args.quality, args.method)
-    (args.out_dir / f"{args.name}.md").write_text(card_text(args.name, sha, out.stat().st_size, args.train_dir, summary, quality, pool_card, args.dgn_am))
+    (args.out_dir / f"{args.name}.md").write_text(card_text(args.name, sha, out.stat().st_size, args.train_dir, summary, quality, pool_card, args.dgn_am, tuple(args.limit)))
     print(f"{out}\nsha256 {sha}")
     return 0
 

@@ -72,18 +72,19 @@ def test_fast_target_gives_the_same_activations():
         assert torch.allclose(a, run_objective(fast, images, units_objective([units[2]] * 2)), atol=1e-4)
 
 
-def test_shipped_lite0_prior_inverts_its_encoder_and_drives_a_class():
+@pytest.mark.parametrize("name, layer, code_shape", [("lite0_blocks15_conv", "_blocks.15", (320, 7, 7)), ("lite0_blocks7_conv_resize", "_blocks.7", (80, 14, 14))])
+def test_shipped_lite0_prior_inverts_its_encoder_and_drives_a_class(name, layer, code_shape):
     import torch.nn.functional as F
 
     from dgnam.hooks import forward_until
 
-    gen = dgnam.load_generator("lite0_blocks15_conv")  # from the package, sha256 checked
+    gen = dgnam.load_generator(name)  # from the package, sha256 checked
     net = dgnam.load_net("efficientnet_lite0")
-    assert gen.code_shape == (320, 7, 7) and gen.dgn_am_defaults == {"lr_start": 0.05}
+    assert gen.code_shape == code_shape and gen.config.layer == layer and gen.dgn_am_defaults == {"lr_start": 0.05}
     psnr = lambda a, b: float(10 * torch.log10(1 / (a - b).pow(2).mean()))  # noqa: E731
-    x = torch.cat([F.interpolate(photo(name), size=(128, 128), mode="bilinear", antialias=True, align_corners=False) for name in ("chelsea", "coffee")])
+    x = torch.cat([F.interpolate(photo(p), size=(128, 128), mode="bilinear", antialias=True, align_corners=False) for p in ("chelsea", "coffee")])
     with torch.no_grad():
-        recon = gen(forward_until(net.model, "_blocks.15", net.preprocess(x)))
+        recon = gen(forward_until(net.model, layer, net.preprocess(x)))
         mean_image = gen(gen.code_mean[None])
     for i in range(2):  # each reconstruction is its own photo's: closer to it than the other photo's and the average image
         own, other, average = psnr(recon[i], x[i]), psnr(recon[i], x[1 - i]), psnr(mean_image[0], x[i])
