@@ -45,37 +45,29 @@ for _name, (_layer, _file, _sha, _desc) in _DEEPSIM.items():
 # `dgnam sample` use it unless told otherwise): its judge top-5 rate matched the best pixel baseline's
 # on the quality benchmark, the last-block one stayed far below (BENCHMARKS.md, "Priors by layer").
 _OWN_LICENSE = "MIT (dgnam); trained on the offline pool, whose images keep their own licences (the pool's POOL.md)"
-register_generator(
-    GeneratorSpec(
-        name="lite0_blocks15_conv",
+
+
+def _own_prior(name: str, sha256: str, encoder: str, description: str, default: bool = False) -> GeneratorSpec:
+    """A prior shipped as package data (``dgnam/data/NAME.safetensors``, model card ``NAME.md`` beside it)."""
+    return GeneratorSpec(
+        name=name,
         builder=None,
-        weights=WeightSource(
-            filename="lite0_blocks15_conv.safetensors",
-            sha256="8bbcb5237ace208fc18dc9b3777934fcaa3a45031f94c98b70fd7341ce38a465",
-            package_data=("dgnam", "data/lite0_blocks15_conv.safetensors"),
-            license=_OWN_LICENSE,
-        ),
-        encoder="efficientnet_lite0:_blocks.15",
+        weights=WeightSource(filename=f"{name}.safetensors", sha256=sha256, package_data=("dgnam", f"data/{name}.safetensors"), license=_OWN_LICENSE),
+        encoder=encoder,
         license=_OWN_LICENSE,
-        description="dgnam prior for EfficientNet-Lite0: 320x7x7 last-block code -> 128 px image, conv front end, "
-        "2.2M parameters, trained 915 steps on a CPU on the offline pool (model card: dgnam/data/lite0_blocks15_conv.md).",
+        default=default,
+        description=f"{description} (model card: dgnam/data/{name}.md).",
     )
-)
-register_generator(
-    GeneratorSpec(
-        name="lite0_blocks7_conv_resize",
-        builder=None,
-        weights=WeightSource(
-            filename="lite0_blocks7_conv_resize.safetensors",
-            sha256="ca9e6b3340b56f150bd8be7b217191943080138d509de4635041f02433d70ba2",
-            package_data=("dgnam", "data/lite0_blocks7_conv_resize.safetensors"),
-            license=_OWN_LICENSE,
-        ),
-        encoder="efficientnet_lite0:_blocks.7",
-        license=_OWN_LICENSE,
-        default=True,
-        description="dgnam prior for EfficientNet-Lite0: 80x14x14 middle-block code -> 128 px image, conv front end, "
-        "resize-convolutions, 0.37M parameters, trained 2500 steps on a CPU on the offline pool "
-        "(model card: dgnam/data/lite0_blocks7_conv_resize.md).",
-    )
-)
+
+
+register_generator(_own_prior(
+    "lite0_blocks15_conv", "8bbcb5237ace208fc18dc9b3777934fcaa3a45031f94c98b70fd7341ce38a465", "efficientnet_lite0:_blocks.15",
+    "dgnam prior for EfficientNet-Lite0: 320x7x7 last-block code -> 128 px image, conv front end, 2.2M parameters, "
+    "trained 915 steps on a CPU on the offline pool",
+))  # fmt: skip
+register_generator(_own_prior(
+    "lite0_blocks7_conv_resize", "ca9e6b3340b56f150bd8be7b217191943080138d509de4635041f02433d70ba2", "efficientnet_lite0:_blocks.7",
+    "dgnam prior for EfficientNet-Lite0: 80x14x14 middle-block code -> 128 px image, conv front end, resize-convolutions, "
+    "0.37M parameters, trained 2500 steps on a CPU on the offline pool",
+    default=True,
+))  # fmt: skip
