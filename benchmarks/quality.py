@@ -88,7 +88,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     ap.add_argument("--reuse", action="store_true",
-                    help="take a method's scores and images from an earlier run in --out with the same classes, steps and seed")
+                    help="take a method's scores and images from an earlier run in --out with the same settings; "
+                    "an earlier run on fewer classes (same steps, seed, batch size) serves its whole batches, the rest is computed")
     args = ap.parse_args(argv)
     if not 1 <= args.classes <= len(CLASSES):
         ap.error(f"--classes must be 1-{len(CLASSES)}")
@@ -138,14 +139,15 @@ def run_method(spec: str, target, units, args) -> tuple[dgnam.AMResult, float]:
     return result, time.perf_counter() - t0
 
 
-def score(result, seconds: float, target, judge, classes, natural_max, categories) -> dict:
+def score(result, target, judge, classes, natural_max, categories) -> list[dict]:
+    """One record per class: ranks under the target and the judge, activation, slope, saturation."""
     labels = [c[0] for c in classes]
     images = result.images
     own = judge_topk(target, images, labels, ks=(1,))
     judged = judge_topk(judge, images, labels, ks=(1, 5))
     rel = relative_activation(result.final, natural_max) if natural_max is not None else np.full(len(labels), np.nan)
     slopes, sat = spectrum_slope(images), mean_saturation(images)
-    items = [
+    return [
         {
             "index": idx, "name": name, "group": group,
             "target_rank": int(own["rank"][i]), "judge_rank": int(judged["rank"][i]),
@@ -158,18 +160,26 @@ def score(result, seconds: float, target, judge, classes, natural_max, categorie
         }
         for i, (idx, name, group) in enumerate(classes)
     ]  # fmt: skip
-    summary = {
-        "target_top1": own["top1"],
-        "judge_top1": judged["top1"],
-        "judge_top5": judged["top5"],
+
+
+def summarize(items: list[dict], seconds: float, image_px: list[int]) -> dict:
+    """A method's figures over its per-class records (the same whether the records were computed in
+    one run or extended from an earlier run's whole batches)."""
+    rank = np.array([it["target_rank"] for it in items])
+    judge_rank = np.array([it["judge_rank"] for it in items])
+    rel = np.array([np.nan if it["relative_activation"] is None else it["relative_activation"] for it in items])
+    slopes = np.array([np.nan if it["spectrum_slope"] is None else it["spectrum_slope"] for it in items])
+    return {
+        "target_top1": round(float((rank == 1).mean()), 4),
+        "judge_top1": round(float((judge_rank == 1).mean()), 4),
+        "judge_top5": round(float((judge_rank <= 5).mean()), 4),
         "relative_activation_median": _nanmedian(rel),
         "relative_activation_n": int(np.isfinite(rel).sum()),
         "spectrum_slope_median": _nanmedian(slopes),
-        "saturation_mean": round(float(sat.mean()), 4),
-        "seconds_per_unit": round(seconds / len(labels), 2),
-        "image_px": list(images.shape[-2:]),
+        "saturation_mean": round(float(np.mean([it["saturation"] for it in items])), 4),
+        "seconds_per_unit": round(seconds / len(items), 2),
+        "image_px": list(image_px),
     }
-    return {"summary": summary, "items": items}
 
 
 def _nanmedian(x: np.ndarray) -> float | None:
@@ -203,6 +213,20 @@ def contact_sheet(rows: list[str], columns: list[str], tiles: list[list[Image.Im
 def _wrap(text: str, width: int, char_px: int = 6) -> str:
     n = max(4, width // char_px)
     return "\n".join(text[i : i + n] for i in range(0, len(text), n))[: 2 * n + 1]
+
+
+def reusable_classes(earlier: dict, now: dict, batch_size: int) -> int:
+    """How many leading classes an earlier run's records serve unchanged: all of them when the
+    settings match, else, when only the class count grew, the earlier run's whole batches (a batch's
+    images depend on its members for the BatchNorm-statistics methods, and the class list is a fixed
+    prefix, so whole batches come out the same); 0 when anything else differs."""
+    if earlier == now:
+        return now["classes"]
+    if {k: v for k, v in earlier.items() if k != "classes"} != {k: v for k, v in now.items() if k != "classes"}:
+        return 0
+    if earlier["classes"] > now["classes"]:
+        return 0
+    return earlier["classes"] // batch_size * batch_size
 
 
 def markdown_table(methods: dict, pool: dict | None, command: str, n_classes: int, steps: int, device_note: str) -> str:
@@ -250,31 +274,37 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     methods: dict[str, dict] = {}
     tiles, captions = [], []
-    same_all = {"classes": args.classes, "steps": args.steps, "seed": args.seed}
+    same_all = {"classes": args.classes, "steps": args.steps, "seed": args.seed, "batch_size": args.batch_size}
     for spec in args.methods:
         saved = args.out / "methods" / f"{_slug(spec)}.json"
         same = {**same_all, "bn_weight": args.bn_weight} if spec.startswith("dgn-am-bn:") else same_all
         if spec.startswith("dgn-am") and args.lr_start is not None:
             same = {**same, "lr_start": args.lr_start}
-        if args.reuse and saved.exists() and json.loads(saved.read_text()).get("same") == same:
-            record = json.loads(saved.read_text())["record"]
-            column = [Image.open(args.out / it["file"]).convert("RGB") for it in record["items"]]
-            print(f"{spec}: reused {saved}", file=sys.stderr)
-        else:
-            result, seconds = run_method(spec, target, units, args)
-            record = score(result, seconds, target, judge, classes, natural_max, categories)
-            record["config"] = result.config
+        earlier = json.loads(saved.read_text()) if args.reuse and saved.exists() else None
+        kept = reusable_classes(earlier["same"], same, args.batch_size) if earlier else 0
+        items = earlier["record"]["items"][:kept] if kept else []
+        column = [Image.open(args.out / it["file"]).convert("RGB") for it in items]
+        seconds = earlier["record"]["summary"]["seconds_per_unit"] * kept if kept else 0.0
+        config = earlier["record"].get("config") if kept else None
+        if kept:
+            print(f"{spec}: reused the first {kept} classes of {saved}", file=sys.stderr)
+        if kept < len(classes):
+            todo = classes[kept:]
+            result, took = run_method(spec, target, units[kept:], args)
+            fresh = score(result, target, judge, todo, None if natural_max is None else natural_max[kept:], categories)
             folder = args.out / "images" / _slug(spec)
             folder.mkdir(parents=True, exist_ok=True)
-            column = []
-            for i, (idx, name, _) in enumerate(classes):
+            for i, (idx, name, _) in enumerate(todo):
                 image = to_pil(result.images[i])
                 file = folder / f"{idx:04d}_{_slug(name)}.png"
                 image.save(file)
-                record["items"][i]["file"] = str(file.relative_to(args.out))
+                fresh[i]["file"] = str(file.relative_to(args.out))
                 column.append(image)
-            saved.parent.mkdir(parents=True, exist_ok=True)
-            saved.write_text(json.dumps({"same": same, "record": record}, indent=1))
+            items, seconds, config = items + fresh, seconds + took, result.config
+        image_px = list(np.asarray(column[0]).shape[:2])
+        record = {"summary": summarize(items, seconds, image_px), "items": items, "config": config, "reused_classes": kept}
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps({"same": same, "record": record}, indent=1))
         tiles.append(column)
         captions.append([(f"L1: {it['judge_pred']}", it["judge_rank"] == 1) for it in record["items"]])
         methods[spec] = record
