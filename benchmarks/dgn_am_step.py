@@ -30,9 +30,8 @@ from dgnam.results import to_pil
 from dgnam.units import Unit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import CLASSES  # noqa: E402
+from quality import CLASSES, TUNING  # noqa: E402
 
-TUNING = slice(25, 33)  # not among the classes that benchmarks/quality.py reports with --classes 25
 
 
 def run_variant(net, gen, classes: list[int], variant: dict, seed: int = 0) -> tuple[dict, torch.Tensor]:

@@ -67,6 +67,11 @@ CLASSES: tuple[tuple[int, str, str], ...] = (
     (309, "bee", "animal"), (291, "lion", "animal"),
 )  # fmt: skip
 
+#: Entries of CLASSES on which DGN-AM's settings and the shipped prior's export were chosen (by the
+#: target's activation and image statistics only, never the judge: benchmarks/dgn_am_step.py). Not
+#: among the first 25; with --classes 50 the summary also gives the judge rates without them.
+TUNING = slice(25, 33)
+
 DEFAULT_POOL = Path("/work/pool")
 
 
@@ -179,6 +184,21 @@ def summarize(items: list[dict], seconds: float, image_px: list[int]) -> dict:
         "saturation_mean": round(float(np.mean([it["saturation"] for it in items])), 4),
         "seconds_per_unit": round(seconds / len(items), 2),
         "image_px": list(image_px),
+        **_untuned_rates(items),
+    }
+
+
+def _untuned_rates(items: list[dict]) -> dict:
+    """Judge rates over the classes that were not used for tuning (when any tuning class is present)."""
+    tuning = {c[0] for c in CLASSES[TUNING]}
+    rest = [it for it in items if it["index"] not in tuning]
+    if len(rest) == len(items):
+        return {}
+    judge_rank = np.array([it["judge_rank"] for it in rest])
+    return {
+        "untuned_classes": len(rest),
+        "untuned_judge_top1": round(float((judge_rank == 1).mean()), 4),
+        "untuned_judge_top5": round(float((judge_rank <= 5).mean()), 4),
     }
 
 
@@ -254,6 +274,12 @@ def markdown_table(methods: dict, pool: dict | None, command: str, n_classes: in
             f"{s['saturation_mean']:.2f} | {s['seconds_per_unit']:.1f} |"
         )
     lines += ["", f"Reference: {ref}. Spectrum slope fitted over {SLOPE_BAND[0]}-{SLOPE_BAND[1]} cycles/pixel."]
+    untuned = {n: r["summary"] for n, r in methods.items() if "untuned_classes" in r["summary"]}
+    if untuned:
+        lines += ["", "Judge top-1 / top-5 without the tuning classes (entries "
+                  f"{TUNING.start + 1}-{TUNING.stop} of the list, on which DGN-AM's settings were chosen by the target only): "
+                  + "; ".join(f"`{n}` {s['untuned_judge_top1']:.0%} / {s['untuned_judge_top5']:.0%} "
+                              f"({s['untuned_classes']} classes)" for n, s in untuned.items()) + "."]  # fmt: skip
     return "\n".join(lines)
 
 

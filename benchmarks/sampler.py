@@ -36,8 +36,7 @@ from dgnam.sample import SampleConfig, image_diversity, sample
 from dgnam.units import Unit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dgn_am_step import TUNING  # noqa: E402
-from quality import CLASSES  # noqa: E402
+from quality import CLASSES, TUNING  # noqa: E402
 
 
 def score_samples(net, images: torch.Tensor, classes: list[int]) -> dict:
