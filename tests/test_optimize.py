@@ -128,3 +128,20 @@ def test_batchnorm_statistics_term_in_code_space(tiny_target, tiny_generator):
     with_bn = dgn_am(tiny_target, tiny_generator, units, seeds, DGNAMConfig(steps=30, lr_start=1.0, bn_weight=1000.0), progress=False)
     assert bn_gap(with_bn.images) < 0.95 * bn_gap(plain.images)  # the tiny 8-d prior cannot go much lower
     assert hook_count(tiny_target.model) == 0
+
+
+def test_transforms_ascend_through_random_views_but_track_the_plain_activation(tiny_target, tiny_generator):
+    plain_cfg = DGNAMConfig(steps=20, lr_start=1.0)
+    robust_cfg = DGNAMConfig(steps=20, lr_start=1.0, transforms="standard")
+    plain = dgn_am(tiny_target, tiny_generator, UNITS, [0, 1, 2], plain_cfg, progress=False)
+    robust = dgn_am(tiny_target, tiny_generator, UNITS, [0, 1, 2], robust_cfg, progress=False)
+    # same start (the code depends only on its seed), and the history is the untransformed activation
+    assert torch.allclose(plain.history[:, 0], robust.history[:, 0], atol=1e-6)
+    assert not torch.allclose(plain.images, robust.images, atol=1e-3)  # the transforms changed the path
+    assert (robust.final > robust.history[:, 0]).all()
+    # reproducible, and a unit's transforms depend on its seed, not on its batch
+    alone = dgn_am(tiny_target, tiny_generator, UNITS[2:], [2], robust_cfg, progress=False)
+    assert torch.allclose(robust.images[2], alone.images[0], atol=1e-6)
+    assert robust.config["transforms"] == "standard"
+    with pytest.raises(ValueError, match="transforms must be"):
+        DGNAMConfig(transforms="jitter")

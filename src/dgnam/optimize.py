@@ -16,7 +16,7 @@ unit by ``lr`` of its own std on average and the decay pulls towards the data me
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
@@ -27,6 +27,7 @@ from .generators import Generator, code_center_scale
 from .nets import Target
 from .objectives import Objective, run_objective, units_objective
 from .regularizers import BatchNormStatsLoss
+from .transforms import Transform, standard_transforms, transform_generators
 from .units import Unit
 
 
@@ -47,10 +48,14 @@ class DGNAMConfig:
     #   generators without statistics, e.g. the paper's); False: raw code units
     bn_weight: float = 0.0  # beyond the paper: weight of DeepInversion's BatchNorm-statistics loss on the
     #   target, subtracted from the objective in code space (0 = the paper's method; needs BatchNorm layers)
+    transforms: str = "none"  # beyond the paper: "standard" ascends through lucid's random pad, jitter, scale and
+    #   rotation of G(y) (sizes relative to a 224 px image), as the pixel baselines do; "none" = the paper
 
     def __post_init__(self):
         if self.optimizer not in ("paper", "adam"):
             raise ValueError(f"optimizer must be 'paper' or 'adam', got {self.optimizer!r}")
+        if self.transforms not in ("none", "standard"):
+            raise ValueError(f"transforms must be 'none' or 'standard', got {self.transforms!r}")
         if self.steps < 1:
             raise ValueError("steps must be at least 1")
 
@@ -142,6 +147,14 @@ class BestTracker:
         self.best_step[better] = step
 
 
+def _dgn_am_transforms(kind: str, size: int) -> Transform | None:
+    """The random transforms of ``DGNAMConfig.transforms`` for generator images of ``size`` px."""
+    if kind == "none":
+        return None
+    k = size / 224  # lucid's sizes are for 224 px images
+    return standard_transforms(pad=round(12 * k), jitter=max(1, round(8 * k)), angle=10, fine_jitter=max(1, round(4 * k)))
+
+
 def dgn_am(
     target: Target,
     generator: Generator,
@@ -182,14 +195,21 @@ def dgn_am(
     bounds = ((generator.lower - center) / scale, (generator.upper - center) / scale) if config.clip else None
     tracker = BestTracker(len(units), config.steps)
     adam = torch.optim.Adam([z.requires_grad_(True)], lr=config.adam_lr) if config.optimizer == "adam" else None
+    transform = _dgn_am_transforms(config.transforms, min(generator.output_size))
+    gens = transform_generators(seeds)
     with ExitStack() as stack:
         bn = stack.enter_context(BatchNormStatsLoss(target.model)) if config.bn_weight > 0 else None
         for step in tqdm(range(config.steps), desc="dgn-am", disable=not progress, leave=False):
             if adam is None:
                 z = z.detach().requires_grad_(True)
             images = generator(center + scale * z)
-            acts = run_objective(target, images, objective)
-            tracker.update(step, acts, images)
+            if transform is None:
+                acts = run_objective(target, images, objective)
+                tracker.update(step, acts, images)
+            else:  # the history and the best image follow the activation without transforms
+                with torch.no_grad(), bn.paused() if bn is not None else nullcontext():
+                    tracker.update(step, run_objective(target, images, objective), images)
+                acts = run_objective(target, transform(images, gens), objective)
             gain = acts.sum() - (config.bn_weight * bn.loss() if bn is not None else 0.0)
             if adam is None:
                 (grad,) = torch.autograd.grad(gain, z)

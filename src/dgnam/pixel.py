@@ -30,7 +30,7 @@ from .objectives import Objective, run_objective, units_objective
 from .optimize import AMResult, BestTracker, dgn_am_step
 from .param import FourierImage, PixelImage
 from .regularizers import BatchNormStatsLoss, l2, total_variation
-from .transforms import Compose, Jitter, Transform, gaussian_blur, standard_transforms
+from .transforms import Compose, Jitter, Transform, gaussian_blur, standard_transforms, transform_generators
 from .units import Unit
 
 METHODS = ("pixel", "yosinski", "fourier", "deepinversion")
@@ -97,11 +97,6 @@ _DEFAULTS: dict[str, dict] = {
         l2=1.0,
     ),
 }
-
-# Offset between the seed that initializes an image and the seed of its transform generator, so the
-# two random streams differ.
-_TRANSFORM_STREAM = 1_000_003
-
 
 @dataclass
 class PixelConfig:
@@ -249,7 +244,7 @@ def pixel_am(
     config = replace(config, size=size)
     device = next(target.buffers()).device
     seeds = [int(s) for s in seeds]
-    gens = [torch.Generator().manual_seed(s + _TRANSFORM_STREAM) for s in seeds]
+    gens = transform_generators(seeds)
     transform = config.transforms()
 
     if config.uses_adam:

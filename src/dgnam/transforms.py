@@ -27,6 +27,15 @@ import torch.nn.functional as F
 
 Generators = Union[torch.Generator, Sequence[torch.Generator]]
 
+# Offset between the seed that initializes an image (or code) and the seed of its transform
+# generator, so the two random streams differ.
+TRANSFORM_STREAM = 1_000_003
+
+
+def transform_generators(seeds: Sequence[int]) -> list[torch.Generator]:
+    """One transform RNG per batch element, from its seed: a unit's transforms do not depend on its batch."""
+    return [torch.Generator().manual_seed(int(s) + TRANSFORM_STREAM) for s in seeds]
+
 
 def _randint(gen: Generators, n: int, low: int, high: int, k: int = 1) -> torch.Tensor:
     """(n, k) integers in [low, high): from one generator, or ``k`` from each of ``n`` generators."""
