@@ -4,7 +4,8 @@ Each variant is a JSON dict of :class:`dgnam.DGNAMConfig` fields, plus two extra
 ``bound_k`` (clip codes to mean +- k std, inside the prior's own bounds) and ``recon`` (the PPGN-h
 reconstruction prior as a penalty, ``-recon * mean(((E(G(h)) - h) / std)^2)``, E = the target's own
 layer that the prior inverts, read in the same forward pass). Units: class logits of EfficientNet-Lite0
-for a tuning set of classes that ``benchmarks/quality.py`` does not report (entries 26-33 of its list).
+for a tuning set of classes (``quality.TUNING``, entries 26-33 of its list): not among the 25 classes of
+the first quality runs; with ``--classes 50`` quality.py also gives the judge rates without them.
 Printed per variant: target top-1, median logit, median spectrum slope, median saturation; a strip of
 the images is saved per variant. Usage:
 

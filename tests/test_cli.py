@@ -111,7 +111,9 @@ def test_a_failing_batch_still_writes_the_finished_images(tmp_path, tiny_registr
 
 @pytest.mark.parametrize(
     "flags, message",
-    [(["--evals", "1"], "--evals must be at least 2"), (["--batch-size", "0"], "--batch-size must be at least 1")],
+    [(["--evals", "1"], "--evals must be at least 2"), (["--batch-size", "0"], "--batch-size must be at least 1"),
+     (["--pixel", "pixel", "--transforms", "standard"], "--transforms sets DGN-AM's"),
+     (["--optimizer", "ga", "--transforms", "none"], "--transforms set the gradient path")],
 )
 def test_bad_budgets_name_the_flag(tmp_path, tiny_registry, capsys, flags, message):
     net_file, gen_file = tiny_registry
@@ -119,6 +121,18 @@ def test_bad_budgets_name_the_flag(tmp_path, tiny_registry, capsys, flags, messa
                      "--unit", "logits:1", "--out", str(tmp_path / "x"), "--quiet"] + flags)
     assert code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_transforms_flag_reaches_the_saved_config(tmp_path, tiny_registry):
+    net_file, gen_file = tiny_registry
+    runs = {}
+    for kind in ("none", "standard"):
+        out = tmp_path / kind
+        assert cli.main(["visualize", "--net", "tiny", "--net-weights", str(net_file), "--generator-weights", str(gen_file),
+                         "--unit", "logits:1", "--steps", "6", "--lr-start", "0.5", "--transforms", kind, "--out", str(out), "--quiet"]) == 0
+        runs[kind] = json.loads((out / "results.json").read_text())
+    assert runs["none"]["config"]["transforms"] == "none" and runs["standard"]["config"]["transforms"] == "standard"
+    assert runs["none"]["items"][0]["final_activation"] != runs["standard"]["items"][0]["final_activation"]
 
 
 def test_repro_without_apt_get_suggests_synthetic(tmp_path, monkeypatch, capsys):

@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--lr-start", type=float, help="DGN-AM step size at the first step, in code stds (default: the prior's measured step, else the paper's 8)")
     v.add_argument("--lr-end", type=float, help="DGN-AM step size at the last step (default: the prior's, else the paper's 1e-10)")
     v.add_argument("--decay", type=float, help="DGN-AM code decay per step (default: the prior's, else the paper's 0.99)")
+    v.add_argument("--transforms", choices=["none", "standard"],
+                   help="DGN-AM: ascend through random pad/jitter/scale/rotation of the generated image (standard; "
+                   "larger, more object-like shapes, lower activation, 1.4x the time) or not (none; default: the prior's, else the paper's none)")
     v.add_argument("--optimizer", choices=["paper", "adam", "gradient", "cmaes", "ga"],
                    help="search in the generator's code space: paper (default; 'gradient' is the same), adam, or gradient-free cmaes / ga")
     v.add_argument("--evals", type=int, help="image evaluations per unit and seed: the budget of cmaes/ga (default 1000); "
@@ -225,6 +228,8 @@ def _cmd_visualize(args) -> int:
     else:
         from .pixel import PixelConfig
 
+        if args.transforms is not None:
+            raise ValueError("--transforms sets DGN-AM's; the pixel methods have their own (fourier and deepinversion always transform)")
         generator = None
         config = PixelConfig(method=args.pixel or default_pixel_method(net))
         overrides = {"steps": args.steps, "lr": args.lr}
@@ -292,7 +297,8 @@ def _generator_search(args, preset):
     if args.optimizer in ("cmaes", "ga"):
         from .blackbox import CMAESConfig, GAConfig, require_cma
 
-        given = [f for f, v in (("--steps", args.steps), ("--lr-start", args.lr_start), ("--lr-end", args.lr_end), ("--decay", args.decay)) if v is not None]
+        given = [f for f, v in (("--steps", args.steps), ("--lr-start", args.lr_start), ("--lr-end", args.lr_end), ("--decay", args.decay),
+                                ("--transforms", args.transforms)) if v is not None]  # fmt: skip
         if given:
             raise ValueError(f"{', '.join(given)} set the gradient path; --optimizer {args.optimizer} takes its budget from --evals")
         if args.optimizer == "cmaes":
@@ -307,7 +313,8 @@ def _generator_search(args, preset):
         raise ValueError(f"--evals must be at least 2 with a gradient optimizer (one step and the final image), got {args.evals}")
     steps = args.evals - 1 if args.evals is not None else args.steps
     optimizer = "paper" if args.optimizer == "gradient" else args.optimizer
-    overrides = {"steps": steps, "lr_start": args.lr_start, "lr_end": args.lr_end, "decay": args.decay, "optimizer": optimizer}
+    overrides = {"steps": steps, "lr_start": args.lr_start, "lr_end": args.lr_end, "decay": args.decay, "optimizer": optimizer,
+                 "transforms": args.transforms}  # fmt: skip
     return (preset.apply() if preset else DGNAMConfig()), overrides, "dgn-am"
 
 
