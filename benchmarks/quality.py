@@ -80,8 +80,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("methods", nargs="+", help="dgn-am:<generator name or .safetensors path>, dgn-am-bn:<generator> "
                     "(DGN-AM plus the BatchNorm-statistics term in code space, --bn-weight) or pixel:<pixel|yosinski|fourier|deepinversion>")
     ap.add_argument("--lr-start", type=float, default=None, help="DGN-AM's first step, in code stds (default: the prior's measured one, else the paper's 8)")
-    ap.add_argument("--transforms", choices=("none", "standard"), default="none",
-                    help="DGN-AM through random pad/jitter/scale/rotation of G(y) (DGNAMConfig.transforms; default: the paper's none)")
+    ap.add_argument("--transforms", choices=("none", "standard"), default=None,
+                    help="DGN-AM through random pad/jitter/scale/rotation of G(y) or not (DGNAMConfig.transforms; "
+                    "default: the setting the prior carries, else the paper's none)")
     ap.add_argument("--bn-weight", type=float, default=0.003, help="weight of the BatchNorm-statistics term of dgn-am-bn (default: DeepInversion's 0.003)")
     ap.add_argument("--classes", type=int, default=len(CLASSES), help=f"use the first N of the {len(CLASSES)} classes")
     ap.add_argument("--steps", type=int, default=200, help="optimization steps (the paper's 200)")
@@ -309,7 +310,7 @@ def main(argv=None) -> int:
         same = {**same_all, "bn_weight": args.bn_weight} if spec.startswith("dgn-am-bn:") else same_all
         if spec.startswith("dgn-am") and args.lr_start is not None:
             same = {**same, "lr_start": args.lr_start}
-        if spec.startswith("dgn-am") and args.transforms != "none":
+        if spec.startswith("dgn-am") and args.transforms is not None:
             same = {**same, "transforms": args.transforms}
         earlier = json.loads(saved.read_text()) if args.reuse and saved.exists() else None
         kept = reusable_classes(earlier["same"], same, args.batch_size) if earlier else 0

@@ -46,11 +46,22 @@ def training_summary(train_dir: Path, step: int | None = None) -> dict:
     state = torch.load(train_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
     return {
         "steps": int(state["step"]) if step is None else int(rows[-1]["step"]),
-        "train_seconds": float(rows[-1]["seconds"]),
+        "train_seconds": train_seconds(rows),
         "final_losses": {k: median(k) for k in ("pix", "feat", "adv", "loss_d")},
         "heldout": heldout,
         "config": state["config"],
     }
+
+
+def train_seconds(rows: list[dict]) -> float:
+    """Wall time of the logged steps, over every resumed segment (each process logs seconds from its own start)."""
+    total, last = 0.0, 0.0
+    for r in rows:
+        seconds = float(r["seconds"])
+        if seconds < last:  # a resumed run starts counting again
+            total += last
+        last = seconds
+    return total + last
 
 
 def quality_summary(path: Path | None, method: str | None) -> dict | None:
@@ -108,7 +119,7 @@ def card_text(name: str, sha: str, size: int, train_dir: Path, summary: dict, qu
            "classes, never by a judge; see BENCHMARKS.md)"
            if summary["steps"] < cfg.steps else "`"),
         f"- {summary['steps']} steps of batch {cfg.batch_size}, {summary['train_seconds'] / 60:.0f} min on the 2-core CPU machine "
-        "(shared with other jobs; one thread)",
+        "(shared with other jobs; one thread; stopped and resumed exactly from checkpoints along the way)",
         f"- losses: pixel MSE (weight {cfg.w_pix}), comparator feature MSE at `{cfg.comparator_layer}` of the encoder "
         f"(weight {cfg.w_feat}, from {cfg.feat_start:.0%} of the steps), adversarial with a code-conditioned "
         f"discriminator (weight {cfg.w_adv}, from {cfg.adv_start:.0%}); Adam lr {cfg.lr} cosine to x{cfg.lr_final}, "

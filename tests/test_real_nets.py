@@ -72,15 +72,19 @@ def test_fast_target_gives_the_same_activations():
         assert torch.allclose(a, run_objective(fast, images, units_objective([units[2]] * 2)), atol=1e-4)
 
 
-@pytest.mark.parametrize("name, layer, code_shape", [("lite0_blocks15_conv", "_blocks.15", (320, 7, 7)), ("lite0_blocks7_conv_resize", "_blocks.7", (80, 14, 14))])
-def test_shipped_lite0_prior_inverts_its_encoder_and_drives_a_class(name, layer, code_shape):
+@pytest.mark.parametrize(
+    "name, layer, code_shape, carried",
+    [("lite0_blocks15_conv", "_blocks.15", (320, 7, 7), {"lr_start": 0.05}),
+     ("lite0_blocks7_conv_resize", "_blocks.7", (80, 14, 14), {"lr_start": 0.05, "transforms": "standard"})],
+)  # fmt: skip
+def test_shipped_lite0_prior_inverts_its_encoder_and_drives_a_class(name, layer, code_shape, carried):
     import torch.nn.functional as F
 
     from dgnam.hooks import forward_until
 
     gen = dgnam.load_generator(name)  # from the package, sha256 checked
     net = dgnam.load_net("efficientnet_lite0")
-    assert gen.code_shape == code_shape and gen.config.layer == layer and gen.dgn_am_defaults == {"lr_start": 0.05}
+    assert gen.code_shape == code_shape and gen.config.layer == layer and gen.dgn_am_defaults == carried
     psnr = lambda a, b: float(10 * torch.log10(1 / (a - b).pow(2).mean()))  # noqa: E731
     x = torch.cat([F.interpolate(photo(p), size=(128, 128), mode="bilinear", antialias=True, align_corners=False) for p in ("chelsea", "coffee")])
     with torch.no_grad():
@@ -91,5 +95,5 @@ def test_shipped_lite0_prior_inverts_its_encoder_and_drives_a_class(name, layer,
         assert own > other + 1.5 and own > average + 1.0, (i, own, other, average)
     units = [dgnam.Unit("logits", ESPRESSO)]
     r = dgnam.visualize(net, units, seeds=[0], generator=gen, config=dgnam.dgnam_config(gen, steps=30), progress=False)
-    assert r.config["lr_start"] == 0.05  # the prior's own step
+    assert {k: r.config[k] for k in carried} == carried  # the prior's own settings
     assert float(r.final[0]) > float(r.history[0, 0]) + 3.0

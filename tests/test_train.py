@@ -386,3 +386,16 @@ def test_ship_script_writes_a_prior_and_its_card(tiny_setup):
     code = trainer.gen.clip(trainer.gen.random_code([0]))
     with torch.no_grad():
         assert torch.allclose(gen(code), trainer.gen.eval()(code), atol=2e-3)
+
+
+def test_ship_script_adds_up_the_time_of_resumed_segments():
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "ship_prior.py"
+    spec = importlib.util.spec_from_file_location("ship_prior", script)
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    rows = [{"seconds": s} for s in ("1.0", "2.5", "4.0", "0.5", "3.0", "1.0", "2.0")]  # two resumes
+    assert ship.train_seconds(rows) == 4.0 + 3.0 + 2.0
+    assert ship.train_seconds(rows[:3]) == 4.0
