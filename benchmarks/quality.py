@@ -5,7 +5,8 @@ EfficientNet-Lite0, and each image is scored (dgnam.evaluate does the computing,
 
 - target top-1: EfficientNet-Lite0 (the net optimized) ranks the class first;
 - judge top-1 / top-5: EfficientNet-Lite1, at its own 240 px, which was never optimized against,
-  recognises the class (an image that only fools Lite0 scores low here);
+  recognises the class (an image that only fools Lite0 scores low here); EfficientNet-Lite2 (260 px), the
+  other judge, scores the saved 8-bit images of every method the same way (a check on the first);
 - relative activation: the logit over its maximum on natural pool images (median over classes);
 - spectrum slope: power-spectrum slope of the greyscale image (median), next to the 5-95% range of
   the pool photos' slopes;
@@ -44,6 +45,7 @@ from dgnam.units import Unit
 
 TARGET = "efficientnet_lite0"  # the net whose logits are maximized
 JUDGE = "efficientnet_lite1"  # never optimized against (DEVELOPERS.md): recognition by it is the fair test
+SECOND_JUDGE = "efficientnet_lite2"  # the other judge, scored on the saved 8-bit images of every method
 
 #: (ImageNet index, name, group). Classes with a distinctive look (colour, shape or texture a person
 #: names at a glance), spread over animals, man-made objects, food and scenes/plants. Interleaved by
@@ -192,6 +194,16 @@ def summarize(items: list[dict], seconds: float, image_px: list[int]) -> dict:
     }
 
 
+def second_judge(record: dict, column: list[Image.Image], judge, classes) -> None:
+    """Adds the second judge's rank per class and its top-1/top-5 rates to ``record``, from the images
+    as saved (8-bit), so that reused and fresh methods are scored alike."""
+    ranked = judge_topk(judge, np.stack([np.asarray(im.convert("RGB")) for im in column]), [c[0] for c in classes], ks=(1, 5))
+    for item, rank in zip(record["items"], ranked["rank"]):
+        item["judge2_rank"] = int(rank)
+    record["summary"]["judge2_top1"] = round(float(ranked["top1"]), 4)
+    record["summary"]["judge2_top5"] = round(float(ranked["top5"]), 4)
+
+
 def _untuned_rates(items: list[dict]) -> dict:
     """Judge rates over the classes that were not used for tuning (when any tuning class is present)."""
     tuning = {c[0] for c in CLASSES[TUNING]}
@@ -264,17 +276,19 @@ def markdown_table(methods: dict, pool: dict | None, command: str, n_classes: in
     lines = [
         f"`{command}`",
         "",
-        f"{n_classes} classes x 1 seed, {steps} steps, target {TARGET} (224 px), judge {JUDGE} (240 px); {device_note}.",
+        f"{n_classes} classes x 1 seed, {steps} steps, target {TARGET} (224 px), judge {JUDGE} (240 px), second judge "
+        f"{SECOND_JUDGE} (260 px, on the saved 8-bit images); {device_note}.",
         "",
-        "| method | target top-1 | judge top-1 | judge top-5 | median rel. act. | median spectrum slope | mean saturation | s / unit |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | target top-1 | judge top-1 | judge top-5 | 2nd judge top-1 / top-5 | median rel. act. | median spectrum slope | mean saturation | s / unit |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, rec in methods.items():
         s = rec["summary"]
         rel = "n/a" if s["relative_activation_median"] is None else f"{s['relative_activation_median']:.2f}"
         slope = "n/a" if s["spectrum_slope_median"] is None else f"{s['spectrum_slope_median']:.2f}"
         lines.append(
-            f"| `{name}` | {s['target_top1']:.0%} | {s['judge_top1']:.0%} | {s['judge_top5']:.0%} | {rel} | {slope} | "
+            f"| `{name}` | {s['target_top1']:.0%} | {s['judge_top1']:.0%} | {s['judge_top5']:.0%} | "
+            f"{s['judge2_top1']:.0%} / {s['judge2_top5']:.0%} | {rel} | {slope} | "
             f"{s['saturation_mean']:.2f} | {s['seconds_per_unit']:.1f} |"
         )
     lines += ["", f"Reference: {ref}. Spectrum slope fitted over {SLOPE_BAND[0]}-{SLOPE_BAND[1]} cycles/pixel."]
@@ -342,6 +356,10 @@ def main(argv=None) -> int:
         methods[spec] = record
         print(f"{spec}: {json.dumps(record['summary'])}", file=sys.stderr)
 
+    second = dgnam.load_net(SECOND_JUDGE).to(args.device)
+    for record, column in zip(methods.values(), tiles):
+        second_judge(record, column, second, classes)
+
     sheet = contact_sheet([f"{idx} {name}" for idx, name, _ in classes], list(methods), tiles, captions)
     sheet.save(args.out / "contact_sheet.png")
     device_note = f"{args.device}, {torch.get_num_threads()} threads"
@@ -352,7 +370,7 @@ def main(argv=None) -> int:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": versions(),
         "settings": {
-            "target": TARGET, "judge": JUDGE, "classes": args.classes, "steps": args.steps, "seed": args.seed,
+            "target": TARGET, "judge": JUDGE, "second_judge": SECOND_JUDGE, "classes": args.classes, "steps": args.steps, "seed": args.seed,
             "batch_size": args.batch_size, "device": args.device, "threads": torch.get_num_threads(),
             "spectrum_band_cycles_per_px": list(SLOPE_BAND), "images_scored": "last images (AMResult.images)",
         },  # fmt: skip
