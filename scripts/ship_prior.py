@@ -133,11 +133,13 @@ def card_text(name: str, sha: str, size: int, train_dir: Path, summary: dict, qu
     if quality:
         lines += ["", "## Quality (benchmarks/quality.py)", f"`{quality['command']}` ({quality['classes']} classes, {quality['steps']} steps; "
                   "the prior file named there holds this file's weights). Judge: EfficientNet-Lite1, never optimized against.", ""]
-        lines += ["| method | target top-1 | judge top-1 | judge top-5 | median rel. act. | median spectrum slope | saturation |", "|---|---|---|---|---|---|---|"]
+        lines += ["| method | target top-1 | judge top-1 | judge top-5 | 2nd judge (Lite2) top-1 / top-5 | median rel. act. | median spectrum slope | saturation |",
+                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for method, s in quality.items():
             if isinstance(s, dict):
+                second = f"{s['judge2_top1']:.0%} / {s['judge2_top5']:.0%}" if "judge2_top1" in s else "-"
                 lines.append(
-                    f"| {method} | {s['target_top1']:.0%} | {s['judge_top1']:.0%} | {s['judge_top5']:.0%} | "
+                    f"| {method} | {s['target_top1']:.0%} | {s['judge_top1']:.0%} | {s['judge_top5']:.0%} | {second} | "
                     f"{s['relative_activation_median']} | {s['spectrum_slope_median']} | {s['saturation_mean']} |"
                 )
     lines += ["", "## Limits", f"- Trained for {summary['train_seconds'] / 60:.0f} minutes on a CPU on a small pool: blurry, low-detail images; "

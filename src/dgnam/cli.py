@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--decay", type=float, help="DGN-AM code decay per step (default: the prior's, else the paper's 0.99)")
     v.add_argument("--transforms", choices=["none", "standard"],
                    help="DGN-AM: ascend through random pad/jitter/scale/rotation of the generated image (standard; "
-                   "larger, more object-like shapes, lower activation, 1.4x the time) or not (none; default: the prior's, else the paper's none)")
+                   "larger, more object-like shapes, lower activation, ~1.45x the time) or not (none; default: the prior's, else the paper's none)")
     v.add_argument("--optimizer", choices=["paper", "adam", "gradient", "cmaes", "ga"],
                    help="search in the generator's code space: paper (default; 'gradient' is the same), adam, or gradient-free cmaes / ga")
     v.add_argument("--evals", type=int, help="image evaluations per unit and seed: the budget of cmaes/ga (default 1000); "
