@@ -93,7 +93,9 @@ def method_config(method: str, evals: int, generator=None):
     """The config that spends ``evals`` image evaluations per unit and seed (DGN-AM: the generator's
     measured settings, :func:`dgnam.optimize.dgnam_config`)."""
     if method == "gradient":
-        return dgnam_config(generator, steps=evals - 1)  # steps forward+backward passes, then one forward for the final image
+        # steps forward+backward passes, then one forward for the final image; without random transforms,
+        # which would add a forward pass per step (the activation is tracked without them)
+        return dgnam_config(generator, steps=evals - 1, transforms="none")
     return CMAESConfig(evals=evals) if method == "cmaes" else GAConfig(evals=evals)
 
 

@@ -30,6 +30,7 @@ import json
 import shlex
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="take a method's scores and images from an earlier run in --out with the same settings; "
                     "an earlier run on fewer classes (same steps, seed, batch size) serves its whole batches, the rest is computed")
     args = ap.parse_args(argv)
+    if len(set(args.methods)) < len(args.methods):
+        ap.error("a method is named twice")
     if not 1 <= args.classes <= len(CLASSES):
         ap.error(f"--classes must be 1-{len(CLASSES)}")
     for m in args.methods:
@@ -133,17 +136,45 @@ def pool_reference(pool_dir: Path, n: int, target, units, batch_size: int) -> tu
     return info, natural_max
 
 
-def run_method(spec: str, target, units, args) -> tuple[dgnam.AMResult, float]:
+def method_setup(spec: str, args) -> tuple:
+    """The generator (None for pixel methods) and the resolved config of a method."""
     kind, _, name = spec.partition(":")
-    generator, config = None, None
     if kind in ("dgn-am", "dgn-am-bn"):
         generator = dgnam.load_generator(name).to(args.device)
         config = dgnam_config(generator, steps=args.steps, bn_weight=args.bn_weight if kind == "dgn-am-bn" else 0.0, lr_start=args.lr_start,
                               transforms=args.transforms)  # fmt: skip
-    else:
-        from dgnam.pixel import PixelConfig
+        return generator, config
+    from dgnam.pixel import PixelConfig
 
-        config = PixelConfig(method=name, steps=args.steps)
+    return None, PixelConfig(method=name, steps=args.steps)
+
+
+def generator_fingerprint(name: str) -> str | None:
+    """sha256 of a generator's weights: of the file, or the one its registry entry checks."""
+    from dgnam.generators import get_generator_spec
+    from dgnam.hub import sha256_file
+
+    if Path(name).is_file():
+        return sha256_file(name)
+    weights = get_generator_spec(name).weights
+    return weights.sha256 if weights is not None else None
+
+
+def reuse_key(spec: str, config, args) -> dict:
+    """What an earlier run's records must share to be reused: classes, steps, seed, batch size, pool
+    reference, the method's resolved config and, for a generator, its weights' sha256 (a prior
+    re-shipped under the same name is not mistaken for the old one). JSON-normalized."""
+    key = {
+        "classes": args.classes, "steps": args.steps, "seed": args.seed, "batch_size": args.batch_size,
+        "pool": None if args.pool is None else str(args.pool), "pool_images": args.pool_images, "config": asdict(config),
+    }  # fmt: skip
+    kind, _, name = spec.partition(":")
+    if kind != "pixel":
+        key["generator_sha256"] = generator_fingerprint(name)
+    return json.loads(json.dumps(key))
+
+
+def run_method(generator, config, target, units, args) -> tuple[dgnam.AMResult, float]:
     t0 = time.perf_counter()
     result = visualize(target, units, seeds=[args.seed], generator=generator, config=config,
                        batch_size=args.batch_size, progress=not args.quiet)  # fmt: skip
@@ -318,14 +349,10 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     methods: dict[str, dict] = {}
     tiles, captions = [], []
-    same_all = {"classes": args.classes, "steps": args.steps, "seed": args.seed, "batch_size": args.batch_size}
     for spec in args.methods:
         saved = args.out / "methods" / f"{_slug(spec)}.json"
-        same = {**same_all, "bn_weight": args.bn_weight} if spec.startswith("dgn-am-bn:") else same_all
-        if spec.startswith("dgn-am") and args.lr_start is not None:
-            same = {**same, "lr_start": args.lr_start}
-        if spec.startswith("dgn-am") and args.transforms is not None:
-            same = {**same, "transforms": args.transforms}
+        generator, method_config = method_setup(spec, args)
+        same = reuse_key(spec, method_config, args)
         earlier = json.loads(saved.read_text()) if args.reuse and saved.exists() else None
         kept = reusable_classes(earlier["same"], same, args.batch_size) if earlier else 0
         items = earlier["record"]["items"][:kept] if kept else []
@@ -336,7 +363,7 @@ def main(argv=None) -> int:
             print(f"{spec}: reused the first {kept} classes of {saved}", file=sys.stderr)
         if kept < len(classes):
             todo = classes[kept:]
-            result, took = run_method(spec, target, units[kept:], args)
+            result, took = run_method(generator, method_config, target, units[kept:], args)
             fresh = score(result, target, judge, todo, None if natural_max is None else natural_max[kept:], categories)
             folder = args.out / "images" / _slug(spec)
             folder.mkdir(parents=True, exist_ok=True)
@@ -348,9 +375,11 @@ def main(argv=None) -> int:
                 column.append(image)
             items, seconds, config = items + fresh, seconds + took, result.config
         image_px = list(np.asarray(column[0]).shape[:2])
-        record = {"summary": summarize(items, seconds, image_px), "items": items, "config": config, "reused_classes": kept}
-        saved.parent.mkdir(parents=True, exist_ok=True)
-        saved.write_text(json.dumps({"same": same, "record": record}, indent=1))
+        record = {"summary": summarize(items, seconds, image_px), "items": items, "config": config}
+        if kept < len(classes):  # a record is rewritten only when it grew (a full reuse keeps its provenance)
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            saved.write_text(json.dumps({"same": same, "record": {**record, "reused_classes": kept}}, indent=1))
+        record["reused_classes"] = kept
         tiles.append(column)
         captions.append([(f"L1: {it['judge_pred']}", it["judge_rank"] == 1) for it in record["items"]])
         methods[spec] = record

@@ -46,22 +46,24 @@ def training_summary(train_dir: Path, step: int | None = None) -> dict:
     state = torch.load(train_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
     return {
         "steps": int(state["step"]) if step is None else int(rows[-1]["step"]),
-        "train_seconds": train_seconds(rows),
+        "train_seconds": train_time(rows)[0],
+        "segments": train_time(rows)[1],
         "final_losses": {k: median(k) for k in ("pix", "feat", "adv", "loss_d")},
         "heldout": heldout,
         "config": state["config"],
     }
 
 
-def train_seconds(rows: list[dict]) -> float:
-    """Wall time of the logged steps, over every resumed segment (each process logs seconds from its own start)."""
-    total, last = 0.0, 0.0
+def train_time(rows: list[dict]) -> tuple[float, int]:
+    """Wall time of the logged steps over every resumed segment (each process logs seconds from its
+    own start), and the number of segments."""
+    total, last, segments = 0.0, 0.0, 1
     for r in rows:
         seconds = float(r["seconds"])
         if seconds < last:  # a resumed run starts counting again
-            total += last
+            total, segments = total + last, segments + 1
         last = seconds
-    return total + last
+    return total + last, segments
 
 
 def quality_summary(path: Path | None, method: str | None) -> dict | None:
@@ -119,7 +121,8 @@ def card_text(name: str, sha: str, size: int, train_dir: Path, summary: dict, qu
            "classes, never by a judge; see BENCHMARKS.md)"
            if summary["steps"] < cfg.steps else "`"),
         f"- {summary['steps']} steps of batch {cfg.batch_size}, {summary['train_seconds'] / 60:.0f} min on the 2-core CPU machine "
-        "(shared with other jobs; one thread; stopped and resumed exactly from checkpoints along the way)",
+        "(shared with other jobs; one thread"
+        + (f"; in {summary['segments']} segments, resumed exactly from checkpoints)" if summary.get("segments", 1) > 1 else ")"),
         f"- losses: pixel MSE (weight {cfg.w_pix}), comparator feature MSE at `{cfg.comparator_layer}` of the encoder "
         f"(weight {cfg.w_feat}, from {cfg.feat_start:.0%} of the steps), adversarial with a code-conditioned "
         f"discriminator (weight {cfg.w_adv}, from {cfg.adv_start:.0%}); Adam lr {cfg.lr} cosine to x{cfg.lr_final}, "
@@ -175,7 +178,8 @@ def main(argv=None) -> int:
         gen = load_prior(exported)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     out = args.out_dir / f"{args.name}.safetensors"
-    extra = {"training": {k: v for k, v in summary.items() if k != "config"}, "name": args.name}
+    # the file's training record: steps, time, losses, held-out quality (the segment count is for the card)
+    extra = {"training": {k: v for k, v in summary.items() if k not in ("config", "segments")}, "name": args.name}
     if args.dgn_am:
         extra["dgn_am"] = args.dgn_am
     sha = save_prior(gen, out, extra)

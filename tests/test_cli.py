@@ -112,7 +112,7 @@ def test_a_failing_batch_still_writes_the_finished_images(tmp_path, tiny_registr
 @pytest.mark.parametrize(
     "flags, message",
     [(["--evals", "1"], "--evals must be at least 2"), (["--batch-size", "0"], "--batch-size must be at least 1"),
-     (["--pixel", "pixel", "--transforms", "standard"], "--transforms sets DGN-AM's"),
+     (["--pixel", "pixel", "--transforms", "standard"], "--transforms applies only to DGN-AM"),
      (["--optimizer", "ga", "--transforms", "none"], "--transforms set the gradient path")],
 )
 def test_bad_budgets_name_the_flag(tmp_path, tiny_registry, capsys, flags, message):

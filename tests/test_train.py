@@ -397,5 +397,5 @@ def test_ship_script_adds_up_the_time_of_resumed_segments():
     ship = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ship)
     rows = [{"seconds": s} for s in ("1.0", "2.5", "4.0", "0.5", "3.0", "1.0", "2.0")]  # two resumes
-    assert ship.train_seconds(rows) == 4.0 + 3.0 + 2.0
-    assert ship.train_seconds(rows[:3]) == 4.0
+    assert ship.train_time(rows) == (4.0 + 3.0 + 2.0, 3)
+    assert ship.train_time(rows[:3]) == (4.0, 1)

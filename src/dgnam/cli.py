@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--optimizer", choices=["paper", "adam", "gradient", "cmaes", "ga"],
                    help="search in the generator's code space: paper (default; 'gradient' is the same), adam, or gradient-free cmaes / ga")
     v.add_argument("--evals", type=int, help="image evaluations per unit and seed: the budget of cmaes/ga (default 1000); "
-                   "with a gradient optimizer it sets --steps to N - 1 (one forward+backward per step, plus the final image)")
+                   "with a gradient optimizer it sets --steps to N - 1 (one forward+backward per step, plus the final image; "
+                   "with --transforms standard each step adds a forward pass without transforms)")
     v.add_argument("--lr", type=float, help="pixel methods: learning rate")
     v.add_argument("--batch-size", type=int, default=8, help="images optimized together (default 8)")
     v.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
@@ -229,7 +230,8 @@ def _cmd_visualize(args) -> int:
         from .pixel import PixelConfig
 
         if args.transforms is not None:
-            raise ValueError("--transforms sets DGN-AM's; the pixel methods have their own (fourier and deepinversion always transform)")
+            raise ValueError("--transforms applies only to DGN-AM through a generator prior (give --generator); "
+                             "the pixel methods use their own transforms")
         generator = None
         config = PixelConfig(method=args.pixel or default_pixel_method(net))
         overrides = {"steps": args.steps, "lr": args.lr}

@@ -221,5 +221,5 @@ def standard_transforms(pad: int = 12, jitter: int = 8, scale: tuple[float, floa
 
 __all__ = [
     "Compose", "GaussianBlur", "Generators", "Jitter", "Pad", "RandomRotate", "RandomScale", "Transform",
-    "gaussian_blur", "gaussian_kernel1d", "scales", "standard_transforms",
+    "TRANSFORM_STREAM", "gaussian_blur", "gaussian_kernel1d", "scales", "standard_transforms", "transform_generators",
 ]
