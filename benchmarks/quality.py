@@ -207,14 +207,13 @@ def score(result, target, judge, classes, natural_max, categories) -> list[dict]
 def summarize(items: list[dict], seconds: float, image_px: list[int]) -> dict:
     """A method's figures over its per-class records (the same whether the records were computed in
     one run or extended from an earlier run's whole batches)."""
-    rank = np.array([it["target_rank"] for it in items])
-    judge_rank = np.array([it["judge_rank"] for it in items])
+    judge_top1, judge_top5 = _hit_rates([it["judge_rank"] for it in items])
     rel = np.array([np.nan if it["relative_activation"] is None else it["relative_activation"] for it in items])
     slopes = np.array([np.nan if it["spectrum_slope"] is None else it["spectrum_slope"] for it in items])
     return {
-        "target_top1": round(float((rank == 1).mean()), 4),
-        "judge_top1": round(float((judge_rank == 1).mean()), 4),
-        "judge_top5": round(float((judge_rank <= 5).mean()), 4),
+        "target_top1": _hit_rates([it["target_rank"] for it in items])[0],
+        "judge_top1": judge_top1,
+        "judge_top5": judge_top5,
         "relative_activation_median": _nanmedian(rel),
         "relative_activation_n": int(np.isfinite(rel).sum()),
         "spectrum_slope_median": _nanmedian(slopes),
@@ -241,12 +240,14 @@ def _untuned_rates(items: list[dict]) -> dict:
     rest = [it for it in items if it["index"] not in tuning]
     if len(rest) == len(items):
         return {}
-    judge_rank = np.array([it["judge_rank"] for it in rest])
-    return {
-        "untuned_classes": len(rest),
-        "untuned_judge_top1": round(float((judge_rank == 1).mean()), 4),
-        "untuned_judge_top5": round(float((judge_rank <= 5).mean()), 4),
-    }
+    top1, top5 = _hit_rates([it["judge_rank"] for it in rest])
+    return {"untuned_classes": len(rest), "untuned_judge_top1": top1, "untuned_judge_top5": top5}
+
+
+def _hit_rates(ranks: list[int]) -> tuple[float, float]:
+    """Top-1 and top-5 rates of per-class ranks (1 = the class came first), rounded as reported."""
+    ranks = np.asarray(ranks)
+    return round(float((ranks == 1).mean()), 4), round(float((ranks <= 5).mean()), 4)
 
 
 def _nanmedian(x: np.ndarray) -> float | None:

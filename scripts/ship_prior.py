@@ -44,10 +44,11 @@ def training_summary(train_dir: Path, step: int | None = None) -> dict:
         if r.get("heldout_psnr")
     ]
     state = torch.load(train_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    seconds, segments = train_time(rows)
     return {
         "steps": int(state["step"]) if step is None else int(rows[-1]["step"]),
-        "train_seconds": train_time(rows)[0],
-        "segments": train_time(rows)[1],
+        "train_seconds": seconds,
+        "segments": segments,
         "final_losses": {k: median(k) for k in ("pix", "feat", "adv", "loss_d")},
         "heldout": heldout,
         "config": state["config"],

@@ -364,17 +364,22 @@ def test_two_process_ddp_matches_one_process(tiny_setup):
         assert torch.allclose(states[0][key], value, atol=1e-4), key  # and equal the single process
 
 
-def test_ship_script_writes_a_prior_and_its_card(tiny_setup):
+def _ship_script():
+    """scripts/ship_prior.py as a module."""
     import importlib.util
     from pathlib import Path
 
+    spec = importlib.util.spec_from_file_location("ship_prior", Path(__file__).resolve().parents[1] / "scripts" / "ship_prior.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    return ship
+
+
+def test_ship_script_writes_a_prior_and_its_card(tiny_setup):
     pool, tmp = tiny_setup
     trainer = Trainer(config(steps=4, sample_every=2), pool, tmp / "run", progress=False)
     trainer.train()
-    script = Path(__file__).resolve().parents[1] / "scripts" / "ship_prior.py"
-    spec = importlib.util.spec_from_file_location("ship_prior", script)
-    ship = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ship)
+    ship = _ship_script()
     out = tmp / "data"
     out.mkdir()
     assert ship.main([str(tmp / "run"), "tiny_prior", "--pool", str(pool), "--out-dir", str(out), "--dgn-am", '{"lr_start": 0.05}']) == 0
@@ -389,13 +394,7 @@ def test_ship_script_writes_a_prior_and_its_card(tiny_setup):
 
 
 def test_ship_script_adds_up_the_time_of_resumed_segments():
-    import importlib.util
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parents[1] / "scripts" / "ship_prior.py"
-    spec = importlib.util.spec_from_file_location("ship_prior", script)
-    ship = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ship)
+    ship = _ship_script()
     rows = [{"seconds": s} for s in ("1.0", "2.5", "4.0", "0.5", "3.0", "1.0", "2.0")]  # two resumes
     assert ship.train_time(rows) == (4.0 + 3.0 + 2.0, 3)
     assert ship.train_time(rows[:3]) == (4.0, 1)
