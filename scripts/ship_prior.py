@@ -16,10 +16,8 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
 from dgnam.generators.prior import load_prior, save_prior
-from dgnam.train import TrainConfig, load_trained
+from dgnam.train import TrainConfig, load_checkpoint, load_trained
 
 DATA = Path(__file__).resolve().parents[1] / "src" / "dgnam" / "data"
 
@@ -43,7 +41,7 @@ def training_summary(train_dir: Path, step: int | None = None) -> dict:
         for r in rows
         if r.get("heldout_psnr")
     ]
-    state = torch.load(train_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    state = load_checkpoint(train_dir / "checkpoint.pt")
     seconds, segments = train_time(rows)
     return {
         "steps": int(state["step"]) if step is None else int(rows[-1]["step"]),

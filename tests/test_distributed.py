@@ -193,6 +193,25 @@ def test_a_merge_that_stopped_half_way_runs_again(tmp_path):
     assert (out / "best" / "logits_0000_seed0.png").exists()
 
 
+@pytest.mark.parametrize("key, name", [("best_file", "../../../x.png"), ("file", "/tmp/x.png"), ("rf_file", "link/x.png")])
+def test_merge_moves_no_file_from_or_to_outside_the_run(tmp_path, key, name):
+    out = tmp_path / "deep" / "run"
+    _part(out, 0, 2, 2, [dgnam.Unit("logits", 0)], value=0.25)
+    _part(out, 1, 2, 2, [dgnam.Unit("logits", 1)], value=0.5)
+    victim = tmp_path / "x.png"
+    victim.write_bytes(b"keep me")
+    (part_dir(out, 1) / "link").symlink_to(tmp_path, target_is_directory=True)
+    path = part_dir(out, 1) / "results.json"
+    record = json.loads(path.read_text())
+    record["items"][0][key] = name
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=rf"items\[0\]\.{key} .* leaves the run folder"):
+        merge_parts(out)
+    assert victim.read_bytes() == b"keep me" and not (tmp_path / "deep" / "x.png").exists()
+    assert (part_dir(out, 0) / "logits_0000_seed0.png").exists()  # nothing moved: every name is checked first
+    assert cli.main(["merge", str(out)]) == 2
+
+
 def _fake_world(monkeypatch, rank):
     """cli visualize believes it is rank ``rank`` of 2 (no process group: barriers are no-ops)."""
     import dgnam.distributed as distributed

@@ -188,6 +188,32 @@ def test_missing_run_folder_is_a_clear_error(tmp_path, capsys):
     assert "no results.json" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name", ["/etc/passwd", "../secret.png", "best/../../secret.png", "link/secret.png", "link_file.png"])
+def test_report_embeds_no_file_from_outside_the_run_folder(tmp_path, capsys, name):
+    run = write_color_run(tmp_path / "run")
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"SECRET-BYTES-0123456789")
+    (run / "link").symlink_to(tmp_path, target_is_directory=True)  # a folder symlink that leaves the run
+    (run / "link_file.png").symlink_to(secret)  # a file symlink that leaves the run
+    record = json.loads((run / "results.json").read_text())
+    record["items"][0]["file"] = name
+    (run / "results.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"items\[0\]\.file .* leaves the run folder"):
+        build_report([run])
+    with pytest.raises(ValueError, match="leaves the run folder"):
+        read_run(run)  # evaluate reads the images through the same check
+    assert cli.main(["report", str(run), "--out", str(tmp_path / "r.html")]) == 2
+    assert "leaves the run folder" in capsys.readouterr().err and not (tmp_path / "r.html").exists()
+
+
+def test_report_refuses_a_neighbour_sheet_outside_the_run(tmp_path):
+    run = write_color_run(tmp_path / "run")
+    (run / "neighbors").mkdir()
+    (run / "neighbors" / "neighbors.json").write_text(json.dumps({"items": [{"sheet": "../../secret.png", "label": "x", "seed": 0}]}))
+    with pytest.raises(ValueError, match=r"neighbors.json items\[0\]\.sheet .* leaves the run folder"):
+        build_report([run])
+
+
 # --------------------------------------------------------------------------------------------------
 # The page in a real browser (headless Chromium), when one is available
 # --------------------------------------------------------------------------------------------------

@@ -228,8 +228,11 @@ def test_resume_continues_exactly(tiny_setup):
     second = Trainer(config(steps=8), pool, tmp / "b", progress=False)
     second.resume(tmp / "b" / "checkpoint.pt")
     assert second.step == 4
+    assert second.opt_g.state_dict()["state"][0]["step"] == 4  # Adam's moments came back too
     second.train()
     for (k, a), b in zip(straight.gen.state_dict().items(), second.gen.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), k
+    for (k, a), b in zip(straight.disc.state_dict().items(), second.disc.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), k
     assert len((tmp / "b" / "log.csv").read_text().splitlines()) == 9
 
@@ -253,8 +256,38 @@ def test_interrupt_saves_a_checkpoint(tiny_setup):
     trainer = Trainer(config(steps=8), pool, tmp / "run", progress=False)
     interrupt_at(trainer, 3)
     trainer.train()
-    assert torch.load(tmp / "run" / "checkpoint.pt", weights_only=False)["step"] == 3
+    assert torch.load(tmp / "run" / "checkpoint.pt", weights_only=True)["step"] == 3
     assert load_trained(tmp / "run" / "checkpoint.pt").code_shape == (6,)
+
+
+class _Payload:
+    """A pickled object whose unpickling would run code (here: write a marker file)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tiny_setup):
+    from dgnam.cli import main
+
+    pool, tmp = tiny_setup
+    trainer = Trainer(config(steps=2), pool, tmp / "run", progress=False)
+    trainer.train()
+    state = torch.load(tmp / "run" / "checkpoint.pt", weights_only=True)
+    marker = tmp / "pwned"
+    state["extra"] = _Payload(marker)
+    torch.save(state, tmp / "run" / "checkpoint.pt")
+    with pytest.raises(dgnam.WeightsError, match=r"checkpoint .*checkpoint.pt cannot be read safely"):
+        Trainer(config(steps=2), pool, tmp / "run", progress=False).resume(tmp / "run" / "checkpoint.pt")
+    with pytest.raises(dgnam.WeightsError, match="cannot be read safely"):
+        load_trained(tmp / "run" / "checkpoint.pt")
+    assert not marker.exists()
+    (tmp / "cfg.json").write_text(json.dumps({"prior": TINY_PRIOR, "comparator_layer": "conv1", "steps": 2, "batch_size": 8, "views": 2}))
+    assert main(["train-generator", "--config", str(tmp / "cfg.json"), "--pool", str(pool), "--out", str(tmp / "run"), "--resume", "--quiet"]) == 2
+    assert not marker.exists()
 
 
 def test_export_round_trip(tiny_setup):

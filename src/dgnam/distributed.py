@@ -19,7 +19,6 @@ keeps its parts (a rank that fails still writes the ``results.json`` of what it 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Sequence, TypeVar
 
 import torch
+
+from .rundir import RunFolderError, inside_run, read_json_object
 
 T = TypeVar("T")
 
@@ -145,7 +146,11 @@ def part_settings(settings: dict, world: World, items_total: int) -> dict:
 def _read_parts(out: Path) -> list[tuple[dict, Path]]:
     """This run's parts, in rank order: those with the world size and job count of the newest part
     (older parts of another run are skipped with a warning); an error if two parts claim one rank."""
-    found = [(json.loads(p.read_text()), p.parent, p.stat().st_mtime) for p in (out / PARTS).glob("rank*/results.json")]
+    found = [(read_json_object(p), p.parent, p.stat().st_mtime) for p in (out / PARTS).glob("rank*/results.json")]
+    for record, folder, _ in found:
+        if not isinstance(record.get("part"), dict) or not {"rank", "world_size", "items_total", "run_keys"} <= set(record["part"]):
+            raise RunFolderError(f"{folder / 'results.json'} has no complete 'part' record (rank, world_size, items_total, run_keys): "
+                                 f"it is not a part of a torchrun run; move it out of {out / PARTS} and merge again")
     if not found:
         raise FileNotFoundError(f"no part of a run in {out / PARTS} (rank*/results.json): nothing to merge")
     newest = max(found, key=lambda f: f[2])[0]["part"]
@@ -162,6 +167,19 @@ def _read_parts(out: Path) -> list[tuple[dict, Path]]:
         rank, names = min(twice.items())
         raise ValueError(f"rank {rank} has more than one part in {out / PARTS} ({', '.join(sorted(names))}): remove the stale one and merge again")
     return sorted(kept, key=lambda record_folder: record_folder[0]["part"]["rank"])
+
+
+def _check_part_files(out: Path, record: dict, folder: Path) -> None:
+    """Refuse a part whose items name files outside the part folder or outside ``out`` (a part's JSON
+    must neither pull a file in from elsewhere nor push one out of the run)."""
+    items = record.get("items")
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise RunFolderError(f"{folder / 'results.json'} has no list of item records under 'items': it is not dgnam's; move it out of {out / PARTS}")
+    for k, item in enumerate(items):
+        for key in ("file", "best_file", "rf_file"):
+            if item.get(key) or key == "file":
+                inside_run(folder, item.get(key), f"items[{k}].{key}")
+                inside_run(out, item.get(key), f"items[{k}].{key}")
 
 
 def merge_parts(out: str | Path, started: float | None = None, keep_parts: bool = False) -> Path:
@@ -193,6 +211,8 @@ def merge_parts(out: str | Path, started: float | None = None, keep_parts: bool 
 
     out = Path(out)
     records = _read_parts(out)
+    for record, folder in records:  # every name checked before the first file moves
+        _check_part_files(out, record, folder)
     part = records[0][0]["part"]
     world_size, total = part["world_size"], part["items_total"]
     settings = {k: records[0][0][k] for k in part["run_keys"]}
@@ -212,7 +232,7 @@ def merge_parts(out: str | Path, started: float | None = None, keep_parts: bool 
                 item["batch"] += offset
             for key in ("file", "best_file", "rf_file"):
                 if item.get(key):
-                    source, target = folder / item[key], out / item[key]
+                    source, target = folder / item[key], out / item[key]  # checked by _check_part_files
                     if not source.exists() and target.exists():  # moved by an earlier merge that stopped
                         continue
                     target.parent.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .pool import read_image
+from .rundir import inside_run, read_json_object
 
 EVALUATION_FILE = "evaluation.json"
 NEIGHBORS_DIR = "neighbors"
@@ -43,11 +44,12 @@ def read_record(run_dir: str | Path) -> dict:
 
     Raises:
         FileNotFoundError: the folder has no results.json (not a run folder).
+        RunFolderError: results.json is broken or not a JSON object.
     """
     path = Path(run_dir) / "results.json"
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a run folder: no results.json (`dgnam visualize --out {run_dir}` writes one)")
-    return json.loads(path.read_text())
+    return read_json_object(path)
 
 
 def read_run(run_dir: str | Path) -> tuple[dict, np.ndarray]:
@@ -63,8 +65,8 @@ def read_run(run_dir: str | Path) -> tuple[dict, np.ndarray]:
     run_dir = Path(run_dir)
     record = read_record(run_dir)
     arrays = []
-    for item in record.get("items") or []:
-        path = run_dir / item["file"]
+    for k, item in enumerate(record.get("items") or []):
+        path = inside_run(run_dir, item.get("file") if isinstance(item, dict) else None, f"items[{k}].file")
         if not path.is_file():
             raise FileNotFoundError(f"{path} is listed in results.json but missing")
         arrays.append(read_image(path))
@@ -215,14 +217,22 @@ def load_run_page(run_dir: str | Path) -> RunPage:
     """Read what the report shows of one run folder (results.json, PNGs, evaluation, neighbours)."""
     run_dir = Path(run_dir)
     record = read_record(run_dir)
-    wanted = [it["file"] for it in record.get("items") or []] + ["contact_sheet.png"]
+    items = record.get("items") or []
+    wanted = {it.get("file") if isinstance(it, dict) else None: f"items[{k}].file" for k, it in enumerate(items)}
+    wanted["contact_sheet.png"] = "the contact sheet"
     evaluation = neighbors = None
     if (run_dir / EVALUATION_FILE).is_file():
-        evaluation = json.loads((run_dir / EVALUATION_FILE).read_text())
+        evaluation = read_json_object(run_dir / EVALUATION_FILE, EVALUATION_FILE)
     if (run_dir / NEIGHBORS_DIR / NEIGHBORS_FILE).is_file():
-        neighbors = json.loads((run_dir / NEIGHBORS_DIR / NEIGHBORS_FILE).read_text())
-        wanted += [f"{NEIGHBORS_DIR}/{it['sheet']}" for it in neighbors.get("items", []) if it.get("sheet")]
-    files = {rel: (run_dir / rel).read_bytes() for rel in wanted if (run_dir / rel).is_file()}
+        neighbors = read_json_object(run_dir / NEIGHBORS_DIR / NEIGHBORS_FILE, NEIGHBORS_FILE)
+        for k, it in enumerate(neighbors.get("items") or []):
+            if isinstance(it, dict) and it.get("sheet"):
+                wanted[f"{NEIGHBORS_DIR}/{it['sheet']}"] = f"{NEIGHBORS_FILE} items[{k}].sheet"
+    files = {}
+    for rel, what in wanted.items():
+        path = inside_run(run_dir, rel, what)  # never embed a file from outside the run folder
+        if path.is_file():
+            files[rel] = path.read_bytes()
     return RunPage(name=str(run_dir), record=record, files=files, evaluation=evaluation, neighbors=neighbors)
 
 

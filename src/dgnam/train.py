@@ -295,7 +295,7 @@ class Trainer:
         return self.out / "checkpoint.pt"
 
     def resume(self, path: str | Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        state = load_checkpoint(path, map_location=self.device)
         saved = TrainConfig.from_dict(state["config"])
         if saved.prior != self.config.prior:
             raise ValueError(f"checkpoint {path} has architecture {saved.prior}, not {self.config.prior}")
@@ -433,9 +433,43 @@ def _init_distributed(device: str) -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
+def load_checkpoint(path: str | Path, map_location: torch.device | str = "cpu") -> dict:
+    """A training checkpoint's state, read with ``torch.load(weights_only=True)``.
+
+    A checkpoint holds only tensors and plain values (step, state dicts, Adam's state, the config as
+    a dict), so the restricted unpickler reads it; a file that needs anything more (a pickled object
+    whose ``__reduce__`` would run code) is refused before any of it runs.
+
+    Args:
+        path: ``checkpoint.pt`` written by :meth:`Trainer.save_checkpoint`.
+        map_location: where the tensors go.
+
+    Returns:
+        The state dict (keys ``step``, ``gen``, ``disc``, ``opt_g``, ``opt_d``, ``config``).
+
+    Example:
+        >>> load_checkpoint("runs/prior/checkpoint.pt")["step"]  # doctest: +SKIP
+        4000
+    """
+    from .hub import WeightsError
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"checkpoint {path} is not a file: give the checkpoint.pt of a train-generator run")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # UnpicklingError for foreign objects, RuntimeError for a damaged zip
+        raise WeightsError(f"checkpoint {path} cannot be read safely (only tensors and plain values are allowed): "
+                           f"{str(e).splitlines()[0][:200]}; use a checkpoint written by dgnam train-generator") from e
+    missing = {"step", "gen", "disc", "opt_g", "opt_d", "config"} - set(state if isinstance(state, dict) else ())
+    if missing:
+        raise WeightsError(f"checkpoint {path} lacks {sorted(missing)}: use a checkpoint written by dgnam train-generator")
+    return state
+
+
 def load_trained(checkpoint: str | Path) -> PriorGenerator:
     """The generator of a training checkpoint (for evaluation or export)."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = load_checkpoint(checkpoint)
     config = TrainConfig.from_dict(state["config"])
     gen = PriorGenerator(config.prior)
     gen.load_state_dict(state["gen"])
@@ -443,4 +477,4 @@ def load_trained(checkpoint: str | Path) -> PriorGenerator:
     return gen.eval()
 
 
-__all__ = ["TrainConfig", "Trainer", "Discriminator", "stage_weights", "code_stats", "load_trained"]
+__all__ = ["TrainConfig", "Trainer", "Discriminator", "stage_weights", "code_stats", "load_checkpoint", "load_trained"]
