@@ -160,6 +160,21 @@ def build_parser() -> argparse.ArgumentParser:
     nb.add_argument("--device", default="cpu")
     nb.add_argument("--out", help="output folder (default RUN_DIR/neighbors): one sheet PNG per image and neighbors.json")
 
+    ex = sub.add_parser("exemplars", help="each unit's top-k and bottom-k natural images (receptive-field crops), one cached pass per layer")
+    ex.add_argument("net", help="registered target net (`dgnam nets`)")
+    ex.add_argument("unit", nargs="+", help="LAYER:UNIT[@LOC], e.g. _blocks.7:0-15 or logits:espresso")
+    ex.add_argument("--data", required=True, help="any image folder (searched recursively), a pool folder or a packed .npz pool")
+    ex.add_argument("-k", type=int, default=9, help="images per end (default 9, as Borowski et al.)")
+    ex.add_argument("--out", required=True, help="output folder (RUN/exemplars keeps them with a visualize run; `dgnam report` shows them)")
+    ex.add_argument("--net-weights", help="local weight file for the net")
+    ex.add_argument("--size", type=int, default=160, help="side of an image folder's images (default 160, as pools)")
+    ex.add_argument("--max-images", type=int, help="use a fixed random subset of this many images (default: all)")
+    ex.add_argument("--cache-dir", help="activation cache (default $DGNAM_HOME/activations)")
+    ex.add_argument("--no-cache", action="store_true", help="compute the pass without reading or writing the cache")
+    ex.add_argument("--batch-size", type=int, default=32)
+    ex.add_argument("--device", default="cpu")
+    ex.add_argument("--quiet", action="store_true", help="no progress bars")
+
     r = sub.add_parser("report", help="one self-contained HTML page of run folders (images, curves, metrics, neighbours, settings)")
     r.add_argument("run_dirs", nargs="+", help="folders written by `dgnam visualize`")
     r.add_argument("--out", help="HTML file (default RUN_DIR/report.html for one run, ./report.html for several)")
@@ -644,6 +659,36 @@ def _cmd_neighbors(args) -> int:
     return 0
 
 
+def _cmd_exemplars(args) -> int:
+    import torch
+
+    from . import load_net, parse_units
+    from .exemplars import check_k, exemplars, layer_activations, open_images, save_exemplars, unit_receptive_field
+    from .objectives import check_units
+    from .results import unit_label
+
+    net = load_net(args.net, weights=args.net_weights).to(torch.device(args.device))
+    units = list(dict.fromkeys(parse_units(args.unit, net.categories)))
+    data = open_images(args.data, size=args.size, max_images=args.max_images)  # lists files only
+    check_k(args.k, len(data))  # before any forward pass
+    check_units(net, units)
+    cache = False if args.no_cache else args.cache_dir
+    results, passes = [], {}
+    for layer in dict.fromkeys(u.layer for u in units):
+        mine = [u for u in units if u.layer == layer]
+        acts = layer_activations(net, layer, data, units=mine, cache_dir=cache, batch_size=args.batch_size, progress=not args.quiet)
+        passes[layer] = {"key": acts.key, "cached": acts.cached, "shape": list(acts.shape)}
+        for unit in mine:
+            results.append((exemplars(acts, unit, args.k), unit_receptive_field(net, unit, data.size), unit_label(unit, net.categories)))
+    settings = {"command": ["dgnam"] + sys.argv[1:], "net": args.net, "net_weights": args.net_weights, "units": [str(u) for u in units], "k": args.k,
+                "data": {"path": str(args.data), "images": len(data), "size": data.size, "fingerprint": data.fingerprint},
+                "passes": passes, "device": str(args.device)}  # fmt: skip
+    path = save_exemplars(args.out, data, results, settings)
+    how = ", ".join(f"{layer}: {'cached' if p['cached'] else 'computed'}" for layer, p in passes.items())
+    print(f"wrote the top and bottom {args.k} of {len(units)} unit(s) over {len(data)} images and {path} ({how})")
+    return 0
+
+
 def _cmd_report(args) -> int:
     from .report import build_report
 
@@ -688,7 +733,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {
         "visualize": _cmd_visualize, "layers": _cmd_layers, "nets": _cmd_nets, "generators": _cmd_generators,
         "weights": _cmd_weights, "pool": _cmd_pool, "train-generator": _cmd_train, "bounds": _cmd_bounds,
-        "evaluate": _cmd_evaluate, "neighbors": _cmd_neighbors, "report": _cmd_report,
+        "evaluate": _cmd_evaluate, "neighbors": _cmd_neighbors, "exemplars": _cmd_exemplars, "report": _cmd_report,
         "sample": _cmd_sample, "merge": _cmd_merge, "repro": _cmd_repro,
     }
     try:

@@ -29,6 +29,7 @@ from .rundir import inside_run, read_json_object
 EVALUATION_FILE = "evaluation.json"
 NEIGHBORS_DIR = "neighbors"
 NEIGHBORS_FILE = "neighbors.json"
+EXEMPLARS_DIR = "exemplars"  # `dgnam exemplars ... --out RUN/exemplars` keeps a run's dataset exemplars with it
 
 #: Line colours of the activation curves (Okabe-Ito, readable by colour-blind readers).
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
@@ -64,6 +65,8 @@ def read_run(run_dir: str | Path) -> tuple[dict, np.ndarray]:
     """
     run_dir = Path(run_dir)
     record = read_record(run_dir)
+    if record.get("kind") == "exemplars":
+        raise ValueError(f"{run_dir} holds dataset exemplars (`dgnam exemplars`), not synthesized images: give a `dgnam visualize` run folder")
     arrays = []
     for k, item in enumerate(record.get("items") or []):
         path = inside_run(run_dir, item.get("file") if isinstance(item, dict) else None, f"items[{k}].file")
@@ -211,13 +214,25 @@ class RunPage:
     files: dict[str, bytes] = field(default_factory=dict)
     evaluation: dict | None = None
     neighbors: dict | None = None
+    exemplars: dict | None = None  # the results.json of `dgnam exemplars` (this folder's, or RUN/exemplars/'s); sheets in files
+
+
+def _exemplar_files(run_dir: Path, record: Mapping, prefix: str) -> dict[str, bytes]:
+    """The sheets of an exemplars record, keyed by path relative to the run folder shown."""
+    files = {}
+    for k, it in enumerate(record.get("items") or []):
+        if isinstance(it, dict) and it.get("sheet"):
+            path = inside_run(run_dir, f"{prefix}{it['sheet']}", f"exemplars items[{k}].sheet")  # never a file from outside the run
+            if path.is_file():
+                files[f"{prefix}{it['sheet']}"] = path.read_bytes()
+    return files
 
 
 def load_run_page(run_dir: str | Path) -> RunPage:
     """Read what the report shows of one run folder (results.json, PNGs, evaluation, neighbours)."""
     run_dir = Path(run_dir)
     record = read_record(run_dir)
-    items = record.get("items") or []
+    items = record.get("items") or [] if record.get("kind") != "exemplars" else []  # exemplars: their sheets, below
     wanted = {it.get("file") if isinstance(it, dict) else None: f"items[{k}].file" for k, it in enumerate(items)}
     wanted["contact_sheet.png"] = "the contact sheet"
     evaluation = neighbors = None
@@ -233,7 +248,14 @@ def load_run_page(run_dir: str | Path) -> RunPage:
         path = inside_run(run_dir, rel, what)  # never embed a file from outside the run folder
         if path.is_file():
             files[rel] = path.read_bytes()
-    return RunPage(name=str(run_dir), record=record, files=files, evaluation=evaluation, neighbors=neighbors)
+    exemplars = None
+    if record.get("kind") == "exemplars":
+        exemplars = dict(record, prefix="")
+    elif (run_dir / EXEMPLARS_DIR / "results.json").is_file():
+        exemplars = dict(read_json_object(run_dir / EXEMPLARS_DIR / "results.json", f"{EXEMPLARS_DIR}/results.json"), prefix=f"{EXEMPLARS_DIR}/")
+    if exemplars is not None:
+        files.update(_exemplar_files(run_dir, exemplars, exemplars["prefix"]))
+    return RunPage(name=str(run_dir), record=record, files=files, evaluation=evaluation, neighbors=neighbors, exemplars=exemplars)
 
 
 def build_report(run_dirs: Sequence[str | Path], title: str = "dgnam report") -> str:
@@ -316,7 +338,7 @@ def _table(rows: Sequence[Sequence], header: Sequence[str] | None = None, cls: s
 
 
 def _settings_rows(record: Mapping) -> list[list]:
-    keys = ["method", "net", "net_weights", "generator", "generator_weights", "preset", "seeds", "units", "batch_size", "device", "created",
+    keys = ["kind", "method", "net", "net_weights", "generator", "generator_weights", "preset", "seeds", "units", "k", "batch_size", "device", "created",
             "seconds", "complete", "interrupted"]  # fmt: skip
     rows: list[list] = []
     for key in keys:
@@ -337,6 +359,9 @@ def _settings_rows(record: Mapping) -> list[list]:
 
 def _run_section(run: RunPage, k: int) -> str:
     rec = run.record
+    if rec.get("kind") == "exemplars":
+        return (f'<section id="run{k}"><h2>{html.escape(run.name)}</h2>' + _exemplars_html(rec, run.files)
+                + "<h3>Settings</h3>" + _table(_settings_rows(rec), ["setting", "value"], "settings") + "</section>")  # fmt: skip
     items = rec.get("items") or []
     out = [f'<section id="run{k}"><h2>{html.escape(run.name)}</h2>']
     out.append(f'<p class="meta">{html.escape(str(rec.get("method", "?")))} on {html.escape(str(rec.get("net", "?")))}: '
@@ -368,6 +393,8 @@ def _run_section(run: RunPage, k: int) -> str:
         out.append(_evaluation_html(run.evaluation))
     if run.neighbors:
         out.append(_neighbors_html(run.neighbors, run.files))
+    if run.exemplars:
+        out.append(_exemplars_html(run.exemplars, run.files))
     out.append("<h3>Settings</h3>" + _table(_settings_rows(rec), ["setting", "value"], "settings"))
     out.append("</section>")
     return "\n".join(out)
@@ -448,6 +475,19 @@ def _neighbors_html(nb: Mapping, files: Mapping[str, bytes]) -> str:
     return "\n".join(out)
 
 
+def _exemplars_html(ex: Mapping, files: Mapping[str, bytes]) -> str:
+    data = ex.get("data") or {}
+    prefix = ex.get("prefix", "")
+    out = [f"<h3>Dataset exemplars</h3><p class=\"meta\">top and bottom {html.escape(str(ex.get('k')))} of {html.escape(str(data.get('images')))} images of "
+           f"<code>{html.escape(str(data.get('path')))}</code> for {html.escape(str(ex.get('net')))}; hidden units cut to their receptive field.</p>"]  # fmt: skip
+    for it in ex.get("items") or []:
+        st = it.get("stats") or {}
+        sheet = _img(files.get(f"{prefix}{it.get('sheet')}"), str(it.get("sheet")), "sheet")
+        out.append(f'<div class="nb"><div>{html.escape(str(it.get("label", it.get("unit"))))}: over the data min {_num(st.get("min"))}, '
+                   f'median {_num(st.get("median"))}, max {_num(st.get("max"))}</div>{sheet}</div>')  # fmt: skip
+    return "\n".join(out)
+
+
 def _comparison_table(runs: Sequence[RunPage]) -> str:
     header = ["run", "method", "images", "target top-1", "judge", "judge top-1", "judge top-5", "Fréchet dist.", "diversity",
               "rel. act. (median)", "slope (median)", "saturation", "s / image"]  # fmt: skip
@@ -465,6 +505,6 @@ def _comparison_table(runs: Sequence[RunPage]) -> str:
 
 
 __all__ = [
-    "EVALUATION_FILE", "NEIGHBORS_DIR", "NEIGHBORS_FILE", "RunPage", "build_report", "load_run_page", "neighbors_sheet",
+    "EVALUATION_FILE", "EXEMPLARS_DIR", "NEIGHBORS_DIR", "NEIGHBORS_FILE", "RunPage", "build_report", "load_run_page", "neighbors_sheet",
     "read_record", "read_run", "render_report", "svg_curves",
 ]  # fmt: skip
