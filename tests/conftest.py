@@ -46,7 +46,7 @@ CATEGORIES = ("cat, tabby", "dog", "bell pepper", "crane", "crane")
 @pytest.fixture
 def tiny_target():
     torch.manual_seed(0)
-    model = TinyNet()
+    model = TinyNet().eval()  # as a trained model is used (wrap_model leaves the mode to its owner)
     with torch.no_grad():  # non-trivial BatchNorm statistics
         model.bn1.running_mean.uniform_(-0.1, 0.1)
         model.bn1.running_var.uniform_(0.5, 1.5)

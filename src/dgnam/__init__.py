@@ -13,7 +13,7 @@ Importing the package does no work: registries fill on first use.
 from .blackbox import CMAESConfig, GAConfig, blackbox_am, cmaes_am, ga_am
 from .generators import Generator, GeneratorSpec, list_generators, load_generator, register_generator
 from .hub import WeightSource, WeightsError, download_weights
-from .nets import InputSpec, NetSpec, Target, list_nets, load_net, register_net, wrap_model
+from .nets import InputSpec, NetSpec, Target, frozen_eval, list_nets, load_net, register_net, wrap_model
 from .objectives import Objective, check_units, run_objective, units_objective
 from .optimize import AMResult, DGNAMConfig, dgn_am, dgnam_config
 from .pixel import PixelConfig, pixel_am
@@ -26,5 +26,5 @@ __all__ = [
     "AMResult", "DGNAMConfig", "CMAESConfig", "GAConfig", "blackbox_am", "cmaes_am", "ga_am", "PixelConfig", "pixel_am", "visualize", "Generator", "GeneratorSpec", "InputSpec", "NetSpec", "Objective", "Target",
     "Unit", "UnitError", "WeightSource", "WeightsError", "check_units", "dgn_am", "dgnam_config", "download_weights",
     "list_generators", "list_nets", "load_generator", "load_net", "parse_unit", "parse_units",
-    "register_generator", "register_net", "run_objective", "units_objective", "wrap_model",
+    "register_generator", "register_net", "run_objective", "units_objective", "wrap_model", "frozen_eval",
 ]

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from .generators import Generator, code_center_scale
 from .hooks import OUTPUT, capture, forward_until
-from .nets import Target
+from .nets import Target, frozen_eval
 from .objectives import check_units
 from .units import Unit, layer_kind, read_unit
 
@@ -130,7 +130,8 @@ def layer_encoder(target: Target, layer: str) -> Encoder:
     @torch.no_grad()
     def encode(images: torch.Tensor) -> torch.Tensor:
         x = target.preprocess(images)
-        return forward_until(target.model, layer, x).float()
+        with frozen_eval(target.model):  # a user's model is left in the mode it was in
+            return forward_until(target.model, layer, x).float()
 
     return encode
 

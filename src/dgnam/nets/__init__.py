@@ -7,17 +7,19 @@ and licence. Any user ``nn.Module`` becomes a target with :func:`wrap_model` and
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..hub import WeightSource, load_state_dict, load_strict, resolve_weights
+from ..rundir import short
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -71,21 +73,58 @@ class NetSpec:
     loader: Callable[[Path], dict[str, torch.Tensor]] | None = None
 
 
+@contextmanager
+def frozen_eval(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode and frozen parameters for the block only: the model comes back as it was.
+
+    Inside the block every submodule is in eval mode (BatchNorm uses its running statistics and
+    leaves them alone, dropout is off) and no parameter requires a gradient (gradients flow to the
+    input only). On exit each submodule gets its own ``training`` flag back and each parameter its
+    own ``requires_grad``, also when the block raises. Blocks nest.
+
+    Args:
+        model: Any ``nn.Module`` (a user's model, or a :class:`Target`).
+
+    Yields:
+        ``model`` itself.
+
+    Example:
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).train()
+        >>> with frozen_eval(model):
+        ...     model.training, next(model.parameters()).requires_grad
+        (False, False)
+        >>> model.training, next(model.parameters()).requires_grad
+        (True, True)
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    grads = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        model.eval()
+        for p, _ in grads:
+            p.requires_grad_(False)
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
+        for p, requires_grad in grads:
+            p.requires_grad_(requires_grad)
+
+
 class Target(nn.Module):
     """A network plus its input spec: takes RGB images in [0, 1] of any size and returns its output.
 
     The wrapped module is ``self.model``; layer names are those of ``model.named_modules()``, plus
-    ``"output"`` for whatever ``model`` returns.
+    ``"output"`` for whatever ``model`` returns. Wrapping changes nothing in ``model``: each forward
+    pass runs it under :func:`frozen_eval` (eval mode, no parameter gradients) and gives it back as it
+    was, so a user's model in train mode stays in train mode and its BatchNorm statistics unchanged.
     """
 
     def __init__(self, model: nn.Module, spec: InputSpec, categories: tuple[str, ...] | None = None, name: str = "model"):
         super().__init__()
-        self.model = model.eval()
+        self.model = model
         self.spec = spec
         self.categories = categories
         self.name = name
-        for p in self.model.parameters():
-            p.requires_grad_(False)
         mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1)
         std = torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1)
         self.register_buffer("mean", mean, persistent=False)
@@ -120,7 +159,7 @@ class Target(nn.Module):
         """
         if not hasattr(self.model, "fused"):
             return self
-        fused = self.model.fused()
+        fused = self.model.fused().eval().requires_grad_(False)  # a copy: ours to freeze
         if set(layers) & set(getattr(fused, "changed_layers", ())):
             return self
         fused.to(memory_format=torch.channels_last)
@@ -130,7 +169,8 @@ class Target(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(images.shape)}")
-        return self.model(self.preprocess(images))
+        with frozen_eval(self.model):  # a few microseconds per pass; the model is left as it was
+            return self.model(self.preprocess(images))
 
 
 _REGISTRY: dict[str, NetSpec] = {}
@@ -180,12 +220,53 @@ def load_net(name: str, weights: str | Path | None = None, download: bool = Fals
     path = resolve_weights(spec.weights, weights, download=download)
     load_strict(model, (spec.loader or load_state_dict)(path), what=name)
     input_spec = spec.input if fit is None else _replace(spec.input, fit=fit)
+    model.eval().requires_grad_(False)  # our own copy: frozen for good
     return Target(model, input_spec, spec.categories, name=name)
 
 
 def wrap_model(model: nn.Module, spec: InputSpec | None = None, categories: tuple[str, ...] | None = None, name: str = "model") -> Target:
-    """Make any ``nn.Module`` a target: give its input spec (defaults: 224 px, ImageNet mean/std)."""
-    return Target(model, spec or InputSpec(), categories, name=name)
+    """Make any ``nn.Module`` a target: give its input spec (defaults: 224 px, ImageNet mean/std).
+
+    The model itself is not changed: each forward pass of the target runs it in eval mode with frozen
+    parameters and restores both afterwards (:func:`frozen_eval`).
+
+    Args:
+        model: The network; it takes a batch of images shaped as ``spec`` describes.
+        spec: Input size, value range, channel order, mean and std (default :class:`InputSpec`).
+        categories: Names of the output units, for ``logits:NAME`` units and labels.
+        name: The name used in messages and results.
+
+    Returns:
+        A :class:`Target`.
+
+    Raises:
+        ValueError: the model's first convolution takes another number of channels than the spec
+            gives (and a probe pass at the native size fails).
+
+    Example:
+        >>> net = wrap_model(torchvision.models.resnet18(weights="DEFAULT"), InputSpec())  # doctest: +SKIP
+    """
+    spec = spec or InputSpec()
+    _check_channels(model, spec, name)
+    return Target(model, spec, categories, name=name)
+
+
+def _check_channels(model: nn.Module, spec: InputSpec, name: str) -> None:
+    """Fail up front (not deep inside a convolution) when the model's input channels differ from the spec's."""
+    first = next(((n, m) for n, m in model.named_modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+    channels = int(getattr(spec, "channels", len(spec.mean)))
+    if first is None or first[1].in_channels == channels:
+        return
+    try:  # the first registered convolution need not be the first one applied: ask the model itself
+        probe = torch.zeros(1, channels, *spec.size, device=next(model.parameters()).device)
+        with frozen_eval(model), torch.no_grad():
+            model(probe)
+        return
+    except Exception:
+        pass
+    raise ValueError(f"{short(name)}: its first convolution {first[0]!r} takes {first[1].in_channels} input channel(s), but the "
+                     f"input spec gives {channels} (mean/std {spec.mean}): give an InputSpec for the model's input, or adapt the "
+                     f"model to {channels}-channel images")
 
 
 def _replace(spec: InputSpec, **changes) -> InputSpec:
