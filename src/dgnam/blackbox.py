@@ -72,7 +72,7 @@ FULL_COVARIANCE_MAX_DIM = 4096  # code units up to which CMA-ES keeps a full cov
 
 @dataclass
 class CMAESConfig:
-    """CMA-ES (Hansen's ``cma`` package) in code space; ``pip install "dgnam[blackbox]"``."""
+    """CMA-ES (Hansen's ``cma`` package, a core dependency) in code space."""
 
     evals: int = 1000  # image evaluations per unit and seed: generations * popsize + 1 (the final mean)
     popsize: int | None = None  # candidates per generation; None: cma's default 4 + 3 ln(dim) (25 for 1280-d)
@@ -135,7 +135,7 @@ def require_cma():
             warnings.simplefilter("ignore")
             import cma
     except ImportError as exc:
-        raise ImportError('CMA-ES needs the cma package: pip install "dgnam[blackbox]" (or pip install cma)') from exc
+        raise ImportError('CMA-ES needs the cma package (a dgnam dependency): pip install cma') from exc
     return cma
 
 

@@ -25,13 +25,71 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
+NET_HELP = ("target net: a registered name (`dgnam nets`), torchvision:NAME[:WEIGHTS], timm:NAME, hf:REPO_ID or hf:DIR, "
+            "or your own builder PATH.py:FUNC / package.module:FUNC (imported and run as your code) returning an nn.Module, "
+            "(module, InputSpec) or (module, InputSpec, categories)")  # fmt: skip
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, e.g. 0.485,0.456,0.406; got {text!r}") from None
+
+
+def _input_size(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d+)\s*(?:[x,]\s*(\d+))?\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"expected a size S or HxW, e.g. 224 or 240x320; got {text!r}")
+    return int(m.group(1)), int(m.group(2) or m.group(1))
+
+
+def add_spec_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that override or supply a net's input spec (for nets without one, e.g. PATH.py:FUNC)."""
+    g = parser.add_argument_group("input spec (overrides the net's own; a builder without an InputSpec gets 224 px RGB, ImageNet mean/std)")
+    g.add_argument("--input-size", type=_input_size, help="the size the net takes: S or HxW")
+    g.add_argument("--mean", type=_floats, help="per-channel mean after scaling, e.g. 0.485,0.456,0.406 (its length sets the channel count)")
+    g.add_argument("--std", type=_floats, help="per-channel std, e.g. 0.229,0.224,0.225")
+    g.add_argument("--value-range", type=float, help="1 for inputs in [0, 1], 255 for Caffe-style nets")
+    g.add_argument("--bgr", action="store_true", default=None, help="the net takes BGR (3 channels)")
+    g.add_argument("--categories", help="file of class names, one per line, for the output units")
+
+
+def net_from_args(args, fit: str | None = None):
+    """The :class:`~dgnam.nets.Target` that ``--net``, ``--net-weights``, ``--download`` and the input-spec flags ask for."""
+    from .nets.adapters import load_target
+
+    return load_target(args.net, weights=args.net_weights, download=getattr(args, "download", False), overrides=spec_overrides(args), fit=fit)
+
+
+def recorded_overrides(record: dict):
+    """The input-spec overrides a run folder's results.json recorded (``net_overrides``), to rebuild its net."""
+    from .nets.adapters import SpecOverrides, read_categories
+
+    given = record.get("net_overrides") or {}
+    tuples = {k: tuple(given[k]) for k in ("size", "mean", "std") if given.get(k) is not None}
+    categories = read_categories(given["categories_file"]) if given.get("categories_file") else None
+    return SpecOverrides(value_range=given.get("value_range"), bgr=given.get("bgr"), categories=categories, **tuples)
+
+
+def spec_overrides(args):
+    """The :class:`~dgnam.nets.adapters.SpecOverrides` of the input-spec flags (all None when absent)."""
+    from .nets.adapters import SpecOverrides, read_categories
+
+    get = lambda name: getattr(args, name, None)  # noqa: E731  (sub-commands without the flags)
+    categories = read_categories(args.categories) if get("categories") else None
+    return SpecOverrides(size=get("input_size"), mean=get("mean"), std=get("std"), value_range=get("value_range"), bgr=get("bgr"),
+                         categories=categories)  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dgnam", description="Synthesize the preferred inputs of neurons (DGN-AM).")
     sub = p.add_subparsers(dest="command", required=True)
 
     v = sub.add_parser("visualize", help="synthesize preferred inputs of units")
-    v.add_argument("--net", help="registered target net (`dgnam nets`); default efficientnet_lite0, or the preset's")
+    v.add_argument("--net", help=NET_HELP + "; default efficientnet_lite0, or the preset's")
     v.add_argument("--net-weights", help="local weight file for the net")
+    add_spec_flags(v)
     v.add_argument("--unit", action="append", default=[], help="LAYER:UNIT[@LOC], repeatable; ranges 0-9, class names, @FILE")
     v.add_argument("--units-file", help="file with one unit per line")
     method = v.add_mutually_exclusive_group()
@@ -60,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--quiet", action="store_true", help="no progress bars")
 
     sm = sub.add_parser("sample", help="sample many diverse preferred inputs per unit (PPGN-h chain in a generator's code space)")
-    sm.add_argument("net", help="registered target net (`dgnam nets`)")
+    sm.add_argument("net", help=NET_HELP)
     sm.add_argument("unit", nargs="+", help="LAYER:UNIT[@LOC], e.g. logits:945 or 'logits:bell pepper'")
     sm.add_argument("--generator", help="generator prior (registered name or FILE.safetensors); default: the net's default prior")
     sm.add_argument("--generator-weights", help="local weight file for the generator")
@@ -84,9 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     n = sub.add_parser("nets", help="list registered target nets")
     n.set_defaults()
     sub.add_parser("generators", help="list registered generator priors")
-    lay = sub.add_parser("layers", help="list the addressable layers of a net with output shapes")
-    lay.add_argument("net")
-    lay.add_argument("--net-weights")
+    lay = sub.add_parser("layers", help="list the addressable layers of a net (dotted module names) with output shapes")
+    lay.add_argument("net", help=NET_HELP)
+    lay.add_argument("--net-weights", help="local weight file for the net")
+    lay.add_argument("--download", action="store_true", help="allow downloading weights not found offline")
+    add_spec_flags(lay)
 
     w = sub.add_parser("weights", help="manage weight files")
     wsub = w.add_subparsers(dest="weights_command", required=True)
@@ -204,7 +264,7 @@ def _cmd_visualize(args) -> int:
 
     import torch
 
-    from . import load_generator, load_net, parse_units
+    from . import load_generator, parse_units
     from .distributed import barrier, clear_stale_parts, close_world, init_world, merge_parts, part_dir, part_settings, shard_jobs
     from .objectives import check_units, receptive_field_box
     from .results import RunWriter
@@ -218,7 +278,7 @@ def _cmd_visualize(args) -> int:
 
         preset = get_preset(args.preset)
     args.net = args.net or (preset.net if preset else "efficientnet_lite0")
-    net = load_net(args.net, weights=args.net_weights, download=args.download, fit=preset.fit if preset else None)
+    net = net_from_args(args, fit=preset.fit if preset else None)
     texts = list(args.unit) + ([f"@{args.units_file}"] if args.units_file else [])
     if not texts:
         print("dgnam: give at least one --unit (e.g. --unit logits:945)", file=sys.stderr)
@@ -239,6 +299,9 @@ def _cmd_visualize(args) -> int:
         if preset is None and isinstance(config, DGNAMConfig):  # the generator's measured settings; the flags still win
             config = dgnam_config(generator)
         method = f"{method}:{generator_name}"
+        if net.spec.channels not in (1, 3):
+            raise ValueError(f"{args.net} takes {net.spec.channels}-channel images and a generator prior makes RGB ones: "
+                             "use a pixel method (--pixel fourier)")  # fmt: skip
     elif args.optimizer in ("cmaes", "ga") or args.evals is not None:
         raise ValueError("--optimizer cmaes/ga and --evals search a generator's code space: give --generator NAME or FILE.safetensors")
     else:
@@ -258,6 +321,8 @@ def _cmd_visualize(args) -> int:
         "command": ["dgnam"] + sys.argv[1:],
         "net": args.net,
         "net_weights": args.net_weights,
+        "net_input": dataclasses.asdict(net.spec),
+        "net_overrides": {**spec_overrides(args).to_dict(), **({"categories_file": args.categories} if args.categories else {})},
         "generator": generator_name,
         "preset": args.preset,
         "generator_weights": args.generator_weights,
@@ -340,12 +405,12 @@ def _cmd_sample(args) -> int:
 
     import torch
 
-    from . import load_generator, load_net, parse_units
+    from . import load_generator, parse_units
     from .results import SampleWriter
     from .run import make_jobs
     from .sample import SampleConfig, sample
 
-    net = load_net(args.net, weights=args.net_weights, download=args.download)
+    net = net_from_args(args)
     units = parse_units(args.unit, net.categories)
     if args.samples < 1 or args.chains < 1:
         raise ValueError("--samples and --chains must be at least 1")
@@ -434,10 +499,9 @@ def default_generator(net: str) -> str | None:
 
 
 def _cmd_layers(args) -> int:
-    from . import load_net
     from .objectives import all_layer_shapes
 
-    net = load_net(args.net, weights=args.net_weights)
+    net = net_from_args(args)
     shapes = all_layer_shapes(net)
     width = max(len(n) for n in shapes)
     for name, shape in shapes.items():
@@ -579,7 +643,10 @@ def _cmd_evaluate(args) -> int:
         from .presets import get_preset
 
         fit = get_preset(record["preset"]).fit
-    target = load_net(net_name, weights=args.net_weights or record.get("net_weights"), fit=fit).to(device) if net_name else None
+    from .nets.adapters import load_target
+
+    overrides = recorded_overrides(record) if not args.net else None
+    target = load_target(net_name, weights=args.net_weights or record.get("net_weights"), overrides=overrides, fit=fit).to(device) if net_name else None
     judges = {name: load_net(name).to(device) for name in dict.fromkeys(args.judge or ["efficientnet_lite1"])}
     natural, natural_info = (None, None)
     if args.natural:

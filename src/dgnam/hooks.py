@@ -1,9 +1,15 @@
-"""Reading layer outputs with forward hooks, always removed afterwards (in ``finally``)."""
+"""Reading layer outputs with forward hooks, always removed afterwards (in ``finally``).
+
+Outputs rule (one for the net's return value and for every hooked module): a tensor is itself; a
+dict or a transformers ``ModelOutput`` gives its ``logits`` entry, else its first tensor value; a
+tuple or list gives its first element (recursively). The classifier output is the layer ``logits``:
+a module of that name where the model has one (EfficientNet-Lite), else the model's return value.
+"""
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -11,11 +17,37 @@ from torch import nn
 from .units import UnitError, nearest_names
 
 OUTPUT = "output"  # the pseudo-layer for whatever the model returns
+LOGITS = "logits"  # the classifier output: a module of this name, else an alias of OUTPUT
+
+
+def unwrap_output(value, what: str = "model") -> torch.Tensor:
+    """One tensor from what a model or module returns, by the rule in this module's docstring.
+
+    Raises:
+        TypeError: nothing tensor-like to take (e.g. ``None`` or a string).
+    """
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, Mapping):  # dicts and transformers' ModelOutput (an OrderedDict)
+        if isinstance(value.get(LOGITS), torch.Tensor):
+            return value[LOGITS]
+        for item in value.values():
+            if isinstance(item, torch.Tensor):
+                return item
+    if isinstance(value, (tuple, list)) and value:
+        return unwrap_output(value[0], what)
+    raise TypeError(f"{what} returned {type(value).__name__}, which holds no tensor to read: return a tensor, a tuple, a dict or a ModelOutput")
+
+
+def output_names(model: nn.Module) -> tuple[str, ...]:
+    """The layer names that mean the model's return value: ``output``, and ``logits`` unless a module has that name."""
+    has_logits = any(name == LOGITS for name, _ in model.named_modules())
+    return (OUTPUT,) if has_logits else (LOGITS, OUTPUT)
 
 
 def addressable_layers(model: nn.Module) -> list[str]:
-    """Names of every submodule of ``model`` (the names a unit's layer may take), plus ``output``."""
-    return [name for name, _ in model.named_modules() if name] + [OUTPUT]
+    """Names of every submodule of ``model`` (the names a unit's layer may take), plus the output names."""
+    return [name for name, _ in model.named_modules() if name] + list(output_names(model))
 
 
 def get_module(model: nn.Module, layer: str) -> nn.Module:
@@ -42,7 +74,8 @@ def capture(model: nn.Module, layers: Sequence[str], stop: bool = False) -> Iter
     Args:
         model: The module whose submodules are hooked (for a :class:`~dgnam.nets.Target`, pass
             ``target.model``).
-        layers: Module names; ``"output"`` is skipped here (the caller has the return value).
+        layers: Module names; the output names (:func:`output_names`) are skipped here (the caller
+            has the return value).
         stop: Raise :class:`StopForward` as soon as every layer has its output, so the rest of the
             pass is not computed (the caller catches it; meaningless when ``"output"`` is wanted).
 
@@ -56,15 +89,17 @@ def capture(model: nn.Module, layers: Sequence[str], stop: bool = False) -> Iter
     """
     store: dict[str, torch.Tensor] = {}
     handles = []
-    wanted = [layer for layer in dict.fromkeys(layers) if layer != OUTPUT]
+    returned = output_names(model)
+    wanted = [layer for layer in dict.fromkeys(layers) if layer not in returned]
     try:
         for layer in wanted:
             module = get_module(model, layer)
 
             def hook(_module, _inputs, output, layer=layer):
-                if isinstance(output, (tuple, list)):
-                    output = output[0]
-                store[layer] = output
+                try:
+                    store[layer] = unwrap_output(output, f"module {layer!r}")
+                except TypeError:  # a module that returns no tensor (None, a cache object): nothing to read
+                    return
                 if stop and len(store) == len(wanted):
                     raise StopForward()
 
@@ -83,7 +118,7 @@ def forward_until(model: nn.Module, layer: str, *inputs) -> torch.Tensor:
     """
 
     def hook(_module, _inputs, output):
-        raise StopForward(output[0] if isinstance(output, (tuple, list)) else output)
+        raise StopForward(unwrap_output(output, f"module {layer!r}"))
 
     handle = get_module(model, layer).register_forward_hook(hook)
     try:

@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .hooks import OUTPUT, StopForward, addressable_layers, capture
+from .hooks import OUTPUT, StopForward, addressable_layers, capture, output_names
 from .nets import Target
 from .units import Unit, UnitError, check_unit, read_unit
 
@@ -92,7 +92,8 @@ def run_objective(target: Target, images: torch.Tensor, objective: Objective) ->
     When the objective reads no net output (hidden units only), the pass stops after the deepest
     layer it reads: the rest of the net would change nothing (e.g. VGG16's conv5 block for a conv3
     unit; a BatchNorm-statistics term then covers the layers up to there)."""
-    early = OUTPUT not in objective.layers
+    returned = output_names(target.model)
+    early = not set(returned) & set(objective.layers)
     out = None
     with capture(target.model, objective.layers, stop=early) as acts:
         try:
@@ -101,7 +102,7 @@ def run_objective(target: Target, images: torch.Tensor, objective: Objective) ->
             pass
     acts = dict(acts)
     if out is not None:
-        acts[OUTPUT] = out
+        acts.update(dict.fromkeys(returned, out))
     return objective(acts)
 
 
@@ -116,14 +117,15 @@ def check_units(target: Target, units: Sequence[Unit]) -> dict[str, tuple[int, .
     """
     layers = list(dict.fromkeys(u.layer for u in units))
     h, w = target.spec.size
-    probe = torch.zeros(1, 3, h, w, device=next(target.buffers()).device)
+    probe = torch.zeros(1, target.spec.channels, h, w, device=next(target.buffers()).device)
     with torch.no_grad():
         with capture(target.model, layers) as acts:  # unknown names raise here, with suggestions
             out = target(probe)
     shapes = {k: tuple(v.shape) for k, v in acts.items()}
-    if OUTPUT in layers:
-        shapes[OUTPUT] = tuple(out.shape)
+    shapes.update({name: tuple(out.shape) for name in output_names(target.model) if name in layers})
     for u in units:
+        if u.layer not in shapes:
+            raise UnitError(f"layer {u.layer!r} returned no tensor (or was not called by the forward pass); `dgnam layers NET` lists the readable layers")
         check_unit(u, shapes[u.layer])
     return shapes
 
@@ -143,7 +145,7 @@ def receptive_field_box(target: Target, unit: Unit, image_size: tuple[int, int],
     support = torch.zeros(image_size, device=device)
     objective = units_objective([unit])
     for _ in range(trials):
-        image = torch.rand(1, 3, *image_size, generator=rng).to(device).requires_grad_(True)
+        image = torch.rand(1, target.spec.channels, *image_size, generator=rng).to(device).requires_grad_(True)
         (grad,) = torch.autograd.grad(run_objective(target, image, objective).sum(), image)
         support += grad.abs().sum(dim=(0, 1))
     rows = torch.nonzero(support.sum(1) > 0).flatten()
@@ -157,12 +159,13 @@ def receptive_field_box(target: Target, unit: Unit, image_size: tuple[int, int],
 def all_layer_shapes(target: Target) -> dict[str, tuple[int, ...]]:
     """Output shape of every addressable layer of ``target`` at its native size (for ``dgnam layers``)."""
     h, w = target.spec.size
-    names = [n for n in addressable_layers(target.model) if n != OUTPUT]
+    returned = output_names(target.model)
+    names = [n for n in addressable_layers(target.model) if n not in returned]
     with torch.no_grad(), capture(target.model, names) as acts:
-        out = target(torch.zeros(1, 3, h, w, device=next(target.buffers()).device))
+        out = target(torch.zeros(1, target.spec.channels, h, w, device=next(target.buffers()).device))
     shapes = {n: tuple(a.shape) for n, a in acts.items() if isinstance(a, torch.Tensor)}
-    shapes[OUTPUT] = tuple(out.shape)
-    return {n: shapes[n] for n in names + [OUTPUT] if n in shapes}
+    shapes.update(dict.fromkeys(returned, tuple(out.shape)))
+    return {n: shapes[n] for n in names + list(returned) if n in shapes}
 
 
 __all__ = ["Objective", "units_objective", "run_objective", "check_units", "all_layer_shapes", "receptive_field_box", "UnitError"]

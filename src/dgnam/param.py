@@ -1,7 +1,7 @@
 """Image parameterizations for pixel-space activation maximization: how the optimized image is made.
 
-Each is a small ``nn.Module`` holding the optimized tensor; calling it returns (N, 3, H, W) RGB images
-in [0, 1]. Batch element ``i`` is initialized from its own ``torch.Generator().manual_seed(seeds[i])``,
+Each is a small ``nn.Module`` holding the optimized tensor; calling it returns (N, C, H, W) images
+in [0, 1] (C = 3, RGB, unless ``channels`` says otherwise, for 1- and N-channel nets). Batch element ``i`` is initialized from its own ``torch.Generator().manual_seed(seeds[i])``,
 so an image depends only on its seed, never on the rest of the batch or on the global RNG.
 
 - :class:`PixelImage`: the pixels themselves (Simonyan et al. 2014; Yosinski et al. 2015).
@@ -35,6 +35,12 @@ def color_correlation_normalized() -> torch.Tensor:
     return c / c.norm(dim=0).max()
 
 
+def channel_mean(mean: Sequence[float], channels: int) -> torch.Tensor:
+    """``mean`` for 3 channels; otherwise its average, repeated per channel (a grey start)."""
+    values = torch.tensor(mean, dtype=torch.float32)
+    return values if channels == len(values) else values.mean().repeat(channels)
+
+
 def _size(size: int | Sequence[int]) -> tuple[int, int]:
     if isinstance(size, int):
         return size, size
@@ -56,16 +62,18 @@ class PixelImage(nn.Module):
         init_std: Standard deviation of the initial noise around ``mean``, in [0, 1] units.
             The default, 10/255, is Yosinski et al.'s ``mean_plus_rand`` start (N(0, 10) on a 0-255 scale).
         mean: RGB colour the noise is centred on (ImageNet's mean: the "mean image" start).
+        channels: Image channels; other than 3, every channel starts around the mean of ``mean``.
 
     The forward pass clamps to [0, 1]; loops that update ``pixels`` directly should also clamp the
     data after each step (:meth:`clamp_`), so no pixel sits where the clamp hides its gradient.
     """
 
-    def __init__(self, seeds: Sequence[int], size: int | Sequence[int], init_std: float = 10 / 255, mean: Sequence[float] = IMAGENET_MEAN):
+    def __init__(self, seeds: Sequence[int], size: int | Sequence[int], init_std: float = 10 / 255, mean: Sequence[float] = IMAGENET_MEAN,
+                 channels: int = 3):  # fmt: skip
         super().__init__()
         h, w = _size(size)
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-        init = self.mean + init_std * _seeded_randn(seeds, (3, h, w))
+        self.register_buffer("mean", channel_mean(mean, channels).view(1, channels, 1, 1), persistent=False)
+        init = self.mean + init_std * _seeded_randn(seeds, (channels, h, w))
         self.pixels = nn.Parameter(init.clamp(0, 1))
 
     @torch.no_grad()
@@ -98,19 +106,21 @@ class FourierImage(nn.Module):
         size: ``(height, width)`` or one int.
         sd: Standard deviation of the initial spectrum (lucid: 0.01, a near-grey start).
         decay_power: Exponent of the 1/f scaling (lucid: 1).
-        decorrelate: Apply the colour decorrelation (lucid: True).
+        decorrelate: Apply the colour decorrelation (lucid: True; only meaningful, and only applied, for 3 channels).
+        channels: Image channels (3: RGB).
     """
 
-    def __init__(self, seeds: Sequence[int], size: int | Sequence[int], sd: float = 0.01, decay_power: float = 1.0, decorrelate: bool = True):
+    def __init__(self, seeds: Sequence[int], size: int | Sequence[int], sd: float = 0.01, decay_power: float = 1.0, decorrelate: bool = True,
+                 channels: int = 3):  # fmt: skip
         super().__init__()
         h, w = _size(size)
         self.size = (h, w)
-        self.decorrelate = decorrelate
+        self.decorrelate = decorrelate and channels == 3
         freqs = rfft2d_freqs(h, w)
         scale = 1.0 / freqs.clamp_min(1.0 / max(h, w)) ** decay_power
         self.register_buffer("scale", scale[None, None, :, :, None], persistent=False)
         self.register_buffer("color", color_correlation_normalized(), persistent=False)
-        self.spectrum = nn.Parameter(sd * _seeded_randn(seeds, (3, *freqs.shape, 2)))
+        self.spectrum = nn.Parameter(sd * _seeded_randn(seeds, (channels, *freqs.shape, 2)))
 
     def linear_image(self) -> torch.Tensor:
         """The image before the sigmoid (decorrelated, roughly zero-mean)."""

@@ -25,7 +25,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .nets import IMAGENET_MEAN, Target
+from .nets import Target
 from .objectives import Objective, run_objective, units_objective
 from .optimize import AMResult, BestTracker, dgn_am_step
 from .param import FourierImage, PixelImage
@@ -247,12 +247,13 @@ def pixel_am(
     gens = transform_generators(seeds)
     transform = config.transforms()
 
+    channels = target.spec.channels  # images in the net's own channels (RGB for 3-channel nets)
     if config.uses_adam:
-        param = FourierImage(seeds, size, sd=config.init_std, decay_power=config.decay_power, decorrelate=config.decorrelate)
+        param = FourierImage(seeds, size, sd=config.init_std, decay_power=config.decay_power, decorrelate=config.decorrelate, channels=channels)
     else:
-        param = PixelImage(seeds, size, init_std=config.init_std)
+        param = PixelImage(seeds, size, init_std=config.init_std, channels=channels)
     param = param.to(device)
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    mean = getattr(param, "mean", None)  # PixelImage's start colour: the "zero" of the mean-subtracted updates
     adam = torch.optim.Adam(param.parameters(), lr=config.lr, betas=config.betas) if config.uses_adam else None
     bn = BatchNormStatsLoss(target.model, config.bn_first) if config.method == "deepinversion" else None
     # BatchNorm-folded where the model offers it (same activations, faster); the BatchNorm loss

@@ -23,9 +23,13 @@ from .units import Unit
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:
-    """(3, H, W) in [0, 1] -> 8-bit RGB PIL image."""
-    array = (image.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
-    return Image.fromarray(array)
+    """(C, H, W) in [0, 1] -> 8-bit PIL image: RGB for 3 channels, greyscale ("L") for 1, and for any
+    other channel count the channels' mean as greyscale (the full image is saved as .npy beside it)."""
+    image = image.detach().clamp(0, 1)
+    if image.shape[0] not in (1, 3):
+        image = image.mean(0, keepdim=True)
+    array = (image.permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
+    return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
 
 
 def unit_label(unit: Unit, categories: Sequence[str] | None, output_layers: Sequence[str] = ("logits", "output", "fc8")) -> str:
@@ -85,6 +89,11 @@ class RunWriter:
             name = image_name(unit, seed)
             image = to_pil(result.images[i])
             image.save(self.out / name)
+            raw = None
+            if result.images.shape[1] not in (1, 3):  # an N-channel net's image: the PNG shows the channel mean
+                raw = f"raw/{Path(name).stem}.npy"
+                (self.out / "raw").mkdir(exist_ok=True)
+                np.save(self.out / raw, result.images[i].detach().cpu().numpy().astype(np.float32))
             to_pil(result.best_images[i]).save(self.out / "best" / name)
             label = unit_label(unit, self.categories)
             box = self.fields.get(unit)
@@ -101,6 +110,7 @@ class RunWriter:
                     "seed": seed,
                     "file": name,
                     "best_file": f"best/{name}",
+                    **({"raw_file": raw} if raw else {}),
                     "receptive_field": list(box) if box is not None else None,
                     "rf_file": f"rf/{name}" if box is not None else None,
                     "final_activation": float(result.final[i]),

@@ -39,11 +39,15 @@ class InputSpec:
         min_size: Smallest side the net accepts (smaller inputs raise a clear error).
         fit: How other image sizes are brought to ``size``: ``"resize"`` (bilinear) or
             ``"center-crop"`` (crop when larger, as the paper cropped 227 from 256; resize when smaller).
+
+    The number of input channels is ``len(mean)``: 3 for RGB/BGR nets, 1 for greyscale nets (an RGB
+    image, e.g. a generator prior's, reaches them as its luminance), any other N for multi-channel
+    nets (pixel methods only).
     """
 
     size: tuple[int, int] = (224, 224)
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    mean: tuple[float, ...] = IMAGENET_MEAN  # one value per input channel: its length is the channel count
+    std: tuple[float, ...] = IMAGENET_STD
     value_range: float = 1.0
     channel_order: str = "RGB"
     min_size: int = 32
@@ -54,6 +58,15 @@ class InputSpec:
             raise ValueError(f"channel_order must be 'RGB' or 'BGR', got {self.channel_order!r}")
         if self.fit not in ("resize", "center-crop"):
             raise ValueError(f"fit must be 'resize' or 'center-crop', got {self.fit!r}")
+        if len(self.mean) != len(self.std) or not self.mean:
+            raise ValueError(f"mean and std need one value per input channel, got {len(self.mean)} and {len(self.std)}")
+        if self.channel_order == "BGR" and len(self.mean) != 3:
+            raise ValueError(f"channel_order 'BGR' needs 3 channels, got {len(self.mean)}")
+
+    @property
+    def channels(self) -> int:
+        """Number of input channels (``len(mean)``)."""
+        return len(self.mean)
 
 
 @dataclass(frozen=True)
@@ -110,13 +123,22 @@ def frozen_eval(model: nn.Module) -> Iterator[nn.Module]:
             p.requires_grad_(requires_grad)
 
 
-class Target(nn.Module):
-    """A network plus its input spec: takes RGB images in [0, 1] of any size and returns its output.
+# ITU-R BT.601 luma weights, as PIL's convert("L"): how an RGB image reaches a 1-channel net
+LUMINANCE = (0.299, 0.587, 0.114)
 
-    The wrapped module is ``self.model``; layer names are those of ``model.named_modules()``, plus
-    ``"output"`` for whatever ``model`` returns. Wrapping changes nothing in ``model``: each forward
-    pass runs it under :func:`frozen_eval` (eval mode, no parameter gradients) and gives it back as it
-    was, so a user's model in train mode stays in train mode and its BatchNorm statistics unchanged.
+
+class Target(nn.Module):
+    """A network plus its input spec: takes images in [0, 1] of any size and returns its output.
+
+    Images are RGB (N, 3, H, W), or already have the net's own channel count (N, C, H, W); a
+    1-channel net sees an RGB image as its luminance (BT.601). The wrapped module is ``self.model``;
+    layer names are those of ``model.named_modules()``, plus ``"output"`` for what ``model`` returns,
+    reduced to one tensor by :func:`dgnam.hooks.unwrap_output` (tensor; ``logits`` of a dict or a
+    transformers ``ModelOutput``, else its first tensor; first element of a tuple). A model without a
+    module called ``logits`` answers to ``logits`` with that output too (the classifier output).
+    Wrapping changes nothing in ``model``: each forward pass runs it under :func:`frozen_eval` (eval
+    mode, no parameter gradients) and gives it back as it was, so a user's model in train mode stays
+    in train mode and its BatchNorm statistics unchanged.
     """
 
     def __init__(self, model: nn.Module, spec: InputSpec, categories: tuple[str, ...] | None = None, name: str = "model"):
@@ -125,8 +147,8 @@ class Target(nn.Module):
         self.spec = spec
         self.categories = categories
         self.name = name
-        mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1)
-        std = torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1)
+        mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, spec.channels, 1, 1)
+        std = torch.tensor(spec.std, dtype=torch.float32).view(1, spec.channels, 1, 1)
         self.register_buffer("mean", mean, persistent=False)
         self.register_buffer("std", std, persistent=False)
 
@@ -143,9 +165,26 @@ class Target(nn.Module):
             return images[..., top : top + th, left : left + tw]
         return F.interpolate(images, size=(th, tw), mode="bilinear", align_corners=False, antialias=h > th or w > tw)
 
+    def to_channels(self, images: torch.Tensor) -> torch.Tensor:
+        """Images with the net's channel count: as given, or an RGB image's luminance for a 1-channel net.
+
+        Raises:
+            ValueError: any other mismatch (e.g. a generator prior's RGB image for a 4-channel net).
+        """
+        have, want = images.shape[1], self.spec.channels
+        if have == want:
+            return images
+        if have == 3 and want == 1:
+            weights = images.new_tensor(LUMINANCE).view(1, 3, 1, 1)
+            return (images * weights).sum(1, keepdim=True)
+        raise ValueError(
+            f"{self.name} takes {want}-channel images, got {have} channel(s): a generator prior makes RGB images, "
+            f"so a {want}-channel net needs a pixel method (--pixel fourier / pixel_am)"
+        )
+
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        """[0, 1] RGB -> the net's value range, channel order and normalization."""
-        x = self.fit(images)
+        """[0, 1] images -> the net's channels, value range, channel order and normalization."""
+        x = self.to_channels(self.fit(images))
         if self.spec.channel_order == "BGR":
             x = x.flip(1)
         return (x * self.spec.value_range - self.mean) / self.std
@@ -167,10 +206,12 @@ class Target(nn.Module):
         return fast.to(self.mean.device)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(images.shape)}")
+        from ..hooks import unwrap_output
+
+        if images.dim() != 4:
+            raise ValueError(f"expected images of shape (N, C, H, W), got {tuple(images.shape)}")
         with frozen_eval(self.model):  # a few microseconds per pass; the model is left as it was
-            return self.model(self.preprocess(images))
+            return unwrap_output(self.model(self.preprocess(images)), self.name)
 
 
 _REGISTRY: dict[str, NetSpec] = {}
@@ -254,7 +295,7 @@ def wrap_model(model: nn.Module, spec: InputSpec | None = None, categories: tupl
 def _check_channels(model: nn.Module, spec: InputSpec, name: str) -> None:
     """Fail up front (not deep inside a convolution) when the model's input channels differ from the spec's."""
     first = next(((n, m) for n, m in model.named_modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
-    channels = int(getattr(spec, "channels", len(spec.mean)))
+    channels = spec.channels
     if first is None or first[1].in_channels == channels:
         return
     try:  # the first registered convolution need not be the first one applied: ask the model itself

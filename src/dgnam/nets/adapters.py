@@ -1,0 +1,388 @@
+"""Nets named by one string: registered names, other libraries' classifiers, or the user's own code.
+
+The ``--net`` syntax (:func:`load_target`):
+
+- ``NAME``: a registered net (``dgnam nets``).
+- ``torchvision:NAME[:WEIGHTS]``: ``torchvision.models.get_model``; input size, mean and std from the
+  weights' ``transforms()``, class names from ``weights.meta["categories"]`` (``WEIGHTS`` defaults
+  to ``DEFAULT``).
+- ``timm:NAME``: ``timm.create_model(pretrained=True)``; input size, mean and std from its
+  ``pretrained_cfg``; ImageNet class names when the head has 1000 classes.
+- ``hf:REPO_ID`` or ``hf:DIR``: ``transformers.AutoModelForImageClassification`` (a repo in the
+  Hugging Face cache, or a local folder with ``config.json``); size, mean and std from the image
+  processor's ``preprocessor_config.json`` (else the config's ``image_size`` and transformers'
+  default mean/std 0.5), class names from ``config.id2label``; the net's output is the ``logits``
+  of the returned ``ModelOutput``.
+- ``PATH.py:FUNC`` or ``package.module:FUNC``: imports that file or module (it is the user's own
+  code, run as given) and calls ``FUNC()``, which returns an ``nn.Module``, ``(module, InputSpec)``
+  or ``(module, InputSpec, categories)``; without an InputSpec the defaults apply (224 px RGB,
+  ImageNet mean/std) unless the overrides say otherwise.
+
+Weights come from those libraries' own caches; nothing downloads without ``download=True``
+(``--download``), and a missing file raises :class:`~dgnam.hub.WeightsError` naming the cache, the
+flag and the pip extra. The adapters only map metadata: the spec derivation is in the pure
+functions :func:`torchvision_spec`, :func:`timm_spec` and :func:`hf_spec`. Resize or crop settings
+of the libraries (``resize_size``, ``crop_pct``, interpolation) concern photos and are not used:
+synthesized images are made at the net's size or resized to it (``fit="resize"``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from torch import nn
+
+from ..hub import WeightsError, load_state_dict, load_strict
+from . import InputSpec, Target, imagenet_categories, wrap_model
+
+LIBRARIES = ("torchvision", "timm", "hf")
+SYNTAX = "NAME (`dgnam nets`), torchvision:NAME[:WEIGHTS], timm:NAME, hf:REPO_ID or hf:DIR, PATH.py:FUNC or package.module:FUNC"
+
+
+@dataclass(frozen=True)
+class SpecOverrides:
+    """Input-spec values given on the command line (``--input-size`` ...); None keeps the net's own.
+
+    Attributes:
+        size: (height, width) the net takes.
+        mean: Per-channel mean (its length sets the channel count, as in :class:`InputSpec`).
+        std: Per-channel std.
+        value_range: 1.0 for [0, 1] inputs, 255.0 for Caffe-style ones.
+        bgr: True: the net takes BGR (3 channels); False: RGB; None: the net's own.
+        categories: Names of the output units.
+    """
+
+    size: tuple[int, int] | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    value_range: float | None = None
+    bgr: bool | None = None
+    categories: tuple[str, ...] | None = None
+
+    def apply(self, spec: InputSpec) -> InputSpec:
+        """``spec`` with the given values replaced (a mean of another length must come with a std)."""
+        changes: dict[str, Any] = {k: v for k, v in (("size", self.size), ("mean", self.mean), ("std", self.std), ("value_range", self.value_range)) if v is not None}
+        if self.bgr is not None:
+            changes["channel_order"] = "BGR" if self.bgr else "RGB"
+        try:
+            return replace(spec, **changes)
+        except ValueError as exc:
+            raise ValueError(f"the input-spec flags do not fit together: {exc} (give --mean and --std with one value per channel)") from None
+
+    def to_dict(self) -> dict:
+        """JSON-ready, without ``categories`` (recorded as a count)."""
+        record = {k: v for k, v in asdict(self).items() if k != "categories" and v is not None}
+        if self.categories is not None:
+            record["categories"] = len(self.categories)
+        return record
+
+
+def parse_net_ref(ref: str) -> tuple[str, str]:
+    """``(kind, rest)``: kind is ``registered``, ``torchvision``, ``timm``, ``hf``, ``file`` or ``module``.
+
+    Example:
+        >>> parse_net_ref("torchvision:resnet50:IMAGENET1K_V2")
+        ('torchvision', 'resnet50:IMAGENET1K_V2')
+        >>> parse_net_ref("my_model.py:build")
+        ('file', 'my_model.py:build')
+    """
+    kind, sep, rest = ref.partition(":")
+    if not sep:
+        return "registered", ref
+    if kind in LIBRARIES:
+        if not rest:
+            raise ValueError(f"--net {ref!r} names no model after '{kind}:'; write {SYNTAX}")
+        return kind, rest
+    path, _, func = ref.rpartition(":")
+    if not path or not func.isidentifier():
+        raise ValueError(f"--net {ref!r}: expected {SYNTAX}")
+    return ("file" if path.endswith(".py") else "module"), ref
+
+
+def load_target(ref: str, weights: str | Path | None = None, download: bool = False, overrides: SpecOverrides | None = None,
+                fit: str | None = None) -> Target:  # fmt: skip
+    """Any net by its ``--net`` string (see the module docstring), as a :class:`Target`.
+
+    Args:
+        ref: e.g. ``"efficientnet_lite0"``, ``"torchvision:resnet50"``, ``"hf:./tiny_vit"``, ``"net.py:build"``.
+        weights: A local weight file loaded after a strict key/shape check (for registered nets, a
+            file whose sha256 differs from the registry's loads with a warning).
+        download: Let the library download weights missing from its cache.
+        overrides: Input-spec values that replace the net's own.
+        fit: Override of the spec's fit rule.
+
+    Returns:
+        The net in eval mode with frozen parameters.
+
+    Raises:
+        ValueError: the string does not parse, or the callable returns something else than a module.
+        WeightsError: weights not in the cache and ``download`` is False.
+        ImportError: the library is missing (the message names the pip extra).
+
+    Example:
+        >>> net = load_target("my_model.py:build", overrides=SpecOverrides(size=(64, 64)))
+    """
+    from . import load_net
+
+    overrides = overrides or SpecOverrides()
+    kind, rest = parse_net_ref(ref)
+    if kind == "registered":
+        target = load_net(ref, weights=weights, download=download, fit=fit)
+        if overrides == SpecOverrides():
+            return target
+        model, spec, categories = target.model, target.spec, target.categories
+    else:
+        builders = {"torchvision": torchvision_net, "timm": timm_net, "hf": hf_net}
+        model, spec, categories = builders[kind](rest, download) if kind in builders else callable_net(rest)
+        if weights is not None:
+            load_strict(model, load_state_dict(weights), what=ref)
+        spec = spec or InputSpec()
+        if fit is not None:
+            spec = replace(spec, fit=fit)
+        model.eval().requires_grad_(False)  # built here for this run: frozen for good, as load_net's nets
+    return wrap_model(model, overrides.apply(spec), overrides.categories or categories, name=ref)
+
+
+# --- pure spec derivation (tested without the libraries) ------------------------------------------
+
+
+def _per_channel(values: Sequence[float], channels: int) -> tuple[float, ...]:
+    values = tuple(float(v) for v in values)
+    if len(values) == channels:
+        return values
+    if len(values) == 1 or channels == 1:  # one value for all channels, or an RGB mean for a 1-channel net
+        return (sum(values) / len(values),) * channels
+    raise ValueError(f"{len(values)} mean/std values for a {channels}-channel net")
+
+
+def _square(size) -> tuple[int, int]:
+    if isinstance(size, (int, float)):
+        return int(size), int(size)
+    size = [int(s) for s in size]
+    return (size[0], size[0]) if len(size) == 1 else (size[-2], size[-1])
+
+
+def torchvision_spec(transforms: Any, meta: Mapping) -> tuple[InputSpec, tuple[str, ...] | None]:
+    """InputSpec and class names from torchvision's ``weights.transforms()`` and ``weights.meta``.
+
+    ``transforms`` is an ``ImageClassification`` preset (attributes ``crop_size``, ``mean``, ``std``);
+    the net's size is its crop size.
+    """
+    size = _square(transforms.crop_size)
+    spec = InputSpec(size=size, mean=tuple(map(float, transforms.mean)), std=tuple(map(float, transforms.std)), min_size=min(32, *size))
+    categories = meta.get("categories")
+    return spec, tuple(categories) if categories else None
+
+
+def timm_spec(cfg: Mapping, num_classes: int | None = None) -> tuple[InputSpec, tuple[str, ...] | None]:
+    """InputSpec and class names from a timm ``pretrained_cfg`` dict.
+
+    Uses ``input_size`` (C, H, W), ``mean`` and ``std``; class names are ``label_names`` when the cfg
+    has them, ImageNet-1k's when the head has 1000 classes, else none.
+    """
+    channels, h, w = (int(v) for v in cfg.get("input_size", (3, 224, 224)))
+    mean = _per_channel(cfg.get("mean", (0.485, 0.456, 0.406)), channels)
+    std = _per_channel(cfg.get("std", (0.229, 0.224, 0.225)), channels)
+    spec = InputSpec(size=(h, w), mean=mean, std=std, min_size=min(32, h, w))
+    classes = num_classes if num_classes is not None else cfg.get("num_classes")
+    names = cfg.get("label_names")
+    if names and (classes is None or len(names) == classes):
+        return spec, tuple(names)
+    return spec, imagenet_categories() if classes == 1000 else None
+
+
+def hf_spec(config: Mapping, processor: Mapping | None = None) -> tuple[InputSpec, tuple[str, ...] | None]:
+    """InputSpec and class names from a transformers model config and its image processor config (dicts).
+
+    Size: the processor's ``crop_size`` if it crops, else ``size`` (``height``/``width``,
+    ``shortest_edge`` or an int), else the config's ``image_size``. Mean/std: the processor's
+    ``image_mean``/``image_std`` (0/1 when ``do_normalize`` is false; transformers' default 0.5/0.5
+    without a processor config). Value range: 1 unless ``do_rescale`` is false (then 255).
+    Channels: ``num_channels`` (default 3). Class names: ``id2label`` in index order.
+    """
+    processor = dict(processor or {})
+    channels = int(config.get("num_channels", 3))
+    size = processor.get("crop_size") if processor.get("do_center_crop") else None
+    size = size or processor.get("size") or config.get("image_size", 224)
+    if isinstance(size, Mapping):
+        size = (size["height"], size["width"]) if "height" in size else size.get("shortest_edge", size.get("longest_edge", 224))
+    size = _square(size)
+    if processor.get("do_normalize", True):
+        mean = _per_channel(processor.get("image_mean", (0.5,)), channels)
+        std = _per_channel(processor.get("image_std", (0.5,)), channels)
+    else:
+        mean, std = (0.0,) * channels, (1.0,) * channels
+    value_range = 1.0 if processor.get("do_rescale", True) else 255.0
+    spec = InputSpec(size=size, mean=mean, std=std, value_range=value_range, min_size=min(32, *size))
+    labels = config.get("id2label") or {}
+    categories = tuple(str(labels[k]) for k in sorted(labels, key=int)) if labels else None
+    return spec, categories
+
+
+# --- the adapters: the library's constructor plus the mapping above --------------------------------
+
+
+def _library(module: str, extra: str):
+    """Import an optional library; failures (also torchvision's operator errors) name the pip extra."""
+    try:
+        return importlib.import_module(module)
+    except Exception as exc:  # torchvision 0.28 beside a mismatched torch raises RuntimeError at import
+        raise ImportError(f"{module} is not usable here ({type(exc).__name__}: {exc}); pip install 'dgnam[{extra}]' "
+                          "(with a torch build it supports)") from None  # fmt: skip
+
+
+def _missing(what: str, cache: Path | str, extra: str) -> WeightsError:
+    return WeightsError(f"{what} is not in the cache {cache}; pass --download (download=True) to fetch it, "
+                        f"with the library installed: pip install 'dgnam[{extra}]'")  # fmt: skip
+
+
+def torchvision_net(rest: str, download: bool = False) -> tuple[nn.Module, InputSpec, tuple[str, ...] | None]:
+    """``torchvision:NAME[:WEIGHTS]``: the model with its weights, spec and class names."""
+    import torch
+
+    tv = _library("torchvision.models", "torchvision")
+    name, _, weights_name = rest.partition(":")
+    try:
+        weights = tv.get_model_weights(name)[weights_name or "DEFAULT"]
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"torchvision has no model {name!r} with weights {weights_name or 'DEFAULT'!r} ({exc})") from None
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    if not download and not (cache / Path(weights.url).name).is_file():
+        raise _missing(f"torchvision weights {weights}", cache, "torchvision")
+    model = tv.get_model(name, weights=weights)
+    spec, categories = torchvision_spec(weights.transforms(), weights.meta)
+    return model, spec, categories
+
+
+def timm_net(name: str, download: bool = False) -> tuple[nn.Module, InputSpec, tuple[str, ...] | None]:
+    """``timm:NAME``: the pretrained model from timm's cache (the Hugging Face hub cache or torch hub's)."""
+    timm = _library("timm", "timm")
+    overlay = None
+    if not download:
+        cfg = timm.models.get_pretrained_cfg(name)
+        if cfg is None:
+            raise ValueError(f"timm has no pretrained model {name!r} (timm.list_pretrained() lists them)")
+        path = _timm_cached_file(cfg)
+        if path is None:
+            raise _missing(f"timm weights for {name!r}", _hf_cache() if getattr(cfg, "hf_hub_id", None) else _torch_hub_cache(), "timm")
+        overlay = {"file": str(path)}
+    model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay)
+    spec, categories = timm_spec(dict(model.pretrained_cfg), getattr(model, "num_classes", None))
+    return model, spec, categories
+
+
+def _torch_hub_cache() -> Path:
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _hf_cache() -> str:
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        return str(HF_HUB_CACHE)
+    except ImportError:
+        return os.environ.get("HF_HUB_CACHE", "~/.cache/huggingface/hub")
+
+
+def _timm_cached_file(cfg) -> Path | None:
+    """The cached weight file of a timm pretrained cfg, or None."""
+    repo = getattr(cfg, "hf_hub_id", None)
+    if repo:
+        from huggingface_hub import try_to_load_from_cache
+
+        repo, _, revision = repo.partition("@")
+        for filename in (getattr(cfg, "hf_hub_filename", None), "model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
+            if filename:
+                found = try_to_load_from_cache(repo, filename, revision=revision or None)
+                if isinstance(found, str):
+                    return Path(found)
+    url = getattr(cfg, "url", None)
+    if url and (_torch_hub_cache() / Path(url).name).is_file():
+        return _torch_hub_cache() / Path(url).name
+    return None
+
+
+def hf_net(ref: str, download: bool = False) -> tuple[nn.Module, InputSpec, tuple[str, ...] | None]:
+    """``hf:REPO_ID`` or ``hf:DIR``: an image classifier from transformers, offline unless ``download``."""
+    transformers = _library("transformers", "hf")
+    local = Path(ref).expanduser()
+    try:
+        model = transformers.AutoModelForImageClassification.from_pretrained(str(local) if local.is_dir() else ref, local_files_only=not download)
+    except OSError as exc:
+        if local.is_dir() or download:
+            raise ValueError(f"cannot load hf:{ref} as an image classifier: {exc}") from None
+        raise _missing(f"Hugging Face model {ref!r}", _hf_cache(), "hf") from None
+    processor = _hf_processor_config(local, ref, download)
+    spec, categories = hf_spec(model.config.to_dict(), processor)
+    return model.eval(), spec, categories
+
+
+def _hf_processor_config(local: Path, ref: str, download: bool) -> dict | None:
+    """``preprocessor_config.json`` of a local folder or a cached repo, or None where there is none."""
+    if local.is_dir():
+        path = local / "preprocessor_config.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return json.loads(Path(hf_hub_download(ref, "preprocessor_config.json", local_files_only=not download)).read_text())
+    except Exception:  # not cached / not published: the model config's size and the default mean/std
+        return None
+
+
+def callable_net(ref: str) -> tuple[nn.Module, InputSpec | None, tuple[str, ...] | None]:
+    """``PATH.py:FUNC`` or ``package.module:FUNC``: import it (the user's own code) and call ``FUNC()``."""
+    path, _, func = ref.rpartition(":")
+    if path.endswith(".py"):
+        file = Path(path).expanduser()
+        if not file.is_file():
+            raise FileNotFoundError(f"--net {ref!r}: no file {file}")
+        name = f"dgnam_user_net_{abs(hash(str(file.resolve())))}"
+        spec = importlib.util.spec_from_file_location(name, file)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses and pickling look modules up here
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(name, None)
+            raise
+    else:
+        try:
+            module = importlib.import_module(path)
+        except ModuleNotFoundError as exc:
+            raise ValueError(f"--net {ref!r}: cannot import {path!r} ({exc}); expected {SYNTAX}") from None
+    if not callable(getattr(module, func, None)):
+        raise ValueError(f"--net {ref!r}: {path} has no callable {func!r}")
+    return normalize_built(getattr(module, func)(), ref)
+
+
+def normalize_built(built, ref: str = "model") -> tuple[nn.Module, InputSpec | None, tuple[str, ...] | None]:
+    """``nn.Module`` | ``(module, InputSpec)`` | ``(module, InputSpec, categories)`` -> the triple."""
+    items = tuple(built) if isinstance(built, (tuple, list)) else (built,)
+    if not 1 <= len(items) <= 3 or not isinstance(items[0], nn.Module):
+        raise ValueError(f"{ref} returned {type(built).__name__}: return an nn.Module, (module, InputSpec) or (module, InputSpec, categories)")
+    spec = items[1] if len(items) > 1 else None
+    if spec is not None and not isinstance(spec, InputSpec):
+        raise ValueError(f"{ref} returned a {type(spec).__name__} as its second item: it must be a dgnam.InputSpec (or None)")
+    categories = tuple(str(c) for c in items[2]) if len(items) > 2 and items[2] is not None else None
+    return items[0], spec, categories
+
+
+def read_categories(path: str | Path) -> tuple[str, ...]:
+    """Class names from a text file, one per line (blank lines skipped)."""
+    names = tuple(line.strip() for line in Path(path).read_text().splitlines() if line.strip())
+    if not names:
+        raise ValueError(f"{path} holds no class names (one per line)")
+    return names
+
+
+__all__ = ["SpecOverrides", "load_target", "parse_net_ref", "torchvision_spec", "timm_spec", "hf_spec", "normalize_built", "read_categories"]
