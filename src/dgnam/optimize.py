@@ -90,6 +90,8 @@ class AMResult:
         best_images: The images with the highest activation seen during the run.
         history: Activation at every step, (N, steps); ``final`` is that of ``images``.
         codes: Final codes (generator methods) or None.
+        maps: Per-image maps a method makes beside its images, name -> (N, H, W) in [0, 1] (MACO's
+            ``"transparency"``); saved with the run as greyscale PNGs.
     """
 
     units: list[Unit]
@@ -103,6 +105,7 @@ class AMResult:
     codes: torch.Tensor | None = None
     method: str = "dgn-am"
     config: dict = field(default_factory=dict)
+    maps: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def dgn_am_step(code: torch.Tensor, grad: torch.Tensor, lr: float, decay: float, bounds: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
