@@ -291,3 +291,38 @@ def test_cma_is_a_core_dependency():
     project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
     assert any(dep.split(">")[0].split("=")[0].strip() == "cma" for dep in project["dependencies"])
     assert {"torchvision", "timm", "hf"} <= set(project["optional-dependencies"])
+
+
+def test_explicit_weight_file_with_another_hash_loads_with_a_warning(tmp_path, monkeypatch):
+    from dgnam.hub import WeightSource, WeightsHashWarning, sha256_file
+    from dgnam.nets import NetSpec
+
+    from conftest import TinyNet
+
+    monkeypatch.setenv("DGNAM_HOME", str(tmp_path / "home"))
+    torch.manual_seed(0)
+    published, converted = tmp_path / "tiny_net.pth", tmp_path / "converted.pth"
+    torch.save(TinyNet().state_dict(), published)
+    torch.save(TinyNet().state_dict(), converted)  # same keys and shapes, other values: another sha256
+    dgnam.nets._ensure_builtin()
+    source = WeightSource("tiny_net.pth", sha256=sha256_file(published))
+    monkeypatch.setitem(dgnam.nets._REGISTRY, "tiny", NetSpec("tiny", TinyNet, source, InputSpec(size=(32, 32), min_size=8)))
+    with pytest.warns(WeightsHashWarning) as caught:
+        net = dgnam.load_net("tiny", weights=converted)
+    message = str(caught[0].message)
+    assert sha256_file(converted) in message and source.sha256 in message
+    assert torch.equal(net.model.conv1.weight, torch.load(converted, weights_only=True)["conv1.weight"])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dgnam.load_net("tiny", weights=published)  # the published file: no warning
+    cached = tmp_path / "home" / "weights" / "tiny_net.pth"  # the cache stays hash-enforced
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(converted.read_bytes())
+    with pytest.raises(WeightsError, match="corrupted"):
+        dgnam.load_net("tiny")
+    bad = tmp_path / "bad.pth"
+    torch.save({"conv1.weight": torch.zeros(1)}, bad)
+    with pytest.raises(WeightsError, match="do not fit tiny"):
+        dgnam.load_net("tiny", weights=bad)

@@ -3,8 +3,11 @@
 Resolution order (as timm's builder and torchvision's ``check_hash``): an explicit file first, then
 a file shipped by an installed package, then the cache (``$DGNAM_HOME``, default ``~/.cache/dgnam``),
 then a download, but only when asked for (``download=True`` or ``dgnam weights download NAME``).
-Every file is checked against its sha256; a source without a known hash gets one recorded in the
-cache on first use, and later loads are checked against that record.
+Every file found by the registry (package, cache, download) is checked against its sha256; a source
+without a known hash gets one recorded in the cache on first use, and later loads are checked against
+that record. A file the user names explicitly is theirs (e.g. the paper's Caffe weights converted by
+hand): it loads after the strict key and shape check, with a :class:`WeightsHashWarning` naming both
+hashes when it is not the published file (:func:`check_explicit`); pickles stay hash-enforced.
 """
 
 from __future__ import annotations
@@ -17,12 +20,16 @@ import os
 import shutil
 import tempfile
 import urllib.request
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 import torch
 from torch import nn
+
+
+PICKLE_SUFFIXES = (".pkl", ".pickle")  # formats whose reading runs code: hash-enforced even when named explicitly
 
 
 class WeightsError(RuntimeError):
@@ -133,8 +140,10 @@ def resolve_weights(source: WeightSource, weights: str | Path | None = None, dow
 
     Args:
         source: The registry's description of the file.
-        weights: An explicit local file; takes precedence over everything else. Its hash is checked
-            when the source publishes one.
+        weights: An explicit local file; takes precedence over everything else. Its hash is not
+            enforced (people convert weights themselves): load it strictly, then call
+            :func:`check_explicit`, which warns when it differs from the published one. A pickle
+            (``.pkl``, e.g. squeezenet1_1's) is the exception: it must match before it is read.
         download: Fetch from ``source.urls`` into the cache when the file is not found locally.
 
     Returns:
@@ -144,11 +153,11 @@ def resolve_weights(source: WeightSource, weights: str | Path | None = None, dow
         WeightsError: not found (the message says which file is needed and where to put it), or a
             hash mismatch.
     """
-    if weights is not None:
+    if weights is not None:  # the user's own file: checked by keys and shapes on load, then check_explicit
         path = Path(weights).expanduser()
         if not path.is_file():
             raise WeightsError(f"weight file {path} does not exist")
-        if source.sha256 is not None:
+        if path.suffix in PICKLE_SUFFIXES and source.sha256 is not None:  # a pickle is read only once its hash matches
             verify(path, source, record=False)
         return path
     packaged = _package_file(source)
@@ -169,6 +178,26 @@ def resolve_weights(source: WeightSource, weights: str | Path | None = None, dow
     hints.append(f"put the file at {cached}")
     hints.append("or pass it explicitly (weights=PATH / --net-weights / --generator-weights)")
     raise WeightsError(f"weights {source.filename} not found offline: " + ", ".join(hints) + ".")
+
+
+class WeightsHashWarning(UserWarning):
+    """An explicit weight file loaded although its sha256 differs from the registry's."""
+
+
+def check_explicit(path: str | Path, source: WeightSource, what: str) -> str | None:
+    """After a strict load of a file the user named: warn (naming both hashes) when it is not the published file.
+
+    Returns:
+        The file's sha256, or None when the source publishes no hash (nothing to compare).
+    """
+    if source.sha256 is None:
+        return None
+    digest = sha256_file(path)
+    if digest != source.sha256:
+        warnings.warn(
+            f"{what}: {path} has sha256 {digest}, not the registry's {source.sha256} ({source.filename}); loaded it because "
+            "every key and shape fits (e.g. weights you converted yourself)", WeightsHashWarning, stacklevel=3)  # fmt: skip
+    return digest
 
 
 def download_weights(source: WeightSource, progress: bool = True) -> Path:

@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..hub import WeightSource, load_state_dict, load_strict, resolve_weights
+from ..hub import WeightSource, check_explicit, load_state_dict, load_strict, resolve_weights
 
 
 class Generator(nn.Module):
@@ -163,6 +163,8 @@ def load_generator(name: str, weights: str | Path | None = None, download: bool 
         else:
             gen = spec.builder()
             load_strict(gen, load_state_dict(path), what=name)
+        if weights is not None:  # the user's file, loaded strictly above: a warning when it is not the registry's
+            check_explicit(path, spec.weights, f"generator {name}")
         if spec.bounds is not None:
             spec.bounds(gen)
     gen.eval()

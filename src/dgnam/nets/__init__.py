@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..hub import WeightSource, load_state_dict, load_strict, resolve_weights
+from ..hub import WeightSource, check_explicit, load_state_dict, load_strict, resolve_weights
 from ..rundir import short
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -260,6 +260,8 @@ def load_net(name: str, weights: str | Path | None = None, download: bool = Fals
     model = spec.builder()
     path = resolve_weights(spec.weights, weights, download=download)
     load_strict(model, (spec.loader or load_state_dict)(path), what=name)
+    if weights is not None:  # the user's file: loaded when it fits, with a warning when it is not the registry's
+        check_explicit(path, spec.weights, f"net {name}")
     input_spec = spec.input if fit is None else _replace(spec.input, fit=fit)
     model.eval().requires_grad_(False)  # our own copy: frozen for good
     return Target(model, input_spec, spec.categories, name=name)
