@@ -111,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--evals", type=int, help="image evaluations per unit and seed: the budget of cmaes/ga (default 1000); "
                    "with a gradient optimizer it sets --steps to N - 1 (one forward+backward per step, plus the final image; "
                    "with --transforms standard each step adds a forward pass without transforms)")
+    v.add_argument("--init-image", help="feature accentuation (Hamblin et al. 2024): start from this photo instead of noise: DGN-AM "
+                   "from its code E(photo) under the prior's encoder, pixel methods from the photo itself")
     v.add_argument("--lr", type=float, help="pixel methods: learning rate")
     v.add_argument("--batch-size", type=int, default=8, help="images optimized together (default 8)")
     v.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
@@ -136,6 +138,31 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     sm.add_argument("--out", required=True, help="output folder")
     sm.add_argument("--quiet", action="store_true", help="no progress bars")
+    at = sub.add_parser("atlas", help="a browsable static site of a net's units (DGN-AM, pixel baseline, exemplars, accentuation); "
+                        "`dgnam atlas serve SITE` serves one on localhost")
+    at.add_argument("net", help="target net (as --net takes it), or 'serve' to serve a built site")
+    at.add_argument("site", nargs="?", help="with 'serve': the site folder")
+    at.add_argument("--layers", help="comma-separated layers, e.g. logits,_blocks.15 (default: those of --units)")
+    at.add_argument("--units", action="append", default=[], help="only these units, e.g. logits:0-7,_blocks.15:0-7 (repeatable; default: every unit of --layers)")
+    at.add_argument("--data", help="natural images: any image folder, a pool folder or a .npz pool (default: the offline pool "
+                    "in $DGNAM_HOME/pool, built on first use as `dgnam pool build` does)")
+    at.add_argument("--out", help="the site folder (an atlas already there is completed, not redone)")
+    at.add_argument("--net-weights", help="local weight file for the net")
+    at_method = at.add_mutually_exclusive_group()
+    at_method.add_argument("--generator", help="generator prior (default: the net's default prior)")
+    at_method.add_argument("--pixel", choices=["pixel", "yosinski", "fourier", "deepinversion"], help="a pixel method instead of DGN-AM")
+    at.add_argument("--generator-weights", help="local weight file for the generator")
+    at.add_argument("--baseline", choices=["pixel", "yosinski", "fourier", "deepinversion", "none"],
+                    help="pixel baseline beside DGN-AM (default: deepinversion with BatchNorm, else fourier)")
+    at.add_argument("--download", action="store_true", help="allow downloading registered weights not found offline")
+    at.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="DGN-AM facets per unit (default 0-2)")
+    at.add_argument("--steps", type=int, help="optimization steps of every image (default: each method's, 200)")
+    at.add_argument("-k", type=int, default=9, help="top and bottom natural images per unit (default 9)")
+    at.add_argument("--no-accentuate", action="store_true", help="skip the accentuated top exemplar")
+    at.add_argument("--batch-size", type=int, default=8, help="images optimized together (default 8)")
+    at.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (cuda: cuda:LOCAL_RANK under torchrun)")
+    at.add_argument("--port", type=int, default=8000, help="with 'serve': the port on 127.0.0.1 (default 8000)")
+    at.add_argument("--quiet", action="store_true", help="no progress bars")
     mg = sub.add_parser("merge", help="merge the per-rank parts of a torchrun `dgnam visualize` run that did not merge")
     mg.add_argument("out", help="the run folder (holds parts/rankNNN)")
 
@@ -315,6 +342,7 @@ def _cmd_visualize(args) -> int:
         overrides = {"steps": args.steps, "lr": args.lr}
         method = f"pixel:{config.method}"
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    init = _init_start(args, net, generator, generator_name, config, device)
 
     jobs = make_jobs(units, args.seeds)
     settings = {
@@ -333,11 +361,12 @@ def _cmd_visualize(args) -> int:
         "batch_size": args.batch_size,
         "device": str(torch.device(args.device)),
         "processes": world.size,
+        "init_image": args.init_image,
     }
     try:
         check_units(net, units)  # every rank checks every unit, before any work
         mine = shard_jobs(jobs, world.rank, world.size, args.batch_size)  # all jobs in a one-process run
-        batches = iter_visualize(net, mine, generator, config, args.batch_size, progress=not args.quiet and world.rank == 0)
+        batches = iter_visualize(net, mine, generator, config, args.batch_size, progress=not args.quiet and world.rank == 0, init=init)
         size = generator.output_size if generator is not None else net.spec.size
         hidden = dict.fromkeys(j.unit for j in mine if j.unit.location != "mean" and j.unit.layer not in ("output", "logits"))
         fields = {u: receptive_field_box(net, u, tuple(size)) for u in hidden}
@@ -370,6 +399,21 @@ def _cmd_visualize(args) -> int:
     finally:
         close_world(world)
     return 130 if interrupted else 0
+
+
+def _init_start(args, net, generator, generator_name, config, device):
+    """``--init-image``: the start every job shares, a code (DGN-AM) or an image (pixel methods); None without it."""
+    if not args.init_image:
+        return None
+    from .accentuate import load_photo, photo_codes, prior_encoder
+    from .optimize import DGNAMConfig
+
+    if generator is None:
+        return load_photo(args.init_image, max(net.spec.size)).to(device)
+    if not isinstance(config, DGNAMConfig):
+        raise ValueError("--init-image starts a gradient ascent from a photo's code: not with --optimizer cmaes or ga")
+    photo = load_photo(args.init_image, max(generator.output_size)).to(device)
+    return photo_codes(generator, prior_encoder(generator, net, generator_name, download=args.download), photo[None])[0]
 
 
 def _generator_search(args, preset):
@@ -470,6 +514,12 @@ def _sample_encoder(args, name: str, generator, config):
     if net_name == args.net:
         return layer, True
     return load_encoder(net_name, layer, device=args.device, download=args.download), False
+
+
+def _cmd_atlas(args) -> int:
+    from .atlas.cli import run_atlas
+
+    return run_atlas(args, default_generator, default_pixel_method)
 
 
 def _cmd_merge(args) -> int:
@@ -801,7 +851,7 @@ def main(argv: list[str] | None = None) -> int:
         "visualize": _cmd_visualize, "layers": _cmd_layers, "nets": _cmd_nets, "generators": _cmd_generators,
         "weights": _cmd_weights, "pool": _cmd_pool, "train-generator": _cmd_train, "bounds": _cmd_bounds,
         "evaluate": _cmd_evaluate, "neighbors": _cmd_neighbors, "exemplars": _cmd_exemplars, "report": _cmd_report,
-        "sample": _cmd_sample, "merge": _cmd_merge, "repro": _cmd_repro,
+        "sample": _cmd_sample, "merge": _cmd_merge, "repro": _cmd_repro, "atlas": _cmd_atlas,
     }
     try:
         return handlers[args.command](args)

@@ -166,6 +166,7 @@ def dgn_am(
     config: DGNAMConfig = DGNAMConfig(),
     objective: Objective | None = None,
     progress: bool = True,
+    init_code: torch.Tensor | None = None,
 ) -> AMResult:
     """Synthesize the preferred input of each unit through the generator (one batch).
 
@@ -177,6 +178,8 @@ def dgn_am(
         config: Step schedule and optimizer.
         objective: Override of the score to maximize; default ``units_objective(units)``.
         progress: Show a tqdm bar.
+        init_code: (N, *code_shape) codes to start from instead of random ones (feature
+            accentuation starts from the code of a photo, :mod:`dgnam.accentuate`); clipped like them.
 
     Returns:
         An :class:`AMResult` with last and best images, activation history and final codes.
@@ -189,7 +192,9 @@ def dgn_am(
     if len(units) != len(seeds):
         raise ValueError(f"{len(units)} units but {len(seeds)} seeds: give one seed per unit")
     objective = objective or units_objective(units)
-    code = generator.random_code(list(seeds), config.init_std)
+    if init_code is not None and tuple(init_code.shape) != (len(units), *generator.code_shape):
+        raise ValueError(f"init_code has shape {tuple(init_code.shape)}; expected ({len(units)}, {', '.join(map(str, generator.code_shape))})")
+    code = generator.random_code(list(seeds), config.init_std) if init_code is None else init_code.detach().to(generator.lower).clone()
     if config.clip:
         code = generator.clip(code)
     # the optimization variable: whitened code z, code = center + scale * z

@@ -63,18 +63,22 @@ class PixelImage(nn.Module):
             The default, 10/255, is Yosinski et al.'s ``mean_plus_rand`` start (N(0, 10) on a 0-255 scale).
         mean: RGB colour the noise is centred on (ImageNet's mean: the "mean image" start).
         channels: Image channels; other than 3, every channel starts around the mean of ``mean``.
+        init: (N, channels, H, W) images in [0, 1] to start from instead (no noise added).
 
     The forward pass clamps to [0, 1]; loops that update ``pixels`` directly should also clamp the
     data after each step (:meth:`clamp_`), so no pixel sits where the clamp hides its gradient.
     """
 
     def __init__(self, seeds: Sequence[int], size: int | Sequence[int], init_std: float = 10 / 255, mean: Sequence[float] = IMAGENET_MEAN,
-                 channels: int = 3):  # fmt: skip
+                 channels: int = 3, init: torch.Tensor | None = None):  # fmt: skip
         super().__init__()
         h, w = _size(size)
         self.register_buffer("mean", channel_mean(mean, channels).view(1, channels, 1, 1), persistent=False)
-        init = self.mean + init_std * _seeded_randn(seeds, (channels, h, w))
-        self.pixels = nn.Parameter(init.clamp(0, 1))
+        if init is None:
+            init = self.mean + init_std * _seeded_randn(seeds, (channels, h, w))
+        elif tuple(init.shape) != (len(seeds), channels, h, w):
+            raise ValueError(f"init has shape {tuple(init.shape)}; expected ({len(seeds)}, {channels}, {h}, {w})")
+        self.pixels = nn.Parameter(init.detach().float().clone().clamp(0, 1))
 
     @torch.no_grad()
     def clamp_(self) -> None:
@@ -108,10 +112,12 @@ class FourierImage(nn.Module):
         decay_power: Exponent of the 1/f scaling (lucid: 1).
         decorrelate: Apply the colour decorrelation (lucid: True; only meaningful, and only applied, for 3 channels).
         channels: Image channels (3: RGB).
+        init: (N, channels, H, W) images in [0, 1] to start from instead: the spectrum whose image they
+            are (the parameterization inverted; pixels are kept inside (0.001, 0.999) for the sigmoid).
     """
 
     def __init__(self, seeds: Sequence[int], size: int | Sequence[int], sd: float = 0.01, decay_power: float = 1.0, decorrelate: bool = True,
-                 channels: int = 3):  # fmt: skip
+                 channels: int = 3, init: torch.Tensor | None = None):  # fmt: skip
         super().__init__()
         h, w = _size(size)
         self.size = (h, w)
@@ -120,7 +126,21 @@ class FourierImage(nn.Module):
         scale = 1.0 / freqs.clamp_min(1.0 / max(h, w)) ** decay_power
         self.register_buffer("scale", scale[None, None, :, :, None], persistent=False)
         self.register_buffer("color", color_correlation_normalized(), persistent=False)
-        self.spectrum = nn.Parameter(sd * _seeded_randn(seeds, (channels, *freqs.shape, 2)))
+        if init is None:
+            spectrum = sd * _seeded_randn(seeds, (channels, *freqs.shape, 2))
+        elif tuple(init.shape) != (len(seeds), channels, h, w):
+            raise ValueError(f"init has shape {tuple(init.shape)}; expected ({len(seeds)}, {channels}, {h}, {w})")
+        else:
+            spectrum = self._spectrum_of(init.detach().float())
+        self.spectrum = nn.Parameter(spectrum)
+
+    def _spectrum_of(self, images: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`forward`: the (scaled) spectrum whose image is ``images``."""
+        linear = torch.logit(images.clamp(0.001, 0.999))
+        if self.decorrelate:
+            linear = torch.einsum("ij,njhw->nihw", torch.linalg.inv(self.color), linear)
+        spectrum = torch.fft.rfftn(linear * 4.0, dim=(-2, -1), norm="ortho")
+        return torch.view_as_real(spectrum) / self.scale
 
     def linear_image(self) -> torch.Tensor:
         """The image before the sigmoid (decorrelated, roughly zero-mean)."""

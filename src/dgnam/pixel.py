@@ -203,6 +203,7 @@ def pixel_am(
     config: PixelConfig = PixelConfig(),
     objective: Objective | None = None,
     progress: bool = True,
+    init_images: torch.Tensor | None = None,
 ) -> AMResult:
     """Synthesize the preferred input of each unit directly in pixel space (one batch).
 
@@ -215,6 +216,8 @@ def pixel_am(
         config: The method and its settings (:class:`PixelConfig`).
         objective: Override of the score to maximize; default ``units_objective(units)``.
         progress: Show a tqdm bar.
+        init_images: (N, 3, H, W) images in [0, 1] to start from instead of noise (feature
+            accentuation, :mod:`dgnam.accentuate`); resized to the method's size.
 
     Returns:
         An :class:`~dgnam.optimize.AMResult` with ``method`` set to the config's method and the
@@ -248,10 +251,19 @@ def pixel_am(
     transform = config.transforms()
 
     channels = target.spec.channels  # images in the net's own channels (RGB for 3-channel nets)
+    if init_images is not None:
+        if init_images.dim() != 4 or len(init_images) != len(units):
+            raise ValueError(f"init_images has shape {tuple(init_images.shape)}; expected ({len(units)}, {channels}, H, W)")
+        if channels == 1 and init_images.shape[1] == 3:  # a colour photo for a grey net: its luminance
+            init_images = (init_images * torch.tensor([0.299, 0.587, 0.114], device=init_images.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        if init_images.shape[1] != channels:
+            raise ValueError(f"init_images have {init_images.shape[1]} channels; the net takes {channels}")
+        init_images = torch.nn.functional.interpolate(init_images.float().cpu(), size=size, mode="bilinear", align_corners=False, antialias=True)
     if config.uses_adam:
-        param = FourierImage(seeds, size, sd=config.init_std, decay_power=config.decay_power, decorrelate=config.decorrelate, channels=channels)
+        param = FourierImage(seeds, size, sd=config.init_std, decay_power=config.decay_power, decorrelate=config.decorrelate, channels=channels,
+                             init=init_images)  # fmt: skip
     else:
-        param = PixelImage(seeds, size, init_std=config.init_std, channels=channels)
+        param = PixelImage(seeds, size, init_std=config.init_std, channels=channels, init=init_images)
     param = param.to(device)
     mean = getattr(param, "mean", None)  # PixelImage's start colour: the "zero" of the mean-subtracted updates
     adam = torch.optim.Adam(param.parameters(), lr=config.lr, betas=config.betas) if config.uses_adam else None

@@ -38,6 +38,7 @@ def iter_visualize(
     config=None,
     batch_size: int = 8,
     progress: bool = True,
+    init: torch.Tensor | None = None,
 ) -> Iterator[AMResult]:
     """Optimize ``jobs`` in batches of ``batch_size``; yield each batch's result as it finishes.
 
@@ -50,6 +51,9 @@ def iter_visualize(
             :class:`~dgnam.pixel.PixelConfig`; None takes the defaults.
         batch_size: Images optimized together (memory grows with it; throughput too, up to a point).
         progress: Show progress bars.
+        init: One start shared by every job instead of the seed's random one (feature accentuation,
+            :mod:`dgnam.accentuate`): a code of the generator's ``code_shape``, or a (3, H, W) image for a
+            pixel method. The seeds still seed the random transforms.
 
     Returns:
         An iterator of one :class:`AMResult` per batch, in job order (work happens as it is consumed).
@@ -65,17 +69,17 @@ def iter_visualize(
         config = config or dgnam_config(generator)
         if getattr(config, "bn_weight", 0) == 0:  # same activations, computed faster where possible (BatchNorm folded)
             target = target.fast([j.unit.layer for j in jobs])
-        return _batches(target, jobs, generator, config, batch_size, progress)
+        return _batches(target, jobs, generator, config, batch_size, progress, init)
     from .blackbox import CMAESConfig, GAConfig
     from .pixel import PixelConfig
 
     if isinstance(config, (CMAESConfig, GAConfig)):
         raise ValueError(f"{type(config).__name__} searches a generator's code space: pass generator= "
                          "(e.g. dgnam.load_generator(NAME or FILE.safetensors)), or a PixelConfig for a pixel-space method")
-    return _batches(target, jobs, None, config or PixelConfig(), batch_size, progress)
+    return _batches(target, jobs, None, config or PixelConfig(), batch_size, progress, init)
 
 
-def _batches(target, jobs, generator, config, batch_size, progress) -> Iterator[AMResult]:
+def _batches(target, jobs, generator, config, batch_size, progress, init=None) -> Iterator[AMResult]:
     from tqdm.auto import tqdm
 
     with tqdm(total=len(jobs), desc="units", unit="img", disable=not progress) as bar:
@@ -87,11 +91,13 @@ def _batches(target, jobs, generator, config, batch_size, progress) -> Iterator[
 
                 result = blackbox_am(target, generator, units, seeds, config, progress=progress)
             elif generator is not None:
-                result = dgn_am(target, generator, units, seeds, config, progress=progress)
+                start = None if init is None else init.expand(len(chunk), *init.shape)
+                result = dgn_am(target, generator, units, seeds, config, progress=progress, init_code=start)
             else:
                 from .pixel import pixel_am
 
-                result = pixel_am(target, units, seeds, config, progress=progress)
+                start = None if init is None else init.expand(len(chunk), *init.shape)
+                result = pixel_am(target, units, seeds, config, progress=progress, init_images=start)
             bar.update(len(chunk))
             yield result
 

@@ -1,0 +1,67 @@
+"""``dgnam atlas NET ...`` and ``dgnam atlas serve SITE``: flags to :func:`~dgnam.atlas.build_atlas` / :func:`~dgnam.atlas.serve`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable
+
+
+def run_atlas(args, default_generator: Callable, default_pixel_method: Callable) -> int:
+    """Run the ``atlas`` sub-command (``args`` from :func:`dgnam.cli.build_parser`); returns the exit code."""
+    if args.net == "serve":
+        return _serve(args)
+    if args.site is not None:
+        raise ValueError(f"dgnam atlas takes one net, got also {args.site!r} (to serve a site: dgnam atlas serve SITE)")
+    if not args.out:
+        raise ValueError("dgnam atlas needs --out SITE_FOLDER")
+    if args.batch_size < 1 or args.k < 1 or (args.steps is not None and args.steps < 1):
+        raise ValueError("--batch-size, -k and --steps must be at least 1")
+    from .. import load_generator, load_net
+    from ..distributed import close_world, init_world
+    from ..optimize import dgnam_config
+    from ..pixel import PixelConfig
+    from .build import AtlasData, AtlasMethod, build_atlas, ensure_pool
+    from .compute import AtlasConfig
+
+    net = load_net(args.net, weights=args.net_weights, download=args.download)
+    world = init_world(args.device)
+    try:
+        net.to(world.device)
+        generator_name = args.generator or (None if args.pixel else default_generator(args.net))
+        if generator_name:
+            generator = load_generator(generator_name, weights=args.generator_weights, download=args.download).to(world.device)
+            baseline = args.baseline or default_pixel_method(net)
+            method = AtlasMethod(generator, dgnam_config(generator), None if baseline == "none" else PixelConfig(method=baseline), generator_name)
+        else:
+            method = AtlasMethod(None, None, PixelConfig(method=args.pixel or default_pixel_method(net)))
+        data_path = Path(args.data) if args.data else ensure_pool(progress=not args.quiet)
+        config = AtlasConfig(seeds=tuple(args.seeds), steps=args.steps, k=args.k, pixel_baseline=generator_name is not None and args.baseline != "none",
+                             accentuate=not args.no_accentuate, batch_size=args.batch_size)  # fmt: skip
+        layers = [l.strip() for l in (args.layers or "").split(",") if l.strip()]
+        size = max(net.spec.size)
+        summary = build_atlas(net, args.net, args.out, AtlasData(data_path, size=size), method, layers, args.units, config,
+                              command=["dgnam"] + sys.argv[1:], progress=not args.quiet, world=world)  # fmt: skip
+    finally:
+        close_world(world)
+    if summary.index is not None:
+        print(f"atlas of {summary.units} unit(s): {summary.computed} computed now, {summary.cached} already done, "
+              f"{summary.activation_passes} activation pass(es) over the data; open {summary.index} or `dgnam atlas serve {args.out}`")
+    return 130 if summary.interrupted else 0
+
+
+def _serve(args) -> int:
+    from .site import serve
+
+    if not args.site:
+        raise ValueError("dgnam atlas serve needs the site folder: dgnam atlas serve SITE")
+    server = serve(args.site, port=args.port)
+    host, port = server.server_address[:2]
+    print(f"serving {args.site} at http://{host}:{port}/index.html (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0

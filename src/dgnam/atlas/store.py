@@ -1,0 +1,142 @@
+"""The atlas's cache on disk: one folder per unit (``unit.json`` + images), written when the unit is done.
+
+Layout of a site folder::
+
+    atlas.json                      settings of the last build and their key
+    cache/acts_<layer>_<key>.npy    the data's activations of a layer's units (one pass per layer)
+    units/<layer>/<NNNN>/unit.json  one unit's results (written last, atomically: its presence means done)
+    units/<layer>/<NNNN>/*.png|jpg  its images
+
+A unit counts as done when its ``unit.json`` exists and carries the current settings key, so
+re-running adds only missing units, and a build stopped half-way keeps every finished unit.
+Paths read back from JSON are checked to be plain file names inside the unit's folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+from PIL import Image
+
+from ..units import Unit
+
+SETTINGS_FILE = "atlas.json"
+UNIT_FILE = "unit.json"
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,80}\.(png|jpg)$")
+
+
+def settings_key(settings: dict) -> str:
+    """A short hash of everything that determines a unit's results (same settings, same key)."""
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def layer_slug(layer: str) -> str:
+    """A file-name-safe layer name (``_blocks.15`` -> ``blocks-15``), unique per layer name."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", layer).strip("-") or "layer"
+    return slug if slug == layer else f"{slug}-{hashlib.sha256(layer.encode()).hexdigest()[:6]}"
+
+
+def unit_slug(unit: Unit) -> str:
+    """``0007`` for a unit at its layer's default location, ``0007_mean`` / ``0007_at3-4`` otherwise."""
+    return unit.slug.split("_", 1)[1] if "_" in unit.slug else f"{unit.index:04d}"
+
+
+def unit_dir(site: Path, unit: Unit) -> Path:
+    """Where ``unit``'s files live."""
+    return Path(site) / "units" / layer_slug(unit.layer) / unit_slug(unit)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file, then rename it over ``path`` (a kill leaves old or new, never half)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def safe_name(name) -> str:
+    """``name`` if it is a plain image file name (no folder, no ``..``), else ValueError."""
+    if not isinstance(name, str) or not _SAFE_NAME.match(name) or ".." in name:
+        raise ValueError(f"atlas: {name!r} is not a plain image file name of a unit folder; rebuild the unit (delete its folder)")
+    return name
+
+
+def save_image(folder: Path, name: str, image: np.ndarray, quality: int = 88) -> str:
+    """Write an (H, W, 3) uint8 image as PNG or JPEG (by ``name``'s suffix); return the name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    picture = Image.fromarray(np.ascontiguousarray(image))
+    if name.endswith(".jpg"):
+        picture.save(folder / safe_name(name), quality=quality)
+    else:
+        picture.save(folder / safe_name(name))
+    return name
+
+
+def write_unit(site: Path, unit: Unit, record: dict) -> Path:
+    """Write ``unit.json`` (after its images): from now on the unit is done."""
+    path = unit_dir(site, unit) / UNIT_FILE
+    atomic_write_text(path, json.dumps(record, indent=1))
+    return path
+
+
+def read_unit_record(site: Path, unit: Unit, key: str | None = None) -> dict | None:
+    """The unit's record if it is done (with ``key``, when given), else None; file names are checked."""
+    path = unit_dir(site, unit) / UNIT_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None  # a damaged record: the unit is computed again
+    if not isinstance(record, dict) or (key is not None and record.get("key") != key):
+        return None
+    for name in record_files(record):
+        if not (path.parent / safe_name(name)).is_file():
+            return None  # an image went missing: compute the unit again
+    return record
+
+
+def record_files(record: dict) -> Iterable[str]:
+    """Every image file name a unit record refers to."""
+    for entry in record.get("facets") or []:
+        yield entry["file"]
+    for key in ("pixel", "accent"):
+        entry = record.get(key)
+        if entry:
+            yield entry["file"]
+            if entry.get("source_file"):
+                yield entry["source_file"]
+    for key in ("top", "bottom"):
+        for entry in record.get(key) or []:
+            yield entry["file"]
+
+
+def activations_cache(site: Path, layer: str, key: str) -> Path:
+    """The file of a layer's cached activations over the data."""
+    return Path(site) / "cache" / f"acts_{layer_slug(layer)}_{key}.npy"
+
+
+def save_activations(path: Path, acts: np.ndarray) -> None:
+    """Write an (N, C) float32 array atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npy")
+    np.save(tmp, np.asarray(acts, dtype=np.float32))
+    os.replace(tmp, path)
+
+
+def load_activations(path: Path) -> np.ndarray | None:
+    """A cached (N, C) array, or None when absent (never a pickle: ``allow_pickle=False``)."""
+    if not path.is_file():
+        return None
+    return np.load(path, allow_pickle=False)
+
+
+__all__ = ["SETTINGS_FILE", "UNIT_FILE", "settings_key", "layer_slug", "unit_slug", "unit_dir", "atomic_write_text", "safe_name",
+           "save_image", "write_unit", "read_unit_record", "record_files", "activations_cache", "save_activations", "load_activations"]
