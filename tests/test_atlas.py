@@ -20,7 +20,7 @@ import dgnam
 import dgnam.accentuate
 import dgnam.param
 from dgnam import cli
-from dgnam.atlas import AtlasConfig, AtlasData, AtlasMethod, build_atlas, serve, split_unit_list
+from dgnam.atlas import AtlasConfig, AtlasMethod, build_atlas, open_data, serve, split_unit_list
 from dgnam.atlas import build as atlas_build
 from dgnam.atlas import compute as atlas_compute
 from dgnam.atlas.site import histogram_svg
@@ -80,26 +80,12 @@ def photos(tmp_path):
 def _build(net, gen, site, data, units=("logits:0-2,conv2:0-1",), **config):
     method = AtlasMethod(gen, dgnam_config(gen), PixelConfig(method="fourier"), "tiny_prior")
     settings = {"seeds": (0, 1), "steps": 3, "k": 3, "batch_size": 4, **config}
-    return build_atlas(net, "tiny", site, AtlasData(data, size=32), method, ["logits", "conv2"], list(units), AtlasConfig(**settings), progress=False)
+    return build_atlas(net, "tiny", site, open_data(data, size=32), method, ["logits", "conv2"], list(units), AtlasConfig(**settings), progress=False)
 
 
 def test_unit_lists_split_on_layers_only():
     assert split_unit_list("logits:0-7,_blocks.15:0-7") == ["logits:0-7", "_blocks.15:0-7"]
     assert split_unit_list("logits:1,5,9,conv2:3@mean") == ["logits:1,5,9", "conv2:3@mean"]
-
-
-def test_activations_read_units_as_the_objective_does(tiny, photos):
-    net, _ = tiny
-    units = dgnam.parse_units(["logits:0-4", "conv2:0-5", "conv2:2@mean", "conv1:1@3,4"])
-    images, _ = AtlasData(photos, size=32).load()
-    acts = atlas_compute.unit_activations(net, units, images, batch_size=4)
-    x = atlas_compute.to_tensor(np.asarray(images))
-    for j, u in enumerate(units):
-        with torch.no_grad():
-            expected = dgnam.run_objective(net, x, dgnam.units_objective([u] * len(x)))
-        np.testing.assert_allclose(acts[:, j], expected.numpy(), rtol=1e-5, atol=1e-6)
-    top, bottom = atlas_compute.exemplar_indices(np.array([0.1, 3.0, -2.0, 3.0, 1.0]), 2)
-    assert top == [1, 3] and bottom == [2, 0]
 
 
 def test_atlas_builds_every_part_and_a_rerun_does_no_work(tiny, photos, tmp_path, monkeypatch):
@@ -111,9 +97,9 @@ def test_atlas_builds_every_part_and_a_rerun_does_no_work(tiny, photos, tmp_path
     assert record["label"] == "dog" and [f["seed"] for f in record["facets"]] == [0, 1]
     assert record["pixel"]["method"] == "fourier" and record["accent"]["file"] == "accent.png"
     # exemplars: the data's activations of logits:1, sorted, and the histogram counts every photo
-    images, _ = AtlasData(photos, size=32).load()
+    images = open_data(photos, size=32).batch(range(6))
     with torch.no_grad():
-        logits = net(atlas_compute.to_tensor(np.asarray(images)))[:, 1].numpy()
+        logits = net(atlas_compute.to_tensor(images))[:, 1].numpy()
     assert [e["index"] for e in record["top"]] == list(np.argsort(-logits, kind="stable")[:3])
     assert record["top"][0]["activation"] == pytest.approx(float(logits.max()), abs=1e-5)
     assert record["natural"]["max"] == pytest.approx(float(logits.max()), abs=1e-5) and sum(record["natural"]["histogram"]["counts"]) == 6
@@ -146,7 +132,7 @@ def test_atlas_builds_every_part_and_a_rerun_does_no_work(tiny, photos, tmp_path
         raise AssertionError("a re-run computed something")
 
     monkeypatch.setattr(atlas_build, "synthesize", fail)
-    monkeypatch.setattr(atlas_build, "unit_activations", fail)
+    monkeypatch.setattr(atlas_build, "layer_activations", fail)
     stamp = (site / "units/logits/0001/unit.json").stat().st_mtime_ns
     again = _build(net, gen, site, photos)
     assert (again.computed, again.cached, again.activation_passes) == (0, 5, 0)
@@ -186,7 +172,7 @@ def test_accentuation_starts_from_the_photo(tiny, photos):
     units = dgnam.parse_units(["logits:1"])
     encoder = prior_encoder(gen, net)
     code = photo_codes(gen, encoder, photo)
-    with torch.no_grad():
+    with torch.no_grad(), dgnam.frozen_eval(net.model):
         pooled = net.model.pool(net.model.act2(net.model.conv2(net.model.act1(net.model.bn1(net.model.conv1(net.preprocess(photo)))))))
         start = dgnam.run_objective(net, gen(code), dgnam.units_objective(units))
     assert torch.allclose(code, gen.clip(pooled), atol=1e-6)

@@ -11,14 +11,14 @@ The compute (:mod:`.compute`), the cache on disk (:mod:`.store`), the pages (:mo
 build that ties them (:mod:`.build`) are kept apart.
 
 Example:
-    >>> from dgnam.atlas import AtlasConfig, AtlasData, AtlasMethod, build_atlas
-    >>> build_atlas(net, "efficientnet_lite0", "site", AtlasData(Path("photos")), AtlasMethod(gen, dgnam_config(gen), PixelConfig("deepinversion"), "lite0_blocks7_conv_resize"),
+    >>> from dgnam.atlas import AtlasConfig, AtlasMethod, build_atlas, open_data
+    >>> build_atlas(net, "efficientnet_lite0", "site", open_data("photos"), AtlasMethod(gen, dgnam_config(gen), PixelConfig("deepinversion"), "lite0_blocks7_conv_resize"),
     ...             layers=["logits"], units=["logits:0-7"], config=AtlasConfig(seeds=(0, 1)))
 """
 
-from .build import AtlasData, AtlasMethod, AtlasSummary, build_atlas, default_pool_dir, ensure_pool, plan_units, split_unit_list
-from .compute import AtlasConfig, unit_activations
+from .build import AtlasMethod, AtlasSummary, build_atlas, default_pool_dir, ensure_pool, open_data, plan_units, split_unit_list
+from .compute import AtlasConfig
 from .site import serve, write_site
 
-__all__ = ["AtlasConfig", "AtlasData", "AtlasMethod", "AtlasSummary", "build_atlas", "default_pool_dir", "ensure_pool",
-           "plan_units", "serve", "split_unit_list", "unit_activations", "write_site"]
+__all__ = ["AtlasConfig", "AtlasMethod", "AtlasSummary", "build_atlas", "default_pool_dir", "ensure_pool", "open_data",
+           "plan_units", "serve", "split_unit_list", "write_site"]

@@ -12,12 +12,9 @@ units' folders (disjoint), and after a barrier rank 0 writes the pages.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import signal
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -25,10 +22,12 @@ import numpy as np
 import torch
 
 from ..nets import Target
-from ..objectives import check_units, receptive_field_box
+from ..exemplars import exemplar_crops, exemplars, layer_activations, unit_receptive_field
+from ..interrupts import stop_on_signals
+from ..objectives import check_units
 from ..units import Unit, UnitError, layer_kind, parse_units
 from . import store
-from .compute import AtlasConfig, Synthesized, crop, exemplar_indices, histogram, synthesize, to_tensor, unit_activations
+from .compute import AtlasConfig, Synthesized, histogram, synthesize, to_tensor
 from .site import write_site
 
 
@@ -101,47 +100,12 @@ def default_pool_dir() -> Path:
     return dgnam_home() / "pool"
 
 
-@dataclass
-class AtlasData:
-    """The natural images of an atlas: an image folder, a pool folder or a packed pool (``.npz``).
+def open_data(path: str | Path, size: int = 224, max_images: int | None = None):
+    """The natural images of an atlas (:func:`dgnam.exemplars.open_images`: an image folder, a pool
+    folder or a packed pool; only the file list is read now, images are decoded when used)."""
+    from ..exemplars import open_images
 
-    Loading is deferred (:meth:`load`): a re-run with nothing to compute never reads the images.
-    """
-
-    path: Path
-    size: int = 224  # side of an image folder's images (pools keep their own size)
-    _loaded: tuple | None = field(default=None, repr=False)
-
-    def fingerprint(self) -> str:
-        """Changes when the data changes: file names, sizes and times of a folder; a pool's card."""
-        path = self.path
-        h = hashlib.sha256(f"{self.size}".encode())
-        if path.is_file():
-            h.update(f"{path.name}:{path.stat().st_size}:{path.stat().st_mtime_ns}".encode())
-        elif (path / "images.npy").is_file():
-            h.update((path / "card.json").read_bytes() if (path / "card.json").is_file() else b"")
-            h.update(str((path / "images.npy").stat().st_size).encode())
-        elif path.is_dir():
-            for p in sorted(path.rglob("*")):
-                if p.is_file() and not p.name.startswith("."):
-                    st = p.stat()
-                    h.update(f"{p.relative_to(path).as_posix()}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-        else:
-            raise FileNotFoundError(f"--data {path}: no such folder or file (an image folder, a pool folder or a .npz pool)")
-        return h.hexdigest()[:16]
-
-    def load(self) -> tuple[np.ndarray, list[str]]:
-        """``(images, names)``: (N, S, S, 3) uint8 (memory-mapped for a pool) and a name per image."""
-        if self._loaded is None:
-            from ..pool import load_any
-
-            images, meta = load_any(self.path, size=self.size, mmap=True)
-            if not len(images):
-                raise ValueError(f"--data {self.path} holds no images")
-            records = meta.get("records") or []
-            names = [str(records[i].get("file") or i) if i < len(records) else str(i) for i in range(len(images))]
-            self._loaded = (images, names)
-        return self._loaded
+    return open_images(path, size=size, max_images=max_images)
 
 
 def ensure_pool(path: Path | None = None, progress: bool = True) -> Path:
@@ -154,31 +118,6 @@ def ensure_pool(path: Path | None = None, progress: bool = True) -> Path:
         print(f"dgnam atlas: no --data; building the offline pool in {path} (first use, once)", flush=True)
         build_pool(path, progress=progress)
     return path
-
-
-# --------------------------------------------------------------------------------------------------
-# Interrupts
-# --------------------------------------------------------------------------------------------------
-
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Inside the block SIGTERM (a scheduler's time limit) raises KeyboardInterrupt, as Ctrl-C does;
-    the previous handler is restored afterwards. A no-op outside the main thread."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -216,14 +155,14 @@ class AtlasSummary:
     activation_passes: int = 0  # layers whose data activations were computed now (not read from the cache)
 
 
-def _settings(net_name: str, method: AtlasMethod, config: AtlasConfig, data: AtlasData, steps_override: dict) -> dict:
+def _settings(net_name: str, method: AtlasMethod, config: AtlasConfig, data, steps_override: dict) -> dict:
     """What decides a unit's results: its hash is the cache key."""
     asdict = lambda c: dataclasses.asdict(c) if c is not None else None  # noqa: E731
     return {
         "net": net_name, "method": method.name, "generator": method.generator_name,
         "dgn_am": asdict(method.config) if method.generator is not None else None, "pixel": asdict(method.pixel),
         "seeds": list(config.seeds), "k": config.k, "bins": config.bins, "pixel_baseline": config.pixel_baseline,
-        "accentuate": config.accentuate, "batch_size": config.batch_size, "data": data.fingerprint(), **steps_override,
+        "accentuate": config.accentuate, "batch_size": config.batch_size, "data": data.fingerprint, **steps_override,
     }  # fmt: skip
 
 
@@ -235,7 +174,7 @@ def build_atlas(
     target: Target,
     net_name: str,
     site: str | Path,
-    data: AtlasData,
+    data,
     method: AtlasMethod,
     layers: Sequence[str] = (),
     units: Sequence[str] = (),
@@ -250,7 +189,7 @@ def build_atlas(
         target: The net (on its device).
         net_name: How the net was named (shown, and part of the cache key).
         site: The output folder; an existing atlas there is completed, not redone.
-        data: The natural images for exemplars and histograms.
+        data: The natural images for exemplars and histograms (:func:`open_data`).
         method: The synthesis method (:class:`AtlasMethod`).
         layers: Layers to cover; empty: those of ``units``.
         units: Unit strings limiting the work; empty: every unit of ``layers``.
@@ -263,7 +202,7 @@ def build_atlas(
         An :class:`AtlasSummary`.
 
     Example:
-        >>> build_atlas(net, "efficientnet_lite0", "site", AtlasData(Path("photos")), AtlasMethod(gen, dgnam_config(gen), PixelConfig("deepinversion")),
+        >>> build_atlas(net, "efficientnet_lite0", "site", open_data("photos"), AtlasMethod(gen, dgnam_config(gen), PixelConfig("deepinversion")),
         ...             layers=["logits"], units=["logits:0-7"])
     """
     from ..distributed import World, barrier, shard_jobs
@@ -282,18 +221,16 @@ def build_atlas(
     if world.rank == 0:
         site.mkdir(parents=True, exist_ok=True)
     barrier(world)
-    computed, passes, interrupted = 0, 0, False
-    with sigterm_as_interrupt():
-        try:
-            if pending:
-                images, names = data.load()
-                acts, passes = _data_activations(target, site, data, pending, shapes, config, world, progress)
-                mine = shard_jobs(pending, world.rank, world.size, config.units_per_batch)
-                for _ in _compute(target, site, key, mine, acts, images, names, shapes, method, config, progress and world.rank == 0):
-                    computed += 1  # counted as each unit is written, so an interrupt keeps the count
-        except KeyboardInterrupt:
-            interrupted = True
-            print("\ndgnam atlas: interrupted; keeping the finished units", flush=True)
+    computed, passes = 0, 0
+    with stop_on_signals() as stop:
+        if pending:
+            acts, passes = _data_activations(target, site, data, pending, config, world, progress)
+            mine = shard_jobs(pending, world.rank, world.size, config.units_per_batch)
+            for _ in _compute(target, site, key, mine, acts, data, shapes, method, config, progress and world.rank == 0):
+                computed += 1  # counted as each unit is written, so an interrupt keeps the count
+    interrupted = stop.interrupted
+    if interrupted:
+        print(f"\ndgnam atlas: interrupted ({stop.signal}); keeping the finished units", flush=True)
     barrier(world)
     index = None
     if world.rank == 0:
@@ -301,42 +238,38 @@ def build_atlas(
     return AtlasSummary(index, len(plan), computed, len(plan) - len(pending), interrupted, round(time.time() - started, 2), passes)
 
 
-def _data_activations(target, site, data, pending, shapes, config, world, progress) -> tuple[dict, int]:
-    """Activations over the data of every channel of each (layer, location) that pending units use,
-    from the cache or from one pass (rank 0 computes, the other ranks wait and read)."""
+def _data_activations(target, site, data, pending, config, world, progress) -> tuple[dict, int]:
+    """The data's activations of each layer that pending units use: one cached pass per layer
+    (:func:`dgnam.exemplars.layer_activations`, cached in ``site/cache``); rank 0 computes, the other
+    ranks wait and read the cache."""
     from ..distributed import barrier
 
-    images, _ = data.load()
-    data_key = store.settings_key({"net": target.name, "data": data.fingerprint(), "n": len(images)})
-    groups = list(dict.fromkeys((u.layer, u.location) for u in pending))
-    acts, passes = {}, 0
-    for layer, location in groups:
-        path = store.activations_cache(site, f"{layer}@{location}", data_key)
-        if world.rank == 0 and store.load_activations(path) is None:
-            everyone = [Unit(layer, c, location) for c in range(channels(shapes[layer]))]
-            store.save_activations(path, unit_activations(target, everyone, images, config.data_batch_size, progress))
-            passes += 1
+    cache = site / "cache"
+    by_layer: dict[str, list[Unit]] = {}
+    for u in pending:
+        by_layer.setdefault(u.layer, []).append(u)
+    passes = 0
+    if world.rank == 0:
+        for layer, units in by_layer.items():
+            acts = layer_activations(target, layer, data, units, cache_dir=cache, batch_size=config.data_batch_size, progress=progress)
+            passes += not acts.cached
     barrier(world)
-    for layer, location in groups:
-        found = store.load_activations(store.activations_cache(site, f"{layer}@{location}", data_key))
-        if found is None or len(found) != len(images):
-            raise RuntimeError(f"the activation cache of {layer} was not written; delete {site / 'cache'} and run again")
-        acts[(layer, location)] = found
-    return acts, passes
+    return {layer: layer_activations(target, layer, data, units, cache_dir=cache, batch_size=config.data_batch_size)
+            for layer, units in by_layer.items()}, passes
 
 
-def _compute(target, site, key, units, acts, images, names, shapes, method, config, progress) -> Iterator[Unit]:
+def _compute(target, site, key, units, acts, data, shapes, method, config, progress) -> Iterator[Unit]:
     """Compute and write ``units`` in batches, yielding each unit once its ``unit.json`` is written."""
     from tqdm.auto import tqdm
 
     encoder = _encoder(target, method) if config.accentuate else None
-    size = images.shape[1:3]
+    device = next(target.buffers()).device
+    k = min(config.k, len(data))
     with tqdm(total=len(units), desc="atlas units", unit="unit", disable=not progress) as bar:
         for start in range(0, len(units), config.units_per_batch):
             batch = units[start : start + config.units_per_batch]
             tick = time.perf_counter()
-            columns = [acts[(u.layer, u.location)][:, u.index] for u in batch]
-            picks = [exemplar_indices(col, config.k) for col in columns]
+            found = [exemplars(acts[u.layer], u, k) for u in batch]
             seeds = list(config.seeds)
             facets = synthesize(target, [u for u in batch for _ in seeds], seeds * len(batch), method.generator,
                                 method.config if method.generator is not None else method.pixel)
@@ -345,12 +278,12 @@ def _compute(target, site, key, units, acts, images, names, shapes, method, conf
                 pixel = synthesize(target, batch, [seeds[0]] * len(batch), None, method.pixel)
             accent = None
             if config.accentuate and (encoder is not None or method.generator is None):
-                photos = to_tensor(np.stack([np.asarray(images[top[0]]) for top, _ in picks])).to(next(target.buffers()).device)
+                photos = to_tensor(np.stack([data.image(int(ex.top[0])) for ex in found])).to(device)
                 accent = _accentuate(target, batch, seeds[0], method, photos, encoder)
             seconds = (time.perf_counter() - tick) / len(batch)
             for i, unit in enumerate(batch):
-                box = receptive_field_box(target, unit, tuple(size)) if layer_kind(shapes[unit.layer]) == "map" else None
-                record = _unit_record(site, key, unit, target, columns[i], picks[i], images, names, box,
+                box = unit_receptive_field(target, unit, data.size) if layer_kind((1, *acts[unit.layer].shape)) == "map" else None
+                record = _unit_record(site, key, unit, target, acts[unit.layer].values(unit), found[i], data, box,
                                       facets[i * len(seeds) : (i + 1) * len(seeds)], pixel[i] if pixel else None,
                                       accent[i] if accent else None, method, config, seconds)
                 store.write_unit(site, unit, record)
@@ -383,7 +316,7 @@ def _array(image: torch.Tensor) -> np.ndarray:
     return (image.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
 
 
-def _unit_record(site, key, unit, target, column, pick, images, names, box, facets, pixel, accent, method, config, seconds) -> dict:
+def _unit_record(site, key, unit, target, column, found, data, box, facets, pixel, accent, method, config, seconds) -> dict:
     """Write a unit's images and return its record (the caller writes ``unit.json`` last)."""
     folder = store.unit_dir(site, unit)
     label = None
@@ -397,13 +330,14 @@ def _unit_record(site, key, unit, target, column, pick, images, names, box, face
     if pixel is not None:
         record["pixel"] = {"method": method.pixel.method, "seed": pixel.seed, "activation": pixel.activation,
                            "file": store.save_image(folder, "pixel.png", _array(pixel.image))}
-    top, bottom = pick
-    for name, indices in (("top", top), ("bottom", bottom)):
-        record[name] = [{"index": i, "source": names[i], "activation": float(column[i]),
-                         "file": store.save_image(folder, f"{name}_{k}.jpg", crop(np.asarray(images[i]), box))} for k, i in enumerate(indices)]
+    for name, indices in (("top", found.top), ("bottom", found.bottom)):
+        crops = exemplar_crops(data, indices, box)
+        record[name] = [{"index": int(i), "source": data.names[i], "activation": float(column[i]),
+                         "file": store.save_image(folder, f"{name}_{j}.jpg", crops[j])} for j, i in enumerate(indices)]
     if accent is not None:
-        record["accent"] = {"source_index": top[0], "source": names[top[0]], "source_activation": float(column[top[0]]),
-                            "source_file": store.save_image(folder, "accent_source.jpg", np.asarray(images[top[0]])),
+        top = int(found.top[0])
+        record["accent"] = {"source_index": top, "source": data.names[top], "source_activation": float(column[top]),
+                            "source_file": store.save_image(folder, "accent_source.jpg", data.image(top)),
                             "activation": accent.activation, "file": store.save_image(folder, "accent.png", _array(accent.image))}
     finite = column[np.isfinite(column)]
     counts, edges = histogram(column, config.bins)
@@ -467,5 +401,4 @@ def _all_records(site: Path, key: str) -> list[dict]:
     return found
 
 
-__all__ = ["AtlasData", "AtlasMethod", "AtlasSummary", "build_atlas", "plan_units", "split_unit_list", "ensure_pool", "default_pool_dir",
-           "sigterm_as_interrupt"]
+__all__ = ["AtlasMethod", "AtlasSummary", "build_atlas", "open_data", "plan_units", "split_unit_list", "ensure_pool", "default_pool_dir"]

@@ -21,7 +21,7 @@ def run_atlas(args, default_generator: Callable, default_pixel_method: Callable)
     from ..distributed import close_world, init_world
     from ..optimize import dgnam_config
     from ..pixel import PixelConfig
-    from .build import AtlasData, AtlasMethod, build_atlas, ensure_pool
+    from .build import AtlasMethod, build_atlas, ensure_pool, open_data
     from .compute import AtlasConfig
 
     net = load_net(args.net, weights=args.net_weights, download=args.download)
@@ -40,7 +40,7 @@ def run_atlas(args, default_generator: Callable, default_pixel_method: Callable)
                              accentuate=not args.no_accentuate, batch_size=args.batch_size)  # fmt: skip
         layers = [l.strip() for l in (args.layers or "").split(",") if l.strip()]
         size = max(net.spec.size)
-        summary = build_atlas(net, args.net, args.out, AtlasData(data_path, size=size), method, layers, args.units, config,
+        summary = build_atlas(net, args.net, args.out, open_data(data_path, size=size), method, layers, args.units, config,
                               command=["dgnam"] + sys.argv[1:], progress=not args.quiet, world=world)  # fmt: skip
     finally:
         close_world(world)

@@ -69,88 +69,6 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(images, dtype=np.uint8)).permute(0, 3, 1, 2).float() / 255.0  # a copy: pools are read-only memory maps
 
 
-@torch.no_grad()
-def unit_activations(target: Target, units: Sequence[Unit], images: np.ndarray, batch_size: int = 32, progress: bool = False) -> np.ndarray:
-    """Each unit's activation on each image, read as the optimization reads it.
-
-    One pass over ``images`` serves every unit (all layers hooked together; the pass stops after the
-    deepest layer when no output unit is asked for).
-
-    Args:
-        target: The net.
-        units: Units of any layers.
-        images: (N, H, W, 3) uint8 (a memory-mapped pool works: batches are read as needed).
-        batch_size: Images per forward pass.
-        progress: Show a progress bar.
-
-    Returns:
-        (N, len(units)) float32.
-
-    Example:
-        >>> acts = unit_activations(net, parse_units(["logits:0-9"]), images)  # (N, 10)
-    """
-    from tqdm.auto import tqdm
-
-    units = list(units)
-    device = next(target.buffers()).device
-    out = np.empty((len(images), len(units)), dtype=np.float32)
-    for start in tqdm(range(0, len(images), batch_size), desc="activations", disable=not progress, leave=False):
-        batch = to_tensor(np.asarray(images[start : start + batch_size])).to(device)
-        out[start : start + len(batch)] = read_units(target, units, batch).float().cpu().numpy()
-    return out
-
-
-def read_units(target: Target, units: Sequence[Unit], batch: torch.Tensor) -> torch.Tensor:
-    """(N, len(units)) activations of every unit on every image of ``batch``, from one forward pass
-    (which stops after the deepest layer asked for when no output unit is)."""
-    from ..hooks import OUTPUT, StopForward, capture
-
-    layers = list(dict.fromkeys(u.layer for u in units))
-    acts: dict[str, torch.Tensor] = {}
-    with capture(target.model, layers, stop=OUTPUT not in layers) as recorded:
-        try:
-            acts[OUTPUT] = target(batch)
-        except StopForward:
-            pass
-        acts.update(recorded)
-    columns = torch.empty(len(batch), len(units), device=batch.device)
-    groups: dict[tuple, list[int]] = {}
-    for i, u in enumerate(units):
-        groups.setdefault((u.layer, u.location), []).append(i)
-    for (layer, location), idx in groups.items():
-        columns[:, idx] = read_channels(acts[layer], [units[i].index for i in idx], location)
-    return columns
-
-
-def read_channels(a: torch.Tensor, channels: Sequence[int], location) -> torch.Tensor:
-    """(N, len(channels)): channels of one layer output read at ``location`` for every image, the
-    vectorized form of :func:`dgnam.units.read_unit` (maps: centre by default; tokens: cls)."""
-    from ..units import layer_kind
-
-    idx = torch.tensor(list(channels), device=a.device)
-    kind = layer_kind(a.shape)
-    if kind == "vector":
-        return a[:, idx]
-    if kind == "map":
-        c = a[:, idx]
-        if location == "mean":
-            return c.mean(dim=(2, 3))
-        y, x = location if isinstance(location, tuple) else (c.shape[2] // 2, c.shape[3] // 2)
-        return c[:, :, y, x]
-    c = a[:, :, idx]  # tokens (N, T, C)
-    if location == "mean":
-        return c.mean(dim=1)
-    return c[:, 0 if location in (None, "cls") else int(location)]
-
-
-def exemplar_indices(acts: np.ndarray, k: int) -> tuple[list[int], list[int]]:
-    """Indices of the ``k`` highest (highest first) and ``k`` lowest (lowest first) values; ties keep data order."""
-    order = np.argsort(-acts, kind="stable")
-    k = min(k, len(acts))
-    low = np.argsort(acts, kind="stable")[:k]
-    return [int(i) for i in order[:k]], [int(i) for i in low]
-
-
 def histogram(acts: np.ndarray, bins: int) -> tuple[list[int], list[float]]:
     """Counts and bin edges of ``acts`` (finite values only)."""
     finite = acts[np.isfinite(acts)]
@@ -161,14 +79,6 @@ def histogram(acts: np.ndarray, bins: int) -> tuple[list[int], list[float]]:
         hi = lo + 1e-6
     counts, edges = np.histogram(finite, bins=bins, range=(lo, hi))
     return [int(c) for c in counts], [round(float(e), 6) for e in edges]
-
-
-def crop(image: np.ndarray, box: tuple[int, int, int, int] | None) -> np.ndarray:
-    """``image`` (H, W, 3) cut to ``box = (top, left, bottom, right)``, or whole when None."""
-    if box is None:
-        return np.asarray(image)
-    top, left, bottom, right = box
-    return np.asarray(image)[top:bottom, left:right]
 
 
 def synthesize(target: Target, units: Sequence[Unit], seeds: Sequence[int], generator=None, config=None,
@@ -194,4 +104,4 @@ def synthesize(target: Target, units: Sequence[Unit], seeds: Sequence[int], gene
     return [Synthesized(result.images[i], float(result.final[i]), int(s)) for i, s in enumerate(seeds)]
 
 
-__all__ = ["AtlasConfig", "Synthesized", "unit_activations", "read_units", "read_channels", "exemplar_indices", "histogram", "crop", "synthesize", "to_tensor"]
+__all__ = ["AtlasConfig", "Synthesized", "histogram", "synthesize", "to_tensor"]
