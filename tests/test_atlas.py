@@ -348,3 +348,17 @@ def _found_in(screen: np.ndarray, image: np.ndarray, tolerance: float = 12.0) ->
         if window.shape == image.shape and np.abs(window - image).mean() <= tolerance:
             return True
     return False
+
+
+def test_any_net_that_net_takes(tmp_path, photos, monkeypatch, capsys):
+    """A model file (``PATH.py:FUNC``) without a prior: the atlas runs its pixel method, accentuating from the photo."""
+    monkeypatch.setenv("DGNAM_HOME", str(tmp_path / "home"))
+    source = Path(__file__).with_name("conftest.py").read_text()
+    (tmp_path / "mynet.py").write_text(source.split("class TinyGenerator")[0] + "\n\ndef build():\n    torch.manual_seed(0)\n    return TinyNet()\n")
+    site = tmp_path / "site"
+    argv = ["atlas", f"{tmp_path / 'mynet.py'}:build", "--input-size", "32", "--units", "logits:0-1,conv2:0", "--data", str(photos),
+            "--out", str(site), "--pixel", "pixel", "--seeds", "0", "--steps", "2", "-k", "2", "--quiet"]  # fmt: skip
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    record = json.loads((site / "units/conv2/0000/unit.json").read_text())
+    assert record["facets"][0]["seed"] == 0 and "pixel" not in record and record["accent"]["source"].startswith("photo_")
+    assert json.loads((site / "atlas.json").read_text())["method"] == "pixel: pixel"

@@ -163,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (cuda: cuda:LOCAL_RANK under torchrun)")
     at.add_argument("--port", type=int, default=8000, help="with 'serve': the port on 127.0.0.1 (default 8000)")
     at.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_spec_flags(at)
     mg = sub.add_parser("merge", help="merge the per-rank parts of a torchrun `dgnam visualize` run that did not merge")
     mg.add_argument("out", help="the run folder (holds parts/rankNNN)")
 
@@ -519,7 +520,7 @@ def _sample_encoder(args, name: str, generator, config):
 def _cmd_atlas(args) -> int:
     from .atlas.cli import run_atlas
 
-    return run_atlas(args, default_generator, default_pixel_method)
+    return run_atlas(args)
 
 
 def _cmd_merge(args) -> int:

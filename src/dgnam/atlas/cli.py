@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Callable
 
 
-def run_atlas(args, default_generator: Callable, default_pixel_method: Callable) -> int:
+def run_atlas(args) -> int:
     """Run the ``atlas`` sub-command (``args`` from :func:`dgnam.cli.build_parser`); returns the exit code."""
     if args.net == "serve":
         return _serve(args)
@@ -17,14 +16,15 @@ def run_atlas(args, default_generator: Callable, default_pixel_method: Callable)
         raise ValueError("dgnam atlas needs --out SITE_FOLDER")
     if args.batch_size < 1 or args.k < 1 or (args.steps is not None and args.steps < 1):
         raise ValueError("--batch-size, -k and --steps must be at least 1")
-    from .. import load_generator, load_net
+    from .. import load_generator
+    from ..cli import default_generator, default_pixel_method, net_from_args
     from ..distributed import close_world, init_world
     from ..optimize import dgnam_config
     from ..pixel import PixelConfig
     from .build import AtlasMethod, build_atlas, ensure_pool, open_data
     from .compute import AtlasConfig
 
-    net = load_net(args.net, weights=args.net_weights, download=args.download)
+    net = net_from_args(args)  # any net --net takes: registered, torchvision:/timm:/hf:, a model file
     world = init_world(args.device)
     try:
         net.to(world.device)
