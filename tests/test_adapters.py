@@ -326,3 +326,50 @@ def test_explicit_weight_file_with_another_hash_loads_with_a_warning(tmp_path, m
     torch.save({"conv1.weight": torch.zeros(1)}, bad)
     with pytest.raises(WeightsError, match="do not fit tiny"):
         dgnam.load_net("tiny", weights=bad)
+
+
+# --- notebooks -----------------------------------------------------------------------------------
+
+
+def test_displayed_grid_is_byte_for_byte_the_saved_contact_sheet(tiny_target, tmp_path):
+    import base64
+
+    units = dgnam.parse_units(["logits:dog", "logits:0", "conv2:1"], tiny_target.categories)
+    result = dgnam.visualize(tiny_target, units, seeds=[0, 1], config=PixelConfig(method="fourier", steps=3), progress=False)
+    assert result.categories == tiny_target.categories
+    png = result._repr_png_()
+    result.save(tmp_path / "run")
+    assert (tmp_path / "run" / "contact_sheet.png").read_bytes() == png
+    assert base64.b64encode(png).decode() in result._repr_html_() and "6 image(s)" in result._repr_html_()
+    # what the CLI's writer saves for the same images is the same file too
+    from dgnam.results import RunWriter
+
+    writer = RunWriter(tmp_path / "cli", {}, tiny_target.categories)
+    writer.add(result.subset(slice(0, 4)))
+    writer.add(result.subset([4, 5]))
+    writer.finish()
+    assert (tmp_path / "cli" / "contact_sheet.png").read_bytes() == png
+    assert Image.open(tmp_path / "run" / "logits_0001_seed0.png").tobytes() == dgnam.results.to_pil(result.images[0]).tobytes()
+    some = result.show("logits:1")
+    assert [str(u) for u in some.units] == ["logits:1", "logits:1"] and some.seeds == [0, 1]
+    assert torch.equal(some.images, result.images[:2]) and some._repr_png_() != png
+    assert result.show([-1]).units == [units[2]] and result.show() is result
+    with pytest.raises(ValueError, match="picks no element"):
+        result.show("logits:4")
+
+
+def test_example_notebook_runs_headless(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    from pathlib import Path
+
+    notebook = nbformat.read(Path(__file__).parents[1] / "examples" / "your_model.ipynb", as_version=4)
+    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    pngs = [o["data"]["image/png"] for o in outputs if "image/png" in o.get("data", {})]
+    assert len(pngs) == 2  # the whole result, then the subset
+    import base64
+
+    assert base64.b64decode(pngs[0]) == (tmp_path / "runs" / "notebook" / "contact_sheet.png").read_bytes()

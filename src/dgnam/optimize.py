@@ -106,6 +106,68 @@ class AMResult:
     method: str = "dgn-am"
     config: dict = field(default_factory=dict)
     maps: dict[str, torch.Tensor] = field(default_factory=dict)
+    categories: tuple[str, ...] | None = None  # the target's class names, for labels (set by dgnam.visualize)
+
+    def subset(self, which) -> "AMResult":
+        """The elements picked by ``which``: an index, a slice, a list of indices, or unit string(s) like ``"logits:3"``."""
+        n = len(self.units)
+        if isinstance(which, slice):
+            idx = list(range(n))[which]
+        elif isinstance(which, (int, str, Unit)):
+            idx = self._pick([which])
+        else:
+            idx = self._pick(list(which))
+        if not idx:
+            raise ValueError(f"{which!r} picks no element of this result (units: {', '.join(dict.fromkeys(map(str, self.units)))})")
+
+        def take(t):
+            return None if t is None else t[idx]
+
+        return AMResult(units=[self.units[i] for i in idx], seeds=[self.seeds[i] for i in idx], images=take(self.images),
+                        best_images=take(self.best_images), history=take(self.history), final=take(self.final), best=take(self.best),
+                        best_step=take(self.best_step), codes=take(self.codes), method=self.method, config=self.config,
+                        maps={k: v[idx] for k, v in self.maps.items()}, categories=self.categories)  # fmt: skip
+
+    def _pick(self, items: list) -> list[int]:
+        idx: list[int] = []
+        for item in items:
+            if isinstance(item, int):
+                if not -len(self.units) <= item < len(self.units):
+                    raise ValueError(f"index {item} is out of range for a result of {len(self.units)} image(s)")
+                idx.append(item % len(self.units))
+            else:
+                idx.extend(i for i, u in enumerate(self.units) if str(u) == str(item))
+        return idx
+
+    def show(self, which=None) -> "AMResult":
+        """A subset to display in a notebook (``result.show([0, 2])``, ``result.show("logits:3")``); None: all.
+
+        Jupyter renders the returned result as its labelled grid (:meth:`_repr_png_`): the same PNG
+        bytes as the ``contact_sheet.png`` that :class:`~dgnam.results.RunWriter` saves for it.
+        """
+        return self if which is None else self.subset(which)
+
+    def save(self, out_dir, settings: dict | None = None):
+        """Write a run folder (images, best/, contact_sheet.png, results.json) with :class:`~dgnam.results.RunWriter`.
+
+        Returns:
+            The path of results.json. The folder's ``contact_sheet.png`` holds exactly the bytes of :meth:`_repr_png_`.
+        """
+        from .results import RunWriter
+
+        writer = RunWriter(out_dir, {"method": self.method, "config": self.config, **(settings or {})}, self.categories)
+        writer.add(self, seconds=0.0)
+        return writer.finish()
+
+    def _repr_png_(self) -> bytes:
+        from .display import sheet_png
+
+        return sheet_png(self)
+
+    def _repr_html_(self) -> str:
+        from .display import sheet_html
+
+        return sheet_html(self)
 
 
 def dgn_am_step(code: torch.Tensor, grad: torch.Tensor, lr: float, decay: float, bounds: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:

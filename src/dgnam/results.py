@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from .display import png_bytes
 from .optimize import AMResult
 from .units import Unit
 
@@ -126,7 +127,7 @@ class RunWriter:
     def finish(self, interrupted: bool = False, requested: int | None = None) -> Path:
         """Write the contact sheet and results.json; return the results.json path."""
         if self.tiles:
-            contact_sheet(self.tiles).save(self.out / "contact_sheet.png")
+            (self.out / "contact_sheet.png").write_bytes(png_bytes(contact_sheet(self.tiles)))  # what AMResult displays
         record = {
             **run_header(self.settings, self.started, len(self.items), interrupted, requested),
             "timing": self.timing(),

@@ -99,6 +99,7 @@ def _batches(target, jobs, generator, config, batch_size, progress, init=None) -
                 start = None if init is None else init.expand(len(chunk), *init.shape)
                 result = pixel_am(target, units, seeds, config, progress=progress, init_images=start)
             bar.update(len(chunk))
+            result.categories = target.categories  # labels for display (AMResult._repr_png_)
             yield result
 
 
@@ -124,6 +125,8 @@ def merge_results(results: Sequence[AMResult]) -> AMResult:
         codes=cat("codes"),
         method=first.method,
         config=first.config,
+        maps={k: torch.cat([r.maps[k] for r in results]) for k in first.maps if all(k in r.maps for r in results)},
+        categories=first.categories,
     )
 
 
