@@ -178,8 +178,8 @@ class Target(nn.Module):
             weights = images.new_tensor(LUMINANCE).view(1, 3, 1, 1)
             return (images * weights).sum(1, keepdim=True)
         raise ValueError(
-            f"{self.name} takes {want}-channel images, got {have} channel(s): a generator prior makes RGB images, "
-            f"so a {want}-channel net needs a pixel method (--pixel fourier / pixel_am)"
+            f"{self.name} takes {want}-channel images, got {have} channel(s): a generator prior (and MACO) makes RGB images, "
+            f"so a {want}-channel net needs a pixel method in its own channels (--pixel pixel, yosinski, fourier or deepinversion)"
         )
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
