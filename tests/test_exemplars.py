@@ -122,7 +122,7 @@ def test_receptive_field_crop_of_a_hidden_unit(tmp_path):
 def test_cli_writes_a_run_folder_and_checks_k_first(tmp_path, monkeypatch, capsys):
     write_solid_images(tmp_path / "data", RED)
     monkeypatch.setenv("DGNAM_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(dgnam, "load_net", lambda name, weights=None: colour_net())
+    monkeypatch.setattr("dgnam.nets.adapters.load_target", lambda *a, **k: colour_net())
     out = tmp_path / "ex"
     assert main(["exemplars", "colour", "blur:0", "--data", str(tmp_path / "data"), "-k", "99", "--out", str(out)]) == 2
     assert "more than the 10 images" in capsys.readouterr().err
@@ -144,7 +144,7 @@ def test_report_shows_exemplars_alone_and_with_a_run(tmp_path, monkeypatch):
 
     write_solid_images(tmp_path / "data", RED)
     monkeypatch.setenv("DGNAM_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(dgnam, "load_net", lambda name, weights=None: colour_net())
+    monkeypatch.setattr("dgnam.nets.adapters.load_target", lambda *a, **k: colour_net())
     run = tmp_path / "run"
     run.mkdir()
     (run / "results.json").write_text(json.dumps({"method": "pixel:fourier", "net": "colour", "items": []}))

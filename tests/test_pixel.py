@@ -365,3 +365,13 @@ def test_tv_and_l2():
     assert total_variation(stripes).item() == pytest.approx(3.0)
     assert l2(torch.ones(1, 3, 4, 4)).item() == pytest.approx(0.5)
     assert l2(torch.ones(1, 3, 4, 4), center=(1.0, 1.0, 0.0)).item() == pytest.approx(1 / 3 ** 0.5)
+
+
+def test_deepinversion_on_a_hidden_unit_matches_the_batchnorms_before_it(bn_target):
+    """The pass stops after the unit's layer; the BatchNorm term covers the layers it reached."""
+    unit = [dgnam.Unit("conv2", 2), dgnam.Unit("conv2", 5)]
+    r = pixel_am(bn_target, unit, [0, 1], PixelConfig(method="deepinversion", steps=20), progress=False)
+    assert (r.final > r.history[:, 0]).all()  # runs, and ascends (the image terms weigh a lot on this tiny net)
+    with BatchNormStatsLoss(bn_target.model) as bn:
+        run_objective(bn_target, r.images, units_objective(unit))
+        assert bn.per_layer().shape == (1,)  # bn1 only: bn2 comes after the stop at conv2

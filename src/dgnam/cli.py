@@ -230,6 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--net", help="target net (default: the run's)")
     e.add_argument("--net-weights", help="local weight file for the target (default: the run's)")
     e.add_argument("--feature-layer", default="pool", help="judges' feature layer for Fréchet distance and diversity (default pool)")
+    e.add_argument("--data", help="natural images (image folder or pool) for the faithfulness check (Geirhos et al. 2024): is each image "
+                   "nearest to its own unit's top-k natural exemplars in an earlier layer of the target? (needs 2+ units per layer)")
+    e.add_argument("-k", type=int, default=9, help="natural exemplars per unit for --data (default 9)")
+    e.add_argument("--faithfulness-layer", help="the earlier layer (default: half-way to each unit's layer among its siblings)")
+    e.add_argument("--max-images", type=int, help="--data: a fixed random subset of this many images (default: all; one cached pass per layer)")
     e.add_argument("--batch-size", type=int, default=32)
     e.add_argument("--device", default="cpu")
     e.add_argument("--out", help="output JSON (default RUN_DIR/evaluation.json)")
@@ -249,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     nb.add_argument("--out", help="output folder (default RUN_DIR/neighbors): one sheet PNG per image and neighbors.json")
 
     ex = sub.add_parser("exemplars", help="each unit's top-k and bottom-k natural images (receptive-field crops), one cached pass per layer")
-    ex.add_argument("net", help="registered target net (`dgnam nets`)")
+    ex.add_argument("net", help="the net: a registered name (`dgnam nets`), torchvision:NAME, timm:NAME, hf:REPO_ID, PATH.py:FUNC ...")
     ex.add_argument("unit", nargs="+", help="LAYER:UNIT[@LOC], e.g. _blocks.7:0-15 or logits:espresso")
     ex.add_argument("--data", required=True, help="any image folder (searched recursively), a pool folder or a packed .npz pool")
     ex.add_argument("-k", type=int, default=9, help="images per end (default 9, as Borowski et al.)")
@@ -262,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--batch-size", type=int, default=32)
     ex.add_argument("--device", default="cpu")
     ex.add_argument("--quiet", action="store_true", help="no progress bars")
+    ex.add_argument("--download", action="store_true", help="allow downloading the net's weights when not found offline")
+    add_spec_flags(ex)
 
     r = sub.add_parser("report", help="one self-contained HTML page of run folders (images, curves, metrics, neighbours, settings)")
     r.add_argument("run_dirs", nargs="+", help="folders written by `dgnam visualize`")
@@ -709,16 +716,34 @@ def _cmd_evaluate(args) -> int:
     if output_layer and output_layer not in config.output_layers:
         config.output_layers = config.output_layers + (output_layer,)
     result = evaluate_run(record, images, target, judges, natural, config)
+    faith = None
+    if args.data:
+        from .assess import item_unit
+        from .exemplars import open_images
+        from .psychophysics import units_faithfulness
+
+        if target is None:
+            raise ValueError("--data scores faithfulness in the target's layers: give --net (the run records none)")
+        data = open_images(args.data, size=args.natural_size, max_images=args.max_images)
+        faith = units_faithfulness(target, [item_unit(it) for it in record["items"]], images, data, k=args.k, layer=args.faithfulness_layer,
+                                   batch_size=args.batch_size)  # fmt: skip
+        faith.update({"data": str(args.data), "data_images": len(data)})
     out = Path(args.out) if args.out else Path(args.run_dir) / EVALUATION_FILE
     document = {
         "run": str(args.run_dir), "target": net_name, "judges": list(judges), "natural_source": natural_info,
         "command": ["dgnam"] + sys.argv[1:], "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions(),
         **result.to_dict(),
     }  # fmt: skip
+    if faith is not None:
+        document["faithfulness"] = faith
     out.write_text(json.dumps(document, indent=1))
     s = result.summary
     parts = [f"target top-1 {s['target_top1']}" if s.get("class_images") else None]
     parts += [f"{n} top-1 {j.get('top1')} top-5 {j.get('top5')} FD {j.get('frechet_distance')}" for n, j in s["judges"].items()]
+    if faith is not None:
+        parts.append(f"faithfulness {faith['accuracy']} (natural {faith['natural_accuracy']}; chance "
+                     + ", ".join(f"{L['chance']} in {name}" for name, L in faith["layers"].items()) + ")" if faith["layers"] else
+                     "faithfulness: " + "; ".join(faith["notes"]))  # fmt: skip
     print(f"wrote {out}: " + "; ".join(p for p in parts if p))
     return 0
 
@@ -780,12 +805,12 @@ def _cmd_neighbors(args) -> int:
 def _cmd_exemplars(args) -> int:
     import torch
 
-    from . import load_net, parse_units
+    from . import parse_units
     from .exemplars import check_k, exemplars, layer_activations, open_images, save_exemplars, unit_receptive_field
     from .objectives import check_units
     from .results import unit_label
 
-    net = load_net(args.net, weights=args.net_weights).to(torch.device(args.device))
+    net = net_from_args(args).to(torch.device(args.device))
     units = list(dict.fromkeys(parse_units(args.unit, net.categories)))
     data = open_images(args.data, size=args.size, max_images=args.max_images)  # lists files only
     check_k(args.k, len(data))  # before any forward pass

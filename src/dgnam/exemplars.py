@@ -61,6 +61,9 @@ class NaturalImages:
         size: Side of the (square) images, px.
         fingerprint: What the cache key holds of the data: kind, file list with sizes and
             modification times (or the pool file's), size and subset.
+        groups: Per used image, the original it was cut from (a pool holds many crops of one
+            photo; a folder's files are their own originals): splits that must not share a photo
+            (references and queries) split by group.
     """
 
     path: str
@@ -69,6 +72,7 @@ class NaturalImages:
     names: list[str]
     size: int
     fingerprint: dict = field(default_factory=dict)
+    groups: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -125,12 +129,14 @@ def open_images(path: str | Path, size: int = 160, max_images: int | None = None
         if p.is_dir() and (p / "card.json").is_file():
             fingerprint["card_sha256"] = hashlib.sha256((p / "card.json").read_bytes()).hexdigest()
         names_all = [str(records[j].get("file") or f"pool#{j}") if j < len(records) else f"pool#{j}" for j in range(len(source))]
+        groups_all = [f"{records[j].get('source', '')}:{names_all[j]}" if j < len(records) else names_all[j] for j in range(len(source))]
         size = int(source.shape[1]) if len(source) else size
     else:
         if size < 16:
             raise ValueError(f"size must be at least 16 px, got {size}")
         source = ImageFolderPool(p, size)
         names_all = list(source.relpaths)
+        groups_all = names_all
         listing = hashlib.sha256(json.dumps([[r, *_stat(f)] for r, f in zip(source.relpaths, source.files)]).encode()).hexdigest()
         fingerprint = {"kind": "folder", "files": len(names_all), "listing_sha256": listing}
     n = len(names_all)
@@ -143,7 +149,7 @@ def open_images(path: str | Path, size: int = 160, max_images: int | None = None
         if max_images < n:
             indices = np.sort(np.random.default_rng(seed).choice(n, size=max_images, replace=False))
     fingerprint.update({"size": size, "images": len(indices), "subset": None if len(indices) == n else {"seed": seed, "n": len(indices)}})
-    return NaturalImages(str(path), source, indices, [names_all[j] for j in indices], size, fingerprint)
+    return NaturalImages(str(path), source, indices, [names_all[j] for j in indices], size, fingerprint, [groups_all[j] for j in indices])
 
 
 # --------------------------------------------------------------------------------------------------

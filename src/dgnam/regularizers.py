@@ -92,10 +92,14 @@ class BatchNormStatsLoss:
             self._terms.clear()
 
     def per_layer(self) -> torch.Tensor:
-        """Unweighted gap of each BatchNorm layer in the last forward pass, shape (L,)."""
-        if len(self._terms) != len(self.layers):
+        """Unweighted gap of each BatchNorm layer the last forward pass reached, in model order, shape (L,).
+
+        A pass stopped after a hidden unit's layer (:func:`~dgnam.objectives.run_objective`) reaches
+        only the BatchNorm layers up to there: the term covers those (the first is still the first).
+        """
+        if not self._terms:
             raise RuntimeError("no forward pass recorded: run the model inside the `with` block before calling loss()")
-        return torch.stack([self._terms[i] for i in range(len(self.layers))])
+        return torch.stack([self._terms[i] for i in sorted(self._terms)])
 
     def loss(self) -> torch.Tensor:
         """The weighted sum over layers (a scalar) for the last forward pass."""

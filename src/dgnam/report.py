@@ -438,6 +438,9 @@ def _summary_rows(ev: Mapping) -> list[list]:
                  ["seconds per unit (all seeds)", speed.get("seconds_per_unit")], ["units per minute", speed.get("units_per_minute")]]  # fmt: skip
     if nat:
         rows.append(["natural reference images", f"{nat.get('images')} at {nat.get('image_px')} px"])
+    for layer, f in ((ev.get("faithfulness") or {}).get("layers") or {}).items():
+        rows.append([f"faithfulness in {f.get('earlier_layer')} ({layer}: own exemplars nearest; chance {_pct(f.get('chance'))})",
+                     f"{_pct(f.get('accuracy'))} (natural image: {_pct((f.get('natural') or {}).get('accuracy'))})"])  # fmt: skip
     return rows
 
 
