@@ -89,6 +89,123 @@ def test_interrupt_keeps_finished_batches(tmp_path, tiny_registry, monkeypatch):
     assert [i["index"] for i in record["items"]] == [0, 1] and record["items_requested"] == 4
 
 
+def _vis(net_file, gen_file, out, *flags):
+    return ["visualize", "--net", "tiny", "--net-weights", str(net_file), "--generator-weights", str(gen_file),
+            "--unit", "logits:0-2", "--seeds", "0-1", "--steps", "3", "--batch-size", "2", "--out", str(out), "--quiet", *flags]
+
+
+def _signal_after_batch(monkeypatch, batch, signum=None, check=None):
+    """RunWriter.add sends ``signum`` to this process after batch ``batch`` is recorded (and runs
+    ``check(out)`` before each later batch)."""
+    import os
+    import signal as signals
+
+    from dgnam.results import RunWriter
+
+    real, calls = RunWriter.add, {"n": 0}
+
+    def add(self, result, seconds=None):
+        if check is not None and calls["n"] >= batch:
+            check(self.out)
+        real(self, result, seconds)
+        calls["n"] += 1
+        if calls["n"] == batch and signum is not None:
+            os.kill(os.getpid(), signum)
+
+    monkeypatch.setattr(RunWriter, "add", add)
+
+
+def test_sigterm_keeps_finished_batches_like_ctrl_c(tmp_path, tiny_registry, monkeypatch, capsys):
+    import signal as signals
+
+    net_file, gen_file = tiny_registry
+    out = tmp_path / "run"
+    _signal_after_batch(monkeypatch, 1, signals.SIGTERM)
+    assert cli.main(_vis(net_file, gen_file, out)) == 143  # 128 + SIGTERM
+    assert "interrupted (SIGTERM)" in capsys.readouterr().err
+    record = json.loads((out / "results.json").read_text())
+    assert record["interrupted"] and not record["complete"] and record["items_requested"] == 6
+    assert [(i["index"], i["seed"]) for i in record["items"]] == [(0, 0), (0, 1)]
+    assert (out / "contact_sheet.png").exists()
+    assert cli.main(["report", str(out)]) == 0  # the folder is a usable run
+
+
+def test_results_json_is_valid_after_every_batch(tmp_path, tiny_registry, monkeypatch):
+    net_file, gen_file = tiny_registry
+    seen = []
+
+    def check(out):  # what a kill -9 now would leave behind
+        record = json.loads((out / "results.json").read_text())
+        seen.append(len(record["items"]))
+        assert record["interrupted"] and not record["complete"]
+        assert all((out / i["file"]).exists() for i in record["items"])
+        assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+    _signal_after_batch(monkeypatch, 1, check=check)
+    assert cli.main(_vis(net_file, gen_file, tmp_path / "run")) == 0
+    assert seen == [2, 4]
+    record = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert record["complete"] and not record["interrupted"]
+
+
+def test_resume_skips_finished_images_and_equals_an_uninterrupted_run(tmp_path, tiny_registry, monkeypatch, capsys):
+    import signal as signals
+
+    from dgnam.results import RunWriter
+
+    net_file, gen_file = tiny_registry
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert cli.main(_vis(net_file, gen_file, straight)) == 0
+    real = RunWriter.add
+    _signal_after_batch(monkeypatch, 2, signals.SIGINT)
+    assert cli.main(_vis(net_file, gen_file, resumed)) == 130
+    monkeypatch.setattr(RunWriter, "add", real)
+    assert len(json.loads((resumed / "results.json").read_text())["items"]) == 4
+    capsys.readouterr()
+    # without a flag, a used folder is refused; with other settings, it cannot be resumed
+    assert cli.main(_vis(net_file, gen_file, resumed)) == 2
+    err = capsys.readouterr().err
+    assert "is not empty" in err and "--resume" in err
+    assert cli.main(_vis(net_file, gen_file, resumed, "--resume", "--decay", "0.9")) == 2
+    assert "cannot resume" in capsys.readouterr().err
+    optimized = {"n": 0}
+    real_dgn_am = dgnam.run.dgn_am
+
+    def counting(*args, **kwargs):
+        optimized["n"] += 1
+        return real_dgn_am(*args, **kwargs)
+
+    monkeypatch.setattr(dgnam.run, "dgn_am", counting)
+    assert cli.main(_vis(net_file, gen_file, resumed, "--resume")) == 0
+    assert optimized["n"] == 1  # only the last batch was optimized
+    a, b = (json.loads((d / "results.json").read_text()) for d in (straight, resumed))
+    assert b["complete"] and not b["interrupted"] and b["started"] < a["started"] + 60
+    assert a["items"] == b["items"] and len(b["batches"]) == 3
+    for item in a["items"]:
+        for key in ("file", "best_file"):
+            assert (straight / item[key]).read_bytes() == (resumed / item[key]).read_bytes(), item[key]
+    assert (straight / "contact_sheet.png").read_bytes() == (resumed / "contact_sheet.png").read_bytes()
+
+
+def test_a_used_run_folder_is_refused_unless_overwrite(tmp_path, tiny_registry, capsys):
+    net_file, gen_file = tiny_registry
+    out = tmp_path / "run"
+    assert cli.main(_vis(net_file, gen_file, out)) == 0
+    (out / "logits_0009_seed0.png").write_bytes(b"an older run's image")
+    capsys.readouterr()
+    assert cli.main(_vis(net_file, gen_file, out)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not empty" in err and "--overwrite" in err
+    assert cli.main(_vis(net_file, gen_file, out, "--overwrite")) == 0
+    assert not (out / "logits_0009_seed0.png").exists()  # no stale image mixed into the new run
+    (out / "notes.txt").write_text("mine")
+    assert cli.main(_vis(net_file, gen_file, out, "--overwrite")) == 2
+    assert "notes.txt" in capsys.readouterr().err and (out / "notes.txt").read_text() == "mine" and (out / "results.json").exists()
+    assert cli.main(_vis(net_file, gen_file, tmp_path / "empty", "--resume")) == 0  # nothing to resume in a new folder: a fresh run
+    with pytest.raises(SystemExit, match="2"):  # argparse: not both
+        cli.main(_vis(net_file, gen_file, out, "--resume", "--overwrite"))
+
+
 def test_a_failing_batch_still_writes_the_finished_images(tmp_path, tiny_registry, monkeypatch):
     net_file, gen_file = tiny_registry
     calls = {"n": 0}

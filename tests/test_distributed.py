@@ -248,7 +248,9 @@ def test_rank0_removes_an_earlier_runs_parts_before_writing(tmp_path, tiny_files
     out = tmp_path / "run"
     _part(out, 5, 8, 40, [dgnam.Unit("logits", 4)])  # left by an 8-process run
     _fake_world(monkeypatch, rank=0)
-    assert cli.main(_argv(net_file, gen_file, out)) == 130  # rank 1 never wrote: merged what finished
+    assert cli.main(_argv(net_file, gen_file, out)) == 2  # refused: merge the old parts first, or overwrite them
+    assert part_dir(out, 5).exists()
+    assert cli.main(_argv(net_file, gen_file, out) + ["--overwrite"]) == 130  # rank 1 never wrote: merged what finished
     assert not part_dir(out, 5).exists() and part_dir(out, 0).exists()
     record = json.loads((out / "results.json").read_text())
     assert len(record["items"]) == 3 and record["items_requested"] == 8 and record["interrupted"]

@@ -276,3 +276,33 @@ def test_cli_sample_writes_samples_sheet_and_results(tmp_path, monkeypatch, caps
     capsys.readouterr()
     assert cli.main(argv[:-3] + ["--batch-size", "0", "--out", str(tmp_path / "x"), "--quiet"]) == 2
     assert "--batch-size must be at least 1" in capsys.readouterr().err
+
+
+def test_cli_sample_sigterm_keeps_finished_chains_and_refuses_a_used_folder(tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    from dgnam.results import SampleWriter
+
+    net_file, gen_file = _register(tmp_path, monkeypatch)
+    out = tmp_path / "samples"
+    argv = ["sample", "tinyc", "logits:dog", "pool:2", "--generator", "pool_gen", "--net-weights", str(net_file),
+            "--generator-weights", str(gen_file), "--samples", "2", "--chains", "2", "--burn-in", "2", "--every", "1",
+            "--batch-size", "2", "--out", str(out), "--quiet"]
+    real = SampleWriter.add
+
+    def add(self, result, counts=None):
+        real(self, result, counts)
+        os.kill(os.getpid(), signal.SIGTERM)  # the scheduler's time limit, after the first batch of chains
+
+    monkeypatch.setattr(SampleWriter, "add", add)
+    assert cli.main(argv) == 143
+    record = json.loads((out / "results.json").read_text())
+    assert record["interrupted"] and not record["complete"] and {c["unit"] for c in record["chains"]} == {"logits:1"}
+    assert len(record["items"]) == 2 and (out / "contact_sheet.png").exists()
+    monkeypatch.setattr(SampleWriter, "add", real)
+    capsys.readouterr()
+    assert cli.main(argv) == 2 and "is not empty" in capsys.readouterr().err
+    assert cli.main(argv + ["--overwrite"]) == 0
+    record = json.loads((out / "results.json").read_text())
+    assert record["complete"] and len(record["items"]) == 4

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import re
 import sys
 from pathlib import Path
@@ -82,6 +83,15 @@ def spec_overrides(args):
                          categories=categories)  # fmt: skip
 
 
+def _run_folder_flags(parser: argparse.ArgumentParser, resume: bool = True) -> None:
+    """--resume / --overwrite: what to do with a run folder that is not empty (by default: refuse)."""
+    flags = parser.add_mutually_exclusive_group()
+    if resume:
+        flags.add_argument("--resume", action="store_true",
+                           help="continue the interrupted run in --out: same command, finished images are kept and skipped")
+    flags.add_argument("--overwrite", action="store_true", help="remove the earlier run's outputs in --out first")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dgnam", description="Synthesize the preferred inputs of neurons (DGN-AM).")
     sub = p.add_subparsers(dest="command", required=True)
@@ -116,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--lr", type=float, help="pixel methods: learning rate")
     v.add_argument("--batch-size", type=int, default=8, help="images optimized together (default 8)")
     v.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    v.add_argument("--out", required=True, help="output folder")
+    v.add_argument("--out", required=True, help="output folder (new or empty; see --resume, --overwrite)")
+    _run_folder_flags(v)
     v.add_argument("--quiet", action="store_true", help="no progress bars")
 
     sm = sub.add_parser("sample", help="sample many diverse preferred inputs per unit (PPGN-h chain in a generator's code space)")
@@ -136,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--seed", type=int, default=0, help="chain c of each unit starts from seed + c (default 0)")
     sm.add_argument("--batch-size", type=int, default=8, help="chains run together (default 8)")
     sm.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    sm.add_argument("--out", required=True, help="output folder")
+    sm.add_argument("--out", required=True, help="output folder (new or empty; see --overwrite)")
+    _run_folder_flags(sm, resume=False)
     sm.add_argument("--quiet", action="store_true", help="no progress bars")
     at = sub.add_parser("atlas", help="a browsable static site of a net's units (DGN-AM, pixel baseline, exemplars, accentuation); "
                         "`dgnam atlas serve SITE` serves one on localhost")
@@ -295,18 +307,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_visualize(args) -> int:
-    import json
-
     import torch
 
     from . import load_generator, parse_units
     from .distributed import barrier, clear_stale_parts, close_world, init_world, merge_parts, part_dir, part_settings, shard_jobs
+    from .interrupts import stop_on_signals
     from .objectives import check_units, receptive_field_box
     from .results import RunWriter
+    from .rundir import check_same_settings, prepare_run_folder, read_json_object
     from .run import iter_visualize, make_jobs
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    torchrun = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if torchrun and args.resume:
+        raise ValueError("--resume continues a one-process run; under torchrun, merge the finished parts with `dgnam merge OUT` "
+                         "and run the rest into another --out")
     preset = None
     if args.preset:
         from .presets import get_preset
@@ -373,40 +389,52 @@ def _cmd_visualize(args) -> int:
     }
     try:
         check_units(net, units)  # every rank checks every unit, before any work
+        # then the folder, before anything is written (under torchrun every rank checks, rank 0 clears below)
+        resuming = prepare_run_folder(args.out, resume=args.resume, overwrite=args.overwrite, apply=False)
         mine = shard_jobs(jobs, world.rank, world.size, args.batch_size)  # all jobs in a one-process run
-        batches = iter_visualize(net, mine, generator, config, args.batch_size, progress=not args.quiet and world.rank == 0, init=init)
         size = generator.output_size if generator is not None else net.spec.size
         hidden = dict.fromkeys(j.unit for j in mine if j.unit.location != "mean" and j.unit.layer not in ("output", "logits"))
         fields = {u: receptive_field_box(net, u, tuple(size)) for u in hidden}
+        if world.rank == 0:  # under torchrun, before the barrier below: no rank has written yet
+            prepare_run_folder(args.out, resume=args.resume, overwrite=args.overwrite)
         if world.distributed:
             clear_stale_parts(args.out, world)  # an earlier run's parts must not be merged with this run's
-            writer = RunWriter(part_dir(args.out, world.rank), part_settings(settings, world, len(jobs)), net.categories, fields)
+            writer = RunWriter(part_dir(args.out, world.rank), part_settings(settings, world, len(jobs)), net.categories, fields, requested=len(mine))
         else:
-            writer = RunWriter(args.out, settings, net.categories, fields)
-        interrupted = False
-        try:
-            for result in batches:
-                writer.add(result)
-        except KeyboardInterrupt:
-            interrupted = True
-            print("\ndgnam: interrupted; keeping the finished images", file=sys.stderr)
-        except Exception:
-            writer.finish(interrupted=True, requested=len(mine))  # the finished images stay usable (`dgnam merge`)
-            raise
-        path = writer.finish(interrupted=interrupted, requested=len(mine))
+            writer = RunWriter(args.out, settings, net.categories, fields, requested=len(mine))
+        left = mine
+        if resuming:
+            record = read_json_object(Path(args.out) / "results.json")
+            check_same_settings(args.out, record, settings)
+            finished = writer.resume(record)  # whole batches from the start: the rest batch as in an uninterrupted run
+            left = [j for j in mine if (str(j.unit), j.seed) not in finished]
+            print(f"resuming {args.out}: {len(mine) - len(left)} of {len(mine)} image(s) done", file=sys.stderr)
+        batches = iter_visualize(net, left, generator, config, args.batch_size, progress=not args.quiet and world.rank == 0, init=init) if left else ()
+        with stop_on_signals() as stop:  # Ctrl-C or SIGTERM: keep the finished batches, record interrupted: true
+            try:
+                for result in batches:
+                    writer.add(result)  # results.json is rewritten (atomically) after every batch
+            except Exception:
+                writer.finish(interrupted=True)  # the finished images stay usable (`dgnam merge`, --resume)
+                raise
+        interrupted, code = stop.interrupted, stop.exit_code
+        if interrupted:
+            print(f"\ndgnam: interrupted ({stop.signal}); keeping the finished images (--resume continues)", file=sys.stderr)
+        path = writer.finish(interrupted=interrupted)
         if world.distributed:
             barrier(world)  # every part is written
             if world.rank != 0:
-                return 130 if interrupted else 0
+                return code
             path = merge_parts(args.out)  # started: the earliest rank's start
-            record = json.loads(path.read_text())
-            interrupted = interrupted or record["interrupted"]
+            record = read_json_object(path)
+            if record["interrupted"] and not interrupted:
+                interrupted, code = True, 130
             print(f"merged {world.size} parts: {len(record['items'])} image(s) and {path}")
         else:
             print(f"wrote {len(writer.items)} image(s) and {path}")
     finally:
         close_world(world)
-    return 130 if interrupted else 0
+    return code
 
 
 def _init_start(args, net, generator, generator_name, config, device):
@@ -458,7 +486,9 @@ def _cmd_sample(args) -> int:
     import torch
 
     from . import load_generator, parse_units
+    from .interrupts import stop_on_signals
     from .results import SampleWriter
+    from .rundir import prepare_run_folder
     from .run import make_jobs
     from .sample import SampleConfig, sample
 
@@ -488,19 +518,20 @@ def _cmd_sample(args) -> int:
         "chains_per_unit": chains, "seeds": seeds, "units": [str(u) for u in units], "batch_size": args.batch_size, "device": str(device),
     }
     jobs = make_jobs(units, seeds)
+    prepare_run_folder(args.out, overwrite=args.overwrite)  # refuse a folder in use, before anything is written
     writer = SampleWriter(args.out, settings, net.categories)
-    interrupted = False
-    try:
+    requested = args.samples * len(units)
+    with stop_on_signals() as stop:  # Ctrl-C or SIGTERM: keep the finished chains, record interrupted: true
         for start in range(0, len(jobs), args.batch_size):
             chunk = jobs[start : start + args.batch_size]
             result = sample(target, generator, [j.unit for j in chunk], [j.seed for j in chunk], config, encoder, progress=not args.quiet)
             writer.add(result, counts=[counts[j.seed] for j in chunk])
-    except KeyboardInterrupt:
-        interrupted = True
-        print("\ndgnam: interrupted; keeping the finished samples", file=sys.stderr)
-    path = writer.finish(interrupted=interrupted, requested=args.samples * len(units))
+            writer.write_progress(requested)  # atomically, after every batch of chains
+    if stop.interrupted:
+        print(f"\ndgnam: interrupted ({stop.signal}); keeping the finished samples", file=sys.stderr)
+    path = writer.finish(interrupted=stop.interrupted, requested=requested)
     print(f"wrote {len(writer.items)} sample(s) of {len(units)} unit(s) and {path}; {math.ceil(args.samples / chains)} per chain, {config.steps} steps")
-    return 130 if interrupted else 0
+    return stop.exit_code
 
 
 def _sample_encoder(args, name: str, generator, config):

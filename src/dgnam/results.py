@@ -6,7 +6,6 @@ so a run folder alone says how its images were made.
 
 from __future__ import annotations
 
-import json
 import math
 import platform
 import sys
@@ -67,10 +66,12 @@ class RunWriter:
     ``generation``).
     """
 
-    def __init__(self, out_dir: str | Path, settings: dict, categories: Sequence[str] | None = None, fields: dict | None = None):
+    def __init__(self, out_dir: str | Path, settings: dict, categories: Sequence[str] | None = None, fields: dict | None = None,
+                 requested: int | None = None):
         self.out = Path(out_dir)
         (self.out / "best").mkdir(parents=True, exist_ok=True)
         self.settings = settings
+        self.requested = requested  # images the whole run asks for (for ``complete`` in the record written after each batch)
         self.categories = categories
         self.fields = fields or {}  # unit -> receptive-field box (top, left, bottom, right) for hidden units
         self.items: list[dict] = []
@@ -84,8 +85,9 @@ class RunWriter:
         """Save the images of one batch and remember their records (and the batch's wall time)."""
         seconds = time.perf_counter() - self._mark if seconds is None else float(seconds)
         axis = "generation" if result.method in ("cmaes", "ga") else "step"  # what history[i] indexes
-        self.batches.append({"images": len(result.units), "seconds": round(seconds, 4), "method": result.method,
-                             "history_axis": axis, "config": json_safe(result.config)})
+        batch = {"images": len(result.units), "seconds": round(seconds, 4), "method": result.method,
+                 "history_axis": axis, "config": json_safe(result.config)}
+        items, tiles = [], []  # committed together at the end: an interrupt never leaves half a batch recorded
         for i, (unit, seed) in enumerate(zip(result.units, result.seeds)):
             name = image_name(unit, seed)
             image = to_pil(result.images[i])
@@ -101,7 +103,7 @@ class RunWriter:
             if box is not None:  # hidden unit: also its receptive field, cropped (left, top, right, bottom)
                 (self.out / "rf").mkdir(exist_ok=True)
                 image.crop((box[1], box[0], box[3], box[2])).save(self.out / "rf" / name)
-            self.items.append(
+            items.append(
                 {
                     "unit": str(unit),
                     "layer": unit.layer,
@@ -118,25 +120,58 @@ class RunWriter:
                     "best_activation": float(result.best[i]),
                     "best_step": int(result.best_step[i]),
                     "history": [round(float(v), 5) for v in result.history[i]],
-                    "batch": len(self.batches) - 1,
+                    "batch": len(self.batches),
                 }
             )
-            self.tiles.append((image, tile_caption(label, seed, float(result.final[i]))))
+            tiles.append((image, tile_caption(label, seed, float(result.final[i]))))
+        self.batches.append(batch)
+        self.items.extend(items)
+        self.tiles.extend(tiles)
+        # the record of what finished, after every batch: a run killed now (even by kill -9) leaves a valid folder
+        self._write(interrupted=True, requested=self.requested)
         self._mark = time.perf_counter()
 
     def finish(self, interrupted: bool = False, requested: int | None = None) -> Path:
         """Write the contact sheet and results.json; return the results.json path."""
         if self.tiles:
             (self.out / "contact_sheet.png").write_bytes(png_bytes(contact_sheet(self.tiles)))  # what AMResult displays
+        return self._write(interrupted, requested if requested is not None else self.requested)
+
+    def _write(self, interrupted: bool, requested: int | None) -> Path:
+        """results.json, atomically (temporary file + rename) and as strict JSON. While a run goes on,
+        the record written after each batch says ``interrupted: true`` (what it is if the run dies)."""
+        from .rundir import write_json_atomic
+
         record = {
             **run_header(self.settings, self.started, len(self.items), interrupted, requested),
             "timing": self.timing(),
             "batches": self.batches,
             "items": self.items,
         }
-        path = self.out / "results.json"
-        path.write_text(json.dumps(record, indent=1))
-        return path
+        return write_json_atomic(self.out / "results.json", json_safe(record))
+
+    def resume(self, record: dict) -> set[tuple[str, int]]:
+        """Take over the finished items of an earlier, interrupted run in this folder (its
+        ``results.json`` is ``record``): their records, batches and contact-sheet tiles (read back
+        from the PNGs, which hold exactly the tiles that were drawn). Returns the finished
+        ``(unit, seed)`` pairs, which the caller skips.
+
+        Raises:
+            RunFolderError: an item's image is missing or its name leaves the folder.
+        """
+        from .rundir import RunFolderError, inside_run
+
+        items = record.get("items") or []
+        tiles = []
+        for k, item in enumerate(items):
+            path = inside_run(self.out, item.get("file"), f"items[{k}].file")
+            if not path.is_file():
+                raise RunFolderError(f"{path} is listed in {self.out / 'results.json'} but missing: use --overwrite to start the run again")
+            with Image.open(path) as image:
+                tiles.append((image.convert("RGB"), tile_caption(item["label"], item["seed"], item["final_activation"])))
+        self.items, self.tiles, self.batches = list(items), tiles, list(record.get("batches") or [])
+        self.started = float(record.get("started") or self.started)
+        return {(item["unit"], int(item["seed"])) for item in items}
 
     def timing(self) -> dict:
         """Optimization time: ``optimize_seconds`` is wall time, the sum of the batches' times in one
@@ -245,6 +280,7 @@ class SampleWriter:
 
     def finish(self, interrupted: bool = False, requested: int | None = None) -> Path:
         """Write the contact sheet and results.json (with the diversity of the samples); return its path."""
+        from .rundir import write_json_atomic
         from .sample import image_diversity
 
         columns = max((len(row) for row in self.rows), default=0)
@@ -260,9 +296,16 @@ class SampleWriter:
             "chains": self.chains,
             "items": self.items,
         }
-        path = self.out / "results.json"
-        path.write_text(json.dumps(record, indent=1))
-        return path
+        return write_json_atomic(self.out / "results.json", json_safe(record))
+
+    def write_progress(self, requested: int | None = None) -> Path:
+        """results.json of the chains so far (``interrupted: true`` until :meth:`finish`), written
+        atomically after each batch, so a killed run leaves a valid record of what finished."""
+        from .rundir import write_json_atomic
+
+        record = {**run_header(self.settings, self.started, len(self.items), True, requested), "diversity": None,
+                  "chains": self.chains, "items": self.items}  # fmt: skip
+        return write_json_atomic(self.out / "results.json", json_safe(record))
 
 
 def versions() -> dict:

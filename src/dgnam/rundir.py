@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
+
+#: What dgnam writes at the top of a run folder; ``--overwrite`` removes these and nothing else.
+RUN_FILES = ("results.json", "contact_sheet.png", "evaluation.json", "report.html")
+RUN_FOLDERS = ("best", "rf", "parts", "neighbors")
 
 
 class RunFolderError(ValueError):
@@ -97,4 +102,91 @@ def write_json_atomic(path: str | Path, value: object, indent: int | None = 1) -
     return path
 
 
-__all__ = ["RunFolderError", "inside_run", "read_json_object", "write_json_atomic", "short"]
+def _is_run_output(entry: Path) -> bool:
+    name = entry.name
+    if entry.is_symlink():
+        return False  # never follow (or remove through) a link
+    if entry.is_dir():
+        return name in RUN_FOLDERS
+    return name in RUN_FILES or name.endswith(".png") or (name.startswith(".results.json.") and name.endswith(".tmp"))
+
+
+def prepare_run_folder(out: str | Path, resume: bool = False, overwrite: bool = False, apply: bool = True) -> bool:
+    """Make ``out`` ready for a run, refusing to mix two runs in one folder.
+
+    A new or empty folder is used as it is. A folder with anything in it is refused, unless
+    ``resume`` (a folder with a ``results.json`` is continued) or ``overwrite`` (dgnam's own outputs
+    are removed first: PNGs, ``best/``, ``rf/``, ``parts/``, results.json ...; a folder holding
+    anything else is refused, so ``--overwrite`` never deletes a user's files).
+
+    Args:
+        out: The run folder (``--out``).
+        resume: Continue the run in ``out``.
+        overwrite: Replace the run in ``out``.
+        apply: Create the folder and (with ``overwrite``) remove the old outputs. False only checks,
+            so that bad arguments found later leave nothing behind (and under torchrun every rank
+            checks while rank 0 clears).
+
+    Returns:
+        True when a run is to be resumed (``resume`` and a results.json is there).
+
+    Raises:
+        RunFolderError: ``out`` is a file, cannot be written, is in use without a flag, or holds
+            files that are not dgnam's (with ``overwrite``); ``resume`` and ``overwrite`` together.
+    """
+    out = Path(out)
+    if resume and overwrite:
+        raise RunFolderError("give --resume or --overwrite, not both")
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"--out {short(out)} is a file: give a folder for the run (it is created)")
+    existing = next((p for p in (out, *out.absolute().parents) if p.exists()), Path("/"))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise RunFolderError(f"cannot write the run folder {short(out)} ({short(existing)} is not a folder you can write to): "
+                             f"give --out a folder you can write to")
+    entries = sorted(out.iterdir()) if out.is_dir() else []
+    resuming = False
+    if entries and resume:
+        if not (out / "results.json").is_file():
+            raise RunFolderError(f"nothing to resume in {short(out)}: it has no results.json; use --overwrite to replace what is there, or another --out")
+        resuming = True
+    elif entries and not overwrite:
+        names = ", ".join(e.name for e in entries[:3]) + (", ..." if len(entries) > 3 else "")
+        parts = f" (parts/ holds an unmerged torchrun run: `dgnam merge {short(out)}` keeps it)" if (out / "parts").is_dir() else ""
+        raise RunFolderError(f"the run folder {short(out)} is not empty ({len(entries)} entries: {short(names)}){parts}: give --resume to continue "
+                             f"its run, --overwrite to replace it, or another --out")
+    elif entries:
+        foreign = [e.name for e in entries if not _is_run_output(e)]
+        if not foreign and not (out / "results.json").is_file() and not (out / "parts").is_dir():
+            foreign = [e.name for e in entries if e.is_file()]  # PNGs with no results.json: not known to be a run's
+        if foreign:
+            raise RunFolderError(f"--overwrite removes only what dgnam writes, but {short(out)} also holds {short(', '.join(foreign[:3]))}: "
+                                 f"move those away, or give another --out")
+    if apply:
+        if entries and overwrite:
+            for entry in entries:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RunFolderError(f"cannot create the run folder {short(out)} ({e.strerror}): give --out a folder you can write to") from e
+    return resuming
+
+
+def check_same_settings(out: str | Path, record: dict, settings: dict, ignore: tuple[str, ...] = ("command",)) -> None:
+    """Refuse to resume the run in ``out`` (its results.json is ``record``) with other settings.
+
+    Raises:
+        RunFolderError: a setting differs (the first few are named, with both values).
+    """
+    from .results import json_safe
+
+    now = json_safe({k: v for k, v in settings.items() if k not in ignore})
+    differ = [k for k, v in now.items() if record.get(k) != v]
+    if differ:
+        detail = "; ".join(f"{k}: {short(json.dumps(now[k]), 60)} now, {short(json.dumps(record.get(k)), 60)} there" for k in differ[:3])
+        raise RunFolderError(f"cannot resume {short(out)} with other settings ({detail}): repeat the command it was run with "
+                             f"(its results.json has it under 'command'), or use --overwrite")
+
+
+__all__ = ["RunFolderError", "RUN_FILES", "RUN_FOLDERS", "inside_run", "read_json_object", "write_json_atomic", "prepare_run_folder",
+           "check_same_settings", "short"]
