@@ -198,6 +198,16 @@ def test_histogram_svg_marks_each_synthesized_image():
 # --------------------------------------------------------------------------------------------------
 
 
+def _register(home: Path) -> None:
+    """The tiny net and prior registered by name (in this process, or a spawned rank), weights in the cache at ``home``."""
+    os.environ["DGNAM_HOME"] = str(home)
+    dgnam.nets._ensure_builtin()
+    dgnam.generators._ensure_builtin()
+    dgnam.nets._REGISTRY["tiny"] = NetSpec("tiny", TinyNet, WeightSource("tiny.pth"), SPEC, NAMES)
+    dgnam.generators._REGISTRY["tiny_prior"] = GeneratorSpec(
+        "tiny_prior", TinyPrior, WeightSource("tiny_prior.pth"), encoder="tiny:pool", bounds=lambda g: g.set_bounds(0.0, 3.0), default=True)
+
+
 @pytest.fixture
 def registered(tmp_path, monkeypatch):
     """The tiny net and prior registered by name, weights in the cache."""
@@ -210,9 +220,9 @@ def registered(tmp_path, monkeypatch):
     torch.save(TinyPrior().state_dict(), home / "weights" / "tiny_prior.pth")
     dgnam.nets._ensure_builtin()
     dgnam.generators._ensure_builtin()
-    monkeypatch.setitem(dgnam.nets._REGISTRY, "tiny", NetSpec("tiny", TinyNet, WeightSource("tiny.pth"), SPEC, NAMES))
-    monkeypatch.setitem(dgnam.generators._REGISTRY, "tiny_prior", GeneratorSpec(
-        "tiny_prior", TinyPrior, WeightSource("tiny_prior.pth"), encoder="tiny:pool", bounds=lambda g: g.set_bounds(0.0, 3.0), default=True))
+    monkeypatch.setitem(dgnam.nets._REGISTRY, "tiny", None)  # restored after the test; _register fills them
+    monkeypatch.setitem(dgnam.generators._REGISTRY, "tiny_prior", None)
+    _register(home)
     return home
 
 
@@ -231,6 +241,48 @@ def test_cli_builds_then_adds_nothing(registered, photos, tmp_path, capsys):
     assert "0 computed now, 5 already done, 0 activation pass" in capsys.readouterr().out
     assert cli.main(["atlas", "tiny", "--layers", "nope", "--data", str(photos), "--out", str(site)]) == 2
     assert "unknown layer 'nope'" in capsys.readouterr().err
+
+
+def _rank(rank: int, world: int, port: int, home: Path, argv: list[str]) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    _register(home)
+    code = cli.main(argv)
+    if code != 0:
+        raise SystemExit(code)
+
+
+def test_two_processes_split_the_units_and_make_the_same_site(registered, photos, tmp_path):
+    """torchrun-style, gloo on CPU: each rank computes its batches of units; the site equals a 1-process build."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    assert cli.main(_atlas_argv(single, photos)) == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_rank, args=(r, 2, port, registered, _atlas_argv(multi, photos))) for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    units = sorted(p.parent.relative_to(single) for p in single.glob("units/*/*/unit.json"))
+    assert len(units) == 5 and units == sorted(p.parent.relative_to(multi) for p in multi.glob("units/*/*/unit.json"))
+    ranks = []
+    for unit in units:
+        a, b = (json.loads((root / unit / "unit.json").read_text()) for root in (single, multi))
+        assert {k: v for k, v in a.items() if k not in ("seconds", "rank")} == {k: v for k, v in b.items() if k not in ("seconds", "rank")}
+        ranks.append(b["rank"])
+        for name in sorted(p.name for p in (single / unit).iterdir()):
+            if name.endswith(".png"):
+                assert Image.open(single / unit / name).tobytes() == Image.open(multi / unit / name).tobytes(), f"{unit}/{name}"
+    # batches of 2 units (4 images / 2 seeds): [logits 0, 1] on rank 0; [logits 2, conv2 0], [conv2 1] on rank 1
+    assert ranks == [1, 1, 0, 0, 1], ranks  # conv2/0000, conv2/0001, logits/0000 ... (folder order)
+    assert (multi / "index.html").read_text().count('class="card"') == 5
 
 
 def test_without_data_the_atlas_uses_the_offline_pool(registered, photos, tmp_path, monkeypatch):

@@ -226,7 +226,7 @@ def build_atlas(
         if pending:
             acts, passes = _data_activations(target, site, data, pending, config, world, progress)
             mine = shard_jobs(pending, world.rank, world.size, config.units_per_batch)
-            for _ in _compute(target, site, key, mine, acts, data, shapes, method, config, progress and world.rank == 0):
+            for _ in _compute(target, site, key, mine, acts, data, shapes, method, config, progress and world.rank == 0, world.rank):
                 computed += 1  # counted as each unit is written, so an interrupt keeps the count
     interrupted = stop.interrupted
     if interrupted:
@@ -258,7 +258,7 @@ def _data_activations(target, site, data, pending, config, world, progress) -> t
             for layer, units in by_layer.items()}, passes
 
 
-def _compute(target, site, key, units, acts, data, shapes, method, config, progress) -> Iterator[Unit]:
+def _compute(target, site, key, units, acts, data, shapes, method, config, progress, rank=0) -> Iterator[Unit]:
     """Compute and write ``units`` in batches, yielding each unit once its ``unit.json`` is written."""
     from tqdm.auto import tqdm
 
@@ -286,6 +286,7 @@ def _compute(target, site, key, units, acts, data, shapes, method, config, progr
                 record = _unit_record(site, key, unit, target, acts[unit.layer].values(unit), found[i], data, box,
                                       facets[i * len(seeds) : (i + 1) * len(seeds)], pixel[i] if pixel else None,
                                       accent[i] if accent else None, method, config, seconds)
+                record["rank"] = rank  # the process that computed it (torchrun)
                 store.write_unit(site, unit, record)
                 bar.update(1)
                 yield unit
