@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import threading
 from html.parser import HTMLParser
@@ -146,13 +147,13 @@ def test_an_interrupted_atlas_keeps_its_units_and_resumes(tiny, photos, tmp_path
 
     def stop_in_second_batch(*args, **kwargs):
         calls.append(1)
-        if len(calls) > 2:  # batch 1: facets + pixel baseline; then Ctrl-C
-            raise KeyboardInterrupt
+        if len(calls) > 2:  # batch 1: facets + pixel baseline; then a scheduler's SIGTERM
+            os.kill(os.getpid(), signal.SIGTERM)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(atlas_build, "synthesize", stop_in_second_batch)
     first = _build(net, gen, site, photos)  # 2 units per batch (4 images / 2 seeds)
-    assert first.interrupted and first.computed == 2 and (site / "index.html").is_file()
+    assert first.interrupted and first.exit_code == 143 and first.computed == 2 and (site / "index.html").is_file()
     assert "2 units" in (site / "index.html").read_text()
     monkeypatch.setattr(atlas_build, "synthesize", real)
     rest = _build(net, gen, site, photos)

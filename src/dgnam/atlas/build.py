@@ -153,6 +153,7 @@ class AtlasSummary:
     interrupted: bool
     seconds: float
     activation_passes: int = 0  # layers whose data activations were computed now (not read from the cache)
+    exit_code: int = 0  # 0, or 130 (SIGINT) / 143 (SIGTERM) when a signal stopped the build
 
 
 def _settings(net_name: str, method: AtlasMethod, config: AtlasConfig, data, steps_override: dict) -> dict:
@@ -235,7 +236,7 @@ def build_atlas(
     index = None
     if world.rank == 0:
         index = _write_pages(site, settings, key, layers, shapes, plan, method, config, data, command)
-    return AtlasSummary(index, len(plan), computed, len(plan) - len(pending), interrupted, round(time.time() - started, 2), passes)
+    return AtlasSummary(index, len(plan), computed, len(plan) - len(pending), interrupted, round(time.time() - started, 2), passes, stop.exit_code)
 
 
 def _data_activations(target, site, data, pending, config, world, progress) -> tuple[dict, int]:

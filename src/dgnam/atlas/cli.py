@@ -47,7 +47,7 @@ def run_atlas(args) -> int:
     if summary.index is not None:
         print(f"atlas of {summary.units} unit(s): {summary.computed} computed now, {summary.cached} already done, "
               f"{summary.activation_passes} activation pass(es) over the data; open {summary.index} or `dgnam atlas serve {args.out}`")
-    return 130 if summary.interrupted else 0
+    return summary.exit_code
 
 
 def _serve(args) -> int:
