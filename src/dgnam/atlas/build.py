@@ -269,7 +269,7 @@ def _compute(target, site, key, units, acts, data, shapes, method, config, progr
     with tqdm(total=len(units), desc="atlas units", unit="unit", disable=not progress) as bar:
         for start in range(0, len(units), config.units_per_batch):
             batch = units[start : start + config.units_per_batch]
-            tick = time.perf_counter()
+            tick, cpu = time.perf_counter(), time.process_time()
             found = [exemplars(acts[u.layer], u, k) for u in batch]
             seeds = list(config.seeds)
             facets = synthesize(target, [u for u in batch for _ in seeds], seeds * len(batch), method.generator,
@@ -281,7 +281,7 @@ def _compute(target, site, key, units, acts, data, shapes, method, config, progr
             if config.accentuate and (encoder is not None or method.generator is None):
                 photos = to_tensor(np.stack([data.image(int(ex.top[0])) for ex in found])).to(device)
                 accent = _accentuate(target, batch, seeds[0], method, photos, encoder)
-            seconds = (time.perf_counter() - tick) / len(batch)
+            seconds = ((time.perf_counter() - tick) / len(batch), (time.process_time() - cpu) / len(batch))
             for i, unit in enumerate(batch):
                 box = unit_receptive_field(target, unit, data.size) if layer_kind((1, *acts[unit.layer].shape)) == "map" else None
                 record = _unit_record(site, key, unit, target, acts[unit.layer].values(unit), found[i], data, box,
@@ -326,7 +326,8 @@ def _unit_record(site, key, unit, target, column, found, data, box, facets, pixe
         label = target.categories[unit.index].split(",")[0].strip()
     record = {"key": key, "unit": str(unit), "layer": unit.layer, "index": unit.index, "slug": store.unit_slug(unit),
               "location": list(unit.location) if isinstance(unit.location, tuple) else unit.location, "label": label,
-              "receptive_field": list(box) if box else None, "seconds": round(seconds, 3)}  # fmt: skip
+              "receptive_field": list(box) if box else None,
+              "seconds": round(seconds[0], 3), "cpu_seconds": round(seconds[1], 3)}  # per unit: its batch's wall / process time over its units
     record["facets"] = [{"seed": f.seed, "activation": f.activation, "file": store.save_image(folder, f"dgnam_s{f.seed}.png", _array(f.image))}
                         for f in facets]  # fmt: skip
     if pixel is not None:
