@@ -242,6 +242,8 @@ def test_cli_builds_then_adds_nothing(registered, photos, tmp_path, capsys):
     assert "0 computed now, 5 already done, 0 activation pass" in capsys.readouterr().out
     assert cli.main(["atlas", "tiny", "--layers", "nope", "--data", str(photos), "--out", str(site)]) == 2
     assert "unknown layer 'nope'" in capsys.readouterr().err
+    assert cli.main(["atlas", "serve", str(tmp_path / "nothing")]) == 2
+    assert "has no index.html" in capsys.readouterr().err
 
 
 def _rank(rank: int, world: int, port: int, home: Path, argv: list[str]) -> None:
