@@ -301,7 +301,7 @@ def cmaes_am(
     generations = (config.evals - 1) // popsize
     if generations < 1:
         raise ValueError(f"evals ({config.evals}) must be at least popsize + 1 = {popsize + 1}")
-    best = BestTracker(len(units), generations)
+    best = BestTracker(len(units), generations, units)
     to_codes = lambda x: _codes_from_numpy(x, generator).cpu()  # noqa: E731  (clipped on the generator's device)
     for g in tqdm(range(generations), desc="cma-es", disable=not progress, leave=False):
         asked = [es.ask() for es in searches]
@@ -379,7 +379,7 @@ def ga_am(
     rngs = [torch.Generator().manual_seed(int(s)) for s in seeds]
     population = torch.stack([clip(center + config.init_std * scale * torch.randn(p, center.numel(), generator=r)) for r in rngs])
     generations = config.generations()
-    best = BestTracker(len(units), generations)
+    best = BestTracker(len(units), generations, units)
     scores, images = evaluate(population.view(len(units), p, *shape))
     for g in tqdm(range(generations), desc="ga", disable=not progress, leave=False):
         _track_best(best, g, scores, images)

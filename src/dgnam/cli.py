@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import re
 import sys
@@ -13,17 +14,63 @@ DEFAULT_PIXEL_METHOD = "deepinversion"  # used when no generator prior is regist
 FALLBACK_PIXEL_METHOD = "fourier"  # ... and when that net has no BatchNorm statistics for DeepInversion
 
 
+MAX_SEED = 2**32 - 1  # seeds feed torch and NumPy generators; NumPy takes 32-bit seeds
+
+
 def _seeds(text: str) -> list[int]:
     seeds: list[int] = []
     for part in text.split(","):
         m = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", part)
         if m:
-            seeds.extend(range(int(m.group(1)), int(m.group(2)) + 1))
+            lo, hi = int(m.group(1)), int(m.group(2))
+            if hi < lo:
+                raise argparse.ArgumentTypeError(f"seed range {part.strip()!r} is empty (end before start): write it as {hi}-{lo}")
+            if hi - lo >= 1_000_000:
+                raise argparse.ArgumentTypeError(f"seed range {part.strip()!r} asks for {hi - lo + 1:,} images per unit: give a smaller range")
+            seeds.extend(range(lo, hi + 1))
         elif part.strip().isdigit():
             seeds.append(int(part))
         else:
-            raise argparse.ArgumentTypeError(f"seeds are integers, ranges or lists (0, 0-4, 1,5), got {text!r}")
+            raise argparse.ArgumentTypeError(f"seeds are integers, ranges or lists (0, 0-4, 1,5), got {text[:80]!r}")
+    if max(seeds) > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"seed {max(seeds)} is too large: seeds go from 0 to {MAX_SEED}")
     return seeds
+
+
+def _finite(text: str) -> float:
+    """A float flag that must be a finite number (``nan`` and ``inf`` would give black images and invalid JSON)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text[:80]!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text[:80]!r}")
+    return value
+
+
+def _device(text: str) -> str:
+    """A ``--device`` that this torch build can use: cpu, cuda, cuda:N or mps (checked before any work)."""
+    if text == "cpu":
+        return text
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{text[:80]!r} is not a torch device: use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.backends.cuda.is_built():
+            raise argparse.ArgumentTypeError(f"{text} asked for, but this torch build ({torch.__version__}) has no CUDA: use --device cpu, "
+                                             "or install a CUDA build of torch")
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{text} asked for, but no GPU is visible (CUDA_VISIBLE_DEVICES, driver): use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(f"{text}: there are only {torch.cuda.device_count()} GPU(s) (cuda:0-{torch.cuda.device_count() - 1})")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{text} asked for, but MPS is not available here: use --device cpu")
+    elif device.type not in ("cuda", "mps", "cpu"):
+        raise argparse.ArgumentTypeError(f"--device {text}: dgnam runs on cpu, cuda or mps")
+    return text
 
 
 NET_HELP = ("target net: a registered name (`dgnam nets`), torchvision:NAME[:WEIGHTS], timm:NAME, hf:REPO_ID or hf:DIR, "
@@ -51,7 +98,7 @@ def add_spec_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--input-size", type=_input_size, help="the size the net takes: S or HxW")
     g.add_argument("--mean", type=_floats, help="per-channel mean after scaling, e.g. 0.485,0.456,0.406 (its length sets the channel count)")
     g.add_argument("--std", type=_floats, help="per-channel std, e.g. 0.229,0.224,0.225")
-    g.add_argument("--value-range", type=float, help="1 for inputs in [0, 1], 255 for Caffe-style nets")
+    g.add_argument("--value-range", type=_finite, help="1 for inputs in [0, 1], 255 for Caffe-style nets")
     g.add_argument("--bgr", action="store_true", default=None, help="the net takes BGR (3 channels)")
     g.add_argument("--categories", help="file of class names, one per line, for the output units")
 
@@ -94,6 +141,7 @@ def _run_folder_flags(parser: argparse.ArgumentParser, resume: bool = True) -> N
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dgnam", description="Synthesize the preferred inputs of neurons (DGN-AM).")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error (anywhere on the line; or DGNAM_DEBUG=1)")
     sub = p.add_subparsers(dest="command", required=True)
 
     v = sub.add_parser("visualize", help="synthesize preferred inputs of units")
@@ -110,9 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--preset", choices=["paper"], help="the paper's settings (with a DeePSiM generator and CaffeNet)")
     v.add_argument("--steps", type=int, help="optimization steps (default 200)")
     v.add_argument("--seeds", type=_seeds, default=[0], help="seeds: 0, 0-4 or 1,5 (one image per unit and seed)")
-    v.add_argument("--lr-start", type=float, help="DGN-AM step size at the first step, in code stds (default: the prior's measured step, else the paper's 8)")
-    v.add_argument("--lr-end", type=float, help="DGN-AM step size at the last step (default: the prior's, else the paper's 1e-10)")
-    v.add_argument("--decay", type=float, help="DGN-AM code decay per step (default: the prior's, else the paper's 0.99)")
+    v.add_argument("--lr-start", type=_finite, help="DGN-AM step size at the first step, in code stds (default: the prior's measured step, else the paper's 8)")
+    v.add_argument("--lr-end", type=_finite, help="DGN-AM step size at the last step (default: the prior's, else the paper's 1e-10)")
+    v.add_argument("--decay", type=_finite, help="DGN-AM code decay per step (default: the prior's, else the paper's 0.99)")
     v.add_argument("--transforms", choices=["none", "standard"],
                    help="DGN-AM: ascend through random pad/jitter/scale/rotation of the generated image (standard; "
                    "larger, more object-like shapes, lower activation, ~1.45x the time) or not (none; default: the prior's, else the paper's none)")
@@ -123,9 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "with --transforms standard each step adds a forward pass without transforms)")
     v.add_argument("--init-image", help="feature accentuation (Hamblin et al. 2024): start from this photo instead of noise: DGN-AM "
                    "from its code E(photo) under the prior's encoder, pixel methods from the photo itself")
-    v.add_argument("--lr", type=float, help="pixel methods: learning rate")
+    v.add_argument("--lr", type=_finite, help="pixel methods: learning rate")
     v.add_argument("--batch-size", type=int, default=8, help="images optimized together (default 8)")
-    v.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    v.add_argument("--device", type=_device, default="cpu", help="torch device, e.g. cpu or cuda")
     v.add_argument("--out", required=True, help="output folder (new or empty; see --resume, --overwrite)")
     _run_folder_flags(v)
     v.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -141,12 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--chains", type=int, default=4, help="chains per unit, the samples split between them (default 4)")
     sm.add_argument("--burn-in", type=int, help="steps before the first sample (default 40)")
     sm.add_argument("--every", type=int, help="steps between kept samples (default 10)")
-    sm.add_argument("--eps1", type=float, help="weight of the prior term R(h) - h, R(h) = E(G(h)) (default 0.01; 0: no encoder)")
-    sm.add_argument("--eps2", type=float, help="step along d log p(y|G(h))/dh (default 1)")
-    sm.add_argument("--eps3", type=float, help="noise std per (whitened) code unit (default 0.05)")
+    sm.add_argument("--eps1", type=_finite, help="weight of the prior term R(h) - h, R(h) = E(G(h)) (default 0.01; 0: no encoder)")
+    sm.add_argument("--eps2", type=_finite, help="step along d log p(y|G(h))/dh (default 1)")
+    sm.add_argument("--eps3", type=_finite, help="noise std per (whitened) code unit (default 0.05)")
     sm.add_argument("--seed", type=int, default=0, help="chain c of each unit starts from seed + c (default 0)")
     sm.add_argument("--batch-size", type=int, default=8, help="chains run together (default 8)")
-    sm.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    sm.add_argument("--device", type=_device, default="cpu", help="torch device, e.g. cpu or cuda")
     sm.add_argument("--out", required=True, help="output folder (new or empty; see --overwrite)")
     _run_folder_flags(sm, resume=False)
     sm.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -172,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("-k", type=int, default=9, help="top and bottom natural images per unit (default 9)")
     at.add_argument("--no-accentuate", action="store_true", help="skip the accentuated top exemplar")
     at.add_argument("--batch-size", type=int, default=8, help="images optimized together (default 8)")
-    at.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (cuda: cuda:LOCAL_RANK under torchrun)")
+    at.add_argument("--device", type=_device, default="cpu", help="torch device, e.g. cpu or cuda (cuda: cuda:LOCAL_RANK under torchrun)")
     at.add_argument("--port", type=int, default=8000, help="with 'serve': the port on 127.0.0.1 (default 8000)")
     at.add_argument("--quiet", action="store_true", help="no progress bars")
     add_spec_flags(at)
@@ -208,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("source", help="pool folder or image folder")
     pp.add_argument("out", help="the .npz to write (train-generator --pool takes it)")
     pp.add_argument("--size", type=int, default=128, help="side of the stored images (the training resolution)")
-    pp.add_argument("--max-mib", type=float, default=40.0, help="size budget; the best WebP/JPEG quality that fits is chosen")
+    pp.add_argument("--max-mib", type=_finite, default=40.0, help="size budget; the best WebP/JPEG quality that fits is chosen")
 
     t = sub.add_parser("train-generator", help="train a generator prior (DeePSiM recipe) on a pool")
     t.add_argument("--pool", required=True, help="pool folder (`dgnam pool build`) or any image folder (class/x.jpg or flat)")
@@ -219,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--encoder", help="encoder net (default efficientnet_lite0)")
     t.add_argument("--layer", help="encoder layer inverted (default pool)")
     t.add_argument("--output-size", type=int, help="generator output size in px (default 128)")
-    t.add_argument("--device", help="cpu or cuda")
+    t.add_argument("--device", type=_device, help="cpu or cuda")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     t.add_argument("--until", type=int, help="stop at this step (the loss schedule still spans --steps)")
     t.add_argument("--export", help="also write the generator as a .safetensors prior here")
@@ -248,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--faithfulness-layer", help="the earlier layer (default: half-way to each unit's layer among its siblings)")
     e.add_argument("--max-images", type=int, help="--data: a fixed random subset of this many images (default: all; one cached pass per layer)")
     e.add_argument("--batch-size", type=int, default=32)
-    e.add_argument("--device", default="cpu")
+    e.add_argument("--device", type=_device, default="cpu")
     e.add_argument("--out", help="output JSON (default RUN_DIR/evaluation.json)")
 
     nb = sub.add_parser("neighbors", help="each synthesized image beside its nearest natural images in a net's feature space")
@@ -262,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     nb.add_argument("--size", type=int, default=160, help="side of an image folder's images (default 160)")
     nb.add_argument("--max-images", type=int, help="search a fixed random subset of this many data images (default: all)")
     nb.add_argument("--batch-size", type=int, default=32)
-    nb.add_argument("--device", default="cpu")
+    nb.add_argument("--device", type=_device, default="cpu")
     nb.add_argument("--out", help="output folder (default RUN_DIR/neighbors): one sheet PNG per image and neighbors.json")
 
     ex = sub.add_parser("exemplars", help="each unit's top-k and bottom-k natural images (receptive-field crops), one cached pass per layer")
@@ -277,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--cache-dir", help="activation cache (default $DGNAM_HOME/activations)")
     ex.add_argument("--no-cache", action="store_true", help="compute the pass without reading or writing the cache")
     ex.add_argument("--batch-size", type=int, default=32)
-    ex.add_argument("--device", default="cpu")
+    ex.add_argument("--device", type=_device, default="cpu")
     ex.add_argument("--quiet", action="store_true", help="no progress bars")
     ex.add_argument("--download", action="store_true", help="allow downloading the net's weights when not found offline")
     add_spec_flags(ex)
@@ -294,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     fm.add_argument("--out", required=True, help="run folder: models/, sheet_<method>.png, neighbours.png, results.json, summary.md")
     fm.add_argument("--reuse", action="store_true", help="load the weights in OUT/models whose config and data match instead of training")
     fm.add_argument("--quick", action="store_true", help="about 40 %% of the default budget (half an epoch, 400 generator steps, 2 seeds)")
-    fm.add_argument("--epochs", type=float, help="classifier epochs (default 1); the judges' epochs keep their ratio to it (MLP 2x, ResNet 1x)")
+    fm.add_argument("--epochs", type=_finite, help="classifier epochs (default 1); the judges' epochs keep their ratio to it (MLP 2x, ResNet 1x)")
     fm.add_argument("--generator-steps", type=int, help="generator training steps of 64 images (default 1000)")
     fm.add_argument("--am-steps", type=int, help="optimization steps of every method (default 200, the paper's)")
     fm.add_argument("--seeds", type=_seeds, help="seeds per class (default 0-2)")
@@ -311,6 +359,7 @@ def _cmd_visualize(args) -> int:
 
     from . import load_generator, parse_units
     from .distributed import barrier, clear_stale_parts, close_world, init_world, merge_parts, part_dir, part_settings, shard_jobs
+    from .hooks import addressable_layers
     from .interrupts import stop_on_signals
     from .objectives import check_units, receptive_field_box
     from .results import RunWriter
@@ -334,7 +383,7 @@ def _cmd_visualize(args) -> int:
     if not texts:
         print("dgnam: give at least one --unit (e.g. --unit logits:945)", file=sys.stderr)
         return 2
-    units = parse_units(texts, net.categories)
+    units = parse_units(texts, net.categories, layers=addressable_layers(net.model))
     world = init_world(args.device)  # under torchrun: this rank's process and device (cuda -> cuda:LOCAL_RANK)
     device = world.device
     net.to(device)
@@ -486,6 +535,7 @@ def _cmd_sample(args) -> int:
     import torch
 
     from . import load_generator, parse_units
+    from .hooks import addressable_layers
     from .interrupts import stop_on_signals
     from .results import SampleWriter
     from .rundir import prepare_run_folder
@@ -493,7 +543,7 @@ def _cmd_sample(args) -> int:
     from .sample import SampleConfig, sample
 
     net = net_from_args(args)
-    units = parse_units(args.unit, net.categories)
+    units = parse_units(args.unit, net.categories, layers=addressable_layers(net.model))
     if args.samples < 1 or args.chains < 1:
         raise ValueError("--samples and --chains must be at least 1")
     if args.batch_size < 1:
@@ -668,6 +718,8 @@ def _cmd_pool(args) -> int:
     else:
         images, meta = pool.load_image_folder(args.folder, size=args.size, progress=True)
         n = pool.save_folder_pool(args.dir, images, meta)["n_images"]
+        if meta.get("skipped"):
+            print(f"skipped {len(meta['skipped'])} file(s) that are not readable images (warnings above)", file=sys.stderr)
     print(f"pool of {n} images in {args.dir}")
     return 0
 
@@ -714,7 +766,6 @@ def _cmd_bounds(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    import json
     import time
 
     import torch
@@ -722,7 +773,8 @@ def _cmd_evaluate(args) -> int:
     from . import load_net
     from .assess import EvaluateConfig, evaluate_run
     from .report import EVALUATION_FILE, read_run
-    from .results import versions
+    from .results import json_safe, versions
+    from .rundir import write_json_atomic
 
     record, images = read_run(args.run_dir)
     device = torch.device(args.device)
@@ -767,7 +819,7 @@ def _cmd_evaluate(args) -> int:
     }  # fmt: skip
     if faith is not None:
         document["faithfulness"] = faith
-    out.write_text(json.dumps(document, indent=1))
+    write_json_atomic(out, json_safe(document))  # strict JSON: a NaN score is null
     s = result.summary
     parts = [f"target top-1 {s['target_top1']}" if s.get("class_images") else None]
     parts += [f"{n} top-1 {j.get('top1')} top-5 {j.get('top5')} FD {j.get('frechet_distance')}" for n, j in s["judges"].items()]
@@ -786,14 +838,14 @@ def _output_layer(net_name: str | None) -> str | None:
 
 
 def _cmd_neighbors(args) -> int:
-    import json
-
     import numpy as np
     import torch
 
     from . import load_net
     from .assess import find_neighbors
     from .report import NEIGHBORS_DIR, NEIGHBORS_FILE, neighbors_sheet, read_run
+    from .results import json_safe
+    from .rundir import write_json_atomic
 
     record, images = read_run(args.run_dir)
     if not len(images):
@@ -802,6 +854,10 @@ def _cmd_neighbors(args) -> int:
 
     data, meta = load_any(args.data, size=args.size, mmap=True)  # every image of a pool (memory-mapped) or folder
     records, available = meta.get("records") or [], len(data)
+    usable = min(available, args.max_images or available)
+    if not 1 <= args.k <= usable:  # before any feature is computed
+        raise ValueError(f"-k {args.k}: give 1 to {usable} neighbours ({args.data} has {usable} image(s) to search)" if usable
+                         else f"{args.data} has no images to search: give a pool or a folder of images")
     chosen = np.arange(len(data))
     if args.max_images and args.max_images < len(data):
         chosen = np.sort(np.random.default_rng(0).choice(len(data), size=args.max_images, replace=False))
@@ -828,7 +884,7 @@ def _cmd_neighbors(args) -> int:
         "distance": "1 - cosine similarity of the features" if args.metric == "cosine" else "Euclidean distance of the features",
         "items": entries,
     }  # fmt: skip
-    (out / NEIGHBORS_FILE).write_text(json.dumps(document, indent=1))
+    write_json_atomic(out / NEIGHBORS_FILE, json_safe(document))
     print(f"wrote {len(entries)} sheet(s) and {out / NEIGHBORS_FILE}")
     return 0
 
@@ -867,6 +923,8 @@ def _cmd_report(args) -> int:
     from .report import build_report
 
     out = Path(args.out) if args.out else (Path(args.run_dirs[0]) / "report.html" if len(args.run_dirs) == 1 else Path("report.html"))
+    if out.is_dir():  # --out DIR: the page goes inside it
+        out = out / "report.html"
     out.write_text(build_report(args.run_dirs, title=args.title), encoding="utf-8")
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
@@ -900,10 +958,12 @@ def _cmd_repro(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from .hub import WeightsError
-    from .units import UnitError
+    """Run the ``dgnam`` command; expected errors print one line (exit code 2), ``--debug`` or
+    ``DGNAM_DEBUG=1`` shows their traceback."""
+    from .errors import debug_requested, error_line
 
+    debug, argv = debug_requested(list(sys.argv[1:] if argv is None else argv))
+    args = build_parser().parse_args(argv)
     handlers = {
         "visualize": _cmd_visualize, "layers": _cmd_layers, "nets": _cmd_nets, "generators": _cmd_generators,
         "weights": _cmd_weights, "pool": _cmd_pool, "train-generator": _cmd_train, "bounds": _cmd_bounds,
@@ -912,14 +972,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         return handlers[args.command](args)
-    except (UnitError, WeightsError, KeyError, ValueError, FileNotFoundError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"dgnam: error: {message}", file=sys.stderr)
-        return 2
-    except ImportError as exc:
-        if "pip install" not in str(exc):  # a bug, not a missing optional extra: keep the traceback
+    except Exception as exc:
+        message = error_line(exc)
+        if message is None or debug:  # a bug (or --debug): the traceback
             raise
-        print(f"dgnam: error: {exc}", file=sys.stderr)
+        print(f"dgnam: error: {message}", file=sys.stderr)
         return 2
 
 

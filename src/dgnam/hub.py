@@ -28,6 +28,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from .rundir import short
 
 PICKLE_SUFFIXES = (".pkl", ".pickle")  # formats whose reading runs code: hash-enforced even when named explicitly
 
@@ -155,8 +156,10 @@ def resolve_weights(source: WeightSource, weights: str | Path | None = None, dow
     """
     if weights is not None:  # the user's own file: checked by keys and shapes on load, then check_explicit
         path = Path(weights).expanduser()
+        if path.is_dir():
+            raise WeightsError(f"weight file {short(str(path))} is a folder: give the weight file itself")
         if not path.is_file():
-            raise WeightsError(f"weight file {path} does not exist")
+            raise WeightsError(f"weight file {short(str(path))} does not exist: check the path")
         if path.suffix in PICKLE_SUFFIXES and source.sha256 is not None:  # a pickle is read only once its hash matches
             verify(path, source, record=False)
         return path

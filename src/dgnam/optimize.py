@@ -187,6 +187,10 @@ def clip_to(code: torch.Tensor, bounds: tuple[torch.Tensor, torch.Tensor] | None
     return code if bounds is None else torch.maximum(torch.minimum(code, bounds[1]), bounds[0])
 
 
+class NonFiniteError(ValueError):
+    """An activation or code became NaN or infinite during a run (it would give black images and NaN records)."""
+
+
 class BestTracker:
     """Records the activation at every step and keeps, per batch element, the best image seen.
 
@@ -194,14 +198,26 @@ class BestTracker:
     live on the CPU.
     """
 
-    def __init__(self, n: int, steps: int):
+    def __init__(self, n: int, steps: int, units: Sequence[Unit] | None = None):
         self.history = torch.zeros(n, steps)
         self.best = torch.full((n,), float("-inf"))
         self.best_step = torch.zeros(n, dtype=torch.long)
         self.best_images: torch.Tensor | None = None
+        self.units = units  # for naming the unit whose activation stops being finite
 
     def update(self, step: int, acts: torch.Tensor, images: torch.Tensor) -> None:
+        """Record step ``step``'s activations (and keep better images).
+
+        Raises:
+            NonFiniteError: an activation is NaN or infinite (the run stops there, naming unit and step).
+        """
         acts = acts.detach().float().cpu()
+        bad = (~torch.isfinite(acts)).nonzero().flatten()
+        if len(bad):
+            i = int(bad[0])
+            what = f"unit {self.units[i]}" if self.units is not None else f"batch element {i}"
+            raise NonFiniteError(f"the activation of {what} became {float(acts[i])} at step {step}: check the net's weights "
+                                 f"(NaN?) and input spec (std 0?), or take a smaller step (--lr-start / --lr)")
         if step < self.history.shape[1]:
             self.history[:, step] = acts
         better = acts > self.best
@@ -263,7 +279,7 @@ def dgn_am(
     center, scale = code_center_scale(generator) if config.whiten else (torch.zeros_like(generator.lower), torch.ones_like(generator.lower))
     z = (code - center) / scale
     bounds = ((generator.lower - center) / scale, (generator.upper - center) / scale) if config.clip else None
-    tracker = BestTracker(len(units), config.steps)
+    tracker = BestTracker(len(units), config.steps, units)
     adam = torch.optim.Adam([z.requires_grad_(True)], lr=config.adam_lr) if config.optimizer == "adam" else None
     transform = _dgn_am_transforms(config.transforms, min(generator.output_size))
     gens = transform_generators(seeds)

@@ -272,7 +272,7 @@ def pixel_am(
     # needs the BatchNorm layers, so "deepinversion" ascends through the original model.
     fast = target.fast(objective.layers)
     ascend = target if bn is not None else fast
-    tracker = BestTracker(len(units), config.steps)
+    tracker = BestTracker(len(units), config.steps, units)
 
     def evaluate(images: torch.Tensor) -> torch.Tensor:
         """The activation without random transforms (a pass the BatchNorm loss does not record)."""

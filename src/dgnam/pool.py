@@ -1452,19 +1452,33 @@ class ImageFolderPool:
             ``(images, records)``: (N * crops_per_image, size, size, 3) uint8 and one record
             per image (``source`` = label or ``"folder"``, ``file`` = path under the root).
         """
+        if not self.files:
+            raise ValueError(f"no images in {self.root} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}): give a folder of images")
         n = len(self.files) * crops_per_image
         images = np.empty((n, self.size, self.size, 3), dtype=np.uint8)
         records = []
+        self.skipped: list[str] = []  # files that are not readable images (truncated, not an image): skipped, counted
+        k = 0
         for i in _progress(range(len(self.files)), progress, "images"):
             rel, label = self.relpaths[i], self.labels[i]
-            pixels = read_image(self.files[i])
+            try:
+                pixels = read_image(self.files[i])
+            except (OSError, ValueError, Image.DecompressionBombError) as e:  # PIL: UnidentifiedImageError, truncated data
+                self.skipped.append(rel)
+                warnings.warn(f"skipping {self.files[i]}: not a readable image ({str(e)[:120]})", stacklevel=2)
+                continue
             if random:
                 crops = random_crops(pixels, crops_per_image, self.size, _rng(seed, rel))
             else:
                 crops = np.repeat(center_square_resize(pixels, self.size)[None], crops_per_image, 0)
-            images[i * crops_per_image : (i + 1) * crops_per_image] = crops
+            images[k * crops_per_image : (k + 1) * crops_per_image] = crops
+            k += 1
             records += [{"source": label or "folder", "file": rel, "label": label}] * crops_per_image
-        return images, [dict(r) for r in records]
+        if self.skipped:
+            warnings.warn(f"skipped {len(self.skipped)} of {len(self.files)} file(s) in {self.root} that are not readable images", stacklevel=2)
+        if k == 0:
+            raise ValueError(f"none of the {len(self.files)} image file(s) in {self.root} could be read: give a folder of readable images")
+        return images[: k * crops_per_image], [dict(r) for r in records]
 
 
 def load_image_folder(
@@ -1508,7 +1522,7 @@ def load_image_folder(
     meta = {
         "size": size, "seed": seed, "n_images": len(images), "heldout_fraction": heldout_fraction,
         "classes": folder.classes, "train_idx": train_idx, "heldout_idx": heldout_idx,
-        "records": records, "root": str(folder.root),
+        "records": records, "root": str(folder.root), "skipped": folder.skipped,
     }  # fmt: skip
     return images, meta
 

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .pool import read_image
-from .rundir import inside_run, read_json_object
+from .rundir import check_items, inside_run, read_json_object
 
 EVALUATION_FILE = "evaluation.json"
 NEIGHBORS_DIR = "neighbors"
@@ -68,8 +68,8 @@ def read_run(run_dir: str | Path) -> tuple[dict, np.ndarray]:
     if record.get("kind") == "exemplars":
         raise ValueError(f"{run_dir} holds dataset exemplars (`dgnam exemplars`), not synthesized images: give a `dgnam visualize` run folder")
     arrays = []
-    for k, item in enumerate(record.get("items") or []):
-        path = inside_run(run_dir, item.get("file") if isinstance(item, dict) else None, f"items[{k}].file")
+    for k, item in enumerate(check_items(record, run_dir / "results.json")):
+        path = inside_run(run_dir, item["file"], f"items[{k}].file")
         if not path.is_file():
             raise FileNotFoundError(f"{path} is listed in results.json but missing")
         arrays.append(read_image(path))
@@ -232,8 +232,8 @@ def load_run_page(run_dir: str | Path) -> RunPage:
     """Read what the report shows of one run folder (results.json, PNGs, evaluation, neighbours)."""
     run_dir = Path(run_dir)
     record = read_record(run_dir)
-    items = record.get("items") or [] if record.get("kind") != "exemplars" else []  # exemplars: their sheets, below
-    wanted = {it.get("file") if isinstance(it, dict) else None: f"items[{k}].file" for k, it in enumerate(items)}
+    items = check_items(record, run_dir / "results.json", ("file",)) if record.get("kind") != "exemplars" else []  # exemplars: their sheets, below
+    wanted = {it["file"]: f"items[{k}].file" for k, it in enumerate(items)}
     wanted["contact_sheet.png"] = "the contact sheet"
     evaluation = neighbors = None
     if (run_dir / EVALUATION_FILE).is_file():

@@ -81,6 +81,25 @@ def read_json_object(path: str | Path, what: str = "results.json") -> dict:
     return value
 
 
+ITEM_KEYS = ("file", "unit", "layer", "index", "seed")  # what every image record of a run holds
+
+
+def check_items(record: dict, path: str | Path, keys: tuple[str, ...] = ITEM_KEYS) -> list[dict]:
+    """``record["items"]``, checked: a list of objects that each hold ``keys``.
+
+    Raises:
+        RunFolderError: naming the first item (and key) that is not as dgnam writes it.
+    """
+    items = record.get("items", [])
+    if not isinstance(items, list):
+        raise RunFolderError(f"{path}: 'items' is a JSON {type(items).__name__}, not the list dgnam writes: restore the file, or run again")
+    for k, item in enumerate(items):
+        missing = [key for key in keys if key not in item] if isinstance(item, dict) else list(keys)
+        if missing:
+            raise RunFolderError(f"{path}: items[{k}] lacks {', '.join(map(repr, missing))}: restore the results.json dgnam wrote, or run again")
+    return items
+
+
 def write_json_atomic(path: str | Path, value: object, indent: int | None = 1) -> Path:
     """Write ``value`` as strict JSON (no NaN/Infinity) to a temporary file beside ``path``, then
     rename it over ``path``: a reader (or a kill -9 in the middle) sees the old file or the new one,
@@ -188,5 +207,5 @@ def check_same_settings(out: str | Path, record: dict, settings: dict, ignore: t
                              f"(its results.json has it under 'command'), or use --overwrite")
 
 
-__all__ = ["RunFolderError", "RUN_FILES", "RUN_FOLDERS", "inside_run", "read_json_object", "write_json_atomic", "prepare_run_folder",
+__all__ = ["RunFolderError", "ITEM_KEYS", "check_items", "RUN_FILES", "RUN_FOLDERS", "inside_run", "read_json_object", "write_json_atomic", "prepare_run_folder",
            "check_same_settings", "short"]

@@ -238,6 +238,8 @@ class Trainer:
         self.rank, self.world = _init_distributed(config.device)
         self.device = torch.device(config.device if config.device != "cuda" else f"cuda:{self.rank % max(1, torch.cuda.device_count())}")
         images, card = load_any(self.pool_dir)
+        if len(images) == 0 or (card.get("train_idx") is not None and len(card["train_idx"]) == 0):
+            raise ValueError(f"the pool {self.pool_dir} has no training images: build one with `dgnam pool build` or `dgnam pool folder`")
         views = make_views(images, config.prior.output_size, config.views)
         # a pool folder keeps its codes for every later training; a user's image folder is left untouched
         cache = self.pool_dir / "cache" if (self.pool_dir / "images.npy").exists() else self.out / "cache"

@@ -65,12 +65,20 @@ def _parse_location(text: str) -> Location:
     m = re.fullmatch(r"(\d+)\s*,\s*(\d+)", text)
     if m:
         return (int(m.group(1)), int(m.group(2)))
-    raise UnitError(f"unknown location {text!r}: use center, mean, cls, a token index T or a position Y,X")
+    from .rundir import short
+
+    raise UnitError(f"unknown location {short(repr(text))}: use center, mean, cls, a token index T or a position Y,X")
+
+
+def _short(name: str) -> str:
+    from .rundir import short
+
+    return short(repr(name))
 
 
 def _class_index(name: str, categories: Sequence[str] | None, layer: str) -> list[int]:
     if not categories:
-        raise UnitError(f"{name!r} is not a unit index, and layer {layer!r} has no category names; use an integer")
+        raise UnitError(f"{_short(name)} is not a unit index, and layer {_short(layer)} has no category names; use an integer")
     wanted = name.strip().lower()
     hits = [i for i, desc in enumerate(categories) if wanted in (s.strip().lower() for s in desc.split(","))]
     if len(hits) == 1:
@@ -79,50 +87,60 @@ def _class_index(name: str, categories: Sequence[str] | None, layer: str) -> lis
         options = "; ".join(f"{i} ({categories[i]})" for i in hits)
         raise UnitError(f"class name {name!r} is ambiguous: {options}. Use the index")
     synonyms = sorted({s.strip() for desc in categories for s in desc.split(",")})
-    close = difflib.get_close_matches(name.strip(), synonyms, n=5, cutoff=0.6)
+    close = difflib.get_close_matches(name.strip()[:200], synonyms, n=5, cutoff=0.6)
     hint = f" Close names: {', '.join(close)}." if close else ""
-    raise UnitError(f"unknown class name {name!r}.{hint}")
+    raise UnitError(f"unknown class name {_short(name)} of layer {_short(layer)}.{hint}")
 
 
-def parse_unit(text: str, categories: Sequence[str] | None = None) -> list[Unit]:
+def parse_unit(text: str, categories: Sequence[str] | None = None, layers: Sequence[str] | None = None) -> list[Unit]:
     """Parse one unit string, which may stand for several units (a range or list).
 
     Args:
         text: e.g. ``"logits:945"``, ``'logits:"bell pepper"'``, ``"_blocks.15:37@mean"``,
             ``"logits:0-9"``, ``"_blocks.6:3@2,5"``.
         categories: Names of the output layer's units, for class-name lookup.
+        layers: The target's addressable layer names, if known: an unknown layer is then reported
+            (with the nearest names) before anything else about the unit.
 
     Returns:
         The units, in order.
 
     Raises:
-        UnitError: the text does not parse, or a class name is unknown or ambiguous.
+        UnitError: the text does not parse, the layer is unknown, or a class name is unknown or ambiguous.
 
     Example:
         >>> parse_unit("logits:0-2")
         [Unit(layer='logits', index=0, location=None), Unit(layer='logits', index=1, location=None), Unit(layer='logits', index=2, location=None)]
     """
+    from .rundir import short
+
     text = text.strip()
     if ":" not in text:
-        raise UnitError(f"unit {text!r} has no ':'; write LAYER:UNIT[@LOCATION], e.g. logits:945 or _blocks.15:37@mean")
+        raise UnitError(f"unit {short(repr(text))} has no ':'; write LAYER:UNIT[@LOCATION], e.g. logits:945 or _blocks.15:37@mean")
     layer, rest = text.split(":", 1)
     layer = layer.strip()
     if not layer:
-        raise UnitError(f"unit {text!r} has an empty layer name")
+        raise UnitError(f"unit {short(repr(text))} has an empty layer name")
+    if layers is not None and layer not in layers:
+        close = nearest_names(layer, layers)
+        hint = f" Nearest names: {', '.join(close)}." if close else ""
+        raise UnitError(f"unknown layer {short(repr(layer))}.{hint} `dgnam layers NET` lists all layers.")
     location: Location = None
-    quoted = re.fullmatch(r"\s*([\"'])(.+)\1\s*(?:@(.+))?", rest)
+    quoted = re.fullmatch(r"\s*([\"'])(.+)\1\s*(?:@(.*))?", rest)
     if quoted:
         spec, loc_text = quoted.group(2), quoted.group(3)
         is_name = True
     else:
-        spec, _, loc_text = rest.partition("@")
+        spec, at, loc_text = rest.partition("@")
         spec = spec.strip()
-        loc_text = loc_text or None
+        loc_text = loc_text if at else None
         is_name = not re.fullmatch(r"[\d,\-\s]+", spec)
     if loc_text is not None:
+        if not loc_text.strip():
+            raise UnitError(f"unit {short(repr(text))} has nothing after '@': give a location (center, mean, cls, T or Y,X) or drop the '@'")
         location = _parse_location(loc_text)
     if not spec:
-        raise UnitError(f"unit {text!r} has no unit index")
+        raise UnitError(f"unit {short(repr(text))} has no unit index")
     if is_name:
         indices = _class_index(spec, categories, layer)
     else:
@@ -133,24 +151,53 @@ def parse_unit(text: str, categories: Sequence[str] | None = None) -> list[Unit]
             if m:
                 lo, hi = int(m.group(1)), int(m.group(2))
                 if hi < lo:
-                    raise UnitError(f"range {part!r} is empty (end before start)")
+                    raise UnitError(f"range {short(repr(part))} is empty (end before start)")
                 indices.extend(range(lo, hi + 1))
             elif re.fullmatch(r"\d+", part):
                 indices.append(int(part))
             else:
-                raise UnitError(f"cannot read unit index {part!r} in {text!r}")
+                raise UnitError(f"cannot read unit index {short(repr(part))} in {short(repr(text))}")
     return [Unit(layer, i, location) for i in indices]
 
 
-def parse_units(texts: Iterable[str], categories: Sequence[str] | None = None) -> list[Unit]:
-    """Parse many unit strings; an entry ``@FILE`` reads one unit string per line (``#`` comments)."""
+def parse_units(texts: Iterable[str], categories: Sequence[str] | None = None, layers: Sequence[str] | None = None,
+                _reading: tuple[Path, ...] = ()) -> list[Unit]:
+    """Parse many unit strings; an entry ``@FILE`` reads one unit string per line (``#`` comments).
+
+    A units file must exist and hold at least one unit; an error in it names the file and line; a
+    file that includes itself (``@FILE`` lines, directly or through others) is refused.
+    """
+    from .rundir import short
+
     units: list[Unit] = []
     for text in texts:
-        if text.startswith("@") and Path(text[1:]).is_file():
-            lines = Path(text[1:]).read_text().splitlines()
-            units.extend(parse_units([l for l in (x.split("#")[0].strip() for x in lines) if l], categories))
-        else:
-            units.extend(parse_unit(text, categories))
+        if not text.startswith("@"):
+            units.extend(parse_unit(text, categories, layers))
+            continue
+        path = Path(text[1:])
+        if not path.is_file():
+            what = "is a folder" if path.is_dir() else "does not exist"
+            raise UnitError(f"units file {short(repr(str(path)))} {what}: give a text file with one LAYER:UNIT per line")
+        if path.resolve() in _reading:
+            raise UnitError(f"units file {short(str(path))} includes itself (through {' -> '.join(short(p.name, 40) for p in _reading)}): remove the loop")
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as e:
+            raise UnitError(f"units file {short(str(path))} is not UTF-8 text: give a text file with one LAYER:UNIT per line") from e
+        found: list[Unit] = []
+        for number, line in enumerate(lines, 1):
+            entry = line.split("#")[0].strip()
+            if not entry:
+                continue
+            try:
+                found.extend(parse_units([entry], categories, layers, (*_reading, path.resolve())))
+            except UnitError as e:
+                if str(e).startswith(f"{path}:"):
+                    raise
+                raise UnitError(f"{path}:{number}: {e}") from None
+        if not found:
+            raise UnitError(f"units file {short(str(path))} has no units (only blank lines or # comments): write one LAYER:UNIT per line")
+        units.extend(found)
     return units
 
 
@@ -218,11 +265,12 @@ def read_unit(activation: torch.Tensor, units: Sequence[Unit]) -> torch.Tensor:
 def unknown_name(kind: str, name: str, known) -> KeyError:
     """The error for a name missing from a registry: lists the registered names and the closest ones."""
     known = sorted(known)
-    close = difflib.get_close_matches(name, known, n=3)
+    close = difflib.get_close_matches(name[:200], known, n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    return KeyError(f"unknown {kind} {name!r}. Registered {kind}s: {', '.join(known) or 'none'}.{hint}")
+    return KeyError(f"unknown {kind} {_short(name)}. Registered {kind}s: {', '.join(known) or 'none'}.{hint}")
 
 
 def nearest_names(name: str, names: Iterable[str], n: int = 5) -> list[str]:
     names = list(names)
+    name = name[:200]  # a pasted wall of text is not matched character by character
     return difflib.get_close_matches(name, names, n=n, cutoff=0.4) or [x for x in names if name in x][:n]

@@ -149,9 +149,15 @@ def load_generator(name: str, weights: str | Path | None = None, download: bool 
     Returns:
         The generator in eval mode with frozen parameters.
     """
-    if name.endswith(".safetensors") and Path(name).is_file():
+    if name.endswith(".safetensors") or "/" in name or "\\" in name:  # a file, not a registry name
+        from ..hub import WeightsError
+        from ..rundir import short
         from .prior import load_prior
 
+        if not Path(name).is_file():
+            what = "is a folder" if Path(name).is_dir() else "does not exist"
+            raise WeightsError(f"generator file {short(name)} {what}: give a .safetensors prior (from train-generator --export), "
+                               f"or a registered name (`dgnam generators`)")
         gen = load_prior(name)
     else:
         spec = get_generator_spec(name)

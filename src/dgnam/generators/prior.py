@@ -199,10 +199,16 @@ def load_prior(path: str | Path) -> PriorGenerator:
         raise WeightsError(f"cannot read {path} as a safetensors prior ({exc})") from exc
     if "dgnam_prior_config" not in meta:
         raise WeightsError(f"{path} has no dgnam_prior_config metadata: not a dgnam prior")
-    gen = PriorGenerator(PriorConfig.from_json(meta["dgnam_prior_config"]))
+    try:
+        config = PriorConfig.from_json(meta["dgnam_prior_config"])
+        defaults = json.loads(meta.get("dgn_am", "{}"))  # measured DGN-AM settings (save_prior(extra={"dgn_am": ...}))
+    except (ValueError, TypeError) as exc:  # broken JSON, or a config with unknown or bad fields
+        raise WeightsError(f"{path}: its dgnam_prior_config/dgn_am metadata is broken ({str(exc)[:160]}): "
+                           f"export the prior again (train-generator --export) or restore the file") from exc
+    gen = PriorGenerator(config)
     load_strict(gen, state, what=f"prior {path}")
     gen.update_bounds()
-    gen.dgn_am_defaults = json.loads(meta.get("dgn_am", "{}"))  # measured DGN-AM settings (save_prior(extra={"dgn_am": ...}))
+    gen.dgn_am_defaults = defaults
     return gen.eval()
 
 

@@ -62,6 +62,12 @@ class InputSpec:
             raise ValueError(f"mean and std need one value per input channel, got {len(self.mean)} and {len(self.std)}")
         if self.channel_order == "BGR" and len(self.mean) != 3:
             raise ValueError(f"channel_order 'BGR' needs 3 channels, got {len(self.mean)}")
+        import math
+
+        if not all(math.isfinite(v) for v in (*self.mean, *self.std, self.value_range)):
+            raise ValueError(f"input spec mean {self.mean}, std {self.std} and value_range {self.value_range} must be finite numbers")
+        if not all(v > 0 for v in (*self.std, self.value_range)):
+            raise ValueError(f"input spec std {self.std} and value_range {self.value_range} must be positive (a std of 0 divides by zero)")
 
     @property
     def channels(self) -> int:
