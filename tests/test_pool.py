@@ -354,6 +354,21 @@ def fake_cache(cache: Path) -> None:
     flat = np.zeros((60, 60, 4), np.uint8)
     flat[..., 3] = 255
     save_png(stamps / "animals/cartoon/toon.png", flat)
+    from test_pool_extra import encoded, photo, write_rcc
+
+    from dgnam.pool_extra import GCOMPRIS_RCC_DIR, PALAPELI_COLLECTION_DIR, TUXPAINT_DATA_DIR
+
+    rcc = package("gcompris-qt-data") / GCOMPRIS_RCC_DIR
+    rcc.mkdir(parents=True)
+    res = "/gcompris/src/activities/erase/resource"
+    (rcc / "erase.rcc").write_bytes(write_rcc({f"{res}/p{i}.webp": encoded(noise(170, 200, 40 + i)) for i in range(2)}))
+    tux = package("tuxpaint-data") / TUXPAINT_DATA_DIR
+    save_png(tux / "templates/t.jpg", noise(180, 180, 50))
+    save_png(tux / "starters/drawn.png", noise(180, 180, 51))  # not a photo starter
+    pal = package("palapeli-data") / PALAPELI_COLLECTION_DIR
+    save_png(pal / "p.jpg", noise(180, 200, 52))
+    save_png(pal / "twin.jpg", photo(300, 400, 9))  # the same smooth picture as the gcompris one below, larger
+    (rcc / "details.rcc").write_bytes(write_rcc({"/gcompris/src/activities/details/resource/image/x.webp": encoded(photo(200, 266, 9))}))
 
 
 def test_build_pool_end_to_end_without_network(tmp_path, monkeypatch):
@@ -378,6 +393,10 @@ def test_build_pool_end_to_end_without_network(tmp_path, monkeypatch):
     assert by_source["tuxpaint-stamps-default"]["n_originals"] == 8  # the cartoon is left out
     assert by_source["tuxpaint-stamps-default"]["n_images"] == 40
     assert by_source["opencv-doc"]["licences"] == ["TEST-1"]
+    assert by_source["gcompris-qt-data"]["n_originals"] == 3
+    assert by_source["tuxpaint-data"]["n_originals"] == 1  # only the template
+    assert [o["file"] for o in by_source["palapeli-data"]["originals"]] == ["p.jpg"]  # the twin is dropped
+    assert any("near-duplicate removed: palapeli-data:twin.jpg (repeats gcompris-qt-data:" in n for n in meta["notes"])
     assert sum(s["n_images"] for s in meta["sources"]) == len(images)
     assert any("video" in n for n in meta["notes"]) and any("scikit" in n for n in meta["notes"])
 

@@ -431,3 +431,45 @@ def test_ship_script_adds_up_the_time_of_resumed_segments():
     rows = [{"seconds": s} for s in ("1.0", "2.5", "4.0", "0.5", "3.0", "1.0", "2.0")]  # two resumes
     assert ship.train_time(rows) == (4.0 + 3.0 + 2.0, 3)
     assert ship.train_time(rows[:3]) == (4.0, 1)
+
+
+def test_conv_front_starts_at_the_codes_own_side_when_the_output_is_a_power_of_two_multiple():
+    # 14x14 (_blocks.7 at 224 px) -> 224 px: four doublings from 14, no resize of the code's map
+    cfg = PriorConfig(layer="_blocks.7", code_shape=(80, 14, 14), front="conv", output_size=224, channels=(16, 8, 8, 8, 8), upsample="resize")
+    assert cfg.start_size == 14
+    assert PriorGenerator(cfg)(torch.zeros(1, 80, 14, 14)).shape == (1, 3, 224, 224)
+    # the shipped 128-px prior's layout is unchanged: 14x14 -> 16x16 -> 128 px
+    assert PriorConfig(layer="_blocks.7", code_shape=(80, 14, 14), front="conv", output_size=128, channels=(16, 8, 8, 8)).start_size == 16
+
+
+def test_patch_discriminator_gives_a_logit_per_code_cell_and_each_part_weighs_the_same():
+    from dgnam.train import PatchDiscriminator, gan_loss, make_discriminator
+
+    d = PatchDiscriminator((6, 16, 16))
+    g, p = d(torch.rand(2, 3, 64, 64), torch.randn(2, 6, 16, 16))
+    assert g.shape == (2,) and p.shape == (2, 256)
+    logits = (torch.zeros(2), torch.full((2, 256), 50.0))  # the global part says 'real' weakly, the patches strongly
+    assert gan_loss(logits, True).item() == pytest.approx(np.log(2) / 2, abs=1e-6)
+    assert gan_loss(torch.zeros(3), False).item() == pytest.approx(np.log(2), abs=1e-6)
+    with pytest.raises(ValueError, match="spatial code"):
+        make_discriminator(config(disc="patch"))  # TINY_PRIOR's code is a vector
+    with pytest.raises(ValueError, match="disc must be"):
+        make_discriminator(config(disc="multi"))
+
+
+def test_warm_start_from_a_half_size_prior_starts_near_its_quality(tiny_setup):
+    pool, tmp = tiny_setup
+    small = PriorConfig(**{**TINY_PRIOR, "layer": "act2", "front": "conv", "output_size": 32, "channels": (8, 8), "output": "linear", "upsample": "resize"})
+    source = Trainer(config(steps=60, lr=3e-3, prior=small, comparator_layer="act1", feat_start=1.0, adv_start=1.0), pool, tmp / "src", progress=False)
+    source.train()
+    source.export(tmp / "src.safetensors")
+    big = PriorConfig(**{**TINY_PRIOR, "layer": "act2", "front": "conv", "output_size": 64, "channels": (8, 8, 8), "output": "linear", "upsample": "resize"})
+    common = dict(prior=big, comparator_layer="act1", disc="patch", feat_start=0.0, adv_start=0.0, ramp=0.01, steps=4)
+    fresh = Trainer(config(**common), pool, tmp / "fresh", progress=False)
+    warm = Trainer(config(init_from=str(tmp / "src.safetensors"), **common), pool, tmp / "warm", progress=False)
+    assert warm.warm == {"copied": 8, "identity": 1, "fresh": 0}  # front (2 convs), 2 up-convs, the RGB conv; the new 8->8 conv
+    assert warm.heldout_metrics()["heldout_psnr"] > fresh.heldout_metrics()["heldout_psnr"] + 3
+    warm.train()  # every loss on, the patch discriminator included
+    rows = (tmp / "warm" / "log.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert all(float(r.split(",")[header.index("loss_d")]) > 0 for r in rows[2:])  # D trains from step 1 (the ramp starts at 0)

@@ -248,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--size", type=int, default=160)
     pb.add_argument("--seed", type=int, default=0)
     pb.add_argument("--cache", help="download cache (default $DGNAM_HOME/debs)")
+    pb.add_argument("--crop-density", type=float, default=40.0, help="crops per output-size of an original's short side (default 40)")
+    pb.add_argument("--max-crops", type=int, default=600, help="most crops from one original (default 600)")
+    pb.add_argument("--composites", type=int, default=3000, help="stamp-on-photo composites (default 3000)")
     pf = psub.add_parser("folder", help="turn any image folder (class/xxx.jpg or flat) into a pool")
     pf.add_argument("folder")
     pf.add_argument("dir")
@@ -708,7 +711,8 @@ def _cmd_pool(args) -> int:
     from . import pool
 
     if args.pool_command == "build":
-        n = pool.build_pool(args.dir, cache_dir=args.cache, size=args.size, seed=args.seed).n_images
+        n = pool.build_pool(args.dir, cache_dir=args.cache, size=args.size, seed=args.seed,
+                            crop_density=args.crop_density, max_crops_per_original=args.max_crops, composites=args.composites).n_images
     elif args.pool_command == "pack":
         card = pool.pack_pool(args.source, args.out, size=args.size, max_mib=args.max_mib)
         packed = card["packed"]

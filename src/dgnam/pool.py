@@ -1124,6 +1124,9 @@ def collect_sources(
         warnings.warn(notes[-1], stacklevel=2)
     else:
         sources.append(skim)
+    from .pool_extra import extra_sources
+
+    sources += extra_sources(fetch, cache_dir, per_source_limit)
     sources.append(tuxpaint_stamp_source(fetch("tuxpaint-stamps-default", cache_dir), per_source_limit))
     return sources
 
@@ -1171,6 +1174,10 @@ def build_pool(
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     notes: list[str] = []
     sources = collect_sources(cache, per_source_limit, video_frames_per_video, notes)
+    from .pool_extra import drop_near_duplicates
+
+    sources, dups = drop_near_duplicates(sources)
+    notes += [f"near-duplicate removed: {s}:{f} (repeats {twin})" for s, f, twin in dups.removed]
     heldout = choose_heldout({s.name: [o.file for o in s.originals] for s in sources}, heldout_fraction, seed)
     acc = _Accumulator()
     backgrounds: dict[bool, list[tuple[str, np.ndarray]]] = {False: [], True: []}

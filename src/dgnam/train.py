@@ -53,6 +53,8 @@ class TrainConfig:
     w_adv: float = 0.005  # adversarial weight (non-saturating GAN loss)
     feat_start: float = 0.25  # fraction of steps with pixel loss only
     adv_start: float = 0.5  # fraction of steps before the adversarial term comes in
+    disc: str = "global"  # "global": DeePSiM's D on the image at 64 px + the code; "patch": that one plus a
+    # code-conditioned patch D on the full-resolution image (one logit per code cell), which sees fine detail
     ramp: float = 0.1  # fraction of steps over which each new term ramps up linearly
     views: int = 2  # encoded views per pool image: 1 = as is, 2 = plus its mirror image
     heldout_samples: int = 16  # held-out images shown in sample grids
@@ -60,6 +62,8 @@ class TrainConfig:
     checkpoint_minutes: float = 1.0  # wall time between checkpoints
     export_every: int = 0  # also write OUT/priors/stepNNNNNN.safetensors every this many steps (0: never),
     # so that a checkpoint before a late training stage can be chosen by measuring DGN-AM through each
+    init_from: str = ""  # a prior (registered name or .safetensors) whose weights start G (see warm_start):
+    # a 128-px prior starts a 224-px one of the same code at its own quality instead of from noise
     seed: int = 0
     device: str = "cpu"
 
@@ -111,6 +115,109 @@ class Discriminator(nn.Module):
     def forward(self, images: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(images, size=(64, 64), mode="bilinear", align_corners=False, antialias=True)
         return self.head(torch.cat([self.image(x * 2 - 1), self.code(codes.flatten(1))], 1)).squeeze(1)
+
+
+class PatchDiscriminator(nn.Module):
+    """The global :class:`Discriminator` plus a patch discriminator at full resolution: strided
+    convolutions down to the code's spatial grid, joined there with the code map, one logit per cell
+    (receptive field ~46 px), so blur and texture are judged where they are. Spatial (C, H, W) codes only.
+
+    ``forward`` returns ``(global logits (B,), patch logits (B, H*W))``; each part weighs the same in the loss.
+    """
+
+    def __init__(self, code_shape: tuple[int, ...], width: int = 32, patch_width: int = 16):
+        super().__init__()
+        if len(code_shape) != 3:
+            raise ValueError(f"disc 'patch' needs a spatial code (C, H, W), not shape {tuple(code_shape)}: use disc 'global'")
+        w, c = patch_width, code_shape[0]  # narrow: at full resolution it costs as much as G's last layers
+        self.grid = tuple(code_shape[1:])
+        self.globl = Discriminator(math.prod(code_shape), width)
+        self.image = nn.Sequential(
+            nn.Conv2d(3, w, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(w, 2 * w, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * w, 4 * w, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(4 * w, 4 * w, 4, 2, 1), nn.LeakyReLU(0.2),
+        )
+        self.head = nn.Sequential(nn.Conv2d(4 * w + c, 4 * w, 1), nn.LeakyReLU(0.2), nn.Conv2d(4 * w, 1, 1))
+
+    def forward(self, images: torch.Tensor, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.image(images * 2 - 1)
+        if h.shape[-2:] != self.grid:
+            h = F.adaptive_avg_pool2d(h, self.grid)
+        code = torch.log1p(codes.clamp_min(0)) - torch.log1p((-codes).clamp_min(0))  # signed log: tames the code's scale
+        return self.globl(images, codes), self.head(torch.cat([h, code], 1)).flatten(1)
+
+
+def make_discriminator(config: "TrainConfig") -> nn.Module:
+    """The discriminator that ``config.disc`` names, for ``config.prior``'s code."""
+    shape = tuple(config.prior.code_shape)
+    if config.disc == "global":
+        return Discriminator(math.prod(shape))
+    if config.disc == "patch":
+        return PatchDiscriminator(shape)
+    raise ValueError(f"disc must be 'global' or 'patch', not {config.disc!r}")
+
+
+def gan_loss(logits: torch.Tensor | tuple[torch.Tensor, ...], real: bool) -> torch.Tensor:
+    """Non-saturating GAN loss softplus(-/+ logits), averaged per part and then over the parts
+    (a patch discriminator's many logits weigh as much as the global one)."""
+    parts = logits if isinstance(logits, tuple) else (logits,)
+    return sum(F.softplus(-p if real else p).mean() for p in parts) / len(parts)
+
+
+def _halves(logits: torch.Tensor | tuple[torch.Tensor, ...]):
+    if isinstance(logits, tuple):
+        pairs = [p.chunk(2) for p in logits]
+        return tuple(a for a, _ in pairs), tuple(b for _, b in pairs)
+    return logits.chunk(2)
+
+
+def warm_start(gen: PriorGenerator, source: nn.Module) -> dict[str, int]:
+    """Start ``gen``'s weights from another generator's: every parameter with the same name and shape
+    is copied; the source's last convolution goes to ``gen``'s last one (the RGB layer); any other 3x3
+    convolution with as many inputs as outputs starts as the identity (zero bias). A prior whose
+    output is ``gen``'s halved (128 -> 224 px has one more doubling, from 14x14 instead of a 16x16
+    start map) then starts ``gen`` at a nearest-neighbour upscale of its own images. Code statistics
+    (buffers) are left alone: the trainer sets them from the new data.
+
+    Args:
+        gen: the generator to initialize (changed in place).
+        source: a trained generator (e.g. :func:`~dgnam.generators.prior.load_prior`).
+
+    Returns:
+        Counts of tensors ``copied``, convolutions set to the ``identity`` and left ``fresh``.
+
+    Example:
+        >>> warm_start(PriorGenerator(cfg224), load_prior("lite0_blocks7_conv_resize.safetensors"))  # doctest: +SKIP
+        {'copied': 12, 'identity': 1, 'fresh': 0}
+    """
+    theirs = dict(source.named_parameters())
+    counts = {"copied": 0, "identity": 0, "fresh": 0}
+    convs = [m for m in gen.modules() if isinstance(m, nn.Conv2d)]
+    src_convs = [m for m in source.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        done: set[int] = set()
+        for name, param in gen.named_parameters():
+            if name in theirs and theirs[name].shape == param.shape:
+                param.copy_(theirs[name])
+                done.add(id(param))
+                counts["copied"] += 1
+        last, src_last = convs[-1], src_convs[-1] if src_convs else None
+        if src_last is not None and id(last.weight) not in done and src_last.weight.shape == last.weight.shape:
+            last.weight.copy_(src_last.weight)
+            last.bias.copy_(src_last.bias)
+            done |= {id(last.weight), id(last.bias)}
+            counts["copied"] += 2
+        for conv in convs:
+            if id(conv.weight) in done:
+                continue
+            if conv.in_channels == conv.out_channels and conv.kernel_size == (3, 3):
+                nn.init.dirac_(conv.weight)
+                nn.init.zeros_(conv.bias)
+                counts["identity"] += 1
+            else:
+                counts["fresh"] += 1
+    return counts
 
 
 # ---------------------------------------------------------------- data: views and cached codes
@@ -196,8 +303,8 @@ def deepsim_step(g_model: nn.Module, d_model: nn.Module, opt_g, opt_d, real: tor
     fake = g_model(codes)
     logs: dict[str, float] = {}
     if w_adv > 0:  # discriminator step: real (x, y) vs generated (G(y), y), one forward pass (DDP)
-        d_real, d_fake = d_model(torch.cat([real, fake.detach()]), torch.cat([codes, codes])).chunk(2)
-        loss_d = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+        d_real, d_fake = _halves(d_model(torch.cat([real, fake.detach()]), torch.cat([codes, codes])))
+        loss_d = gan_loss(d_real, True) + gan_loss(d_fake, False)
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         clip_gradients(d_model, grad_clip)
@@ -213,7 +320,7 @@ def deepsim_step(g_model: nn.Module, d_model: nn.Module, opt_g, opt_d, real: tor
         loss = loss + w_feat * feat
         logs["feat"] = feat.item()
     if w_adv > 0:
-        adv = F.softplus(-d_model(fake, codes)).mean()
+        adv = gan_loss(d_model(fake, codes), True)
         loss = loss + w_adv * adv
         logs["adv"] = adv.item()
     opt_g.zero_grad(set_to_none=True)
@@ -260,7 +367,11 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):  # seeded initialization without touching the caller's RNG
             torch.manual_seed(config.seed)
             self.gen = PriorGenerator(config.prior).to(self.device)
-            self.disc = Discriminator(math.prod(config.prior.code_shape)).to(self.device)
+            self.disc = make_discriminator(config).to(self.device)
+        if config.init_from:
+            from .generators import load_generator
+
+            self.warm = warm_start(self.gen, load_generator(config.init_from))  # a name or a .safetensors path
         self.gen.set_code_stats(stats["mean"].to(self.device), stats["std"].to(self.device), stats["min"].to(self.device))
         self.comparator = frozen_features(config.prior.encoder, self.device)
         with torch.no_grad():  # fixed scale of the feature loss: the features' variance over data
@@ -479,4 +590,4 @@ def load_trained(checkpoint: str | Path) -> PriorGenerator:
     return gen.eval()
 
 
-__all__ = ["TrainConfig", "Trainer", "Discriminator", "stage_weights", "code_stats", "load_checkpoint", "load_trained"]
+__all__ = ["TrainConfig", "Trainer", "Discriminator", "PatchDiscriminator", "make_discriminator", "gan_loss", "warm_start", "stage_weights", "code_stats", "load_checkpoint", "load_trained"]

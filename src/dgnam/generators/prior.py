@@ -36,7 +36,8 @@ class PriorConfig:
     encoder: str = "efficientnet_lite0"  # net whose features are inverted
     layer: str = "pool"  # encoder layer giving the code (pool: the pooled 1280-d head features, our fc6)
     code_shape: tuple[int, ...] = (1280,)
-    output_size: int = 128  # px; the loop resizes to the target's input (a power of two >= 16)
+    output_size: int = 128  # px; the loop resizes to the target's input (a power-of-two multiple of the start map,
+    # e.g. 224 = 14 x 16 for a 14x14 code: then G's output is the target's own input, no resize)
     front: str = "fc"  # "fc": fully connected to a 4x4 map; "conv": convolutions on a spatial (C, H, W) code
     fc_width: int = 1024  # width of the hidden fully connected layer (DeePSiM: 4096); fc front only
     channels: tuple[int, ...] = (256, 256, 128, 64, 32, 16)  # start map (4x4 for fc), then one entry per doubling
@@ -71,10 +72,16 @@ class PriorConfig:
 
     @property
     def start_size(self) -> int:
-        """Side of the first feature map: 4 for the fc front, the code's side rounded up to a power of two for conv."""
+        """Side of the first feature map: 4 for the fc front; for conv, the code's own side when the
+        output is a power-of-two multiple of it (a 14x14 code -> 224 px, no resize anywhere), else the
+        code's side rounded up to a power of two (a 7x7 code -> 8x8 -> 128 px)."""
         if self.front == "fc":
             return 4
-        return 1 << max(2, (max(self.code_shape[1:]) - 1).bit_length())
+        side = max(self.code_shape[1:])
+        ratio = self.output_size / side
+        if side >= 4 and ratio >= 1 and ratio == int(ratio) and int(ratio) & (int(ratio) - 1) == 0:
+            return side
+        return 1 << max(2, (side - 1).bit_length())
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

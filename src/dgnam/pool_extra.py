@@ -1,0 +1,362 @@
+"""More photographs for the pool: GCompris' photo activities, Tux Paint's photo templates and
+Palapeli's puzzle photos, plus near-duplicate removal by perceptual hash.
+
+These grow the pool's distinct originals (issue 16). Each source keeps its licence, read from the
+package's Debian copyright file. Drawings and renders are left out by a rule and a deny list:
+
+- GCompris (``gcompris-qt-data``) packs each activity's files in a Qt resource file (``.rcc``),
+  read here with :func:`read_rcc` (no Qt needed). The rule: only raster images (vector files are
+  drawings by construction), fully opaque (alpha cut-outs are game sprites), short side at least
+  :data:`MIN_SHORT_SIDE`, and only from the activities whose pictures are photographs
+  (:data:`GCOMPRIS_ACTIVITIES`, chosen by looking at every image). The deny list
+  (:data:`GCOMPRIS_DENY`) removes the paintings and the one render inside those activities.
+- Tux Paint (``tuxpaint-data``): the photographic templates and two photographic starter backgrounds.
+- Palapeli (``palapeli-data``): the five photographs of its puzzle collection (its ``backgrounds``
+  are wood textures, left out).
+
+:func:`drop_near_duplicates` then removes any photo original whose 64-bit DCT perceptual hash lies
+within a few bits of an earlier original's (the same photograph shipped twice, resized or
+recompressed), across all sources.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import struct
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .pool import DebPackage, Original, Source, licence_for, parse_dep5, read_image, to_rgb
+
+MIN_SHORT_SIDE = 160  # px; smaller pictures would be upsampled more than the crops allow (0.75 x 224 = 168)
+
+GCOMPRIS_RCC_DIR = "usr/share/gcompris-qt/rcc"
+
+#: GCompris activities whose raster pictures are photographs (every image looked at). Left out:
+#: lang, imagename, babymatch and the like (drawings), paintings (paintings), babyshapes (alpha
+#: cut-outs of one photo), leftright (hands over coloured stripes), louis-braille (portraits, scans
+#: and drawings mixed), solar_system and gravity (planet renders), chronos (drawn stories).
+GCOMPRIS_ACTIVITIES: tuple[str, ...] = (
+    "categorization", "clickgame", "details", "erase", "explore_farm_animals", "explore_monuments",
+    "explore_world_animals", "explore_world_music",
+)  # fmt: skip
+
+#: Paintings and renders inside the allowed activities (glob patterns on the resource path).
+GCOMPRIS_DENY: tuple[str, ...] = (
+    "*/details/*Gogh*", "*/details/*PortraitOfPereTanguy*", "*/details/*Eglise_dAuvers*",
+    "*/categorization/*/alphabets/*", "*/categorization/*/numbers/*",  # photos of toy blocks with letters / digits
+)  # fmt: skip
+
+TUXPAINT_DATA_DIR = "usr/share/tuxpaint"
+#: Tux Paint's photographic backgrounds: every template is a photo; of the starters, only these two.
+TUXPAINT_PHOTO_GLOBS: tuple[str, ...] = (
+    "templates/*.jpg", "starters/skyline-sf-dusk-back.jpeg", "starters/reef-back.png",
+)  # fmt: skip
+
+PALAPELI_COLLECTION_DIR = "usr/share/palapeli/collection"
+
+RASTER_EXTENSIONS = (".webp", ".jpg", ".jpeg", ".png")
+
+
+# ---------------------------------------------------------------------------------------------
+# Qt resource files
+# ---------------------------------------------------------------------------------------------
+
+
+def read_rcc(data: bytes) -> dict[str, bytes]:
+    """The files inside a compiled Qt resource file (``rcc`` binary format, versions 1-3).
+
+    Args:
+        data: the ``.rcc`` file's bytes.
+
+    Returns:
+        ``{"/path/inside/file.ext": bytes}``; zlib-compressed entries are decompressed.
+
+    Raises:
+        ValueError: not an rcc file, or an entry compressed with zstd (not used by GCompris).
+    """
+    if data[:4] != b"qres":
+        raise ValueError("not a Qt resource file (no 'qres' magic)")
+    version, tree, payload, names = struct.unpack(">IIII", data[4:20])
+    entry_size = 14 if version < 2 else 22
+
+    def name_at(offset: int) -> str:
+        (length,) = struct.unpack(">H", data[names + offset : names + offset + 2])
+        start = names + offset + 6  # length (2), hash (4), then UTF-16 BE
+        return data[start : start + 2 * length].decode("utf-16-be")
+
+    files: dict[str, bytes] = {}
+    stack = [(0, "")]
+    while stack:
+        index, prefix = stack.pop()
+        base = tree + index * entry_size
+        name_offset, flags = struct.unpack(">IH", data[base : base + 6])
+        name = name_at(name_offset) if index else ""
+        if flags & 2:  # directory: child count, first child index
+            count, first = struct.unpack(">II", data[base + 6 : base + 14])
+            stack += [(first + k, f"{prefix}{name}/") for k in range(count)]
+            continue
+        (offset,) = struct.unpack(">I", data[base + 10 : base + 14])
+        (size,) = struct.unpack(">I", data[payload + offset : payload + offset + 4])
+        blob = data[payload + offset + 4 : payload + offset + 4 + size]
+        if flags & 4:
+            raise ValueError(f"{prefix}{name}: zstd-compressed rcc entries are not supported")
+        files[prefix + name] = zlib.decompress(blob[4:]) if flags & 1 else blob
+    return files
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources
+# ---------------------------------------------------------------------------------------------
+
+
+def _decode(blob: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(blob)) as im:
+        im.load()
+        if im.mode in ("RGBA", "LA", "P") and im.convert("RGBA").getextrema()[3][0] < 255:
+            raise ValueError("has transparent pixels")
+        return to_rgb(np.asarray(im.convert("RGB")))
+
+
+def is_usable_photo_file(blob: bytes, min_short_side: int = MIN_SHORT_SIDE) -> bool:
+    """The rule for a raster picture: decodable, fully opaque, short side >= ``min_short_side``.
+
+    Args:
+        blob: encoded image bytes.
+        min_short_side: smallest short side in pixels.
+
+    Returns:
+        Whether the picture may be used (the activity allow-list and deny list decide the rest).
+    """
+    try:
+        pixels = _decode(blob)
+    except Exception:
+        return False
+    return min(pixels.shape[:2]) >= min_short_side
+
+
+def _gcompris_licence(path: str, stanzas: list[tuple[list[str], str]]) -> str:
+    """Licence of a resource: the copyright file names the source files (``.jpg``/``.png``/
+    ``.svg``) where the package ships ``.webp`` conversions, so each extension is tried."""
+    rel = path.lstrip("/").removeprefix("gcompris/")
+    stem = rel.rsplit(".", 1)[0]
+    candidates = (rel, *(f"{stem}{ext}" for ext in (".jpg", ".png", ".svg", ".jpeg")))
+    found = "see copyright"
+    for patterns, licence in stanzas:  # the last matching stanza wins, as in licence_for
+        if any(fnmatch.fnmatchcase(c, p) for c in candidates for p in patterns):
+            found = licence
+    return found
+
+
+def gcompris_photos(files_by_activity: dict[str, dict[str, bytes]], min_short_side: int = MIN_SHORT_SIDE) -> list[tuple[str, bytes]]:
+    """Apply the GCompris rule and deny list.
+
+    Args:
+        files_by_activity: ``{activity: read_rcc(...)}``.
+        min_short_side: see :func:`is_usable_photo_file`.
+
+    Returns:
+        ``[(resource path, bytes)]`` of the photographs kept, sorted by path.
+    """
+    kept = []
+    for activity in GCOMPRIS_ACTIVITIES:
+        for path, blob in sorted(files_by_activity.get(activity, {}).items()):
+            if not path.lower().endswith(RASTER_EXTENSIONS):
+                continue
+            if any(fnmatch.fnmatchcase(path, p) for p in GCOMPRIS_DENY):
+                continue
+            if is_usable_photo_file(blob, min_short_side):
+                kept.append((path, blob))
+    return kept
+
+
+def gcompris_source(deb: DebPackage, limit: int | None = None) -> Source:
+    """The photographs of GCompris' photo activities (see the module docstring for the rule).
+
+    Args:
+        deb: the unpacked ``gcompris-qt-data`` package.
+        limit: use at most this many pictures.
+
+    Returns:
+        A ``photo`` source.
+    """
+    stanzas = parse_dep5(deb.copyright())
+    folder = deb.root / GCOMPRIS_RCC_DIR
+    files = {a: read_rcc((folder / f"{a}.rcc").read_bytes()) for a in GCOMPRIS_ACTIVITIES if (folder / f"{a}.rcc").exists()}
+    originals = [
+        Original(path.lstrip("/"), _gcompris_licence(path, stanzas), lambda b=blob: _decode(b))
+        for path, blob in gcompris_photos(files)
+    ]
+    return Source("gcompris-qt-data", deb.name, deb.version, "photo",
+                  "random multi-scale crops of the photographs of GCompris' photo activities",
+                  originals[:limit] if limit is not None else originals)  # fmt: skip
+
+
+def _glob_source(deb: DebPackage, base_dir: str, globs: Sequence[str], name: str, usage: str,
+                 licence_prefix: str, limit: int | None) -> Source:
+    stanzas = parse_dep5(deb.copyright())
+    base = deb.root / base_dir
+    paths = sorted({p for g in globs for p in base.glob(g) if p.is_file()})
+    originals = []
+    for path in paths:
+        rel = path.relative_to(base).as_posix()
+        if min(Image.open(path).size) < MIN_SHORT_SIDE:
+            continue
+        originals.append(Original(rel, licence_for(f"{licence_prefix}{rel}", stanzas, "see copyright"), lambda p=path: read_image(p)))
+    return Source(name, deb.name, deb.version, "photo", usage, originals[:limit] if limit is not None else originals)
+
+
+def tuxpaint_template_source(deb: DebPackage, limit: int | None = None) -> Source:
+    """Tux Paint's photographic templates and starter backgrounds (:data:`TUXPAINT_PHOTO_GLOBS`).
+
+    Args:
+        deb: the unpacked ``tuxpaint-data`` package.
+        limit: use at most this many pictures.
+
+    Returns:
+        A ``photo`` source.
+    """
+    return _glob_source(deb, TUXPAINT_DATA_DIR, TUXPAINT_PHOTO_GLOBS, "tuxpaint-data",
+                        "random multi-scale crops of the photographic templates", "", limit)  # fmt: skip
+
+
+def palapeli_source(deb: DebPackage, limit: int | None = None) -> Source:
+    """The photographs of Palapeli's puzzle collection.
+
+    Args:
+        deb: the unpacked ``palapeli-data`` package.
+        limit: use at most this many pictures.
+
+    Returns:
+        A ``photo`` source.
+    """
+    return _glob_source(deb, PALAPELI_COLLECTION_DIR, ("*.jpg",), "palapeli-data",
+                        "random multi-scale crops of the puzzle photographs", "", limit)  # fmt: skip
+
+
+#: (package, source builder) of the extra photo sources, in pool order.
+EXTRA_SOURCES: tuple[tuple[str, Callable[[DebPackage, int | None], Source]], ...] = (
+    ("gcompris-qt-data", gcompris_source),
+    ("tuxpaint-data", tuxpaint_template_source),
+    ("palapeli-data", palapeli_source),
+)
+
+
+def extra_sources(fetch: Callable[[str, Path], DebPackage], cache_dir: Path, limit: int | None = None) -> list[Source]:
+    """Fetch the extra packages and list their photo sources.
+
+    Args:
+        fetch: package fetcher (``pool.fetch_deb``; injectable for tests).
+        cache_dir: where packages are downloaded and unpacked.
+        limit: use at most this many originals per source.
+
+    Returns:
+        One source per package of :data:`EXTRA_SOURCES`.
+    """
+    return [build(fetch(package, cache_dir), limit) for package, build in EXTRA_SOURCES]
+
+
+# ---------------------------------------------------------------------------------------------
+# Near-duplicates
+# ---------------------------------------------------------------------------------------------
+
+
+def _dct_matrix(n: int) -> np.ndarray:
+    k = np.arange(n)[:, None]
+    m = np.cos(np.pi * (2 * np.arange(n)[None, :] + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
+    m[0] /= np.sqrt(2.0)
+    return m
+
+
+_DCT32 = _dct_matrix(32)
+
+
+def perceptual_hash(image: np.ndarray) -> int:
+    """64-bit DCT perceptual hash (pHash): grey 32x32, 2-D DCT, the 8x8 lowest frequencies
+    (DC left out of the median) thresholded at their median.
+
+    Args:
+        image: (H, W, 3) or (H, W) uint8.
+
+    Returns:
+        The hash as an int; near-identical pictures differ in few bits (:func:`hamming`).
+    """
+    grey = Image.fromarray(to_rgb(image)).convert("L").resize((32, 32), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    freq = _DCT32 @ np.asarray(grey, dtype=np.float64) @ _DCT32.T
+    low = freq[:8, :8].ravel()
+    bits = low > np.median(low[1:])
+    return int(sum(1 << i for i, b in enumerate(bits) if b))
+
+
+def hamming(a: int, b: int) -> int:
+    """Number of differing bits."""
+    return (a ^ b).bit_count()
+
+
+def near_duplicates(hashes: Sequence[int], max_bits: int = 6) -> list[int]:
+    """Indices of the items whose hash is within ``max_bits`` of an earlier kept item's.
+
+    Args:
+        hashes: perceptual hashes, in priority order (earlier ones are kept).
+        max_bits: largest Hamming distance counted as the same picture.
+
+    Returns:
+        Sorted indices to drop.
+    """
+    kept: list[int] = []
+    dropped = []
+    for i, h in enumerate(hashes):
+        if any(hamming(h, hashes[j]) <= max_bits for j in kept):
+            dropped.append(i)
+        else:
+            kept.append(i)
+    return dropped
+
+
+@dataclass
+class DuplicateReport:
+    """What :func:`drop_near_duplicates` removed: ``(source, file, kept source:file)`` triples."""
+
+    removed: list[tuple[str, str, str]]
+
+
+def drop_near_duplicates(sources: Sequence[Source], max_bits: int = 6) -> tuple[list[Source], DuplicateReport]:
+    """Remove photo originals that repeat an earlier one (perceptual hash within ``max_bits``).
+
+    Photo sources are compared across sources, in order; video and stamp sources pass unchanged.
+    Every photo original is loaded once here.
+
+    Args:
+        sources: the pool's sources, in pool order (earlier wins).
+        max_bits: see :func:`near_duplicates`.
+
+    Returns:
+        ``(sources without the repeats, report)``.
+    """
+    keys, hashes = [], []
+    for s in sources:
+        if s.kind == "photo":
+            for o in s.originals:
+                keys.append((s.name, o.file))
+                hashes.append(perceptual_hash(np.asarray(o.load())))
+    drop = set(near_duplicates(hashes, max_bits))
+    removed = []
+    for i in sorted(drop):
+        twin = next(j for j in range(i) if j not in drop and hamming(hashes[i], hashes[j]) <= max_bits)
+        removed.append((*keys[i], ":".join(keys[twin])))
+    gone = {keys[i] for i in drop}
+    out = [replace(s, originals=[o for o in s.originals if (s.name, o.file) not in gone]) if s.kind == "photo" else s for s in sources]
+    return out, DuplicateReport(removed)
+
+
+__all__ = [
+    "read_rcc", "gcompris_photos", "gcompris_source", "tuxpaint_template_source", "palapeli_source",
+    "extra_sources", "perceptual_hash", "hamming", "near_duplicates", "drop_near_duplicates",
+    "is_usable_photo_file",
+]  # fmt: skip
