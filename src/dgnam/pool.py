@@ -16,6 +16,9 @@ source                        what is used
 ``lomiri-wallpapers-*``,      out)
 ``plasma-workspace-wallpapers``
 ``scikit-image``              the natural photos among ``skimage.data`` (skipped if not installed)
+``gcompris-qt-data``,         photographs of GCompris' photo activities, Tux Paint's photo templates,
+``tuxpaint-data``,            Palapeli's puzzle photos (:mod:`dgnam.pool_extra`: rule + deny list;
+``palapeli-data``             near-duplicates across all sources removed by perceptual hash)
 ============================  ==========================================================================
 
 Debian packages are fetched with ``apt-get download`` and unpacked with ``dpkg -x`` into a cache;
