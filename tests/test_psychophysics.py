@@ -94,7 +94,7 @@ def test_faithfulness_scores_known_features():
     sets = {"a": np.array([[3.0, 0, 0], [2.0, 0.1, 0]]), "b": np.array([[0, 3.0, 0], [0, 2.0, 0.2]]), "c": np.array([[0, 0, 3.0], [0.1, 0, 2.0]])}
     feats = np.array([[2.5, 0, 0], [0, 0, 2.5], [0, 2.5, 0]])
     found = faithfulness(feats, ["a", "b", "c"], sets)
-    assert list(found.rank) == [1, 2, 3] and found.mean_rank == 2.0  # c's exemplars lean a little to red, so a beats c for a green image
+    assert list(found.rank) == [1, 2, 3] and found.mean_rank == 2.0 and found.rank_score == pytest.approx(0.5)  # c's exemplars lean a little to red, so a beats c for a green image
     assert found.accuracy == pytest.approx(1 / 3) and found.chance == pytest.approx(1 / 3)
     assert faithfulness(feats, ["a", "c", "b"], sets).accuracy == 1.0
     with pytest.raises(ValueError, match="at least two units"):
@@ -173,7 +173,7 @@ def test_evaluate_with_data_reports_faithfulness(tmp_path, monkeypatch, capsys):
     (run / "results.json").write_text(json.dumps({"net": "target", "method": "pixel:test", "items": items}))
     args = ["evaluate", str(run), "--data", str(tmp_path / "data"), "--natural-size", "16", "--feature-layer", "head", "-k", "9"]
     assert main(args) == 0
-    assert "faithfulness 0.75 (natural 1.0; chance 0.3333 in mix)" in capsys.readouterr().out
+    assert "faithfulness 0.75 (natural 1.0; chance 0.3333 in mix), rank score 0.875 (natural 1.0; chance 0.5)" in capsys.readouterr().out
     ev = json.loads((run / "evaluation.json").read_text())
     assert ev["faithfulness"]["rank"] == [1, 1, 1, 2] and ev["faithfulness"]["layers"]["mix"]["earlier_layer"] == "colour"
     assert "faithfulness in colour" in build_report([run])

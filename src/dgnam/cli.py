@@ -829,7 +829,8 @@ def _cmd_evaluate(args) -> int:
     parts += [f"{n} top-1 {j.get('top1')} top-5 {j.get('top5')} FD {j.get('frechet_distance')}" for n, j in s["judges"].items()]
     if faith is not None:
         parts.append(f"faithfulness {faith['accuracy']} (natural {faith['natural_accuracy']}; chance "
-                     + ", ".join(f"{L['chance']} in {name}" for name, L in faith["layers"].items()) + ")" if faith["layers"] else
+                     + ", ".join(f"{L['chance']} in {name}" for name, L in faith["layers"].items())
+                     + f"), rank score {faith['rank_score']} (natural {faith['natural_rank_score']}; chance 0.5)" if faith["layers"] else
                      "faithfulness: " + "; ".join(faith["notes"]))  # fmt: skip
     print(f"wrote {out}: " + "; ".join(p for p in parts if p))
     return 0

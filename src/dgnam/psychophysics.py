@@ -342,6 +342,9 @@ class Faithfulness:
         accuracy: Fraction of images whose nearest set is their unit's own.
         chance: 1 / number of sets.
         mean_rank: Mean of ``rank``.
+        rank_score: Mean over images of the fraction of other units' sets that are farther than the
+            own set, ``1 - (rank - 1) / (sets - 1)``: 1 when the own set is always nearest, 0.5 by
+            chance. Steadier than ``accuracy`` with few units.
         similarity: Per image, cosine similarity to its own set's centroid (standardized features).
     """
 
@@ -349,11 +352,12 @@ class Faithfulness:
     accuracy: float
     chance: float
     mean_rank: float
+    rank_score: float = float("nan")
     similarity: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def to_dict(self) -> dict:
-        return {"accuracy": round(self.accuracy, 4), "chance": round(self.chance, 4), "mean_rank": round(self.mean_rank, 3),
-                "images": int(len(self.rank)), "sets": int(round(1 / self.chance)) if self.chance else 0}  # fmt: skip
+        return {"accuracy": round(self.accuracy, 4), "rank_score": round(self.rank_score, 4), "chance": round(self.chance, 4),
+                "mean_rank": round(self.mean_rank, 3), "images": int(len(self.rank)), "sets": int(round(1 / self.chance)) if self.chance else 0}  # fmt: skip
 
 
 def faithfulness(image_features: np.ndarray, owners: Sequence[object], exemplar_features: Mapping[object, np.ndarray]) -> Faithfulness:
@@ -389,8 +393,10 @@ def faithfulness(image_features: np.ndarray, owners: Sequence[object], exemplar_
     own = np.array([keys.index(o) for o in owners])
     own_sim = sims[np.arange(len(own)), own]
     rank = 1 + (sims > own_sim[:, None]).sum(1)
-    return Faithfulness(rank=rank, accuracy=float((rank == 1).mean()) if len(rank) else float("nan"), chance=1.0 / len(keys),
-                        mean_rank=float(rank.mean()) if len(rank) else float("nan"), similarity=own_sim)  # fmt: skip
+    empty = not len(rank)
+    return Faithfulness(rank=rank, accuracy=float("nan") if empty else float((rank == 1).mean()), chance=1.0 / len(keys),
+                        mean_rank=float("nan") if empty else float(rank.mean()),
+                        rank_score=float("nan") if empty else float(np.mean(1 - (rank - 1) / (len(keys) - 1))), similarity=own_sim)  # fmt: skip
 
 
 
@@ -400,17 +406,17 @@ def faithfulness(image_features: np.ndarray, owners: Sequence[object], exemplar_
 # --------------------------------------------------------------------------------------------------
 
 
-def _held_out_best(values: np.ndarray, top: np.ndarray, groups: Sequence[str]) -> int:
-    """The most activating image outside ``top`` and, where groups are known, outside their photos."""
+def _held_out_top(values: np.ndarray, top: np.ndarray, groups: Sequence[str], n: int) -> list[int]:
+    """The ``n`` most activating images outside ``top`` and, where groups are known, outside their photos
+    (filled up with the next images outside ``top`` when too few photos are left)."""
     taken = {groups[i] for i in top} if groups else set()
     chosen = set(int(i) for i in top)
-    for i in np.argsort(-values, kind="stable"):
-        if int(i) not in chosen and (not groups or groups[i] not in taken):
-            return int(i)
-    for i in np.argsort(-values, kind="stable"):  # every photo is among the exemplars': the next image
-        if int(i) not in chosen:
-            return int(i)
-    raise ValueError("no image is left outside the exemplars for the natural ceiling")
+    order = [int(i) for i in np.argsort(-values, kind="stable") if int(i) not in chosen]
+    picked = [i for i in order if not groups or groups[i] not in taken][:n]
+    picked += [i for i in order if i not in picked][: n - len(picked)]
+    if not picked:
+        raise ValueError("no image is left outside the exemplars for the natural ceiling")
+    return picked
 
 
 def units_faithfulness(
@@ -422,14 +428,15 @@ def units_faithfulness(
     layer: str | None = None,
     cache_dir=None,
     batch_size: int = 32,
+    natural_images: int = 3,
 ) -> dict:
     """:func:`faithfulness` of images synthesized for units, against natural exemplars from ``data``.
 
     Per layer of the units (each with at least two distinct units): one cached pass over ``data``
     (:func:`~dgnam.exemplars.layer_activations`) gives every unit's top ``k`` natural images (its
-    exemplar set) and the best image outside the set and outside their photos (``data.groups``)
-    as the *natural ceiling*: a natural image that drives the unit, judged the same way as the
-    synthesized images. Features are the earlier
+    exemplar set) and its ``natural_images`` best images outside the set and outside their photos
+    (``data.groups``) as the *natural ceiling*: natural images that drive the unit, judged the same
+    way as the synthesized images. Features are the earlier
     layer's map averaged over each unit's receptive-field window.
 
     Args:
@@ -441,9 +448,10 @@ def units_faithfulness(
         layer: The earlier layer; None: :func:`earlier_layer` of each units' layer.
         cache_dir: Activation cache (see :func:`~dgnam.exemplars.layer_activations`).
         batch_size: Images per forward pass.
+        natural_images: Held-out natural images per unit for the ceiling.
 
     Returns:
-        ``{"layers": {layer: {"earlier_layer", "units", "k", "accuracy", "chance", "mean_rank",
+        ``{"layers": {layer: {"earlier_layer", "units", "k", "accuracy", "rank_score", "chance", "mean_rank",
         "images", "sets", "natural": {...}}}, "accuracy", "natural_accuracy", "rank": [per image or
         None], "notes": [...]}``; accuracies are over the images of all scored layers (None when
         no layer could be scored).
@@ -459,7 +467,7 @@ def units_faithfulness(
         raise ValueError(f"-k {k} needs {k + 1} images (k exemplars and one held-out image per unit); the data has {len(data)}")
     rank: list[int | None] = [None] * len(units)
     result: dict = {"layers": {}, "notes": []}
-    hits, natural_hits = [], []
+    hits, natural_hits, scores, natural_scores = [], [], [], []
     if isinstance(images, torch.Tensor):
         pick = lambda rows: images[rows]  # noqa: E731
     else:
@@ -471,26 +479,32 @@ def units_faithfulness(
             continue
         early = layer or earlier_layer(target, unit_layer)
         acts = layer_activations(target, unit_layer, data, units=distinct, cache_dir=cache_dir, batch_size=batch_size)
-        sets, natural = {}, []
+        sets, natural, natural_owners = {}, [], []
         own_feats, owners, rows_all = [], [], []
         for u in distinct:
             top = exemplars(acts, u, k).top
             box = receptive_field_box(target, u, tuple(target.spec.size))
             sets[u] = window_features(target, early, data.batch(top), box, batch_size)
-            natural.append(window_features(target, early, data.batch([_held_out_best(acts.values(u), top, data.groups)]), box, batch_size)[0])
+            held = _held_out_top(acts.values(u), top, data.groups, natural_images)
+            natural.append(window_features(target, early, data.batch(held), box, batch_size))
+            natural_owners += [u] * len(held)
             rows = [i for i, v in enumerate(units) if v == u]
             own_feats.append(window_features(target, early, pick(rows), box, batch_size))
             owners += [u] * len(rows)
             rows_all += rows
         found = faithfulness(np.concatenate(own_feats), owners, sets)
-        ceiling = faithfulness(np.stack(natural), distinct, sets)
+        ceiling = faithfulness(np.concatenate(natural), natural_owners, sets)
         for i, r in zip(rows_all, found.rank):
             rank[i] = int(r)
         hits += list(found.rank == 1)
         natural_hits += list(ceiling.rank == 1)
+        scores += list(1 - (found.rank - 1) / (len(distinct) - 1))
+        natural_scores += list(1 - (ceiling.rank - 1) / (len(distinct) - 1))
         result["layers"][unit_layer] = {"earlier_layer": early, "units": len(distinct), "k": k, **found.to_dict(), "natural": ceiling.to_dict()}
     result["accuracy"] = round(float(np.mean(hits)), 4) if hits else None
     result["natural_accuracy"] = round(float(np.mean(natural_hits)), 4) if natural_hits else None
+    result["rank_score"] = round(float(np.mean(scores)), 4) if scores else None
+    result["natural_rank_score"] = round(float(np.mean(natural_scores)), 4) if natural_scores else None
     result["rank"] = rank
     return result
 

@@ -440,7 +440,8 @@ def _summary_rows(ev: Mapping) -> list[list]:
         rows.append(["natural reference images", f"{nat.get('images')} at {nat.get('image_px')} px"])
     for layer, f in ((ev.get("faithfulness") or {}).get("layers") or {}).items():
         rows.append([f"faithfulness in {f.get('earlier_layer')} ({layer}: own exemplars nearest; chance {_pct(f.get('chance'))})",
-                     f"{_pct(f.get('accuracy'))} (natural image: {_pct((f.get('natural') or {}).get('accuracy'))})"])  # fmt: skip
+                     f"{_pct(f.get('accuracy'))} (natural images: {_pct((f.get('natural') or {}).get('accuracy'))}); "
+                     f"rank score {_pct(f.get('rank_score'))} (natural {_pct((f.get('natural') or {}).get('rank_score'))}; chance 50%)"])  # fmt: skip
     return rows
 
 
