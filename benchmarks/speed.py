@@ -1,10 +1,12 @@
 """Speed of DGN-AM on EfficientNet-Lite0 (CPU): seconds per unit for 200 steps at 224 px.
 
-Measures a few steps per configuration and reports the median step time, extrapolated to 200 steps
-(the per-step cost is constant: same shapes every step). Also splits a step into generator and
-target time. Usage:
+Times the product's own loop, :func:`dgnam.dgn_am` (whitening, clipping, best-image tracking,
+transforms when asked), not a copy of it: each measurement runs ``dgn_am`` for ``1`` and for
+``1 + steps`` steps on the same batch, and the difference divided by ``steps`` is the time of one
+step (set-up, the final forward pass and the first step's warm-up cancel). Plain and BatchNorm-folded
+targets alternate within every repeat, so their ratio is measured side by side. Usage:
 
-    python benchmarks/speed.py [--steps 5] [--batches 1,8,32] [--generator NAME|PATH] [--json out.json]
+    python benchmarks/speed.py [--steps 4] [--repeats 3] [--batches 1,8] [--generator NAME|PATH] [--transforms none|standard] [--json out.json]
 """
 
 from __future__ import annotations
@@ -19,69 +21,60 @@ import torch
 
 import dgnam
 from dgnam.generators.prior import PriorConfig, PriorGenerator
-from dgnam.objectives import run_objective, units_objective
-from dgnam.optimize import DGNAMConfig, dgn_am_step
+from dgnam.optimize import DGNAMConfig, dgn_am
 from dgnam.units import Unit
 
 
 def make_generator(name: str | None):
     if name:
         return dgnam.load_generator(name)
-    gen = PriorGenerator(PriorConfig()).eval()  # the shipped architecture; speed does not depend on the weights
+    gen = PriorGenerator(PriorConfig()).eval()  # the default architecture; speed does not depend on the weights
     for p in gen.parameters():
         p.requires_grad_(False)
     gen.set_code_stats(torch.full((1280,), 0.3), torch.full((1280,), 0.3), torch.zeros(1280))
     return gen
 
 
-def time_steps(target, gen, batch: int, steps: int) -> dict:
+def time_dgn_am(target, gen, batch: int, steps: int, transforms: str) -> float:
+    """Seconds of one ``dgn_am`` step at this batch size: (T(1 + steps) - T(1)) / steps."""
     units = [Unit("logits", i * 37 % 1000) for i in range(batch)]
-    objective = units_objective(units)
-    code = gen.clip(gen.random_code(list(range(batch))))
-    cfg = DGNAMConfig()
-    t_gen, t_target, t_total = [], [], []
-    for step in range(steps + 1):  # the first step warms up and is not counted
+    seeds = list(range(batch))
+    times = []
+    for n in (1, 1 + steps):
         t0 = time.perf_counter()
-        code = code.detach().requires_grad_(True)
-        images = gen(code)
-        t1 = time.perf_counter()
-        acts = run_objective(target, images, objective)
-        (g_img,) = torch.autograd.grad(acts.sum(), images)
-        t2 = time.perf_counter()
-        (grad,) = torch.autograd.grad(images, code, g_img)
-        with torch.no_grad():
-            code = dgn_am_step(code, grad, cfg.lr_at(step), cfg.decay, (gen.lower, gen.upper))
-        t3 = time.perf_counter()
-        if step:
-            t_gen.append((t1 - t0) + (t3 - t2))
-            t_target.append(t2 - t1)
-            t_total.append(t3 - t0)
-    step_s = statistics.median(t_total)
-    return {
-        "batch": batch,
-        "median_step_s": round(step_s, 4),
-        "generator_share": round(statistics.median(t_gen) / step_s, 3),
-        "target_share": round(statistics.median(t_target) / step_s, 3),
-        "s_per_unit_200_steps": round(200 * step_s / batch, 2),
-    }
+        dgn_am(target, gen, units, seeds, DGNAMConfig(steps=n, transforms=transforms), progress=False)
+        times.append(time.perf_counter() - t0)
+    return (times[1] - times[0]) / steps
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--batches", default="1,8,32")
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batches", default="1,8")
     ap.add_argument("--generator")
+    ap.add_argument("--transforms", default="none", choices=["none", "standard"])
     ap.add_argument("--json")
     args = ap.parse_args()
     plain = dgnam.load_net("efficientnet_lite0")
-    fast = plain.fast(["logits"])  # what `dgnam visualize` uses: BatchNorm folded, channels-last
+    forms = {"plain": plain, "fast": plain.fast(["logits"])}  # fast: what `dgnam visualize` uses (BatchNorm folded, channels-last)
     gen = make_generator(args.generator)
     rows = []
-    for b in args.batches.split(","):  # plain and fast side by side, so their ratio is fair on a noisy machine
-        for name, target in (("plain", plain), ("fast", fast)):
-            rows.append({"target_form": name, **time_steps(target, gen, int(b), args.steps)})
+    for b in map(int, args.batches.split(",")):
+        dgn_am(forms["fast"], gen, [Unit("logits", 0)] * b, list(range(b)), DGNAMConfig(steps=1), progress=False)  # warm-up
+        step_s: dict[str, list[float]] = {name: [] for name in forms}
+        for _ in range(args.repeats):  # the forms alternate: a noisy machine slows both alike
+            for name, target in forms.items():
+                step_s[name].append(time_dgn_am(target, gen, b, args.steps, args.transforms))
+        for name in forms:
+            s = statistics.median(step_s[name])
+            rows.append({"batch": b, "target_form": name, "median_step_s": round(s, 4), "s_per_unit_200_steps": round(200 * s / b, 2),
+                         "steps_s": [round(v, 4) for v in step_s[name]]})  # fmt: skip
+        ratios = [p / f for p, f in zip(step_s["plain"], step_s["fast"])]
+        rows.append({"batch": b, "fast_speedup_median": round(statistics.median(ratios), 2), "fast_speedup_per_repeat": [round(r, 2) for r in ratios]})
     record = {"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-              "generator_px": gen.output_size[0], "target": "efficientnet_lite0 224 px", "rows": rows}
+              "generator_px": gen.output_size[0], "target": "efficientnet_lite0 224 px", "loop": "dgnam.dgn_am",
+              "transforms": args.transforms, "steps": args.steps, "repeats": args.repeats, "rows": rows}  # fmt: skip
     print(json.dumps(record, indent=1))
     if args.json:
         with open(args.json, "w") as f:

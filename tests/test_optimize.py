@@ -145,3 +145,38 @@ def test_transforms_ascend_through_random_views_but_track_the_plain_activation(t
     assert robust.config["transforms"] == "standard"
     with pytest.raises(ValueError, match="transforms must be"):
         DGNAMConfig(transforms="jitter")
+
+
+def test_dgn_am_equals_a_hand_rolled_reference_loop(tiny_target):
+    """Several steps of dgn_am against the paper's update written out here: whitened code, linearly falling
+    step (lr_start != lr_end), normalized gradient, clip to the bounds, decay; every step's activation too."""
+    gen = whitened_prior(mean=0.3, std=0.5)
+    units, seeds = [Unit("logits", 1), Unit("logits", 3)], [0, 1]
+    cfg = DGNAMConfig(steps=6, lr_start=0.8, lr_end=0.1, decay=0.97)
+    result = dgn_am(tiny_target, gen, units, seeds, cfg, progress=False)
+
+    mean, std = gen.code_mean.reshape(6), gen.code_std.reshape(6)
+    lo, hi = (gen.lower - mean) / std, (gen.upper - mean) / std
+    z = (torch.maximum(torch.minimum(gen.random_code(seeds), gen.upper), gen.lower) - mean) / std
+    history, clipped = [], 0
+    for t in range(6):
+        z = z.detach().requires_grad_(True)
+        logits = tiny_target(gen(mean + std * z))
+        acts = torch.stack([logits[0, 1], logits[1, 3]])
+        history.append(acts.detach())
+        (g,) = torch.autograd.grad(acts.sum(), z)
+        lr = 0.8 + (0.1 - 0.8) * t / 6
+        with torch.no_grad():
+            stepped = z + lr * g / g.abs().mean(1, keepdim=True)
+            clipped += int(((stepped < lo) | (stepped > hi)).sum())
+            z = torch.minimum(torch.maximum(stepped, lo), hi) * 0.97
+    code = mean + std * z.detach()
+    assert clipped > 0  # the bounds were reached: clipping is part of what is compared
+    assert torch.allclose(result.codes, code, atol=1e-5)
+    assert torch.allclose(result.history[:, :6], torch.stack(history, 1), atol=1e-5)
+    with torch.no_grad():
+        final = tiny_target(gen(code))
+    assert torch.allclose(result.final, torch.stack([final[0, 1], final[1, 3]]), atol=1e-5)
+    # a loop that stepped at lr_start throughout ends elsewhere: the schedule is really used
+    flat = dgn_am(tiny_target, gen, units, seeds, DGNAMConfig(steps=6, lr_start=0.8, lr_end=0.8, decay=0.97), progress=False)
+    assert not torch.allclose(flat.codes, code, atol=1e-3)

@@ -55,7 +55,7 @@ def test_to_rgb_converts_grey_alpha_and_bool():
     rgba = np.array([[[1, 2, 3, 4]]], dtype=np.uint8)
     assert to_rgb(rgba).tolist() == [[[1, 2, 3]]]
     assert to_rgb(np.array([[True, False]])).tolist() == [[[255] * 3, [0] * 3]]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="expected uint8 pixels, got float32"):
         to_rgb(np.zeros((2, 2), dtype=np.float32))
 
 

@@ -172,6 +172,35 @@ def test_report_of_two_runs_has_a_comparison(tmp_path):
     assert len(page.imgs) == 2 * (4 + 1)
 
 
+HOSTILE = '<script>alert("x")</script> & <b onload="y">'
+ESCAPED = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &lt;b onload=&quot;y&quot;&gt;"
+
+
+def test_every_string_from_a_run_is_escaped(tmp_path):
+    """Names, labels, the command, notes, neighbour labels and file names come from files anyone can edit:
+    each must reach the page as text (with <, & and " escaped), never as markup."""
+    from dgnam.report import RunPage, render_report
+
+    run = write_color_run(tmp_path / "run")
+    record = json.loads((run / "results.json").read_text())
+    record.update(net=HOSTILE, method=HOSTILE, command=["dgnam", HOSTILE], units=[HOSTILE])
+    record["items"][0]["label"] = HOSTILE
+    record["items"][1]["unit"] = HOSTILE
+    record["batches"][0]["config"] = {"steps": HOSTILE}
+    (run / "results.json").write_text(json.dumps(record))
+    (run / "evaluation.json").write_text(json.dumps({"summary": {"images": 4, "judges": {HOSTILE: {"top1": 0.5}}}, "items": [], "notes": [HOSTILE]}))
+    (run / "neighbors").mkdir()
+    (run / "neighbors" / "neighbors.json").write_text(json.dumps({"items": [{"label": HOSTILE, "seed": HOSTILE, "sheet": "x.png", "neighbors": []}]}))
+    text = build_report([run], title=HOSTILE)
+    page = _parse(text)
+    assert "<script" not in text and "<b " not in text and 'onload="' not in text
+    assert text.count(ESCAPED) >= 8  # title twice, net, method, label, unit, command, notes, neighbour label ...
+    assert "script" not in page.tags and "b" not in page.tags
+    # an image's alt text (its file name) is escaped too
+    alt = render_report([RunPage(name="r", record={"items": [{"file": HOSTILE, "unit": "u", "label": "l", "seed": 0}]}, files={HOSTILE: b"x"})])
+    assert f'alt="{ESCAPED}"' in alt and "<script" not in alt
+
+
 def test_svg_curves_and_sheet():
     svg = svg_curves([[0, 1, 2, 3], [3, 2, 1, 0]], ["up", "down"], width=200, height=100)
     assert svg.startswith("<svg") and svg.count("<polyline") == 2 and ">up<" in svg
@@ -241,8 +270,12 @@ def find_chromium() -> tuple[list[str], dict] | None:
 
 
 def test_report_screenshot_in_headless_chromium(tmp_path):
+    """The page as a browser draws it. Skipped only where no browser is installed and CI is not set; with a browser (or in CI, where
+    .ci/run installs one) a crash or a missing screenshot fails the test."""
     found = find_chromium()
     if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but no Chromium was found: .ci/run installs Debian's chromium-headless-shell (see DEVELOPERS.md)")
         pytest.skip("no Chromium: set DGNAM_CHROMIUM, or unpack Debian's chromium-headless-shell (see DEVELOPERS.md)")
     command, extra_env = found
     run = write_color_run(tmp_path / "run", size=64)  # solid red, pink, green and blue images
@@ -254,9 +287,9 @@ def test_report_screenshot_in_headless_chromium(tmp_path):
     try:
         proc = subprocess.run(args, env={**os.environ, **extra_env}, capture_output=True, text=True, timeout=90)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"Chromium at {command[0]} does not run headless here: {exc}")
+        pytest.fail(f"Chromium at {command[0]} does not run headless here: {exc}")
     if proc.returncode != 0 or not shot.is_file():
-        pytest.skip(f"Chromium at {command[0]} made no screenshot (exit {proc.returncode}): {proc.stderr[-400:]}")
+        pytest.fail(f"Chromium at {command[0]} made no screenshot (exit {proc.returncode}): {proc.stderr[-400:]}")
     pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     assert pixels.shape[:2] == (900, 1200)
     # each synthesized image is shown at 200x200 px: its solid colour must fill about that area on screen
@@ -264,3 +297,20 @@ def test_report_screenshot_in_headless_chromium(tmp_path):
         match = (np.abs(pixels - np.array(rgb)).max(-1) <= 3).sum()
         assert match >= 0.8 * 200 * 200, f"colour {rgb}: only {match} px on screen"
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50  # text and curves, not a blank page
+
+
+def test_a_browser_that_crashes_fails_the_screenshot_test(tmp_path, monkeypatch):
+    """The screenshot test must fail, not skip, when the browser it found crashes or draws nothing."""
+    fake = tmp_path / "chromium"
+    fake.write_text("#!/bin/sh\necho 'crashed' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("DGNAM_CHROMIUM", str(fake))
+    with pytest.raises(pytest.fail.Exception, match="made no screenshot"):
+        test_report_screenshot_in_headless_chromium(tmp_path / "t")
+    monkeypatch.setenv("DGNAM_CHROMIUM", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("DGNAM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setenv("CI", "1")
+    if find_chromium() is None:  # (a browser in /work/cache/chromium is still found)
+        with pytest.raises(pytest.fail.Exception, match="CI is set but no Chromium"):
+            test_report_screenshot_in_headless_chromium(tmp_path / "u")

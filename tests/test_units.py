@@ -27,9 +27,11 @@ def test_class_names():
         parse_unit("logits:bel pepper", CATEGORIES)
 
 
-@pytest.mark.parametrize("bad", ["logits", "logits:", ":3", "logits:5-2", "logits:3@nowhere"])
-def test_parse_errors(bad):
-    with pytest.raises(UnitError):
+@pytest.mark.parametrize("bad, message", [("logits", "has no ':'"), ("logits:", "has no unit index"), (":3", "empty layer name"),
+                                          ("logits:5-2", r"range '5-2' is empty"), ("logits:3@nowhere", "unknown location 'nowhere'"),
+                                          ("logits:3@", "nothing after '@'")])  # fmt: skip
+def test_parse_errors(bad, message):
+    with pytest.raises(UnitError, match=message):
         parse_unit(bad)
 
 
@@ -165,6 +167,12 @@ def test_token_layers_of_a_vision_transformer():
         check_units(target, parse_units(["block:1@17"]))
     with pytest.raises(UnitError, match="@cls, @mean or @T"):
         check_units(target, parse_units(["block:1@2,2"]))
+    # channels are the last axis of (N, T, C): 8 units, not 17 (the token count)
+    for bad in ("block:8", "block:10@mean", "block:16@3"):
+        with pytest.raises(UnitError, match=r"unit \d+ is out of range for layer 'block', which has 8 units \(0-7\)"):
+            check_units(target, parse_units([bad]))
+    with pytest.raises(UnitError, match="which has 8 units"):  # before any work
+        dgnam.visualize(target, parse_units(["block:3", "block:12"]), config=dgnam.PixelConfig(method="pixel", steps=1), progress=False)
     images = torch.rand(3, 3, 32, 32)
     got = run_objective(target, images, units_objective(units))
     tokens = target.model.block(torch.cat([target.model.cls.expand(3, -1, -1), target.model.patch(target.preprocess(images)).flatten(2).transpose(1, 2)], 1))
