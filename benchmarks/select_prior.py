@@ -8,7 +8,7 @@ with the same settings (default: the shipped prior's carried ``{"lr_start": 0.05
 1. the target's top-1 and median logit of the images;
 2. the median spectrum slope of the images in their own pixels, against the interquartile range of
    the same slope over all held-out pool *photos* (composites left out) at the same size
-   (/work/pool224: 839 photos, [-2.93, -2.16] at 224 px, [-3.00, -2.26] at 128 px);
+   (/work/pool224: 393 photos, [-2.92, -2.17] at 224 px, [-3.00, -2.26] at 128 px);
 3. the Fréchet distance between the target's pooled features (``pool``, 1280-d) of the images and of
    ``--reference`` held-out pool photos (sets of equal size for every prior, so the values compare).
 
