@@ -139,8 +139,8 @@ def histogram_svg(histogram: dict, markers: Sequence[tuple[float, str, str]], wi
         h = c / peak * plot_h
         parts.append(f"<rect x=\"{x(a):.1f}\" y=\"{top + plot_h - h:.1f}\" width=\"{max(0.5, x(b) - x(a) - 0.5):.1f}\" height=\"{h:.1f}\" fill=\"#bbb\"/>")
     parts.append(f"<line x1=\"{left}\" y1=\"{top + plot_h}\" x2=\"{left + plot_w}\" y2=\"{top + plot_h}\" stroke=\"#555\"/>")
-    for v in (lo, (lo + hi) / 2, hi):
-        parts.append(f"<text x=\"{x(v):.1f}\" y=\"{height - 12}\" font-size=\"10\" text-anchor=\"middle\">{esc(fmt(v))}</text>")
+    for v, anchor in ((lo, "start"), ((lo + hi) / 2, "middle"), (hi, "end")):
+        parts.append(f"<text x=\"{x(v):.1f}\" y=\"{height - 12}\" font-size=\"10\" text-anchor=\"{anchor}\">{esc(fmt(v))}</text>")
     parts.append(f"<text x=\"{left - 4}\" y=\"{top + 9}\" font-size=\"10\" text-anchor=\"end\">{peak}</text>")
     for value, label, colour in markers:
         if value is None:
