@@ -303,6 +303,17 @@ def test_cli_sample_sigterm_keeps_finished_chains_and_refuses_a_used_folder(tmp_
     monkeypatch.setattr(SampleWriter, "add", real)
     capsys.readouterr()
     assert cli.main(argv) == 2 and "is not empty" in capsys.readouterr().err
+    assert cli.main(argv + ["--resume", "--eps3", "0.3"]) == 2 and "cannot resume" in capsys.readouterr().err
+    assert cli.main(argv + ["--resume"]) == 0  # the second unit's chains only
+    resumed = json.loads((out / "results.json").read_text())
+    straight = tmp_path / "straight"
+    assert cli.main(argv[:-3] + ["--out", str(straight), "--quiet"]) == 0
+    record = json.loads((straight / "results.json").read_text())
+    assert resumed["complete"] and len(resumed["items"]) == 4
+    for key in ("items", "chains", "diversity"):
+        assert resumed[key] == record[key], key
+    for item in record["items"]:
+        assert (out / item["file"]).read_bytes() == (straight / item["file"]).read_bytes()
+    assert (out / "contact_sheet.png").read_bytes() == (straight / "contact_sheet.png").read_bytes()
     assert cli.main(argv + ["--overwrite"]) == 0
-    record = json.loads((out / "results.json").read_text())
-    assert record["complete"] and len(record["items"]) == 4
+    assert json.loads((out / "results.json").read_text())["items"] == record["items"]

@@ -195,8 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--seed", type=int, default=0, help="chain c of each unit starts from seed + c (default 0)")
     sm.add_argument("--batch-size", type=int, default=8, help="chains run together (default 8)")
     sm.add_argument("--device", type=_device, default="cpu", help="torch device, e.g. cpu or cuda")
-    sm.add_argument("--out", required=True, help="output folder (new or empty; see --overwrite)")
-    _run_folder_flags(sm, resume=False)
+    sm.add_argument("--out", required=True, help="output folder (new or empty; see --resume, --overwrite)")
+    _run_folder_flags(sm)
     sm.add_argument("--quiet", action="store_true", help="no progress bars")
     at = sub.add_parser("atlas", help="a browsable static site of a net's units (DGN-AM, pixel baseline, exemplars, accentuation); "
                         "`dgnam atlas serve SITE` serves one on localhost")
@@ -541,7 +541,7 @@ def _cmd_sample(args) -> int:
     from .hooks import addressable_layers
     from .interrupts import stop_on_signals
     from .results import SampleWriter
-    from .rundir import prepare_run_folder
+    from .rundir import check_same_settings, prepare_run_folder, read_json_object
     from .run import make_jobs
     from .sample import SampleConfig, sample
 
@@ -571,8 +571,14 @@ def _cmd_sample(args) -> int:
         "chains_per_unit": chains, "seeds": seeds, "units": [str(u) for u in units], "batch_size": args.batch_size, "device": str(device),
     }
     jobs = make_jobs(units, seeds)
-    prepare_run_folder(args.out, overwrite=args.overwrite)  # refuse a folder in use, before anything is written
+    resuming = prepare_run_folder(args.out, resume=args.resume, overwrite=args.overwrite)  # refuse a folder in use
     writer = SampleWriter(args.out, settings, net.categories)
+    if resuming:
+        record = read_json_object(Path(args.out) / "results.json")
+        check_same_settings(args.out, record, settings)
+        finished = writer.resume(record)  # whole batches of chains; a chain does not depend on its batch
+        print(f"resuming {args.out}: {len(finished)} of {len(jobs)} chain(s) done", file=sys.stderr)
+        jobs = [j for j in jobs if (str(j.unit), j.seed) not in finished]
     requested = args.samples * len(units)
     with stop_on_signals() as stop:  # Ctrl-C or SIGTERM: keep the finished chains, record interrupted: true
         for start in range(0, len(jobs), args.batch_size):

@@ -250,14 +250,15 @@ class SampleWriter:
 
     def add(self, result, counts: Sequence[int] | None = None) -> None:
         """Save a batch of chains (a :class:`~dgnam.sample.SampleResult`); chain ``c`` keeps its first
-        ``counts[c]`` samples (default: all)."""
+        ``counts[c]`` samples (default: all). The batch is recorded at once, after its files are written."""
+        chains, rows, items, kept = [], [], [], []
         for c, (unit, seed) in enumerate(zip(result.units, result.seeds)):
             label = unit_label(unit, self.categories)
             keep = len(result.steps) if counts is None else int(counts[c])
             row: list[tuple[Image.Image, str]] = []
-            self.rows.append(row)
+            rows.append(row)
             is_class = result.class_terms[c] == "log_softmax"
-            self.chains.append({
+            chains.append({
                 "unit": str(unit), "label": label, "seed": seed, "class_term": result.class_terms[c],
                 "trajectory": [round(float(v), 5) for v in result.trajectory[c]],
                 "score_trajectory": [round(float(v), 5) for v in result.score_trajectory[c]],
@@ -266,17 +267,46 @@ class SampleWriter:
                 name = sample_name(unit, seed, step)
                 image = to_pil(result.images[c, k])
                 image.save(self.out / name)
-                self.kept.setdefault(str(unit), []).append(result.images[c, k])
+                kept.append((str(unit), _pixels(image)))  # the saved 8-bit pixels: a resumed run sees the same
                 activation, score = float(result.activations[c, k]), float(result.scores[c, k])
                 probability = math.exp(score) if is_class else None
-                self.items.append({
+                items.append({
                     "unit": str(unit), "layer": unit.layer, "index": unit.index,
                     "location": list(unit.location) if isinstance(unit.location, tuple) else unit.location,
                     "label": label, "seed": seed, "step": step, "file": name,
                     "activation": activation, "log_probability": score if is_class else None, "probability": probability,
                 })
-                caption = f"{label}\ns{seed} t{step} act {activation:.2f}" + (f" p {probability:.2g}" if is_class else "")
-                row.append((image, caption))
+                row.append((image, _sample_caption(items[-1])))
+        self.chains.extend(chains)
+        self.rows.extend(rows)
+        self.items.extend(items)
+        for unit, pixels in kept:
+            self.kept.setdefault(unit, []).append(pixels)
+
+    def resume(self, record: dict) -> set[tuple[str, int]]:
+        """Take over the finished chains of an earlier, interrupted run in this folder (its results.json
+        is ``record``), reading their samples back from the PNGs; returns the finished ``(unit, seed)`` chains.
+
+        Raises:
+            RunFolderError: a sample's image is missing or its name leaves the folder.
+        """
+        from .rundir import RunFolderError, check_items, inside_run
+
+        items = check_items(record, self.out / "results.json", ("file", "unit", "seed", "step", "label", "activation"))
+        by_chain: dict[tuple[str, int], list[tuple[Image.Image, str]]] = {}
+        for k, item in enumerate(items):
+            path = inside_run(self.out, item["file"], f"items[{k}].file")
+            if not path.is_file():
+                raise RunFolderError(f"{path} is listed in {self.out / 'results.json'} but missing: use --overwrite to start again")
+            with Image.open(path) as opened:
+                image = opened.convert("RGB")
+            by_chain.setdefault((item["unit"], int(item["seed"])), []).append((image, _sample_caption(item)))
+            self.kept.setdefault(item["unit"], []).append(_pixels(image))
+        self.chains = list(record.get("chains") or [])
+        self.rows = [by_chain.get((chain["unit"], int(chain["seed"])), []) for chain in self.chains]
+        self.items = list(items)
+        self.started = float(record.get("started") or self.started)
+        return {(chain["unit"], int(chain["seed"])) for chain in self.chains}
 
     def finish(self, interrupted: bool = False, requested: int | None = None) -> Path:
         """Write the contact sheet and results.json (with the diversity of the samples); return its path."""
@@ -306,6 +336,17 @@ class SampleWriter:
         record = {**run_header(self.settings, self.started, len(self.items), True, requested), "diversity": None,
                   "chains": self.chains, "items": self.items}  # fmt: skip
         return write_json_atomic(self.out / "results.json", json_safe(record))
+
+
+def _pixels(image: Image.Image) -> torch.Tensor:
+    """(3, H, W) in [0, 1] from 8-bit RGB pixels (what a saved PNG holds)."""
+    return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255.0
+
+
+def _sample_caption(item: dict) -> str:
+    """The contact-sheet caption of one sample record."""
+    p = item.get("probability")
+    return f"{item['label']}\ns{item['seed']} t{item['step']} act {item['activation']:.2f}" + (f" p {p:.2g}" if p is not None else "")
 
 
 def versions() -> dict:
