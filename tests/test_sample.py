@@ -317,3 +317,11 @@ def test_cli_sample_sigterm_keeps_finished_chains_and_refuses_a_used_folder(tmp_
     assert (out / "contact_sheet.png").read_bytes() == (straight / "contact_sheet.png").read_bytes()
     assert cli.main(argv + ["--overwrite"]) == 0
     assert json.loads((out / "results.json").read_text())["items"] == record["items"]
+
+
+def test_a_chain_whose_activation_becomes_nan_stops_naming_unit_and_step(pooled_target, gen):
+    with torch.no_grad():
+        pooled_target.model.logits.weight[2, 0] = float("nan")
+    cfg = SampleConfig(steps=6, burn_in=2, every=2, eps1=0.0)
+    with pytest.raises(ValueError, match=r"the activation of unit logits:2 \(seed 1\) became nan at step 0"):
+        sample(pooled_target, gen, [dgnam.Unit("logits", 1), dgnam.Unit("logits", 2)], [0, 1], cfg, progress=False)

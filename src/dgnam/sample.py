@@ -271,6 +271,13 @@ def sample(
             acts[OUTPUT] = out
             activation, score = _read(acts, units, terms)
         trajectory[:, step], score_trajectory[:, step] = activation.detach().cpu(), score.detach().cpu()
+        bad = (~torch.isfinite(trajectory[:, step])).nonzero().flatten()
+        if len(bad):  # NaN weights or a step too large: stop here instead of writing black images
+            from .optimize import NonFiniteError
+
+            i = int(bad[0])
+            raise NonFiniteError(f"the activation of unit {units[i]} (seed {seeds[i]}) became {float(trajectory[i, step])} at step {step}: "
+                                 f"check the net's weights (NaN?) and input spec, or take smaller steps (--eps2, --eps3)")
         if step in keep:
             images_kept.append(images.detach().cpu())
             codes_kept.append(code.detach().cpu())
