@@ -6,8 +6,8 @@ number of image evaluations per unit and seed (``--evals``):
 - ``gradient``: DGN-AM (the paper's update), ``evals - 1`` steps plus the final image. One step is
   counted as one evaluation although it is a forward *and* a backward pass (about 3x the compute of
   a forward pass); a recorded neuron offers no backward pass at all.
-- ``cmaes``: CMA-ES (``dgnam.blackbox.cmaes_am``, cma's default population, 25 for a 1280-d code).
-- ``ga``: the XDream-style genetic algorithm (``dgnam.blackbox.ga_am``, population 40).
+- ``cmaes``: CMA-ES (``dgnam.methods.blackbox.cmaes_am``, cma's default population, 25 for a 1280-d code).
+- ``ga``: the XDream-style genetic algorithm (``dgnam.methods.blackbox.ga_am``, population 40).
 
 Score per unit and seed: the best activation the method reached within the budget, divided by the
 best any method reached for that unit from that seed (1.0 = the winner), averaged over seeds. The table gives these normalized scores per
@@ -36,9 +36,9 @@ from pathlib import Path
 import numpy as np
 
 import dgnam
-from dgnam.blackbox import CMAESConfig, GAConfig
-from dgnam.optimize import dgnam_config
-from dgnam.results import RunWriter, versions
+from dgnam.methods.blackbox import CMAESConfig, GAConfig
+from dgnam.methods.dgn_am import dgnam_config
+from dgnam.io.write import RunWriter, versions
 from dgnam.run import visualize
 from dgnam.units import Unit
 
@@ -91,7 +91,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def method_config(method: str, evals: int, generator=None):
     """The config that spends ``evals`` image evaluations per unit and seed (DGN-AM: the generator's
-    measured settings, :func:`dgnam.optimize.dgnam_config`)."""
+    measured settings, :func:`dgnam.methods.dgn_am.dgnam_config`)."""
     if method == "gradient":
         # steps forward+backward passes, then one forward for the final image; without random transforms,
         # which would add a forward pass per step (the activation is tracked without them)

@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 import dgnam
-from dgnam.evaluate import mean_saturation, spectrum_slope
+from dgnam.eval.metrics import mean_saturation, spectrum_slope
 from dgnam.objectives import Objective, units_objective
-from dgnam.optimize import DGNAMConfig, dgn_am
-from dgnam.results import to_pil
+from dgnam.methods.dgn_am import DGNAMConfig, dgn_am
+from dgnam.io.images import to_pil
 from dgnam.units import Unit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -33,11 +33,12 @@ import numpy as np
 import torch
 
 import dgnam
-from dgnam.evaluate import natural_max_activations, relative_activation, spectrum_slope
-from dgnam.optimize import dgnam_config
-from dgnam.pixel import PixelConfig
+from dgnam.eval.metrics import natural_max_activations, relative_activation, spectrum_slope
+from dgnam.methods.dgn_am import dgnam_config
+from dgnam.methods.pixel import PixelConfig
 from dgnam.pool import heldout_sample
-from dgnam.results import to_pil, versions
+from dgnam.io.images import to_pil
+from dgnam.io.write import versions
 from dgnam.run import visualize
 from dgnam.units import Unit
 

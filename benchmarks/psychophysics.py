@@ -7,7 +7,7 @@ field. A subject, a perceptual embedding from a net that took no part in making 
 (``--subject``; default SqueezeNet v1.1 ``fire9``, averaged over space: another architecture family,
 another training run), sees the max and min references and two held-out natural queries, one
 strongly and one weakly activating, and picks the one closer to the max references
-(:func:`dgnam.psychophysics.two_afc_choices`; ``--trials`` query pairs per unit). Natural references
+(:func:`dgnam.eval.psychophysics.two_afc_choices`; ``--trials`` query pairs per unit). Natural references
 (the unit's 9 strongest and 9 weakest images of the reference split, as in the paper, and the same
 number as the synthetic ones) give the ceiling. References and queries come from disjoint photos of
 the data (``NaturalImages.groups``: the pool holds many crops of each photo).
@@ -37,12 +37,13 @@ import numpy as np
 import torch
 
 import dgnam
-from dgnam.exemplars import crop_box, exemplar_crops, layer_activations, open_images
+from dgnam.eval.exemplars import crop_box, exemplar_crops, layer_activations, open_images
 from dgnam.objectives import receptive_field_box, units_objective
-from dgnam.optimize import dgn_am, dgnam_config
-from dgnam.pixel import PixelConfig, pixel_am
-from dgnam.psychophysics import embed_images, natural_trials, split_references_queries, two_afc_choices, units_faithfulness
-from dgnam.results import to_pil, versions
+from dgnam.methods.dgn_am import dgn_am, dgnam_config
+from dgnam.methods.pixel import PixelConfig, pixel_am
+from dgnam.eval.psychophysics import embed_images, natural_trials, split_references_queries, two_afc_choices, units_faithfulness
+from dgnam.io.images import to_pil
+from dgnam.io.write import versions
 from dgnam.units import Unit
 
 

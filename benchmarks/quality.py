@@ -1,7 +1,7 @@
 """Quality of preferred-input images: DGN-AM priors against pixel-space baselines, on EfficientNet-Lite0.
 
 For 50 ImageNet classes (one seed each, 200 steps) every method maximizes the class logit of
-EfficientNet-Lite0, and each image is scored (dgnam.evaluate does the computing, this script the I/O):
+EfficientNet-Lite0, and each image is scored (dgnam.eval.metrics does the computing, this script the I/O):
 
 - target top-1: EfficientNet-Lite0 (the net optimized) ranks the class first;
 - judge top-1 / top-5: EfficientNet-Lite1, at its own 240 px, which was never optimized against,
@@ -38,9 +38,10 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 import dgnam
-from dgnam.evaluate import SLOPE_BAND, judge_topk, mean_saturation, natural_max_activations, relative_activation, spectrum_slope
-from dgnam.optimize import dgnam_config
-from dgnam.results import to_pil, versions
+from dgnam.eval.metrics import SLOPE_BAND, judge_topk, mean_saturation, natural_max_activations, relative_activation, spectrum_slope
+from dgnam.methods.dgn_am import dgnam_config
+from dgnam.io.images import to_pil
+from dgnam.io.write import versions
 from dgnam.run import visualize
 from dgnam.units import Unit
 
@@ -144,7 +145,7 @@ def method_setup(spec: str, args) -> tuple:
         config = dgnam_config(generator, steps=args.steps, bn_weight=args.bn_weight if kind == "dgn-am-bn" else 0.0, lr_start=args.lr_start,
                               transforms=args.transforms)  # fmt: skip
         return generator, config
-    from dgnam.pixel import PixelConfig
+    from dgnam.methods.pixel import PixelConfig
 
     return None, PixelConfig(method=name, steps=args.steps)
 

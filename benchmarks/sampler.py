@@ -1,6 +1,6 @@
 """PPGN-h sampler settings on a prior, scored without any judge (BENCHMARKS.md, "Sampler settings").
 
-Each variant is a JSON dict of :class:`dgnam.sample.SampleConfig` fields. Units: class logits of
+Each variant is a JSON dict of :class:`dgnam.methods.ppgn.SampleConfig` fields. Units: class logits of
 EfficientNet-Lite0 for the tuning classes of ``benchmarks/dgn_am_step.py`` (entries 26-33 of the quality
 benchmark's list, which ``benchmarks/quality.py --classes 25`` does not report). Every class gets
 ``--chains`` chains (seeds 0, 1, ...) and ``--samples`` kept states. Printed per variant, all from the
@@ -29,10 +29,10 @@ import numpy as np
 import torch
 
 import dgnam
-from dgnam.evaluate import diversity, mean_saturation, spectrum_slope
+from dgnam.eval.metrics import diversity, mean_saturation, spectrum_slope
 from dgnam.hooks import capture
-from dgnam.results import to_pil
-from dgnam.sample import SampleConfig, image_diversity, sample
+from dgnam.io.images import to_pil
+from dgnam.methods.ppgn import SampleConfig, image_diversity, sample
 from dgnam.units import Unit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

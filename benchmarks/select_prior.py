@@ -33,10 +33,10 @@ import numpy as np
 import torch
 
 import dgnam
-from dgnam.assess import layer_features
-from dgnam.evaluate import frechet_distance, spectrum_slope
-from dgnam.pool import load_any
-from dgnam.results import to_pil
+from dgnam.eval.score import layer_features
+from dgnam.eval.metrics import frechet_distance, spectrum_slope
+from dgnam.pool.store import load_any
+from dgnam.io.images import to_pil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dgn_am_step import run_variant  # noqa: E402

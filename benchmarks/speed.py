@@ -21,7 +21,7 @@ import torch
 
 import dgnam
 from dgnam.generators.prior import PriorConfig, PriorGenerator
-from dgnam.optimize import DGNAMConfig, dgn_am
+from dgnam.methods.dgn_am import DGNAMConfig, dgn_am
 from dgnam.units import Unit
 
 

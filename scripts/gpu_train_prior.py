@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from dgnam.train import TrainConfig, Trainer
+from dgnam.train.trainer import TrainConfig, Trainer
 
 
 def probe_rate(trainer: Trainer, steps: int = 30, warmup: int = 5) -> float:

@@ -4,10 +4,10 @@
     python scripts/maco_spectrum.py --pool pool/ [--size 64] [--crops 4] [--out FILE]
 
 Each photo gives ``--crops`` random square crops (side 25-100 % of its short side, uniform position),
-resized to ``--size`` px with antialiasing; :func:`dgnam.maco.average_spectrum` averages
+resized to ``--size`` px with antialiasing; :func:`dgnam.methods.maco.average_spectrum` averages
 ``|rfft2(decorrelate(crop))|``. The result is written as float16 safetensors (``magnitude``, shape
 (3, size, size // 2 + 1), a few KB) with the recipe in its metadata, and its sha256 is printed: put it
-in ``dgnam.maco.SPECTRA`` when the file is shipped. The shipped ``skimage_photos`` spectrum is the
+in ``dgnam.methods.maco.SPECTRA`` when the file is shipped. The shipped ``skimage_photos`` spectrum is the
 first command with its defaults (``--out src/dgnam/data/maco_spectrum_skimage.safetensors``); the
 output is byte-identical on a re-run (fixed seed, float64 sums).
 
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from dgnam.hub import sha256_file
-from dgnam.maco import average_spectrum
+from dgnam.methods.maco import average_spectrum
 
 #: scikit-image's colour photos (dgnam.pool.SKIMAGE_PHOTOS less the grey ones); motorcycle: the left view.
 SKIMAGE_COLOUR = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "stereo_motorcycle")

@@ -15,7 +15,7 @@ from dgnam.hub import WeightsError
 from dgnam.nets import InputSpec, Target
 from dgnam.nets.adapters import SpecOverrides, hf_spec, load_target, normalize_built, parse_net_ref, timm_spec, torchvision_spec
 from dgnam.objectives import all_layer_shapes, check_units
-from dgnam.pixel import PixelConfig, pixel_am
+from dgnam.methods.pixel import PixelConfig, pixel_am
 from dgnam.units import UnitError, parse_unit
 
 MODEL_FILE = '''
@@ -342,14 +342,14 @@ def test_displayed_grid_is_byte_for_byte_the_saved_contact_sheet(tiny_target, tm
     assert (tmp_path / "run" / "contact_sheet.png").read_bytes() == png
     assert base64.b64encode(png).decode() in result._repr_html_() and "6 image(s)" in result._repr_html_()
     # what the CLI's writer saves for the same images is the same file too
-    from dgnam.results import RunWriter
+    from dgnam.io.write import RunWriter
 
     writer = RunWriter(tmp_path / "cli", {}, tiny_target.categories)
     writer.add(result.subset(slice(0, 4)))
     writer.add(result.subset([4, 5]))
     writer.finish()
     assert (tmp_path / "cli" / "contact_sheet.png").read_bytes() == png
-    assert Image.open(tmp_path / "run" / "logits_0001_seed0.png").tobytes() == dgnam.results.to_pil(result.images[0]).tobytes()
+    assert Image.open(tmp_path / "run" / "logits_0001_seed0.png").tobytes() == dgnam.io.images.to_pil(result.images[0]).tobytes()
     some = result.show("logits:1")
     assert [str(u) for u in some.units] == ["logits:1", "logits:1"] and some.seeds == [0, 1]
     assert torch.equal(some.images, result.images[:2]) and some._repr_png_() != png

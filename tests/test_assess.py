@@ -1,4 +1,4 @@
-"""Scoring a run folder (dgnam.assess.evaluate_run) and nearest neighbours, on inputs whose answers are known."""
+"""Scoring a run folder (dgnam.eval.score.evaluate_run) and nearest neighbours, on inputs whose answers are known."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 import dgnam
-from dgnam.assess import EvaluateConfig, evaluate_run, find_neighbors, layer_features, nearest_neighbors, run_speed
-from dgnam.optimize import AMResult
-from dgnam.report import read_run
-from dgnam.results import RunWriter
+from dgnam.eval.score import EvaluateConfig, evaluate_run, find_neighbors, layer_features, nearest_neighbors, run_speed
+from dgnam.methods.base import AMResult
+from dgnam.io.read import read_run
+from dgnam.io.write import RunWriter
 from dgnam.units import Unit
 
 COLOR_CLASSES = ("red", "green", "blue")
@@ -126,12 +126,12 @@ def test_evaluate_runs_each_net_once_over_the_run(tmp_path):
 
 def test_judge_pass_ranks_labelled_images_and_returns_features():
     images = torch.stack([solid((255, 0, 0)), solid((0, 0, 255)), solid((0, 255, 0))])
-    ranks, preds, feats = dgnam.assess.judge_pass(color_target(), images, [0, -1, 2], "pool", batch_size=2)
+    ranks, preds, feats = dgnam.eval.score.judge_pass(color_target(), images, [0, -1, 2], "pool", batch_size=2)
     assert ranks.tolist() == [1, -1, 2] and preds.tolist() == [0, -1, 1]  # green image: blue (2) is second
     np.testing.assert_allclose(feats, [[1, 0, 0], [0, 0, 1], [0, 1, 0]], atol=1e-6)
-    assert dgnam.assess.judge_pass(color_target(), images, [0, 1, 2])[2] is None
+    assert dgnam.eval.score.judge_pass(color_target(), images, [0, 1, 2])[2] is None
     with pytest.raises(ValueError, match="labels must lie"):
-        dgnam.assess.judge_pass(color_target(), images, [0, 1, 3])
+        dgnam.eval.score.judge_pass(color_target(), images, [0, 1, 3])
 
 
 def test_evaluate_fd_matches_direct_computation_and_shift(tmp_path):
@@ -139,7 +139,7 @@ def test_evaluate_fd_matches_direct_computation_and_shift(tmp_path):
     shift = 30
     natural = np.clip(images.astype(int) + shift, 0, 255).astype(np.uint8)  # shifted colours, some clipped
     ev = evaluate_run(record, images, None, {"judge": constant_judge()}, natural)
-    expected = dgnam.evaluate.frechet_distance(images.reshape(4, -1, 3).mean(1) / 255.0, natural.reshape(4, -1, 3).mean(1) / 255.0)
+    expected = dgnam.eval.metrics.frechet_distance(images.reshape(4, -1, 3).mean(1) / 255.0, natural.reshape(4, -1, 3).mean(1) / 255.0)
     assert ev.summary["judges"]["judge"]["frechet_distance"] == pytest.approx(expected, rel=1e-4, abs=1e-6)
     assert expected > 0.01
     assert ev.summary["target_top1"] is None and "activation" not in ev.items[0]  # no target given

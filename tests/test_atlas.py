@@ -18,7 +18,7 @@ from PIL import Image
 from torch import nn
 
 import dgnam
-import dgnam.accentuate
+import dgnam.methods.accentuate
 import dgnam.param
 from dgnam import cli
 from dgnam.atlas import AtlasConfig, AtlasMethod, build_atlas, open_data, serve, split_unit_list
@@ -28,8 +28,8 @@ from dgnam.atlas.site import histogram_svg
 from dgnam.generators import GeneratorSpec
 from dgnam.hub import WeightSource
 from dgnam.nets import InputSpec, NetSpec
-from dgnam.optimize import dgnam_config
-from dgnam.pixel import PixelConfig
+from dgnam.methods.dgn_am import dgnam_config
+from dgnam.methods.pixel import PixelConfig
 
 from conftest import TinyNet
 
@@ -167,9 +167,9 @@ def test_an_interrupted_atlas_keeps_its_units_and_resumes(tiny, photos, tmp_path
 
 def test_accentuation_starts_from_the_photo(tiny, photos):
     net, gen = tiny
-    from dgnam.accentuate import accentuate, photo_codes, prior_encoder
+    from dgnam.methods.accentuate import accentuate, photo_codes, prior_encoder
 
-    photo = dgnam.accentuate.load_photo(photos / "photo_2.png", 32)[None]
+    photo = dgnam.methods.accentuate.load_photo(photos / "photo_2.png", 32)[None]
     units = dgnam.parse_units(["logits:1"])
     encoder = prior_encoder(gen, net)
     code = photo_codes(gen, encoder, photo)
@@ -289,7 +289,7 @@ def test_two_processes_split_the_units_and_make_the_same_site(registered, photos
 
 
 def test_without_data_the_atlas_uses_the_offline_pool(registered, photos, tmp_path, monkeypatch):
-    from dgnam.pool import load_image_folder, save_folder_pool
+    from dgnam.pool.store import load_image_folder, save_folder_pool
 
     built = []
 
@@ -313,8 +313,8 @@ def test_visualize_from_a_photo(registered, photos, tmp_path):
     record = json.loads((out / "results.json").read_text())
     assert record["init_image"].endswith("photo_1.png")
     net, gen = dgnam.load_net("tiny"), dgnam.load_generator("tiny_prior")
-    photo = dgnam.accentuate.load_photo(photos / "photo_1.png", 32)[None]
-    code = dgnam.accentuate.photo_codes(gen, dgnam.accentuate.prior_encoder(gen, net, "tiny_prior"), photo)
+    photo = dgnam.methods.accentuate.load_photo(photos / "photo_1.png", 32)[None]
+    code = dgnam.methods.accentuate.photo_codes(gen, dgnam.methods.accentuate.prior_encoder(gen, net, "tiny_prior"), photo)
     with torch.no_grad():
         start = float(dgnam.run_objective(net, gen(code), dgnam.units_objective(dgnam.parse_units(["logits:1"]))))
     assert record["items"][0]["history"][0] == pytest.approx(start, abs=1e-4)

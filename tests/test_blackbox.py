@@ -1,4 +1,4 @@
-"""Gradient-free search in code space (dgnam.blackbox): CMA-ES and the XDream-style GA."""
+"""Gradient-free search in code space (dgnam.methods.blackbox): CMA-ES and the XDream-style GA."""
 
 import json
 import sys
@@ -9,7 +9,7 @@ import torch
 
 import dgnam
 from dgnam import Unit, run_objective, units_objective
-from dgnam.blackbox import CMAESConfig, GAConfig, _codes_from_numpy, blackbox_am, cmaes_am, ga_am, require_cma
+from dgnam.methods.blackbox import CMAESConfig, GAConfig, _codes_from_numpy, blackbox_am, cmaes_am, ga_am, require_cma
 from dgnam import cli
 
 from conftest import TinyGenerator, TinyNet
@@ -119,7 +119,7 @@ def test_budget_generations_and_one_scorer_per_search(tiny_generator):
 
 
 def test_cmaes_goes_separable_for_large_codes_by_default(tiny_generator, monkeypatch):
-    import dgnam.blackbox as bb
+    import dgnam.methods.blackbox as bb
 
     assert CMAESConfig().separable(bb.FULL_COVARIANCE_MAX_DIM) is False and CMAESConfig().separable(320 * 7 * 7) is True
     assert CMAESConfig(diagonal=False).separable(10**6) is False and CMAESConfig(diagonal=True).separable(8) is True

@@ -100,7 +100,7 @@ def _signal_after_batch(monkeypatch, batch, signum=None, check=None):
     import os
     import signal as signals
 
-    from dgnam.results import RunWriter
+    from dgnam.io.write import RunWriter
 
     real, calls = RunWriter.add, {"n": 0}
 
@@ -151,7 +151,7 @@ def test_results_json_is_valid_after_every_batch(tmp_path, tiny_registry, monkey
 def test_resume_skips_finished_images_and_equals_an_uninterrupted_run(tmp_path, tiny_registry, monkeypatch, capsys):
     import signal as signals
 
-    from dgnam.results import RunWriter
+    from dgnam.io.write import RunWriter
 
     net_file, gen_file = tiny_registry
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"

@@ -14,8 +14,8 @@ from dgnam.distributed import World, init_world, merge_parts, part_dir, part_set
 from dgnam.generators import GeneratorSpec
 from dgnam.hub import WeightSource
 from dgnam.nets import InputSpec, NetSpec
-from dgnam.optimize import AMResult
-from dgnam.results import RunWriter
+from dgnam.methods.base import AMResult
+from dgnam.io.write import RunWriter
 
 from conftest import CATEGORIES, TinyGenerator, TinyNet
 
@@ -157,7 +157,7 @@ def test_merged_timing_is_wall_time_of_processes_side_by_side(tmp_path):
     assert timing["images_per_minute"] == pytest.approx(60.0 * 3 / 3.0) and timing["seconds_per_image"] == pytest.approx(1.0)
     assert record["started"] == pytest.approx(now - 100, abs=1e-2) and record["seconds"] >= 100  # from the earliest rank's start
     assert record["complete"] and [b["seconds"] for b in record["batches"]] == [2.0, 3.0]
-    from dgnam.assess import run_speed
+    from dgnam.eval.score import run_speed
 
     assert run_speed(record)["images_per_minute"] == pytest.approx(60.0)
 

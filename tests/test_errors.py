@@ -191,14 +191,14 @@ def test_train_generator_on_an_empty_pool(tmp_path, capsys):
 
 @pytest.mark.parametrize("k", ["0", "99"])
 def test_neighbors_k_is_checked_before_any_feature(tmp_path, capsys, monkeypatch, k):
-    import dgnam.assess
+    import dgnam.eval.score
 
     run = write_color_run(tmp_path / "run")
     data = tmp_path / "data"
     data.mkdir()
     for i in range(3):
         Image.fromarray(np.full((16, 16, 3), 80 * i, np.uint8)).save(data / f"{i}.png")
-    monkeypatch.setattr(dgnam.assess, "find_neighbors", lambda *a, **kw: pytest.fail("features computed"))
+    monkeypatch.setattr(dgnam.eval.score, "find_neighbors", lambda *a, **kw: pytest.fail("features computed"))
     assert "give 1 to 3 neighbours" in one_line_error(capsys, ["neighbors", str(run), "--data", str(data), "-k", k])
 
 
@@ -234,7 +234,7 @@ def test_input_spec_rejects_zero_std_and_nan(changes, message):
 
 
 def test_records_are_strict_json(tmp_path):
-    from dgnam.rundir import write_json_atomic
+    from dgnam.io.rundir import write_json_atomic
 
     (tmp_path / "r.json").write_text("{}")
     with pytest.raises(ValueError):

@@ -1,4 +1,4 @@
-"""Quality measures (dgnam.evaluate) on inputs whose answers are known."""
+"""Quality measures (dgnam.eval.metrics) on inputs whose answers are known."""
 
 from __future__ import annotations
 
@@ -8,15 +8,7 @@ import torch
 from torch import nn
 
 import dgnam
-from dgnam.evaluate import (
-    diversity,
-    frechet_distance,
-    judge_topk,
-    mean_saturation,
-    natural_max_activations,
-    relative_activation,
-    spectrum_slope,
-)
+from dgnam.eval.metrics import diversity, frechet_distance, judge_topk, mean_saturation, natural_max_activations, relative_activation, spectrum_slope
 from dgnam.hooks import capture
 from dgnam.units import Unit
 

@@ -1,4 +1,4 @@
-"""Dataset exemplars (dgnam.exemplars, `dgnam exemplars`): known answers from a net of fixed weights."""
+"""Dataset exemplars (dgnam.eval.exemplars, `dgnam exemplars`): known answers from a net of fixed weights."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from PIL import Image
 from torch import nn
 
 import dgnam
-from dgnam.assess import unit_activations
+from dgnam.eval.score import unit_activations
 from dgnam.cli import main
-from dgnam.exemplars import check_k, exemplars, layer_activations, open_images, unit_receptive_field
+from dgnam.eval.exemplars import check_k, exemplars, layer_activations, open_images, unit_receptive_field
 from dgnam.units import Unit, UnitError
 
 
@@ -140,7 +140,8 @@ def test_cli_writes_a_run_folder_and_checks_k_first(tmp_path, monkeypatch, capsy
 
 
 def test_report_shows_exemplars_alone_and_with_a_run(tmp_path, monkeypatch):
-    from dgnam.report import build_report, read_run
+    from dgnam.io.report import build_report
+    from dgnam.io.read import read_run
 
     write_solid_images(tmp_path / "data", RED)
     monkeypatch.setenv("DGNAM_HOME", str(tmp_path / "home"))

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 import dgnam
-from dgnam.cli import build_parser, repro_config
+from dgnam.cli import build_parser
+from dgnam.commands import repro_config
 from dgnam.pool import DebPackage
-from dgnam.repro.fashion import (
-    CLASSES, IDX_DIR, IDX_FILES, METHODS, SIZE, AMConfig, FashionCNN, FashionMLP, GeneratorConfig, NetConfig, ReproConfig,
-    TinyResNet, build_generator, load_fashion_mnist, load_fashion_net, read_idx, run_repro, synthetic_shapes, to_tensor,
-)
+from dgnam.repro.fashion import CLASSES, IDX_DIR, IDX_FILES, ReproConfig, load_fashion_mnist, load_fashion_net, read_idx, run_repro, synthetic_shapes, to_tensor
+from dgnam.repro.fashion_am import METHODS, AMConfig, GeneratorConfig, build_generator
+from dgnam.repro.fashion_nets import SIZE, FashionCNN, FashionMLP, NetConfig, TinyResNet
 
 TINY = ReproConfig(
     classifier=NetConfig("cnn", seed=0, epochs=3, batch_size=32),

@@ -12,17 +12,7 @@ import torch
 
 import dgnam
 from dgnam.hub import WeightsError, sha256_file
-from dgnam.maco import (
-    SPECTRA,
-    MacoConfig,
-    MacoImage,
-    average_spectrum,
-    decorrelate,
-    load_spectrum,
-    maco_am,
-    resize_spectrum,
-    spectrum_path,
-)
+from dgnam.methods.maco import SPECTRA, MacoConfig, MacoImage, average_spectrum, decorrelate, load_spectrum, maco_am, resize_spectrum, spectrum_path
 from dgnam.param import color_correlation_normalized
 
 ROOT = Path(__file__).resolve().parents[1]

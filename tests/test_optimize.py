@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from dgnam import DGNAMConfig, Unit, dgn_am
-from dgnam.optimize import dgn_am_step
+from dgnam.methods.dgn_am import dgn_am_step
 from dgnam.run import make_jobs, visualize
 
 from conftest import hook_count

@@ -24,7 +24,7 @@ from dgnam.hooks import capture
 from dgnam.hub import WeightsError, load_strict
 from dgnam.nets import Target, get_net_spec, list_nets, load_net
 from dgnam.nets.caffenet import CaffeNet, convert_state_dict
-from dgnam.presets import PAPER_PRESET, get_preset
+from dgnam.methods.presets import PAPER_PRESET, get_preset
 
 # ---------------------------------------------------------------------------------------------
 # Published key names and shapes (from nets/upconv/*/generator.prototxt and caffenet.prototxt).

@@ -10,7 +10,7 @@ from torch import nn
 import dgnam
 from dgnam.objectives import run_objective, units_objective
 from dgnam.param import FourierImage, PixelImage, color_correlation_normalized
-from dgnam.pixel import METHODS, PixelConfig, pixel_am, yosinski_regularize
+from dgnam.methods.pixel import METHODS, PixelConfig, pixel_am, yosinski_regularize
 from dgnam.regularizers import BatchNormStatsLoss, l2, total_variation
 from dgnam.transforms import (
     Compose, GaussianBlur, Jitter, Pad, RandomRotate, RandomScale, gaussian_blur, standard_transforms,

@@ -10,30 +10,10 @@ import pytest
 from PIL import Image
 
 from dgnam import pool
-from dgnam.pool import (
-    ImageFolderPool,
-    alpha_composite,
-    build_pool,
-    center_square_resize,
-    choose_heldout,
-    composite_batch,
-    crop_resize,
-    crops_per_original,
-    image_detail,
-    is_photographic_stamp,
-    licence_for,
-    load_image_folder,
-    load_pool,
-    parse_dep5,
-    place_stamp,
-    random_crops,
-    sample_crop_box,
-    split_indices,
-    stamp_statistics,
-    to_rgb,
-    trim_dark_borders,
-    video_crops,
-)
+from dgnam.pool.store import ImageFolderPool, choose_heldout, load_image_folder, load_pool, split_indices
+from dgnam.pool.crops import alpha_composite, center_square_resize, composite_batch, crop_resize, crops_per_original, image_detail, place_stamp, random_crops, sample_crop_box, stamp_statistics, to_rgb, trim_dark_borders, video_crops
+from dgnam.pool.build import build_pool
+from dgnam.pool.sources import is_photographic_stamp, licence_for, parse_dep5
 
 
 def noise(h: int, w: int, seed: int = 0, channels: int = 3) -> np.ndarray:
@@ -356,7 +336,7 @@ def fake_cache(cache: Path) -> None:
     save_png(stamps / "animals/cartoon/toon.png", flat)
     from test_pool_extra import encoded, photo, write_rcc
 
-    from dgnam.pool_extra import GCOMPRIS_RCC_DIR, PALAPELI_COLLECTION_DIR, TUXPAINT_DATA_DIR
+    from dgnam.pool.extra import GCOMPRIS_RCC_DIR, PALAPELI_COLLECTION_DIR, TUXPAINT_DATA_DIR
 
     rcc = package("gcompris-qt-data") / GCOMPRIS_RCC_DIR
     rcc.mkdir(parents=True)
@@ -373,8 +353,8 @@ def fake_cache(cache: Path) -> None:
 
 def test_build_pool_end_to_end_without_network(tmp_path, monkeypatch):
     fake_cache(tmp_path / "debs")
-    monkeypatch.setattr(pool, "skimage_source", lambda limit=None: None)
-    monkeypatch.setattr(pool, "video_decoder", lambda: None)
+    monkeypatch.setattr(pool.build, "skimage_source", lambda limit=None: None)
+    monkeypatch.setattr(pool.build, "video_decoder", lambda: None)
     kwargs = dict(cache_dir=tmp_path / "debs", size=24, composites=40, seed=3, progress=False,
                   crop_density=4, heldout_fraction=0.34)  # fmt: skip
     with pytest.warns(UserWarning, match="skipped"):

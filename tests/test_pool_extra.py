@@ -11,17 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dgnam.pool import DebPackage, Original, Source
-from dgnam.pool_extra import (
-    GCOMPRIS_RCC_DIR,
-    drop_near_duplicates,
-    gcompris_photos,
-    gcompris_source,
-    hamming,
-    near_duplicates,
-    perceptual_hash,
-    read_rcc,
-)
+from dgnam.pool.sources import DebPackage, Original, Source
+from dgnam.pool.extra import GCOMPRIS_RCC_DIR, drop_near_duplicates, gcompris_photos, gcompris_source, hamming, near_duplicates, perceptual_hash, read_rcc
 
 
 def write_rcc(files: dict[str, bytes], compress_over: int = 1000) -> bytes:

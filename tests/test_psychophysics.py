@@ -1,4 +1,4 @@
-"""2AFC psychophysics and faithfulness (dgnam.psychophysics) on nets of fixed weights with known answers."""
+"""2AFC psychophysics and faithfulness (dgnam.eval.psychophysics) on nets of fixed weights with known answers."""
 
 from __future__ import annotations
 
@@ -9,18 +9,8 @@ from PIL import Image
 from torch import nn
 
 import dgnam
-from dgnam.exemplars import layer_activations, open_images
-from dgnam.psychophysics import (
-    earlier_layer,
-    embed_images,
-    faithfulness,
-    natural_trials,
-    split_references_queries,
-    two_afc_choices,
-    units_faithfulness,
-    window,
-    window_features,
-)
+from dgnam.eval.exemplars import layer_activations, open_images
+from dgnam.eval.psychophysics import earlier_layer, embed_images, faithfulness, natural_trials, split_references_queries, two_afc_choices, units_faithfulness, window, window_features
 from dgnam.units import Unit
 
 
@@ -156,7 +146,7 @@ def test_evaluate_with_data_reports_faithfulness(tmp_path, monkeypatch, capsys):
     import json
 
     from dgnam.cli import main
-    from dgnam.report import build_report
+    from dgnam.io.report import build_report
 
     solid_folder(tmp_path / "data", noisy_primaries(90))
     target = fixed_net(IDENTITY, [[1.0, 0.2, 0], [0, 1.0, 0], [0, 0, 1.0]], "target")

@@ -21,7 +21,8 @@ import dgnam
 from dgnam import cli
 from dgnam.hub import WeightSource
 from dgnam.nets import InputSpec, NetSpec
-from dgnam.report import build_report, neighbors_sheet, read_run, svg_curves
+from dgnam.io.report import build_report, neighbors_sheet, svg_curves
+from dgnam.io.read import read_run
 
 from conftest import CATEGORIES, TinyNet
 from test_assess import write_color_run
@@ -179,7 +180,7 @@ ESCAPED = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &lt;b onload=
 def test_every_string_from_a_run_is_escaped(tmp_path):
     """Names, labels, the command, notes, neighbour labels and file names come from files anyone can edit:
     each must reach the page as text (with <, & and " escaped), never as markup."""
-    from dgnam.report import RunPage, render_report
+    from dgnam.io.report import RunPage, render_report
 
     run = write_color_run(tmp_path / "run")
     record = json.loads((run / "results.json").read_text())

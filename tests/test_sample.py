@@ -1,4 +1,4 @@
-"""PPGN-h-style sampling in a generator's code space (dgnam.sample), on tiny nets built here."""
+"""PPGN-h-style sampling in a generator's code space (dgnam.methods.ppgn), on tiny nets built here."""
 
 import json
 
@@ -12,7 +12,7 @@ from dgnam import cli
 from dgnam.generators import GeneratorSpec
 from dgnam.hub import WeightSource
 from dgnam.nets import InputSpec, NetSpec
-from dgnam.sample import SampleConfig, image_diversity, layer_encoder, load_encoder, sample, sample_diversity
+from dgnam.methods.ppgn import SampleConfig, image_diversity, layer_encoder, load_encoder, sample, sample_diversity
 
 from conftest import TinyGenerator, TinyNet
 
@@ -164,7 +164,7 @@ def test_prior_generator_update_in_whitened_units(tmp_path, monkeypatch):
     """One step with all three terms, against the formula: for a PriorGenerator the encoder comes from
     its config, the gradient is scaled by code_std^2 and the noise by code_std."""
     from dgnam.generators.prior import PriorConfig, PriorGenerator
-    from dgnam.sample import _NOISE_STREAM
+    from dgnam.methods.ppgn import _NOISE_STREAM
 
     torch.manual_seed(0)
     (tmp_path / "home" / "weights").mkdir(parents=True)
@@ -206,7 +206,7 @@ class TemperedNet(PooledNet):
 
 
 def test_class_units_are_found_by_value_or_by_the_registry(monkeypatch):
-    from dgnam.sample import _class_terms
+    from dgnam.methods.ppgn import _class_terms
 
     spec = InputSpec(size=(32, 32), min_size=8)
     units = [dgnam.Unit("logits", 1), dgnam.Unit("pool", 0), dgnam.Unit("output", 2)]
@@ -282,7 +282,7 @@ def test_cli_sample_sigterm_keeps_finished_chains_and_refuses_a_used_folder(tmp_
     import os
     import signal
 
-    from dgnam.results import SampleWriter
+    from dgnam.io.write import SampleWriter
 
     net_file, gen_file = _register(tmp_path, monkeypatch)
     out = tmp_path / "samples"

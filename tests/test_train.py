@@ -11,7 +11,7 @@ import dgnam
 from dgnam.generators.prior import PriorConfig, PriorGenerator, load_prior, save_prior
 from dgnam.hub import WeightSource
 from dgnam.nets import InputSpec, NetSpec
-from dgnam.train import TrainConfig, Trainer, clip_gradients, code_stats, learning_rate, load_trained, stage_weights
+from dgnam.train.trainer import TrainConfig, Trainer, clip_gradients, code_stats, learning_rate, load_trained, stage_weights
 
 from conftest import TinyNet
 
@@ -196,7 +196,7 @@ def test_resize_upsampling_leaves_no_checkerboard(tmp_path):
 
 
 def test_trains_from_a_packed_pool(tiny_setup):
-    from dgnam.pool import pack_pool
+    from dgnam.pool.store import pack_pool
 
     pool, tmp = tiny_setup
     pack_pool(pool, tmp / "pool.npz", size=16, max_mib=1.0, progress=False)
@@ -309,7 +309,7 @@ def test_export_round_trip(tiny_setup):
 
 def test_a_prior_carries_its_measured_dgn_am_settings(tiny_setup):
     from dgnam.generators.prior import save_prior
-    from dgnam.optimize import dgnam_config
+    from dgnam.methods.dgn_am import dgnam_config
 
     pool, tmp = tiny_setup
     trainer = Trainer(config(steps=1), pool, tmp / "run", progress=False)
@@ -443,7 +443,7 @@ def test_conv_front_starts_at_the_codes_own_side_when_the_output_is_a_power_of_t
 
 
 def test_patch_discriminator_gives_a_logit_per_code_cell_and_each_part_weighs_the_same():
-    from dgnam.train import PatchDiscriminator, gan_loss, make_discriminator
+    from dgnam.train.trainer import PatchDiscriminator, gan_loss, make_discriminator
 
     d = PatchDiscriminator((6, 16, 16))
     g, p = d(torch.rand(2, 3, 64, 64), torch.randn(2, 6, 16, 16))

@@ -10,6 +10,8 @@ import re
 import sys
 from pathlib import Path
 
+from .commands import _cmd_bounds, _cmd_evaluate, _cmd_exemplars, _cmd_neighbors, _cmd_pool, _cmd_report, _cmd_repro, _cmd_train, _cmd_weights
+
 DEFAULT_PIXEL_METHOD = "deepinversion"  # used when no generator prior is registered for the net
 FALLBACK_PIXEL_METHOD = "fourier"  # ... and when that net has no BatchNorm statistics for DeepInversion
 
@@ -108,16 +110,6 @@ def net_from_args(args, fit: str | None = None):
     from .nets.adapters import load_target
 
     return load_target(args.net, weights=args.net_weights, download=getattr(args, "download", False), overrides=spec_overrides(args), fit=fit)
-
-
-def recorded_overrides(record: dict):
-    """The input-spec overrides a run folder's results.json recorded (``net_overrides``), to rebuild its net."""
-    from .nets.adapters import SpecOverrides, read_categories
-
-    given = record.get("net_overrides") or {}
-    tuples = {k: tuple(given[k]) for k in ("size", "mean", "std") if given.get(k) is not None}
-    categories = read_categories(given["categories_file"]) if given.get("categories_file") else None
-    return SpecOverrides(value_range=given.get("value_range"), bgr=given.get("bgr"), categories=categories, **tuples)
 
 
 def spec_overrides(args):
@@ -365,8 +357,8 @@ def _cmd_visualize(args) -> int:
     from .hooks import addressable_layers
     from .interrupts import stop_on_signals
     from .objectives import check_units, receptive_field_box
-    from .results import RunWriter
-    from .rundir import check_same_settings, prepare_run_folder, read_json_object
+    from .io.rundir import check_same_settings, prepare_run_folder, read_json_object
+    from .io.write import RunWriter
     from .run import iter_visualize, make_jobs
 
     if args.batch_size < 1:
@@ -377,7 +369,7 @@ def _cmd_visualize(args) -> int:
                          "and run the rest into another --out")
     preset = None
     if args.preset:
-        from .presets import get_preset
+        from .methods.presets import get_preset
 
         preset = get_preset(args.preset)
     args.net = args.net or (preset.net if preset else "efficientnet_lite0")
@@ -391,7 +383,7 @@ def _cmd_visualize(args) -> int:
     device = world.device
     net.to(device)
 
-    from .optimize import DGNAMConfig, dgnam_config
+    from .methods.dgn_am import DGNAMConfig, dgnam_config
 
     generator_name = args.generator or (preset.generator if preset else None) or (None if args.pixel else default_generator(args.net))
     if generator_name:
@@ -408,7 +400,7 @@ def _cmd_visualize(args) -> int:
     elif args.optimizer in ("cmaes", "ga") or args.evals is not None:
         raise ValueError("--optimizer cmaes/ga and --evals search a generator's code space: give --generator NAME or FILE.safetensors")
     else:
-        from .pixel import PixelConfig
+        from .methods.pixel import PixelConfig
 
         if args.transforms is not None:
             raise ValueError("--transforms applies only to DGN-AM through a generator prior (give --generator); "
@@ -493,8 +485,8 @@ def _init_start(args, net, generator, generator_name, config, device):
     """``--init-image``: the start every job shares, a code (DGN-AM) or an image (pixel methods); None without it."""
     if not args.init_image:
         return None
-    from .accentuate import load_photo, photo_codes, prior_encoder
-    from .optimize import DGNAMConfig
+    from .methods.accentuate import load_photo, photo_codes, prior_encoder
+    from .methods.dgn_am import DGNAMConfig
 
     if generator is None:
         return load_photo(args.init_image, max(net.spec.size)).to(device)
@@ -506,10 +498,10 @@ def _init_start(args, net, generator, generator_name, config, device):
 
 def _generator_search(args, preset):
     """Config, flag overrides and method name of a search in code space (gradient or gradient-free)."""
-    from .optimize import DGNAMConfig
+    from .methods.dgn_am import DGNAMConfig
 
     if args.optimizer in ("cmaes", "ga"):
-        from .blackbox import CMAESConfig, GAConfig, require_cma
+        from .methods.blackbox import CMAESConfig, GAConfig, require_cma
 
         given = [f for f, v in (("--steps", args.steps), ("--lr-start", args.lr_start), ("--lr-end", args.lr_end), ("--decay", args.decay),
                                 ("--transforms", args.transforms)) if v is not None]  # fmt: skip
@@ -540,10 +532,10 @@ def _cmd_sample(args) -> int:
     from . import load_generator, parse_units
     from .hooks import addressable_layers
     from .interrupts import stop_on_signals
-    from .results import SampleWriter
-    from .rundir import check_same_settings, prepare_run_folder, read_json_object
+    from .io.rundir import check_same_settings, prepare_run_folder, read_json_object
+    from .io.write import SampleWriter
     from .run import make_jobs
-    from .sample import SampleConfig, sample
+    from .methods.ppgn import SampleConfig, sample
 
     net = net_from_args(args)
     units = parse_units(args.unit, net.categories, layers=addressable_layers(net.model))
@@ -597,7 +589,7 @@ def _sample_encoder(args, name: str, generator, config):
     """E of the chain's R(h) = E(G(h)): the target's own layer when the prior inverts the target
     (one forward pass serves both), else the encoder net the prior names; None when eps1 = 0."""
     from .generators import get_generator_spec
-    from .sample import encoder_for, load_encoder
+    from .methods.ppgn import encoder_for, load_encoder
 
     if config.eps1 == 0:
         return None, False
@@ -675,296 +667,6 @@ def _cmd_generators(_args) -> int:
     for name in names:
         spec = get_generator_spec(name)
         print(f"{name:<20} encoder={spec.encoder or '-':<22} {spec.license:<12} {spec.description}")
-    return 0
-
-
-def _weight_source(name: str):
-    from .generators import get_generator_spec, list_generators
-    from .nets import get_net_spec, list_nets
-
-    if name in list_nets():
-        return get_net_spec(name).weights
-    if name in list_generators():
-        return get_generator_spec(name).weights
-    raise KeyError(f"unknown weights {name!r}: nets {', '.join(list_nets())}; generators {', '.join(list_generators())}")
-
-
-def _cmd_weights(args) -> int:
-    from .hub import WeightsError, download_weights, resolve_weights
-
-    if args.weights_command == "download":
-        source = _weight_source(args.name)
-        try:
-            print(resolve_weights(source))
-            return 0
-        except WeightsError:
-            print(download_weights(source))
-            return 0
-    from .generators import list_generators
-    from .nets import list_nets
-
-    for name in list_nets() + list_generators():
-        source = _weight_source(name)
-        try:
-            where = str(resolve_weights(source))
-        except WeightsError:
-            where = "not here" + (f" (download from {source.urls[0]})" if source.urls else "")
-        print(f"{name:<20} {where}")
-    return 0
-
-
-def _cmd_pool(args) -> int:
-    from . import pool
-
-    if args.pool_command == "build":
-        n = pool.build_pool(args.dir, cache_dir=args.cache, size=args.size, seed=args.seed,
-                            crop_density=args.crop_density, max_crops_per_original=args.max_crops, composites=args.composites).n_images
-    elif args.pool_command == "pack":
-        card = pool.pack_pool(args.source, args.out, size=args.size, max_mib=args.max_mib)
-        packed = card["packed"]
-        print(f"packed {card['n_images']} images of {args.size} px into {args.out}: {packed['format']} quality {packed['quality']}, "
-              f"{packed['bytes'] / 2**20:.1f} MiB")
-        return 0
-    else:
-        images, meta = pool.load_image_folder(args.folder, size=args.size, progress=True)
-        n = pool.save_folder_pool(args.dir, images, meta)["n_images"]
-        if meta.get("skipped"):
-            print(f"skipped {len(meta['skipped'])} file(s) that are not readable images (warnings above)", file=sys.stderr)
-    print(f"pool of {n} images in {args.dir}")
-    return 0
-
-
-def _cmd_train(args) -> int:
-    import json
-
-    from .train import TrainConfig, Trainer
-
-    base = TrainConfig.from_dict(json.loads(Path(args.config).read_text())) if args.config else TrainConfig()
-    if args.resume and (Path(args.out) / "config.json").exists() and not args.config:
-        base = TrainConfig.from_dict(json.loads((Path(args.out) / "config.json").read_text()))
-    prior = dataclasses.replace(base.prior, **{k: v for k, v in {"encoder": args.encoder, "layer": args.layer, "output_size": args.output_size}.items() if v is not None})
-    config = dataclasses.replace(base, prior=prior, **{k: v for k, v in {"steps": args.steps, "batch_size": args.batch_size, "device": args.device}.items() if v is not None})
-    trainer = Trainer(config, args.pool, args.out, progress=not args.quiet)
-    ckpt = Path(args.out) / "checkpoint.pt"
-    if args.resume and ckpt.exists():
-        trainer.resume(ckpt)
-    trainer.train(until=args.until)
-    if args.export and trainer.rank == 0:
-        print(f"exported {args.export} sha256 {trainer.export(args.export)}")
-    return 0
-
-
-def _cmd_bounds(args) -> int:
-    import json
-
-    import torch
-
-    from .generators.prior import code_bounds
-    from .pool import load_any
-    from .train import code_stats, encode_views
-
-    images, _ = load_any(args.data)
-    views = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
-    stats = code_stats(encode_views(views, args.net, args.layer))
-    record = {"net": args.net, "layer": args.layer, "data": args.data, "images": len(images)}
-    record.update({k: v.flatten().tolist() for k, v in stats.items()})
-    lower, upper = code_bounds(stats["mean"], stats["std"], stats["min"])
-    record["lower"], record["upper"] = lower.flatten().tolist(), upper.flatten().tolist()
-    Path(args.out).write_text(json.dumps(record))
-    print(f"wrote {args.out}: {len(record['mean'])} units over {len(images)} images")
-    return 0
-
-
-def _cmd_evaluate(args) -> int:
-    import time
-
-    import torch
-
-    from . import load_net
-    from .assess import EvaluateConfig, evaluate_run
-    from .report import EVALUATION_FILE, read_run
-    from .results import json_safe, versions
-    from .rundir import write_json_atomic
-
-    record, images = read_run(args.run_dir)
-    device = torch.device(args.device)
-    net_name = args.net or record.get("net")
-    fit = None
-    if record.get("preset") and not args.net:
-        from .presets import get_preset
-
-        fit = get_preset(record["preset"]).fit
-    from .nets.adapters import load_target
-
-    overrides = recorded_overrides(record) if not args.net else None
-    target = load_target(net_name, weights=args.net_weights or record.get("net_weights"), overrides=overrides, fit=fit).to(device) if net_name else None
-    judges = {name: load_net(name).to(device) for name in dict.fromkeys(args.judge or ["efficientnet_lite1"])}
-    natural, natural_info = (None, None)
-    if args.natural:
-        from .pool import heldout_sample
-
-        natural, natural_info = heldout_sample(args.natural, size=args.natural_size)
-    config = EvaluateConfig(feature_layer=args.feature_layer, natural_images=args.natural_images, batch_size=args.batch_size)
-    output_layer = _output_layer(net_name)
-    if output_layer and output_layer not in config.output_layers:
-        config.output_layers = config.output_layers + (output_layer,)
-    result = evaluate_run(record, images, target, judges, natural, config)
-    faith = None
-    if args.data:
-        from .assess import item_unit
-        from .exemplars import open_images
-        from .psychophysics import units_faithfulness
-
-        if target is None:
-            raise ValueError("--data scores faithfulness in the target's layers: give --net (the run records none)")
-        data = open_images(args.data, size=args.natural_size, max_images=args.max_images)
-        faith = units_faithfulness(target, [item_unit(it) for it in record["items"]], images, data, k=args.k, layer=args.faithfulness_layer,
-                                   batch_size=args.batch_size)  # fmt: skip
-        faith.update({"data": str(args.data), "data_images": len(data)})
-    out = Path(args.out) if args.out else Path(args.run_dir) / EVALUATION_FILE
-    document = {
-        "run": str(args.run_dir), "target": net_name, "judges": list(judges), "natural_source": natural_info,
-        "command": ["dgnam"] + sys.argv[1:], "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions(),
-        **result.to_dict(),
-    }  # fmt: skip
-    if faith is not None:
-        document["faithfulness"] = faith
-    write_json_atomic(out, json_safe(document))  # strict JSON: a NaN score is null
-    s = result.summary
-    parts = [f"target top-1 {s['target_top1']}" if s.get("class_images") else None]
-    parts += [f"{n} top-1 {j.get('top1')} top-5 {j.get('top5')} FD {j.get('frechet_distance')}" for n, j in s["judges"].items()]
-    if faith is not None:
-        parts.append(f"faithfulness {faith['accuracy']} (natural {faith['natural_accuracy']}; chance "
-                     + ", ".join(f"{L['chance']} in {name}" for name, L in faith["layers"].items())
-                     + f"), rank score {faith['rank_score']} (natural {faith['natural_rank_score']}; chance 0.5)" if faith["layers"] else
-                     "faithfulness: " + "; ".join(faith["notes"]))  # fmt: skip
-    print(f"wrote {out}: " + "; ".join(p for p in parts if p))
-    return 0
-
-
-def _output_layer(net_name: str | None) -> str | None:
-    from .nets import get_net_spec, list_nets
-
-    return get_net_spec(net_name).output_layer if net_name in list_nets() else None
-
-
-def _cmd_neighbors(args) -> int:
-    import numpy as np
-    import torch
-
-    from . import load_net
-    from .assess import find_neighbors
-    from .report import NEIGHBORS_DIR, NEIGHBORS_FILE, neighbors_sheet, read_run
-    from .results import json_safe
-    from .rundir import write_json_atomic
-
-    record, images = read_run(args.run_dir)
-    if not len(images):
-        raise ValueError(f"{args.run_dir} has no images")
-    from .pool import load_any
-
-    data, meta = load_any(args.data, size=args.size, mmap=True)  # every image of a pool (memory-mapped) or folder
-    records, available = meta.get("records") or [], len(data)
-    usable = min(available, args.max_images or available)
-    if not 1 <= args.k <= usable:  # before any feature is computed
-        raise ValueError(f"-k {args.k}: give 1 to {usable} neighbours ({args.data} has {usable} image(s) to search)" if usable
-                         else f"{args.data} has no images to search: give a pool or a folder of images")
-    chosen = np.arange(len(data))
-    if args.max_images and args.max_images < len(data):
-        chosen = np.sort(np.random.default_rng(0).choice(len(data), size=args.max_images, replace=False))
-        data = np.asarray(data[chosen])
-    net = load_net(args.net, weights=args.net_weights).to(torch.device(args.device)).fast([args.layer])
-    nb = find_neighbors(net, args.layer, images, data, k=args.k, metric=args.metric, batch_size=args.batch_size)
-    out = Path(args.out) if args.out else Path(args.run_dir) / NEIGHBORS_DIR
-    out.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for q, item in enumerate(record["items"]):
-        found = []
-        for i, d in zip(nb.index[q], nb.distance[q]):
-            original = int(chosen[i])
-            file = records[original].get("file") if original < len(records) else None
-            found.append({"index": original, "file": file, "source": records[original].get("source") if original < len(records) else None,
-                          "distance": round(float(d), 6)})  # fmt: skip
-        sheet = f"{Path(item['file']).stem}.png"
-        captions = [f"d={n['distance']:.4f}\n{n['file'] or n['index']}" for n in found]
-        neighbors_sheet(images[q], [np.asarray(data[i]) for i in nb.index[q]], captions, title=f"{item.get('label', item['unit'])}\nseed {item['seed']}").save(out / sheet)
-        entries.append({"file": item["file"], "unit": item["unit"], "label": item.get("label"), "seed": item["seed"], "sheet": sheet, "neighbors": found})
-    document = {
-        "run": str(args.run_dir), "data": args.data, "data_images": int(len(data)), "data_available": available,
-        "net": args.net, "layer": args.layer, "metric": args.metric, "k": args.k,
-        "distance": "1 - cosine similarity of the features" if args.metric == "cosine" else "Euclidean distance of the features",
-        "items": entries,
-    }  # fmt: skip
-    write_json_atomic(out / NEIGHBORS_FILE, json_safe(document))
-    print(f"wrote {len(entries)} sheet(s) and {out / NEIGHBORS_FILE}")
-    return 0
-
-
-def _cmd_exemplars(args) -> int:
-    import torch
-
-    from . import parse_units
-    from .exemplars import check_k, exemplars, layer_activations, open_images, save_exemplars, unit_receptive_field
-    from .objectives import check_units
-    from .results import unit_label
-
-    net = net_from_args(args).to(torch.device(args.device))
-    units = list(dict.fromkeys(parse_units(args.unit, net.categories)))
-    data = open_images(args.data, size=args.size, max_images=args.max_images)  # lists files only
-    check_k(args.k, len(data))  # before any forward pass
-    check_units(net, units)
-    cache = False if args.no_cache else args.cache_dir
-    results, passes = [], {}
-    for layer in dict.fromkeys(u.layer for u in units):
-        mine = [u for u in units if u.layer == layer]
-        acts = layer_activations(net, layer, data, units=mine, cache_dir=cache, batch_size=args.batch_size, progress=not args.quiet)
-        passes[layer] = {"key": acts.key, "cached": acts.cached, "shape": list(acts.shape)}
-        for unit in mine:
-            results.append((exemplars(acts, unit, args.k), unit_receptive_field(net, unit, data.size), unit_label(unit, net.categories)))
-    settings = {"command": ["dgnam"] + sys.argv[1:], "net": args.net, "net_weights": args.net_weights, "units": [str(u) for u in units], "k": args.k,
-                "data": {"path": str(args.data), "images": len(data), "size": data.size, "fingerprint": data.fingerprint},
-                "passes": passes, "device": str(args.device)}  # fmt: skip
-    path = save_exemplars(args.out, data, results, settings)
-    how = ", ".join(f"{layer}: {'cached' if p['cached'] else 'computed'}" for layer, p in passes.items())
-    print(f"wrote the top and bottom {args.k} of {len(units)} unit(s) over {len(data)} images and {path} ({how})")
-    return 0
-
-
-def _cmd_report(args) -> int:
-    from .report import build_report
-
-    out = Path(args.out) if args.out else (Path(args.run_dirs[0]) / "report.html" if len(args.run_dirs) == 1 else Path("report.html"))
-    if out.is_dir():  # --out DIR: the page goes inside it
-        out = out / "report.html"
-    out.write_text(build_report(args.run_dirs, title=args.title), encoding="utf-8")
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
-    return 0
-
-
-def repro_config(args):
-    """The :class:`~dgnam.repro.fashion.ReproConfig` that ``dgnam repro fashion-mnist`` flags ask for."""
-    from .repro.fashion import ReproConfig
-
-    base = ReproConfig.quick() if args.quick else ReproConfig()
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
-    return base.with_budget(epochs=args.epochs, generator_steps=args.generator_steps, am_steps=args.am_steps,
-                            seeds=args.seeds, methods=methods, train_images=args.train_images)
-
-
-def _cmd_repro(args) -> int:
-    from .repro.fashion import load_fashion_mnist, run_repro, summary_markdown, synthetic_shapes
-
-    config = repro_config(args)
-    log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
-    try:
-        data = synthetic_shapes() if args.synthetic else load_fashion_mnist(args.cache)
-    except (RuntimeError, FileNotFoundError) as exc:  # FileNotFoundError: no apt-get (not a Debian system)
-        message = f"{exc.filename} not found: Fashion-MNIST comes from Debian's registry (apt-get download)" if isinstance(exc, FileNotFoundError) and exc.filename else exc
-        print(f"dgnam: error: {message}\n(`--synthetic` runs the same pipeline on generated shapes, without the package)", file=sys.stderr)
-        return 2
-    record = run_repro(data, args.out, config, reuse=args.reuse, progress=not args.quiet, log=log)
-    print(summary_markdown(record))
-    print(f"\nwrote {Path(args.out) / 'results.json'}")
     return 0
 
 

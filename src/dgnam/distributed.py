@@ -29,7 +29,7 @@ from typing import Sequence, TypeVar
 
 import torch
 
-from .rundir import RunFolderError, inside_run, read_json_object
+from .io.rundir import RunFolderError, inside_run, read_json_object
 
 T = TypeVar("T")
 
@@ -74,7 +74,7 @@ def init_world(device: str = "cpu") -> World:
         return World(device=torch.device(device))
     if str(device).startswith("cuda:"):
         raise ValueError(f"--device {device} under torchrun: use --device cuda: each process takes cuda:LOCAL_RANK")
-    from .train import _init_distributed
+    from .train.trainer import _init_distributed
 
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device == "cuda":
@@ -207,7 +207,7 @@ def merge_parts(out: str | Path, started: float | None = None, keep_parts: bool 
     """
     from PIL import Image
 
-    from .results import RunWriter, tile_caption
+    from .io.write import RunWriter, tile_caption
 
     out = Path(out)
     records = _read_parts(out)

@@ -11,7 +11,7 @@ import errno
 import json
 import os
 
-from .rundir import short
+from .io.rundir import short
 
 #: What an OSError means for the user, by errno, and what to do about it.
 _OS_FIXES = {

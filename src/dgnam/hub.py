@@ -28,7 +28,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from .rundir import short
+from .io.rundir import short
 
 PICKLE_SUFFIXES = (".pkl", ".pickle")  # formats whose reading runs code: hash-enforced even when named explicitly
 

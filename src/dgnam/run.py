@@ -1,7 +1,7 @@
 """Running many units x seeds in batches, with any method (generator prior or pixel baseline).
 
-Compute only: :func:`iter_visualize` yields one :class:`~dgnam.optimize.AMResult` per batch and
-:func:`visualize` merges them. Writing files is :mod:`dgnam.results`' job.
+Compute only: :func:`iter_visualize` yields one :class:`~dgnam.methods.base.AMResult` per batch and
+:func:`visualize` merges them. Writing files is :mod:`dgnam.io.write`' job.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import torch
 from .generators import Generator
 from .nets import Target
 from .objectives import check_units
-from .optimize import AMResult, DGNAMConfig, dgn_am, dgnam_config
+from .methods.base import AMResult
+from .methods.dgn_am import DGNAMConfig, dgn_am, dgnam_config
 from .units import Unit
 
 
@@ -46,13 +47,13 @@ def iter_visualize(
         target: The net whose units are maximized.
         jobs: Units and seeds (:func:`make_jobs`).
         generator: A generator prior (DGN-AM); None runs the pixel-space method of ``config``.
-        config: :class:`~dgnam.optimize.DGNAMConfig` with a generator (or a gradient-free
-            :class:`~dgnam.blackbox.CMAESConfig` / :class:`~dgnam.blackbox.GAConfig`), else
-            :class:`~dgnam.pixel.PixelConfig`; None takes the defaults.
+        config: :class:`~dgnam.methods.dgn_am.DGNAMConfig` with a generator (or a gradient-free
+            :class:`~dgnam.methods.blackbox.CMAESConfig` / :class:`~dgnam.methods.blackbox.GAConfig`), else
+            :class:`~dgnam.methods.pixel.PixelConfig`; None takes the defaults.
         batch_size: Images optimized together (memory grows with it; throughput too, up to a point).
         progress: Show progress bars.
         init: One start shared by every job instead of the seed's random one (feature accentuation,
-            :mod:`dgnam.accentuate`): a code of the generator's ``code_shape``, or a (3, H, W) image for a
+            :mod:`dgnam.methods.accentuate`): a code of the generator's ``code_shape``, or a (3, H, W) image for a
             pixel method. The seeds still seed the random transforms.
 
     Returns:
@@ -70,8 +71,8 @@ def iter_visualize(
         if getattr(config, "bn_weight", 0) == 0:  # same activations, computed faster where possible (BatchNorm folded)
             target = target.fast([j.unit.layer for j in jobs])
         return _batches(target, jobs, generator, config, batch_size, progress, init)
-    from .blackbox import CMAESConfig, GAConfig
-    from .pixel import PixelConfig
+    from .methods.blackbox import CMAESConfig, GAConfig
+    from .methods.pixel import PixelConfig
 
     if isinstance(config, (CMAESConfig, GAConfig)):
         raise ValueError(f"{type(config).__name__} searches a generator's code space: pass generator= "
@@ -87,14 +88,14 @@ def _batches(target, jobs, generator, config, batch_size, progress, init=None) -
             chunk = jobs[start : start + batch_size]
             units, seeds = [j.unit for j in chunk], [j.seed for j in chunk]
             if generator is not None and not isinstance(config, DGNAMConfig):  # CMAESConfig, GAConfig
-                from .blackbox import blackbox_am
+                from .methods.blackbox import blackbox_am
 
                 result = blackbox_am(target, generator, units, seeds, config, progress=progress)
             elif generator is not None:
                 start = None if init is None else init.expand(len(chunk), *init.shape)
                 result = dgn_am(target, generator, units, seeds, config, progress=progress, init_code=start)
             else:
-                from .pixel import pixel_am
+                from .methods.pixel import pixel_am
 
                 start = None if init is None else init.expand(len(chunk), *init.shape)
                 result = pixel_am(target, units, seeds, config, progress=progress, init_images=start)

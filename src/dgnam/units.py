@@ -65,13 +65,13 @@ def _parse_location(text: str) -> Location:
     m = re.fullmatch(r"(\d+)\s*,\s*(\d+)", text)
     if m:
         return (int(m.group(1)), int(m.group(2)))
-    from .rundir import short
+    from .io.rundir import short
 
     raise UnitError(f"unknown location {short(repr(text))}: use center, mean, cls, a token index T or a position Y,X")
 
 
 def _short(name: str) -> str:
-    from .rundir import short
+    from .io.rundir import short
 
     return short(repr(name))
 
@@ -112,7 +112,7 @@ def parse_unit(text: str, categories: Sequence[str] | None = None, layers: Seque
         >>> parse_unit("logits:0-2")
         [Unit(layer='logits', index=0, location=None), Unit(layer='logits', index=1, location=None), Unit(layer='logits', index=2, location=None)]
     """
-    from .rundir import short
+    from .io.rundir import short
 
     text = text.strip()
     if ":" not in text:
@@ -167,7 +167,7 @@ def parse_units(texts: Iterable[str], categories: Sequence[str] | None = None, l
     A units file must exist and hold at least one unit; an error in it names the file and line; a
     file that includes itself (``@FILE`` lines, directly or through others) is refused.
     """
-    from .rundir import short
+    from .io.rundir import short
 
     units: list[Unit] = []
     for text in texts:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..nets import Target
-from ..exemplars import exemplar_crops, exemplars, layer_activations, unit_receptive_field
+from ..eval.exemplars import exemplar_crops, exemplars, layer_activations, unit_receptive_field
 from ..interrupts import stop_on_signals
 from ..objectives import check_units
 from ..units import Unit, UnitError, layer_kind, parse_units
@@ -101,9 +101,9 @@ def default_pool_dir() -> Path:
 
 
 def open_data(path: str | Path, size: int = 224, max_images: int | None = None):
-    """The natural images of an atlas (:func:`dgnam.exemplars.open_images`: an image folder, a pool
+    """The natural images of an atlas (:func:`dgnam.eval.exemplars.open_images`: an image folder, a pool
     folder or a packed pool; only the file list is read now, images are decoded when used)."""
-    from ..exemplars import open_images
+    from ..eval.exemplars import open_images
 
     return open_images(path, size=size, max_images=max_images)
 
@@ -241,7 +241,7 @@ def build_atlas(
 
 def _data_activations(target, site, data, pending, config, world, progress) -> tuple[dict, int]:
     """The data's activations of each layer that pending units use: one cached pass per layer
-    (:func:`dgnam.exemplars.layer_activations`, cached in ``site/cache``); rank 0 computes, the other
+    (:func:`dgnam.eval.exemplars.layer_activations`, cached in ``site/cache``); rank 0 computes, the other
     ranks wait and read the cache."""
     from ..distributed import barrier
 
@@ -297,7 +297,7 @@ def _encoder(target, method):
     """The prior's encoder for accentuation, or None when the prior names none (then no accentuation)."""
     if method.generator is None:
         return None
-    from ..accentuate import prior_encoder
+    from ..methods.accentuate import prior_encoder
 
     try:
         return prior_encoder(method.generator, target, method.generator_name)
@@ -307,7 +307,7 @@ def _encoder(target, method):
 
 
 def _accentuate(target, batch, seed, method, photos, encoder) -> list[Synthesized]:
-    from ..accentuate import accentuate
+    from ..methods.accentuate import accentuate
 
     cfg = method.config if method.generator is not None else method.pixel
     result = accentuate(target, batch, [seed] * len(batch), method.generator, cfg, photos, encoder=encoder, generator_name=method.generator_name)

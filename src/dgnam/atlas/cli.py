@@ -19,8 +19,8 @@ def run_atlas(args) -> int:
     from .. import load_generator
     from ..cli import default_generator, default_pixel_method, net_from_args
     from ..distributed import close_world, init_world
-    from ..optimize import dgnam_config
-    from ..pixel import PixelConfig
+    from ..methods.dgn_am import dgnam_config
+    from ..methods.pixel import PixelConfig
     from .build import AtlasMethod, build_atlas, ensure_pool, open_data
     from .compute import AtlasConfig
 

@@ -90,7 +90,7 @@ def synthesize(target: Target, units: Sequence[Unit], seeds: Sequence[int], gene
         units: One unit per image.
         seeds: One seed per image.
         generator: A generator prior (DGN-AM), or None for the pixel method of ``config``.
-        config: :class:`~dgnam.optimize.DGNAMConfig` or :class:`~dgnam.pixel.PixelConfig`.
+        config: :class:`~dgnam.methods.dgn_am.DGNAMConfig` or :class:`~dgnam.methods.pixel.PixelConfig`.
         init_images: (N, 3, H, W) photos to start from (feature accentuation): DGN-AM starts from
             their codes E(photo) under the prior's encoder, pixel methods from the photos themselves.
         progress: Show the optimization's progress bar.
@@ -98,7 +98,7 @@ def synthesize(target: Target, units: Sequence[Unit], seeds: Sequence[int], gene
     Returns:
         One :class:`Synthesized` per pair, in order.
     """
-    from ..accentuate import accentuate
+    from ..methods.accentuate import accentuate
 
     result = accentuate(target, list(units), list(seeds), generator, config, init_images, progress=progress)
     return [Synthesized(result.images[i], float(result.final[i]), int(s)) for i, s in enumerate(seeds)]

@@ -25,9 +25,9 @@ class Generator(nn.Module):
         output_size: Native (height, width) of the images.
         lower, upper: Buffers of shape ``code_shape`` with the per-unit clipping bounds
             (``-inf``/``inf`` where unknown).
-        dgn_am_defaults: :class:`~dgnam.optimize.DGNAMConfig` fields measured to suit this generator
+        dgn_am_defaults: :class:`~dgnam.methods.dgn_am.DGNAMConfig` fields measured to suit this generator
             (e.g. ``{"lr_start": 0.5}`` for a prior whose codes saturate under the paper's step of 8);
-            :func:`~dgnam.optimize.dgnam_config` applies them under the caller's own settings. Empty:
+            :func:`~dgnam.methods.dgn_am.dgnam_config` applies them under the caller's own settings. Empty:
             the paper's settings.
     """
 
@@ -72,7 +72,7 @@ def code_center_scale(generator: Generator) -> tuple[torch.Tensor, torch.Tensor]
     """Centre and per-unit scale of a generator's codes, both of ``code_shape`` on its device:
     ``code_mean``/``code_std`` where the generator has them (priors trained by dgnam), else 0 and 1
     (N(0, 1) codes, as DeePSiM's fc6). Gradient-free searches step in units of the scale
-    (:mod:`dgnam.blackbox`); PPGN-h sampling whitens the code with it (:mod:`dgnam.sample`).
+    (:mod:`dgnam.methods.blackbox`); PPGN-h sampling whitens the code with it (:mod:`dgnam.methods.ppgn`).
 
     Args:
         generator: Any :class:`Generator`.
@@ -151,7 +151,7 @@ def load_generator(name: str, weights: str | Path | None = None, download: bool 
     """
     if name.endswith(".safetensors") or "/" in name or "\\" in name:  # a file, not a registry name
         from ..hub import WeightsError
-        from ..rundir import short
+        from ..io.rundir import short
         from .prior import load_prior
 
         if not Path(name).is_file():

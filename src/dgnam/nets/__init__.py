@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..hub import WeightSource, check_explicit, load_state_dict, load_strict, resolve_weights
-from ..rundir import short
+from ..io.rundir import short
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -42,17 +42,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..assess import nearest_neighbors
-from ..assess import layer_features as net_layer_features
-from ..evaluate import diversity, judge_pass
+from ..eval.score import nearest_neighbors
+from ..eval.score import layer_features as net_layer_features
 from ..generators import load_generator
-from ..generators.prior import PriorConfig, PriorGenerator, prior_metadata, save_prior
-from ..hooks import forward_until
-from ..nets import InputSpec, Target, wrap_model
-from ..optimize import AMResult, DGNAMConfig, dgn_am
-from ..pixel import PixelConfig, pixel_am
-from ..train import Discriminator, code_stats, cosine_decay, deepsim_step, stage_weights
-from ..units import Unit
+from ..generators.prior import prior_metadata, save_prior
+from ..nets import wrap_model
+from .fashion_am import AMConfig, GeneratorConfig, METHODS, PIXEL_AT_32, Reference, build_generator, class_diversity, judge, reconstruction_metrics, synthesize, train_generator
+from .fashion_nets import ARCHS, FEATURE_LAYER, FashionCNN, FashionMLP, GreyInput, NetConfig, Normalization, SIZE, TinyResNet, accuracy, build_net, grey, layer_features, train_classifier
 
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 PACKAGE = "dataset-fashion-mnist"  # Debian package (Expat licence, Zalando SE 2017)
@@ -63,18 +59,6 @@ IDX_FILES = {
     "test_x": "t10k-images-idx3-ubyte.gz",
     "test_y": "t10k-labels-idx1-ubyte.gz",
 }
-SIZE = 32  # px the nets and the generator work at (28 px images + 2 px border)
-METHODS = ("dgn-am", "pixel", "yosinski", "fourier", "deepinversion")
-
-# The pixel baselines' transform amounts are in pixels of 224 px images (dgnam.pixel._DEFAULTS);
-# at 32 px (1/7 of that) they are scaled down, to at least 1 px. Everything else stays at its default.
-PIXEL_AT_32: dict[str, dict] = {
-    "pixel": {},
-    "yosinski": dict(jitter=1, blur_sigma=0.5),  # 4 px jitter and a 1 px blur at 224 px
-    "fourier": dict(pad=2, jitter=2, fine_jitter=1),  # 16, 16 and 8 px at 224 px
-    "deepinversion": dict(jitter=2, fine_jitter=1),
-}
-
 
 # ==================================================================================================
 # Data
@@ -149,11 +133,11 @@ def read_idx(path: str | Path) -> np.ndarray:
 
 def load_fashion_mnist(cache_dir: str | Path | None = None, fetch: Callable | None = None) -> ImageData:
     """Fashion-MNIST from Debian's ``dataset-fashion-mnist``, downloaded and unpacked (not installed)
-    into the cache with :func:`dgnam.pool.fetch_deb`.
+    into the cache with :func:`dgnam.pool.sources.fetch_deb`.
 
     Args:
         cache_dir: Folder of unpacked packages (default ``$DGNAM_HOME/debs``).
-        fetch: ``(package, cache_dir) -> DebPackage`` (default :func:`dgnam.pool.fetch_deb`).
+        fetch: ``(package, cache_dir) -> DebPackage`` (default :func:`dgnam.pool.sources.fetch_deb`).
 
     Returns:
         60,000 training and 10,000 test images, 28 x 28 px.
@@ -233,454 +217,6 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)[:, None]
     top, left = (SIZE - x.shape[-2]) // 2, (SIZE - x.shape[-1]) // 2
     return F.pad(x, (left, SIZE - x.shape[-1] - left, top, SIZE - x.shape[-2] - top))
-
-
-def grey(images: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) in [0, 1] -> (N, 1, H, W): the mean of the channels, what every net here reads."""
-    return images if images.shape[1] == 1 else images.mean(1, keepdim=True)
-
-
-# ==================================================================================================
-# Nets
-# ==================================================================================================
-
-
-class GreyInput(nn.Module):
-    """First layer of every net here: RGB input is averaged to grey; grey input passes through."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return grey(x)
-
-
-def _conv_block(cin: int, cout: int, kernel: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2))
-
-
-class FashionCNN(nn.Module):
-    """Encoder and target: three conv blocks (32 -> 16 -> 8 -> 4 px), ``code`` (the penultimate layer,
-    ReLU: the generator's code, as fc6 in the paper) and ``logits``. BatchNorm throughout, so that
-    DeepInversion's prior applies."""
-
-    def __init__(self, classes: int = 10, widths: tuple[int, int, int] = (16, 32, 64), code_dim: int = 128):
-        super().__init__()
-        w1, w2, w3 = widths
-        self.grey = GreyInput()
-        self.block1 = _conv_block(1, w1, 5)
-        self.block2 = _conv_block(w1, w2, 3)
-        self.block3 = _conv_block(w2, w3, 3)
-        self.flatten = nn.Flatten(1)
-        self.code = nn.Sequential(nn.Linear(w3 * (SIZE // 8) ** 2, code_dim), nn.ReLU())
-        self.logits = nn.Linear(code_dim, classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.block3(self.block2(self.block1(self.grey(x))))
-        return self.logits(self.code(self.flatten(x)))
-
-
-class FashionMLP(nn.Module):
-    """Judge: a two-hidden-layer perceptron on the raw pixels (no convolutions, no BatchNorm)."""
-
-    def __init__(self, classes: int = 10, hidden: tuple[int, int] = (256, 128)):
-        super().__init__()
-        self.grey = GreyInput()
-        self.flatten = nn.Flatten(1)
-        self.fc1 = nn.Sequential(nn.Linear(SIZE * SIZE, hidden[0]), nn.ReLU())
-        self.fc2 = nn.Sequential(nn.Linear(hidden[0], hidden[1]), nn.ReLU())
-        self.logits = nn.Linear(hidden[1], classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logits(self.fc2(self.fc1(self.flatten(self.grey(x)))))
-
-
-class BasicBlock(nn.Module):
-    """ResNet's basic block: two 3x3 convolutions with BatchNorm and a shortcut."""
-
-    def __init__(self, cin: int, cout: int, stride: int = 1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.shortcut = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
-        return F.relu(out + self.shortcut(x))
-
-
-class TinyResNet(nn.Module):
-    """Judge: a strided stem (16 px) and three basic blocks (16, 8, 4 px), global average ``pool``."""
-
-    def __init__(self, classes: int = 10, widths: tuple[int, int, int] = (16, 32, 64)):
-        super().__init__()
-        w1, w2, w3 = widths
-        self.grey = GreyInput()
-        self.stem = nn.Sequential(nn.Conv2d(1, w1, 3, 2, 1, bias=False), nn.BatchNorm2d(w1), nn.ReLU())
-        self.stage1 = BasicBlock(w1, w1)
-        self.stage2 = BasicBlock(w1, w2, 2)
-        self.stage3 = BasicBlock(w2, w3, 2)
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
-        self.logits = nn.Linear(w3, classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logits(self.pool(self.stage3(self.stage2(self.stage1(self.stem(self.grey(x)))))))
-
-
-ARCHS: dict[str, type[nn.Module]] = {"cnn": FashionCNN, "mlp": FashionMLP, "resnet": TinyResNet}
-FEATURE_LAYER = {"cnn": "code", "mlp": "fc2", "resnet": "pool"}  # each arch's penultimate layer
-
-
-@dataclass
-class NetConfig:
-    """A classifier and its training (Adam, cosine learning-rate decay, cross-entropy)."""
-
-    arch: str = "cnn"  # "cnn" (the encoder/target), "mlp" or "resnet" (judges)
-    seed: int = 0  # initialization and batch order
-    epochs: float = 1.0  # passes over the training images
-    batch_size: int = 128
-    lr: float = 2e-3  # Adam's learning rate at the start
-    lr_final: float = 0.02  # ... and at the end, as a fraction of lr (cosine decay)
-    train_images: int = 0  # train on the first N training images (0: all)
-
-    def __post_init__(self):
-        if self.arch not in ARCHS:
-            raise ValueError(f"unknown arch {self.arch!r}: choose one of {', '.join(ARCHS)}")
-
-    @property
-    def name(self) -> str:
-        return f"{self.arch}_seed{self.seed}"
-
-
-def build_net(arch: str, seed: int, classes: int = 10) -> nn.Module:
-    """A freshly initialized net; the weights depend only on ``seed`` (the global RNG is left as it was)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return ARCHS[arch](classes)
-
-
-@dataclass(frozen=True)
-class Normalization:
-    """Grey-level mean and std of the training images (at 32 px): the nets' input normalization."""
-
-    mean: float
-    std: float
-
-    @classmethod
-    def of(cls, images: torch.Tensor) -> "Normalization":
-        return cls(round(float(images.mean()), 6), round(float(images.std()), 6))
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        return (images - self.mean) / self.std
-
-    def input_spec(self) -> InputSpec:
-        """The :class:`~dgnam.nets.InputSpec` of a net trained with this normalization (RGB in [0, 1],
-        the same value on each channel, so the net's grey average is the normalized grey image)."""
-        return InputSpec(size=(SIZE, SIZE), mean=(self.mean,) * 3, std=(self.std,) * 3, min_size=SIZE)
-
-
-def train_classifier(
-    config: NetConfig, x: torch.Tensor, y: torch.Tensor, norm: Normalization, classes: int = 10, progress: bool = False
-) -> tuple[nn.Module, dict]:
-    """Train one classifier.
-
-    Args:
-        config: Architecture, seed and budget.
-        x: float (N, 1, 32, 32) training images in [0, 1] (:func:`to_tensor`).
-        y: int64 (N,) labels.
-        norm: Input normalization.
-        classes: Number of classes.
-        progress: Show a tqdm bar.
-
-    Returns:
-        The net in eval mode and ``{"steps", "seconds", "final_loss"}``.
-
-    Example:
-        >>> net, info = train_classifier(NetConfig("mlp", seed=1), to_tensor(data.train_x), torch.from_numpy(data.train_y), norm)
-    """
-    from tqdm.auto import tqdm
-
-    if config.train_images:
-        x, y = x[: config.train_images], y[: config.train_images]
-    model = build_net(config.arch, config.seed, classes).train()
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    rng = torch.Generator().manual_seed(config.seed)
-    per_epoch = max(1, len(x) // config.batch_size)
-    steps = max(1, round(config.epochs * per_epoch))
-    started, losses, order = time.time(), [], torch.empty(0, dtype=torch.long)
-    for step in tqdm(range(steps), desc=f"train {config.name}", disable=not progress, leave=False):
-        if step % per_epoch == 0:
-            order = torch.randperm(len(x), generator=rng)
-        rows = order[(step % per_epoch) * config.batch_size : (step % per_epoch + 1) * config.batch_size]
-        for group in opt.param_groups:
-            group["lr"] = cosine_decay(config.lr, config.lr_final, step, steps)
-        loss = F.cross_entropy(model(norm(x[rows])), y[rows])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    model.eval()
-    return model, {"steps": steps, "seconds": round(time.time() - started, 2), "final_loss": float(np.mean(losses[-20:]))}
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: Normalization, batch_size: int = 1000) -> float:
-    """Top-1 accuracy of ``model`` on (N, 1|3, 32, 32) images in [0, 1]."""
-    hits = sum(int((model(norm(x[i : i + batch_size])).argmax(1) == y[i : i + batch_size]).sum()) for i in range(0, len(x), batch_size))
-    return hits / max(1, len(x))
-
-
-@torch.no_grad()
-def layer_features(model: nn.Module, layer: str, x: torch.Tensor, norm: Normalization, batch_size: int = 1000) -> torch.Tensor:
-    """Output of ``layer`` for (N, 1|3, 32, 32) images in [0, 1], flattened to (N, D)."""
-    out = [forward_until(model, layer, norm(x[i : i + batch_size])).flatten(1) for i in range(0, len(x), batch_size)]
-    return torch.cat(out)
-
-
-# ==================================================================================================
-# Generator
-# ==================================================================================================
-
-
-@dataclass
-class GeneratorConfig:
-    """The DeePSiM-style generator and its training; loss weights and stages follow
-    :class:`dgnam.train.TrainConfig` (pixel loss first, then the feature loss, then the adversarial one)."""
-
-    fc_width: int = 512  # hidden fully connected layer
-    channels: tuple[int, ...] = (64, 64, 32, 16)  # 4x4 map, then 8, 16 and 32 px
-    steps: int = 1000  # optimizer steps (1000 x 64 images: about one epoch of Fashion-MNIST)
-    batch_size: int = 64
-    lr: float = 5e-4  # Adam (DeePSiM: 2e-4 over far more steps), cosine decay to lr_final * lr
-    lr_final: float = 0.05
-    betas: tuple[float, float] = (0.5, 0.999)  # DeePSiM's
-    w_pix: float = 1.0  # pixel MSE
-    w_feat: float = 0.05  # comparator-feature MSE / the features' variance over the data
-    w_adv: float = 0.005  # non-saturating GAN loss (0: no discriminator)
-    feat_start: float = 0.25  # fraction of steps with the pixel loss only
-    adv_start: float = 0.5  # fraction of steps before the adversarial term
-    ramp: float = 0.1  # fraction of steps over which each term ramps in
-    comparator_layer: str = "block2"  # the encoder's second conv block (8 x 8 x 32): DeePSiM's comparator
-    disc_width: int = 8  # width of dgnam.train.Discriminator (its first conv layer)
-    seed: int = 0
-
-    def __post_init__(self):
-        self.channels = tuple(self.channels)
-        self.betas = tuple(self.betas)
-
-    def prior_config(self, code_dim: int) -> PriorConfig:
-        return PriorConfig(encoder="fashion_cnn", layer="code", code_shape=(code_dim,), output_size=SIZE, fc_width=self.fc_width, channels=self.channels)
-
-
-def build_generator(config: GeneratorConfig, codes: torch.Tensor) -> PriorGenerator:
-    """A fresh generator whose code statistics (and so its clipping bounds [0, mean + 3 std]) are those
-    of ``codes`` (N, D), the encoder's codes of the training images."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        gen = PriorGenerator(config.prior_config(codes.shape[1]))
-    stats = code_stats(codes)
-    gen.set_code_stats(stats["mean"], stats["std"], stats["min"])
-    return gen
-
-
-def train_generator(
-    encoder: nn.Module,
-    x: torch.Tensor,
-    codes: torch.Tensor,
-    norm: Normalization,
-    config: GeneratorConfig = GeneratorConfig(),
-    progress: bool = False,
-) -> tuple[PriorGenerator, dict]:
-    """Train G to invert the encoder's ``code`` layer: G(E(x)) ~ x.
-
-    Loss (DeePSiM): ``w_pix * MSE(G(y), x) + w_feat * MSE(C(G(y)), C(x)) / var(C) + w_adv * L_adv``,
-    with C the encoder up to ``config.comparator_layer`` and a discriminator D(image, code)
-    (:class:`dgnam.train.Discriminator`); the weights ramp in by stages (:func:`dgnam.train.stage_weights`).
-    Targets are the grey images repeated on the three channels, so G learns grey images.
-
-    Args:
-        encoder: The trained :class:`FashionCNN` (left unchanged).
-        x: float (N, 1, 32, 32) training images in [0, 1].
-        codes: (N, D) the encoder's codes of ``x`` (:func:`layer_features` at ``"code"``).
-        norm: The encoder's input normalization.
-        config: Architecture, loss weights, stages and budget.
-        progress: Show a tqdm bar.
-
-    Returns:
-        The generator (eval mode) and ``{"steps", "seconds", "final": {loss terms}}``.
-    """
-    from tqdm.auto import tqdm
-
-    gen = build_generator(config, codes).train()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed + 1)
-        disc = Discriminator(codes.shape[1], config.disc_width)
-    encoder = encoder.eval()
-    frozen = [p.requires_grad for p in encoder.parameters()]
-    for p in encoder.parameters():
-        p.requires_grad_(False)
-    opt_g = torch.optim.Adam(gen.parameters(), lr=config.lr, betas=config.betas)
-    opt_d = torch.optim.Adam(disc.parameters(), lr=config.lr, betas=config.betas)
-
-    def compare(images: torch.Tensor) -> torch.Tensor:
-        return forward_until(encoder, config.comparator_layer, norm(images))
-
-    with torch.no_grad():
-        feat_var = float(compare(x[:512]).var().clamp_min(1e-8))
-    rng = torch.Generator().manual_seed(config.seed)
-    started, logs = time.time(), {}
-    try:
-        for step in tqdm(range(config.steps), desc="train generator", disable=not progress, leave=False):
-            w_pix, w_feat, w_adv = stage_weights(config, step)  # same staging as dgnam.train (duck-typed config)
-            for opt in (opt_g, opt_d):
-                for group in opt.param_groups:
-                    group["lr"] = cosine_decay(config.lr, config.lr_final, step, config.steps)
-            rows = torch.randint(len(x), (config.batch_size,), generator=rng)
-            real, y = x[rows].expand(-1, 3, -1, -1), codes[rows]
-            logs = deepsim_step(gen, disc, opt_g, opt_d, real, y, compare, feat_var, (w_pix, w_feat, w_adv))
-    finally:
-        for p, flag in zip(encoder.parameters(), frozen):
-            p.requires_grad_(flag)
-    gen.eval()
-    return gen, {"steps": config.steps, "seconds": round(time.time() - started, 2), "final": {k: round(v, 5) for k, v in logs.items()}}
-
-
-@torch.no_grad()
-def reconstruction_metrics(gen: PriorGenerator, encoder: nn.Module, x: torch.Tensor, y: torch.Tensor, codes: torch.Tensor, norm: Normalization) -> dict:
-    """How well G inverts E on held-out images: PSNR of the grey reconstruction, cosine between
-    E(G(E(x))) and E(x), and the encoder's accuracy on the reconstructions."""
-    recon = grey(torch.cat([gen(codes[i : i + 500]) for i in range(0, len(codes), 500)]))
-    mse = (recon - x).pow(2).flatten(1).mean(1)
-    codes2 = layer_features(encoder, "code", recon, norm)
-    return {
-        "heldout_psnr": round(float((10 * torch.log10(1.0 / mse.clamp_min(1e-10))).mean()), 3),
-        "heldout_code_cos": round(float(F.cosine_similarity(codes2, codes).mean()), 4),
-        "heldout_recon_accuracy": round(accuracy(encoder, recon, y, norm), 4),
-        "heldout_images": len(x),
-    }
-
-
-# ==================================================================================================
-# Activation maximization
-# ==================================================================================================
-
-
-@dataclass
-class AMConfig:
-    """Which methods run, on which seeds; every method takes the same number of steps."""
-
-    methods: tuple[str, ...] = METHODS  # "dgn-am" and any of dgnam.pixel.METHODS
-    seeds: tuple[int, ...] = (0, 1, 2)
-    steps: int = 200  # the paper's; DGN-AM keeps its schedule (lr 8 -> ~0, decay 0.99, clipping)
-
-    def __post_init__(self):
-        self.methods, self.seeds = tuple(self.methods), tuple(int(s) for s in self.seeds)
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown:
-            raise ValueError(f"unknown method(s) {', '.join(unknown)}: choose from {', '.join(METHODS)}")
-        if not self.seeds:
-            raise ValueError("give at least one seed")
-
-
-def has_batchnorm(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
-
-
-def synthesize(target: Target, generator: PriorGenerator | None, classes: Sequence[int], config: AMConfig, progress: bool = False) -> dict[str, tuple[AMResult, float]]:
-    """Every method on every class and seed, one batch per method (class-major order).
-
-    Args:
-        target: The classifier as a :class:`~dgnam.nets.Target`; its ``logits`` layer is maximized.
-        generator: The prior of DGN-AM (needed when ``"dgn-am"`` is among the methods).
-        classes: Class indices.
-        config: Methods, seeds and steps.
-        progress: Show tqdm bars.
-
-    Returns:
-        ``method -> (AMResult, seconds)``; ``"deepinversion"`` is left out when the target has no
-        BatchNorm (its prior has nothing to match).
-    """
-    units = [Unit("logits", int(c)) for c in classes for _ in config.seeds]
-    seeds = [s for _ in classes for s in config.seeds]
-    out: dict[str, tuple[AMResult, float]] = {}
-    for method in config.methods:
-        started = time.time()
-        if method == "dgn-am":
-            if generator is None:
-                raise ValueError("dgn-am needs a generator")
-            result = dgn_am(target, generator, units, seeds, DGNAMConfig(steps=config.steps), progress=progress)
-        elif method == "deepinversion" and not has_batchnorm(target.model):
-            continue
-        else:
-            pixel = PixelConfig(method=method, steps=config.steps, size=SIZE, **PIXEL_AT_32[method])
-            result = pixel_am(target, units, seeds, pixel, progress=progress)
-        out[method] = (result, round(time.time() - started, 2))
-    return out
-
-
-# ==================================================================================================
-# Judging and the nearest-neighbour check
-# ==================================================================================================
-
-
-@dataclass
-class Reference:
-    """What real held-out images look like to the checks, for scale: their nearest training image's
-    distance in pixel space (RMS, grey levels in [0, 1]) and in the encoder's code space."""
-
-    pixel_rms: np.ndarray
-    code: np.ndarray
-    diversity: dict = field(default_factory=dict)  # class_diversity of the held-out images, per net and in pixels
-    copy_percentile: float = 1.0  # a synthesized image closer (pixel RMS) to a training image than
-    # this percentile of the held-out images' nearest distances counts as a near-copy
-
-    @property
-    def copy_threshold(self) -> float:
-        return float(np.percentile(self.pixel_rms, self.copy_percentile))
-
-    def summary(self) -> dict:
-        q = lambda a: {f"p{p}": round(float(np.percentile(a, p)), 4) for p in (1, 5, 50)}  # noqa: E731
-        return {"images": len(self.pixel_rms), "pixel_rms": q(self.pixel_rms), "code": q(self.code), "diversity": self.diversity, "copy_percentile": self.copy_percentile, "copy_threshold": round(self.copy_threshold, 4)}
-
-
-def class_diversity(features: torch.Tensor, labels: Sequence[int], center: torch.Tensor) -> float:
-    """:func:`dgnam.evaluate.diversity` of ``features`` grouped by label, after subtracting ``center``
-    (the mean over real images): ReLU features all point into one orthant, and their raw cosines
-    would read every pair as alike."""
-    labels = [int(c) for c in labels]
-    groups = {c: [i for i, lab in enumerate(labels) if lab == c] for c in dict.fromkeys(labels)}
-    return round(diversity([features[g] - center for g in groups.values()]), 4)
-
-
-def judge(
-    images: torch.Tensor,
-    labels: Sequence[int],
-    nets: dict[str, Target],
-    feature_layers: dict[str, str],
-    centers: dict[str, torch.Tensor],
-) -> dict:
-    """Top-1 of each net, and the seeds' diversity in each net's penultimate features and in pixels.
-
-    Args:
-        images: (N, 3, 32, 32) in [0, 1].
-        labels: (N,) the class each image was made for.
-        nets: name -> net (the target and the judges).
-        feature_layers: name -> penultimate layer of that net (for the diversity).
-        centers: name (and ``"pixels"``) -> mean features (and mean grey image, flattened) of real
-            images, subtracted before the cosines (:func:`class_diversity`).
-
-    Returns:
-        ``{"top1": {net: rate}, "pred": {net: list}, "diversity": {net|"pixels": value}}``.
-    """
-    labels = [int(c) for c in labels]
-    out: dict = {"top1": {}, "pred": {}, "diversity": {}}
-    for name, net in nets.items():
-        ranks, preds, feats = judge_pass(net, images, labels, feature_layers.get(name), batch_size=256)  # one pass
-        out["top1"][name] = round(float((ranks == 1).mean()), 4)
-        out["pred"][name] = preds.tolist()
-        if feats is not None:
-            out["diversity"][name] = class_diversity(torch.from_numpy(feats), labels, centers[name])
-    out["diversity"]["pixels"] = class_diversity(grey(images).flatten(1), labels, centers["pixels"])
-    return out
 
 
 # ==================================================================================================
@@ -796,7 +332,7 @@ def load_fashion_net(path: str | Path, classes: int = 10) -> tuple[nn.Module, Ne
 
 def _tile(image: torch.Tensor):
     """A (C, 32, 32) image as the grey 8-bit RGB picture every net sees."""
-    from ..results import to_pil
+    from ..io.images import to_pil
 
     return to_pil(grey(image[None])[0].expand(3, -1, -1))
 
@@ -858,7 +394,8 @@ def run_repro(
         >>> record = run_repro(load_fashion_mnist(), "runs/fashion")
         >>> print(summary_markdown(record))
     """
-    from ..results import contact_sheet, versions
+    from ..io.images import contact_sheet
+    from ..io.write import versions
 
     config = config or ReproConfig()
     out = Path(out_dir)

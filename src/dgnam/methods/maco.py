@@ -42,13 +42,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .hub import WeightsError, sha256_file
-from .nets import Target
-from .objectives import Objective, run_objective, units_objective
-from .optimize import AMResult, BestTracker
-from .param import color_correlation_normalized
-from .transforms import standard_transforms, transform_generators
-from .units import Unit
+from ..hub import WeightsError, sha256_file
+from ..nets import Target
+from ..objectives import Objective, run_objective, units_objective
+from ..param import color_correlation_normalized
+from ..transforms import standard_transforms, transform_generators
+from ..units import Unit
+from .base import AMResult, BestTracker
 
 #: Shipped spectra: name -> (file under dgnam/data, sha256, how it was made).
 SPECTRA: dict[str, tuple[str, str, str]] = {
@@ -267,7 +267,7 @@ def maco_am(
         progress: Show a tqdm bar.
 
     Returns:
-        An :class:`~dgnam.optimize.AMResult` (method ``"maco"``) whose ``maps["transparency"]`` is the
+        An :class:`~dgnam.methods.base.AMResult` (method ``"maco"``) whose ``maps["transparency"]`` is the
         accumulated |d objective / d image| summed over colours, (N, H, W), scaled to a maximum of 1
         per image. ``history`` and ``final`` are activations without transforms or noise.
 

@@ -25,9 +25,9 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .nets import Target
-from .optimize import AMResult
-from .units import Unit
+from ..nets import Target
+from ..units import Unit
+from .base import AMResult
 
 #: Maps images (N, 3, H, W) in [0, 1] to codes (N, *code_shape).
 Encoder = Callable[[torch.Tensor], torch.Tensor]
@@ -39,7 +39,8 @@ def load_photo(path: str | Path, size: int | None = None) -> torch.Tensor:
     Raises:
         FileNotFoundError: no such file.
     """
-    from .pool import center_square_resize, read_image
+    from ..pool import center_square_resize
+    from ..io.images import read_image
 
     path = Path(path)
     if not path.is_file():
@@ -62,7 +63,7 @@ def encoder_name(generator, name: str | None = None) -> tuple[str, str]:
     if config is not None and getattr(config, "encoder", None) and getattr(config, "layer", None):
         return config.encoder, config.layer
     if name and not str(name).endswith(".safetensors"):
-        from .generators import get_generator_spec
+        from ..generators import get_generator_spec
 
         spec = get_generator_spec(name).encoder
         if ":" in spec:
@@ -75,7 +76,7 @@ def encoder_name(generator, name: str | None = None) -> tuple[str, str]:
 def prior_encoder(generator, target: Target | None = None, name: str | None = None, download: bool = False) -> Encoder:
     """E of the prior: the target's own layer when the prior inverts the target (no second net
     loaded), else the named net loaded from the registry, on the generator's device."""
-    from .sample import layer_encoder, load_encoder
+    from .ppgn import layer_encoder, load_encoder
 
     net, layer = encoder_name(generator, name)
     if target is not None and target.name == net:
@@ -116,17 +117,17 @@ def accentuate(
         units: One unit per image.
         seeds: One seed per image (it still seeds the random transforms).
         generator: A prior for DGN-AM, or None for the pixel method of ``config``.
-        config: :class:`~dgnam.optimize.DGNAMConfig` / :class:`~dgnam.pixel.PixelConfig`; None: defaults.
+        config: :class:`~dgnam.methods.dgn_am.DGNAMConfig` / :class:`~dgnam.methods.pixel.PixelConfig`; None: defaults.
         init_images: (N, 3, H, W) photos in [0, 1], one per unit, or None (the usual random start).
         encoder: The prior's encoder (default :func:`prior_encoder`); only used with a generator and photos.
         generator_name: Registry name of the generator, to find its encoder when the file does not say.
         progress: Show the optimization's progress bar.
 
     Returns:
-        The batch's :class:`~dgnam.optimize.AMResult`.
+        The batch's :class:`~dgnam.methods.base.AMResult`.
     """
     if generator is not None:
-        from .optimize import dgn_am, dgnam_config
+        from .dgn_am import dgn_am, dgnam_config
 
         config = config or dgnam_config(generator)
         init_code = None

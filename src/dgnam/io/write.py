@@ -15,21 +15,12 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
+from ..methods.base import AMResult
+from ..units import Unit
 from .display import png_bytes
-from .optimize import AMResult
-from .units import Unit
-
-
-def to_pil(image: torch.Tensor) -> Image.Image:
-    """(C, H, W) in [0, 1] -> 8-bit PIL image: RGB for 3 channels, greyscale ("L") for 1, and for any
-    other channel count the channels' mean as greyscale (the full image is saved as .npy beside it)."""
-    image = image.detach().clamp(0, 1)
-    if image.shape[0] not in (1, 3):
-        image = image.mean(0, keepdim=True)
-    array = (image.permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
-    return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+from .images import contact_sheet, to_pil
 
 
 def unit_label(unit: Unit, categories: Sequence[str] | None, output_layers: Sequence[str] = ("logits", "output", "fc8")) -> str:
@@ -227,7 +218,7 @@ def sample_name(unit: Unit, seed: int, step: int) -> str:
 
 
 class SampleWriter:
-    """Writes the samples of :func:`dgnam.sample.sample` (a sibling of :class:`RunWriter`): one PNG per
+    """Writes the samples of :func:`dgnam.methods.ppgn.sample` (a sibling of :class:`RunWriter`): one PNG per
     kept chain state, a contact sheet (one row per chain), and results.json with every sample's
     activation, every chain's activation trajectory and the samples' diversity per unit.
 
@@ -249,7 +240,7 @@ class SampleWriter:
         self.started = time.time()
 
     def add(self, result, counts: Sequence[int] | None = None) -> None:
-        """Save a batch of chains (a :class:`~dgnam.sample.SampleResult`); chain ``c`` keeps its first
+        """Save a batch of chains (a :class:`~dgnam.methods.ppgn.SampleResult`); chain ``c`` keeps its first
         ``counts[c]`` samples (default: all). The batch is recorded at once, after its files are written."""
         chains, rows, items, kept = [], [], [], []
         for c, (unit, seed) in enumerate(zip(result.units, result.seeds)):
@@ -310,8 +301,8 @@ class SampleWriter:
 
     def finish(self, interrupted: bool = False, requested: int | None = None) -> Path:
         """Write the contact sheet and results.json (with the diversity of the samples); return its path."""
+        from ..methods.ppgn import image_diversity
         from .rundir import write_json_atomic
-        from .sample import image_diversity
 
         columns = max((len(row) for row in self.rows), default=0)
         if columns:  # one row per chain, shorter chains padded with blank tiles
@@ -350,28 +341,8 @@ def _sample_caption(item: dict) -> str:
 
 
 def versions() -> dict:
-    from . import __version__
+    from .. import __version__
 
     return {"dgnam": __version__, "torch": torch.__version__, "numpy": np.__version__, "python": sys.version.split()[0], "platform": platform.platform()}
 
 
-def contact_sheet(tiles: Sequence[tuple[Image.Image, str]], tile: int = 160, columns: int | None = None) -> Image.Image:
-    """A grid of labelled thumbnails (label under each image)."""
-    n = len(tiles)
-    columns = columns or min(n, 8)
-    rows = (n + columns - 1) // columns
-    label_h = 30
-    sheet = Image.new("RGB", (columns * tile, rows * (tile + label_h)), "white")
-    draw = ImageDraw.Draw(sheet)
-    font = ImageFont.load_default()
-    for k, (image, label) in enumerate(tiles):
-        r, c = divmod(k, columns)
-        x, y = c * tile, r * (tile + label_h)
-        sheet.paste(image.resize((tile, tile), Image.BILINEAR), (x, y))
-        draw.multiline_text((x + 3, y + tile + 2), _fit(label, tile), fill="black", font=font, spacing=1)
-    return sheet
-
-
-def _fit(label: str, width: int, char_px: int = 6) -> str:
-    limit = max(4, width // char_px)
-    return "\n".join(line if len(line) <= limit else line[: limit - 1] + "…" for line in label.splitlines())

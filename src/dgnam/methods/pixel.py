@@ -1,10 +1,10 @@
 """Pixel-space activation maximization: the baselines DGN-AM is compared with.
 
 Each method optimizes an image directly (no generator) to maximize the same objective as
-:func:`dgnam.dgn_am`, and returns the same :class:`~dgnam.optimize.AMResult`:
+:func:`dgnam.dgn_am`, and returns the same :class:`~dgnam.methods.base.AMResult`:
 
 - ``"pixel"``: plain gradient ascent on the pixels with an L2 decay towards the mean colour
-  (Simonyan et al. 2014), using the DGN-AM update (:func:`~dgnam.optimize.dgn_am_step`: steps of
+  (Simonyan et al. 2014), using the DGN-AM update (:func:`~dgnam.methods.dgn_am.dgn_am_step`: steps of
   ``lr * g / mean|g|``).
 - ``"yosinski"``: Yosinski et al. 2015 ("Understanding Neural Networks Through Deep Visualization"):
   L2 decay, a Gaussian blur every few steps, clipping of pixels with small norm or small
@@ -25,13 +25,14 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .nets import Target
-from .objectives import Objective, run_objective, units_objective
-from .optimize import AMResult, BestTracker, dgn_am_step
-from .param import FourierImage, PixelImage
-from .regularizers import BatchNormStatsLoss, l2, total_variation
-from .transforms import Compose, Jitter, Transform, gaussian_blur, standard_transforms, transform_generators
-from .units import Unit
+from ..nets import Target
+from ..objectives import Objective, run_objective, units_objective
+from ..param import FourierImage, PixelImage
+from ..regularizers import BatchNormStatsLoss, l2, total_variation
+from ..transforms import Compose, Jitter, Transform, gaussian_blur, standard_transforms, transform_generators
+from ..units import Unit
+from .base import AMResult, BestTracker
+from .dgn_am import dgn_am_step
 
 METHODS = ("pixel", "yosinski", "fourier", "deepinversion")
 
@@ -217,10 +218,10 @@ def pixel_am(
         objective: Override of the score to maximize; default ``units_objective(units)``.
         progress: Show a tqdm bar.
         init_images: (N, 3, H, W) images in [0, 1] to start from instead of noise (feature
-            accentuation, :mod:`dgnam.accentuate`); resized to the method's size.
+            accentuation, :mod:`dgnam.methods.accentuate`); resized to the method's size.
 
     Returns:
-        An :class:`~dgnam.optimize.AMResult` with ``method`` set to the config's method and the
+        An :class:`~dgnam.methods.base.AMResult` with ``method`` set to the config's method and the
         resolved config as a dict. ``images`` are the last images, and ``final`` their activation
         without any random transform. ``history[:, t]`` is the activation of the image at step ``t``,
         also without transforms (methods with random transforms spend one extra forward pass per

@@ -32,9 +32,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .hooks import OUTPUT, StopForward, capture
-from .nets import Target
-from .units import Unit, UnitError, check_unit, layer_kind
+from ..hooks import OUTPUT, StopForward, capture
+from ..nets import Target
+from ..units import Unit, UnitError, check_unit, layer_kind
 
 #: Bump when the stored readings change meaning: older cache files are then not reused.
 CACHE_VERSION = 1
@@ -116,7 +116,7 @@ def open_images(path: str | Path, size: int = 160, max_images: int | None = None
         >>> data = open_images("photos/", max_images=2000)
         >>> len(data), data.image(0).shape
     """
-    from .pool import ImageFolderPool, load_any
+    from ..pool import ImageFolderPool, load_any
 
     p = Path(path)
     if not p.exists():
@@ -246,7 +246,7 @@ def net_fingerprint(net: Target) -> str:
 
 def default_cache_dir() -> Path:
     """Where layer activations are cached: ``$DGNAM_HOME/activations``."""
-    from .hub import dgnam_home
+    from ..hub import dgnam_home
 
     return dgnam_home() / "activations"
 
@@ -445,7 +445,7 @@ def exemplar_crops(data: NaturalImages, indices: Sequence[int], box: tuple[int, 
 def unit_receptive_field(net: Target, unit: Unit, size: int) -> tuple[int, int, int, int] | None:
     """The receptive-field box of ``unit`` in images of ``size`` px (:func:`~dgnam.objectives.receptive_field_box`);
     None where the unit sees the whole image (class units, mean-read units, deep layers)."""
-    from .objectives import receptive_field_box
+    from ..objectives import receptive_field_box
 
     return receptive_field_box(net, unit, (size, size))
 
@@ -492,7 +492,7 @@ def save_exemplars(out_dir: str | Path, data: NaturalImages, results: Sequence[t
     """
     from PIL import Image
 
-    from .results import run_header
+    from ..io.write import run_header
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

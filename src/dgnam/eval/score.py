@@ -1,10 +1,10 @@
 """Scoring a finished run folder, and finding its images' nearest natural images: computation only.
 
 :func:`evaluate_run` takes what a run folder holds (the ``results.json`` record and its images, read
-by :func:`dgnam.report.read_run`) plus the nets and natural images to compare with, and returns a
-:class:`RunEvaluation` built from the measures of :mod:`dgnam.evaluate`. :func:`find_neighbors`
+by :func:`dgnam.io.read.read_run`) plus the nets and natural images to compare with, and returns a
+:class:`RunEvaluation` built from the measures of :mod:`dgnam.eval.metrics`. :func:`find_neighbors`
 ranks natural images by feature distance to each synthesized image. Reading and writing files is the
-job of :mod:`dgnam.report` and :mod:`dgnam.cli` (``dgnam evaluate``, ``dgnam neighbors``).
+job of :mod:`dgnam.io.report` and :mod:`dgnam.cli` (``dgnam evaluate``, ``dgnam neighbors``).
 
 Example:
     >>> record, images = read_run("runs/demo")
@@ -22,23 +22,11 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from .evaluate import (
-    SLOPE_BAND,
-    Images,
-    _forward_layers,
-    _to_nchw,
-    diversity,
-    frechet_distance,
-    judge_pass,
-    mean_saturation,
-    natural_max_activations,
-    relative_activation,
-    spectrum_slope,
-)
-from .hooks import OUTPUT
-from .nets import Target
-from .results import json_safe
-from .units import Unit, read_unit
+from .metrics import SLOPE_BAND, Images, _forward_layers, _to_nchw, diversity, frechet_distance, judge_pass, mean_saturation, natural_max_activations, relative_activation, spectrum_slope
+from ..hooks import OUTPUT
+from ..nets import Target
+from ..io.write import json_safe
+from ..units import Unit, read_unit
 
 
 @dataclass
@@ -100,7 +88,7 @@ def layer_features(net: Target, layer: str, images: Images, batch_size: int = 32
     Args:
         net: Any target; images of any size are brought to its native size by the target.
         layer: A module name of ``net.model`` or ``"output"``.
-        images: N images (layouts of :mod:`dgnam.evaluate`).
+        images: N images (layouts of :mod:`dgnam.eval.metrics`).
         batch_size: Images per forward pass.
 
     Returns:
@@ -160,7 +148,7 @@ def run_speed(record: Mapping) -> dict | None:
     """Seconds per image and per unit (all its seeds), images and units per minute, from ``results.json``.
 
     Uses the optimization time of ``record["timing"]`` (wall time of each batch, written by
-    :class:`~dgnam.results.RunWriter`) when present, else the run's total ``seconds`` (which also
+    :class:`~dgnam.io.write.RunWriter`) when present, else the run's total ``seconds`` (which also
     counts loading and writing files; ``source`` says which). None when neither is recorded.
     """
     items = record.get("items") or []
@@ -231,7 +219,7 @@ def evaluate_run(
     activation over ``natural`` images, the power-spectrum slope and the mean saturation. Over the
     run: the hit rates, the Fréchet distance between each judge's ``feature_layer`` features of the
     run's images and of ``natural``, the mean pairwise cosine distance between the seeds of each unit
-    in the first judge's features (:func:`~dgnam.evaluate.diversity`), and the speed recorded in
+    in the first judge's features (:func:`~dgnam.eval.metrics.diversity`), and the speed recorded in
     ``results.json``.
 
     Args:

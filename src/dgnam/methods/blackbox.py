@@ -11,8 +11,8 @@ gradient, so any callable works:
 Each unit x seed is one independent search; all searches of a batch advance in lockstep so that a
 net scores their populations in one forward pass. The budget is a number of image evaluations per
 unit and seed (``evals``), the currency of neuron experiments; DGN-AM spends one per step (one
-forward and one backward pass). Both methods return the :class:`~dgnam.optimize.AMResult` of the
-gradient path, so :class:`~dgnam.results.RunWriter` writes the same PNGs and results.json.
+forward and one backward pass). Both methods return the :class:`~dgnam.methods.base.AMResult` of the
+gradient path, so :class:`~dgnam.io.write.RunWriter` writes the same PNGs and results.json.
 
 Example (a tiny generator and a black box that scores redness; runs in seconds)::
 
@@ -35,7 +35,7 @@ Example (a tiny generator and a black box that scores redness; runs in seconds):
     r = dgnam.cmaes_am(redness, gen, seeds=[0, 1], config=dgnam.CMAESConfig(evals=300))
     g = dgnam.ga_am(redness, gen, seeds=[0, 1], config=dgnam.GAConfig(evals=400))
     r.best, r.history[:, 0]  # best score found, far above the first generation's best
-    r.best_images            # the reddest images; dgnam.results.RunWriter writes them as for DGN-AM
+    r.best_images            # the reddest images; dgnam.io.write.RunWriter writes them as for DGN-AM
 
 With a net, units are scored without gradients: ``dgnam.ga_am(net, gen, units, seeds)``.
 
@@ -55,11 +55,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .generators import Generator, code_center_scale
-from .nets import Target
-from .objectives import check_units, run_objective, units_objective
-from .optimize import AMResult, BestTracker
-from .units import Unit
+from ..generators import Generator, code_center_scale
+from ..nets import Target
+from ..objectives import check_units, run_objective, units_objective
+from ..units import Unit
+from .base import AMResult, BestTracker
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]
 """A black-box unit: images (N, 3, H, W) in [0, 1] -> scores (N,), higher is better."""
@@ -267,7 +267,7 @@ def cmaes_am(
         progress: Show a tqdm bar over generations.
 
     Returns:
-        An :class:`~dgnam.optimize.AMResult`: ``images``/``final``/``codes`` are those of the final
+        An :class:`~dgnam.methods.base.AMResult`: ``images``/``final``/``codes`` are those of the final
         distribution mean, ``best_images``/``best`` the best sample seen, ``history`` (N, generations)
         the best score of each generation, ``best_step`` a generation (``generations`` = the mean).
 
@@ -359,7 +359,7 @@ def ga_am(
         progress: Show a tqdm bar over generations.
 
     Returns:
-        An :class:`~dgnam.optimize.AMResult`: ``images``/``final``/``codes`` are the best of the last
+        An :class:`~dgnam.methods.base.AMResult`: ``images``/``final``/``codes`` are the best of the last
         generation, ``best_images``/``best`` the best seen, ``history`` (N, generations) the best
         score of each generation.
 

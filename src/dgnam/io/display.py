@@ -1,8 +1,8 @@
 """Results that show themselves in a notebook: the labelled grid a run folder's contact sheet holds.
 
-:class:`~dgnam.optimize.AMResult` displays itself through :func:`sheet_png` (``_repr_png_``) and
+:class:`~dgnam.methods.base.AMResult` displays itself through :func:`sheet_png` (``_repr_png_``) and
 :func:`sheet_html` (``_repr_html_``, the same PNG bytes inline plus a caption). The grid is built by
-the same functions as :class:`~dgnam.results.RunWriter`'s ``contact_sheet.png`` and encoded by the
+the same functions as :class:`~dgnam.io.write.RunWriter`'s ``contact_sheet.png`` and encoded by the
 same :func:`png_bytes`, so what a notebook shows is byte for byte what a run saves (lucent #50:
 "show() and export() give different images"). Encoding only: nothing here touches files.
 """
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Sequence
 from PIL import Image
 
 if TYPE_CHECKING:  # AMResult imports this module's functions lazily
-    from .optimize import AMResult
+    from ..methods.base import AMResult
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -29,7 +29,8 @@ def png_bytes(image: Image.Image) -> bytes:
 
 def result_tiles(result: "AMResult", categories: Sequence[str] | None = None) -> list[tuple[Image.Image, str]]:
     """One (image, caption) per element: the label, seed and final activation, as on a contact sheet."""
-    from .results import tile_caption, to_pil, unit_label
+    from .write import tile_caption, unit_label
+    from .images import to_pil
 
     categories = categories if categories is not None else result.categories
     return [(to_pil(result.images[i]), tile_caption(unit_label(u, categories), s, float(result.final[i])))
@@ -38,7 +39,7 @@ def result_tiles(result: "AMResult", categories: Sequence[str] | None = None) ->
 
 def sheet_png(result: "AMResult", categories: Sequence[str] | None = None) -> bytes:
     """The labelled grid of ``result`` as PNG bytes: identical to the ``contact_sheet.png`` a run of it writes."""
-    from .results import contact_sheet
+    from .images import contact_sheet
 
     return png_bytes(contact_sheet(result_tiles(result, categories)))
 

@@ -15,7 +15,7 @@ What each measure answers:
 - :func:`frechet_distance`: how far are two sets of features, as Gaussians (FID's formula)?
 
 Images are accepted in the two layouts of the package: a ``torch.Tensor`` is (N, 3, H, W) in
-[0, 1] (as :class:`~dgnam.optimize.AMResult` holds them); a ``numpy`` array is (N, H, W, 3), uint8
+[0, 1] (as :class:`~dgnam.methods.base.AMResult` holds them); a ``numpy`` array is (N, H, W, 3), uint8
 in [0, 255] (as a pool's ``images.npy``) or float in [0, 1].
 """
 
@@ -26,9 +26,9 @@ from typing import Iterator, Mapping, Sequence, Union
 import numpy as np
 import torch
 
-from .hooks import OUTPUT, capture
-from .nets import Target
-from .units import Unit, read_unit
+from ..hooks import OUTPUT, capture
+from ..nets import Target
+from ..units import Unit, read_unit
 
 Images = Union[torch.Tensor, np.ndarray]
 
@@ -104,7 +104,7 @@ def judge_pass(judge: Target, images: Images, labels: Sequence[int], feature_lay
 
     Args:
         judge: A classifier (its output: class scores).
-        images: N images (layouts of :mod:`dgnam.evaluate`).
+        images: N images (layouts of :mod:`dgnam.eval.metrics`).
         labels: N class indices; -1 where an image has no class (its rank and top class are -1).
         feature_layer: A layer whose flattened output is returned too (None: no features).
         batch_size: Images per forward pass.

@@ -32,7 +32,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .pool import DebPackage, Original, Source, licence_for, parse_dep5, read_image, to_rgb
+from ..io.images import read_image
+from .crops import to_rgb
+from .sources import DebPackage, Original, Source, licence_for, parse_dep5
 
 MIN_SHORT_SIDE = 160  # px; smaller pictures would be upsampled more than the crops allow (0.75 x 224 = 168)
 

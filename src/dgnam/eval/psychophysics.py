@@ -34,8 +34,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .hooks import OUTPUT, StopForward, capture
-from .nets import Target
+from ..hooks import OUTPUT, StopForward, capture
+from ..nets import Target
 
 # --------------------------------------------------------------------------------------------------
 # The subject: a perceptual embedding
@@ -433,7 +433,7 @@ def units_faithfulness(
     """:func:`faithfulness` of images synthesized for units, against natural exemplars from ``data``.
 
     Per layer of the units (each with at least two distinct units): one cached pass over ``data``
-    (:func:`~dgnam.exemplars.layer_activations`) gives every unit's top ``k`` natural images (its
+    (:func:`~dgnam.eval.exemplars.layer_activations`) gives every unit's top ``k`` natural images (its
     exemplar set) and its ``natural_images`` best images outside the set and outside their photos
     (``data.groups``) as the *natural ceiling*: natural images that drive the unit, judged the same
     way as the synthesized images. Features are the earlier
@@ -443,10 +443,10 @@ def units_faithfulness(
         target: The net the images were optimized for.
         units: The :class:`~dgnam.units.Unit` of each image.
         images: The synthesized images (N, H, W, 3) uint8, or a (N, 3, H, W) tensor in [0, 1].
-        data: Natural images (:func:`dgnam.exemplars.open_images`).
+        data: Natural images (:func:`dgnam.eval.exemplars.open_images`).
         k: Exemplars per unit (``k + 1`` <= images of ``data``).
         layer: The earlier layer; None: :func:`earlier_layer` of each units' layer.
-        cache_dir: Activation cache (see :func:`~dgnam.exemplars.layer_activations`).
+        cache_dir: Activation cache (see :func:`~dgnam.eval.exemplars.layer_activations`).
         batch_size: Images per forward pass.
         natural_images: Held-out natural images per unit for the ceiling.
 
@@ -457,7 +457,7 @@ def units_faithfulness(
         no layer could be scored).
     """
     from .exemplars import check_k, exemplars, layer_activations
-    from .objectives import receptive_field_box
+    from ..objectives import receptive_field_box
 
     units = list(units)
     if len(units) != len(images):

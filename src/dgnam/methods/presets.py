@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from .optimize import DGNAMConfig
+from .dgn_am import DGNAMConfig
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Preset:
 
     Attributes:
         name: What the CLI calls it.
-        config: Field values for :class:`dgnam.optimize.DGNAMConfig` (applied with :meth:`apply`).
+        config: Field values for :class:`dgnam.methods.dgn_am.DGNAMConfig` (applied with :meth:`apply`).
         net: Registry name of the target net.
         generator: Registry name of the generator (the prior).
         fit: How the generator's image is brought to the net's input size (``InputSpec.fit``).

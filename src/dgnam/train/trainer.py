@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .generators.prior import PriorConfig, PriorGenerator, save_prior
-from .hooks import forward_until
-from .nets import load_net
+from ..generators.prior import PriorConfig, PriorGenerator, save_prior
+from ..hooks import forward_until
+from ..nets import load_net
 
 
 @dataclass
@@ -338,7 +338,7 @@ class Trainer:
     """Holds models, optimizers and data; :meth:`train` runs until ``config.steps`` or Ctrl-C."""
 
     def __init__(self, config: TrainConfig, pool_dir: str | Path, out_dir: str | Path, progress: bool = True):
-        from .pool import load_any
+        from ..pool import load_any
 
         self.config, self.pool_dir, self.out = config, Path(pool_dir), Path(out_dir)
         self.progress = progress
@@ -369,7 +369,7 @@ class Trainer:
             self.gen = PriorGenerator(config.prior).to(self.device)
             self.disc = make_discriminator(config).to(self.device)
         if config.init_from:
-            from .generators import load_generator
+            from ..generators import load_generator
 
             self.warm = warm_start(self.gen, load_generator(config.init_from))  # a name or a .safetensors path
         self.gen.set_code_stats(stats["mean"].to(self.device), stats["std"].to(self.device), stats["min"].to(self.device))
@@ -464,7 +464,7 @@ class Trainer:
 
     @torch.no_grad()
     def save_samples(self) -> None:
-        from .results import to_pil
+        from ..io.images import to_pil
 
         n = self.config.heldout_samples
         rows = self.held_rows[:: max(1, len(self.held_rows) // max(1, n))][:n]  # spread over the held-out originals
@@ -564,7 +564,7 @@ def load_checkpoint(path: str | Path, map_location: torch.device | str = "cpu") 
         >>> load_checkpoint("runs/prior/checkpoint.pt")["step"]  # doctest: +SKIP
         4000
     """
-    from .hub import WeightsError
+    from ..hub import WeightsError
 
     path = Path(path)
     if not path.is_file():

@@ -1,6 +1,6 @@
 """Sampling many preferred inputs per unit: a PPGN-h-style Markov chain in a generator's code space.
 
-Activation maximization (:mod:`dgnam.optimize`) returns one optimum per seed. Plug & Play Generative
+Activation maximization (:mod:`dgnam.methods.dgn_am`) returns one optimum per seed. Plug & Play Generative
 Networks (Nguyen, Clune, Bengio, Dosovitskiy & Yosinski, CVPR 2017) instead *sample* from
 p(h | y) ∝ p(h) p(y | G(h)) with a Langevin-like chain in the code space h of a generator G::
 
@@ -21,7 +21,7 @@ were): in h that multiplies the gradient term by ``code_std^2`` and the noise by
 the ``eps1`` term is unchanged. Other generators use ``code_std = 1``, the formula above exactly.
 
 Samples are the chain states at steps ``burn_in + every, burn_in + 2 * every, ... <= steps``.
-Compute only; :class:`dgnam.results.SampleWriter` writes the files.
+Compute only; :class:`dgnam.io.write.SampleWriter` writes the files.
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .generators import Generator, code_center_scale
-from .hooks import OUTPUT, capture, forward_until
-from .nets import Target, frozen_eval
-from .objectives import check_units
-from .units import Unit, layer_kind, read_unit
+from ..generators import Generator, code_center_scale
+from ..hooks import OUTPUT, capture, forward_until
+from ..nets import Target, frozen_eval
+from ..objectives import check_units
+from ..units import Unit, layer_kind, read_unit
 
 #: Maps images (N, 3, H, W) in [0, 1] to codes (N, *code_shape): the E in R(h) = E(G(h)).
 Encoder = Callable[[torch.Tensor], torch.Tensor]
@@ -125,7 +125,7 @@ class SampleResult:
 
 def layer_encoder(target: Target, layer: str) -> Encoder:
     """E(x) = the output of ``layer`` of ``target`` for images in [0, 1] (the target's preprocessing
-    included, as :func:`dgnam.train.encode_views` fed the encoder when the prior was trained)."""
+    included, as :func:`dgnam.train.trainer.encode_views` fed the encoder when the prior was trained)."""
 
     @torch.no_grad()
     def encode(images: torch.Tensor) -> torch.Tensor:
@@ -144,7 +144,7 @@ def load_encoder(name: str, layer: str | None = None, weights=None, device: torc
         >>> encode(torch.rand(2, 3, 128, 128)).shape
         torch.Size([2, 1280])
     """
-    from .nets import load_net
+    from ..nets import load_net
 
     if layer is None:
         if ":" not in name:
@@ -161,7 +161,7 @@ def encoder_for(generator: Generator, device: torch.device | str | None = None) 
     if config is None or not hasattr(config, "encoder") or not hasattr(config, "layer"):
         raise ValueError(
             f"{type(generator).__name__} does not name its encoder: pass encoder= (a callable images -> codes, "
-            "e.g. dgnam.sample.load_encoder('caffenet:fc6')), or set eps1=0 to sample without the R(h) term"
+            "e.g. dgnam.methods.ppgn.load_encoder('caffenet:fc6')), or set eps1=0 to sample without the R(h) term"
         )
     device = device if device is not None else generator.lower.device
     return load_encoder(config.encoder, config.layer, device=device)
@@ -173,7 +173,7 @@ def _class_terms(target: Target, units: Sequence[Unit], class_term: str) -> list
     output equals what the target returns (same shape and values). ``output`` always is."""
     if class_term != "auto":
         return [class_term] * len(units)
-    from .nets import get_net_spec, list_nets
+    from ..nets import get_net_spec, list_nets
 
     layers = list(dict.fromkeys(u.layer for u in units))
     h, w = target.spec.size
@@ -321,7 +321,7 @@ def sample(
 
 
 def sample_diversity(result: SampleResult) -> dict:
-    """:func:`dgnam.evaluate.diversity` of the samples of each unit (every chain, every kept step);
+    """:func:`dgnam.eval.metrics.diversity` of the samples of each unit (every chain, every kept step);
     see :func:`image_diversity`."""
     groups: dict[str, list[torch.Tensor]] = {}
     for c, u in enumerate(result.units):
@@ -330,14 +330,14 @@ def sample_diversity(result: SampleResult) -> dict:
 
 
 def image_diversity(images_by_unit: dict[str, torch.Tensor]) -> dict:
-    """Diversity of each unit's images (N, 3, H, W): :func:`dgnam.evaluate.diversity` of the pixels of
+    """Diversity of each unit's images (N, 3, H, W): :func:`dgnam.eval.metrics.diversity` of the pixels of
     each image minus the image's own mean, so ``1 - cos`` is one minus the images' correlation:
     0 for identical samples, about 1 for unrelated ones.
 
     Returns:
         ``{"pixels": mean over units, "per_unit": {unit: value}}`` (NaN where a unit has one image).
     """
-    from .evaluate import diversity
+    from ..eval.metrics import diversity
 
     def centred(images: torch.Tensor) -> torch.Tensor:
         flat = images.flatten(1).float()

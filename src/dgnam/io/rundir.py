@@ -49,7 +49,7 @@ def inside_run(run_dir: str | Path, name: object, what: str = "a file") -> Path:
         'runs/demo/best/logits_0001_seed0.png'
         >>> inside_run("runs/demo", "../../etc/passwd")  # doctest: +IGNORE_EXCEPTION_DETAIL
         Traceback (most recent call last):
-        dgnam.rundir.RunFolderError: runs/demo: a file '../../etc/passwd' leaves the run folder ...
+        dgnam.io.rundir.RunFolderError: runs/demo: a file '../../etc/passwd' leaves the run folder ...
     """
     fix = "(absolute paths, '..' and symlinks out of it are refused); the run's JSON was edited or is not dgnam's"
     if not isinstance(name, str) or not name or "\x00" in name:
@@ -197,7 +197,7 @@ def check_same_settings(out: str | Path, record: dict, settings: dict, ignore: t
     Raises:
         RunFolderError: a setting differs (the first few are named, with both values).
     """
-    from .results import json_safe
+    from .write import json_safe
 
     now = json_safe({k: v for k, v in settings.items() if k not in ignore})
     differ = [k for k, v in now.items() if record.get(k) != v]
