@@ -273,7 +273,7 @@ def sample(
         trajectory[:, step], score_trajectory[:, step] = activation.detach().cpu(), score.detach().cpu()
         bad = (~torch.isfinite(trajectory[:, step])).nonzero().flatten()
         if len(bad):  # NaN weights or a step too large: stop here instead of writing black images
-            from .optimize import NonFiniteError
+            from .base import NonFiniteError
 
             i = int(bad[0])
             raise NonFiniteError(f"the activation of unit {units[i]} (seed {seeds[i]}) became {float(trajectory[i, step])} at step {step}: "
