@@ -115,18 +115,26 @@ def frozen_eval(model: nn.Module) -> Iterator[nn.Module]:
         >>> model.training, next(model.parameters()).requires_grad
         (True, True)
     """
-    modes = [(m, m.training) for m in model.modules()]
-    grads = [(p, p.requires_grad) for p in model.parameters()]
+    # only what is not frozen already is touched (and restored); one walk over the module tree, without
+    # named_modules()' bookkeeping, costs ~0.1 ms for EfficientNet-Lite0 (a pass is ~50-100 ms)
+    modules, stack = [], [model]
+    while stack:
+        module = stack.pop()
+        modules.append(module)
+        stack.extend(child for child in module._modules.values() if child is not None)
+    training = [m for m in modules if m.training]
+    trainable = list({id(p): p for m in modules for p in m._parameters.values() if p is not None and p.requires_grad}.values())
     try:
-        model.eval()
-        for p, _ in grads:
+        for m in training:
+            m.training = False
+        for p in trainable:
             p.requires_grad_(False)
         yield model
     finally:
-        for m, training in modes:
-            m.training = training
-        for p, requires_grad in grads:
-            p.requires_grad_(requires_grad)
+        for m in training:
+            m.training = True
+        for p in trainable:
+            p.requires_grad_(True)
 
 
 # ITU-R BT.601 luma weights, as PIL's convert("L"): how an RGB image reaches a 1-channel net
