@@ -17,6 +17,13 @@ slope of the image. EfficientNet-Lite1/-Lite2 are judges and are never optimized
     python benchmarks/generalization.py --generator PRIOR [--units 4] [--steps 200] [--out runs/generalization]
 
 Quick check of the plumbing (seconds): ``--units 1 --steps 3 --natural 16``.
+
+Foreign nets (issue 17): ``--nets vgg16_hed,squeezenet1_1 --classes 8`` also maximizes the class logits of
+SqueezeNet v1.1 (another ImageNet classifier, another family; the first ``--classes`` of the quality
+benchmark's reported classes) and decides which method a net *without a prior of its own* gets by
+default, by :data:`FOREIGN_RULE`, fixed before the measurement. Its images are judged by
+EfficientNet-Lite1 and -Lite2 (top-1/top-5), which did not make them; the judges are reported and
+never decide anything.
 """
 
 from __future__ import annotations
@@ -27,13 +34,14 @@ import shlex
 import sys
 import time
 from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import dgnam
-from dgnam.eval.metrics import natural_max_activations, relative_activation, spectrum_slope
+from dgnam.eval.metrics import judge_topk, natural_max_activations, relative_activation, spectrum_slope
 from dgnam.methods.dgn_am import dgnam_config
 from dgnam.methods.pixel import PixelConfig
 from dgnam.pool import heldout_sample
@@ -42,11 +50,21 @@ from dgnam.io.write import versions
 from dgnam.run import visualize
 from dgnam.units import Unit
 
-#: (net, layers): the encoder of the prior, then an unrelated architecture.
+#: (net, layers): the encoder of the prior, an unrelated architecture, and (class logits) an unrelated ImageNet classifier.
 TARGETS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("efficientnet_lite0", ("_blocks.5", "_blocks.10", "_blocks.15")),
     ("vgg16_hed", ("conv3_3", "conv4_3", "conv5_3")),
+    ("squeezenet1_1", ("logits",)),
 )
+FOREIGN = ("vgg16_hed", "squeezenet1_1")  # nets without a prior of their own
+JUDGES = ("efficientnet_lite1", "efficientnet_lite2")  # score the class images; never choose anything
+
+#: The rule, fixed before measuring: DGN-AM through the shipped Lite0 prior becomes the default of a net
+#: without its own prior only if, on every foreign layer measured, (a) its median relative activation is
+#: at least the pixel default's (Fourier: neither foreign net has BatchNorm for DeepInversion) and (b) its
+#: median spectrum slope lies in the 5-95 % band of the held-out pool photos' slopes. Else the pixel default stays.
+FOREIGN_RULE = ("DGN-AM through the shipped Lite0 prior is the default for a net without its own prior iff, on every foreign layer, "
+                "median relative activation >= the pixel default's and median spectrum slope inside the photos' 5-95 % band")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -58,7 +76,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--natural", type=int, default=256, help="held-out pool images for the natural maxima")
     ap.add_argument("--pool", type=Path, default=Path("/work/pool"))
     ap.add_argument("--vgg-px", type=int, default=128, help="input size of vgg16_hed (fully convolutional; 224 is 3x slower)")
-    ap.add_argument("--nets", default=",".join(n for n, _ in TARGETS), help="comma-separated subset of the targets")
+    ap.add_argument("--nets", default="efficientnet_lite0,vgg16_hed", help=f"comma-separated subset of {', '.join(n for n, _ in TARGETS)}")
+    ap.add_argument("--classes", type=int, default=8, help="squeezenet1_1: the first N reported classes of benchmarks/quality.py")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=12)
     ap.add_argument("--out", type=Path, default=Path("runs/generalization"))
@@ -86,14 +105,19 @@ def main(argv=None) -> int:
     dgn_config = dgnam_config(generator, steps=args.steps, lr_start=args.lr_start)
     methods = {"dgn-am": (generator, dgn_config), "fourier": (None, PixelConfig(method="fourier", steps=args.steps))}
     nat, _ = heldout_sample(args.pool, args.natural, seed=0)
-    rows, sheets = [], []
+    band = tuple(round(float(v), 3) for v in np.nanpercentile(spectrum_slope(nat), [5, 50, 95]))
+    rows, sheets, judged = [], [], []
+    judges = lru_cache(maxsize=1)(lambda: [dgnam.load_net(name) for name in JUDGES])
     wanted = args.nets.split(",")
     for net_name, layers in TARGETS:
         if net_name not in wanted:
             continue
         net = load_target(net_name, args.vgg_px)
-        shapes = dgnam.check_units(net, [Unit(layer, 0) for layer in layers])
-        units = [Unit(layer, c) for layer in layers for c in spread_channels(shapes[layer][1], args.units)]
+        if layers == ("logits",):
+            units = [Unit("logits", c) for c, _, _ in quality_classes()[: args.classes]]
+        else:
+            shapes = dgnam.check_units(net, [Unit(layer, 0) for layer in layers])
+            units = [Unit(layer, c) for layer in layers for c in spread_channels(shapes[layer][1], args.units)]
         t0 = time.perf_counter()
         top = natural_max_activations(net, units, nat, batch_size=16)
         nat_s = time.perf_counter() - t0
@@ -108,10 +132,16 @@ def main(argv=None) -> int:
                              "natural_max": round(float(top[i]), 4), "relative_activation": None if np.isnan(rel[i]) else round(float(rel[i]), 4),
                              "spectrum_slope": None if np.isnan(slopes[i]) else round(float(slopes[i]), 3), "seconds": round(seconds / len(units), 2)})
             sheets.append((f"{net.name} {method}", r.images))
+            if layers == ("logits",):  # class images: scored by the judges, which did not make them (reported only)
+                for judge in judges():
+                    hits = judge_topk(judge, r.images, [u.index for u in units])
+                    judged.append({"net": net.name, "method": method, "judge": judge.name, "top1": hits["top1"], "top5": hits["top5"]})
             print(f"{net.name} {method}: median relative activation {np.nanmedian(rel):.2f}, slope {np.nanmedian(slopes):.2f}, "
                   f"{seconds / len(units):.1f} s/unit (natural maxima {nat_s:.0f} s)", flush=True)
     summary = summarize(rows)
+    decision = decide(summary, band)
     (args.out / "results.json").write_text(json.dumps({
+        "photo_slope_p5_p50_p95": band, "foreign_rule": FOREIGN_RULE, "decision": decision, "judged": judged,
         "command": " ".join(shlex.quote(a) for a in ["python", "benchmarks/generalization.py", *(argv if argv is not None else sys.argv[1:])]),
         "generator": args.generator, "dgn_am": dgn_config.__dict__, "steps": args.steps, "natural_images": len(nat),
         "vgg_px": args.vgg_px, "versions": versions(), "summary": summary, "rows": rows}, indent=1))
@@ -119,7 +149,37 @@ def main(argv=None) -> int:
     for label, images in sheets:
         to_pil(torch.cat(list(images), 2)).save(args.out / (label.replace(" ", "_").replace("@", "_") + ".png"))
     print(markdown(summary))
+    print(f"photo slopes (5/50/95 %): {band}")
+    for j in judged:
+        print(f"judge {j['judge']} on {j['net']} {j['method']}: top-1 {j['top1']}, top-5 {j['top5']}")
+    if decision["layers"]:
+        print(f"rule: {FOREIGN_RULE}\n-> {decision['default']} ({decision['why']})")
     return 0
+
+
+def quality_classes() -> tuple:
+    """The quality benchmark's classes (benchmarks/quality.py), reported ones first."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        from quality import CLASSES
+    finally:
+        sys.path.pop(0)
+    return CLASSES
+
+
+def decide(summary: list[dict], band: tuple[float, float, float]) -> dict:
+    """Apply :data:`FOREIGN_RULE` to the foreign nets' rows of ``summary`` (judges take no part)."""
+    layers = [e for e in summary if e["net"].split("@")[0] in FOREIGN]
+    failed = []
+    for e in layers:
+        d, f = e["dgn-am"], e["fourier"]
+        if d["relative_activation"] is None or f["relative_activation"] is None or d["relative_activation"] < f["relative_activation"]:
+            failed.append(f"{e['net']} {e['layer']}: relative activation {d['relative_activation']} < Fourier's {f['relative_activation']}")
+        slope = d["spectrum_slope"]
+        if slope is None or not band[0] <= slope <= band[2]:
+            failed.append(f"{e['net']} {e['layer']}: slope {slope} outside the photos' [{band[0]}, {band[2]}]")
+    default = "dgn-am:lite0_blocks7_conv_resize" if layers and not failed else "pixel default (deepinversion with BatchNorm, else fourier)"
+    return {"layers": len(layers), "default": default, "why": "; ".join(failed) or "every foreign layer passes"}
 
 
 def summarize(rows: list[dict]) -> list[dict]:
