@@ -621,7 +621,12 @@ def _cmd_merge(args) -> int:
 
 
 def default_pixel_method(net) -> str:
-    """DeepInversion where the net has BatchNorm statistics to match, else the Fourier baseline."""
+    """DeepInversion where the net has BatchNorm statistics to match, else the Fourier baseline.
+
+    Also the default of nets without a prior of their own (foreign nets): by ``FOREIGN_RULE`` of
+    ``benchmarks/generalization.py`` DGN-AM through the Lite0 prior would need to match it on every foreign
+    layer, and it tied Fourier on SqueezeNet's logits (BENCHMARKS.md, "Which method a foreign net gets by default").
+    """
     from torch import nn
 
     has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.model.modules())
