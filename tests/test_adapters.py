@@ -159,12 +159,18 @@ def test_explicit_weights_for_a_builder_are_checked_strictly(model_file, tmp_pat
 def test_cli_visualize_and_layers_on_a_model_file(model_file, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "runs" / "x"
-    assert cli.main(["visualize", "--net", "my_model.py:build", "--input-size", "32", "--unit", "logits:3", "--steps", "4",
-                     "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    # the command, as from a fresh clone (plus a short budget): no input spec given, so 224 px RGB
+    assert cli.main(["visualize", "--net", "my_model.py:build", "--unit", "logits:3", "--out", "runs/x", "--steps", "4", "--quiet"]) == 0
     record = json.loads((out / "results.json").read_text())
-    assert record["net"] == "my_model.py:build" and record["net_input"]["size"] == [32, 32]
+    assert record["net"] == "my_model.py:build" and record["net_input"]["size"] == [224, 224]
     assert record["method"] == "pixel:fourier"  # no BatchNorm, no prior of its own
-    assert Image.open(out / record["items"][0]["file"]).size == (32, 32)
+    assert Image.open(out / record["items"][0]["file"]).size == (224, 224)
+    assert cli.main(["visualize", "--net", "my_model.py:build", "--input-size", "32", "--unit", "logits:3", "--steps", "2",
+                     "--out", str(tmp_path / "small"), "--quiet"]) == 0  # fmt: skip
+    assert json.loads((tmp_path / "small" / "results.json").read_text())["net_input"]["size"] == [32, 32]
+    assert cli.main(["evaluate", str(tmp_path / "small")]) == 0  # the net is rebuilt from the record, its --input-size too
+    evaluation = json.loads((tmp_path / "small" / "evaluation.json").read_text())
+    assert evaluation["target"] == "my_model.py:build" and evaluation["summary"]["target_top1"] in (0.0, 1.0)
     capsys.readouterr()
     assert cli.main(["layers", "my_model.py:build", "--input-size", "32"]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -74,10 +74,10 @@ def capture(model: nn.Module, layers: Sequence[str], stop: bool = False) -> Iter
     Args:
         model: The module whose submodules are hooked (for a :class:`~dgnam.nets.Target`, pass
             ``target.model``).
-        layers: Module names; the output names (:func:`output_names`) are skipped here (the caller
-            has the return value).
-        stop: Raise :class:`StopForward` as soon as every layer has its output, so the rest of the
-            pass is not computed (the caller catches it; meaningless when ``"output"`` is wanted).
+        layers: Module names, or the output names (:func:`output_names`: ``output``, and ``logits``
+            where no module has that name), which record the model's return value by the outputs rule.
+        stop: Raise :class:`StopForward` as soon as every module layer has its output, so the rest of
+            the pass is not computed (the caller catches it; output names never stop a pass).
 
     Yields:
         A dict ``layer -> output`` filled by each forward pass (the last pass wins).
@@ -91,7 +91,15 @@ def capture(model: nn.Module, layers: Sequence[str], stop: bool = False) -> Iter
     handles = []
     returned = output_names(model)
     wanted = [layer for layer in dict.fromkeys(layers) if layer not in returned]
+    aliases = [layer for layer in dict.fromkeys(layers) if layer in returned]
     try:
+        if aliases:  # "output" / "logits" as a layer: the model's own return value (by the outputs rule), never a stop
+
+            def root_hook(_module, _inputs, output):
+                value = unwrap_output(output, "the model")
+                store.update(dict.fromkeys(aliases, value))
+
+            handles.append(model.register_forward_hook(root_hook))
         for layer in wanted:
             module = get_module(model, layer)
 
@@ -100,7 +108,7 @@ def capture(model: nn.Module, layers: Sequence[str], stop: bool = False) -> Iter
                     store[layer] = unwrap_output(output, f"module {layer!r}")
                 except TypeError:  # a module that returns no tensor (None, a cache object): nothing to read
                     return
-                if stop and len(store) == len(wanted):
+                if stop and all(name in store for name in wanted):
                     raise StopForward()
 
             handles.append(module.register_forward_hook(hook))
