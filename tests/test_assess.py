@@ -186,3 +186,14 @@ def test_find_neighbors_finds_the_copied_image(tiny_target):
     assert nb.index[0, 0] == 7 and nb.distance[0, 0] < 1e-6 and nb.distance[0, 1] > 1e-5
     feats = layer_features(tiny_target, "pool", data)
     assert feats.shape == (20, 6)
+
+
+def test_judges_are_labelled_by_family_relative_to_the_target(tmp_path):
+    record, images = read_run(write_color_run(tmp_path / "run"))
+    judges = {"squeezenet1_1": constant_judge(), "efficientnet_lite1": color_target("lite1"), "mine": constant_judge()}
+    ev = evaluate_run(dict(record, net="efficientnet_lite0"), images, None, judges)
+    families = {name: j["family"] for name, j in ev.summary["judges"].items()}
+    assert families == {"squeezenet1_1": "out-of-family", "efficientnet_lite1": "in-family", "mine": None}
+    assert ev.summary["judges"]["squeezenet1_1"]["top1"] == 0.0 and ev.summary["judges"]["efficientnet_lite1"]["top1"] == 0.75
+    ev = evaluate_run(dict(record, net="caffenet"), images, None, {"efficientnet_lite1": color_target("lite1")})
+    assert ev.summary["judges"]["efficientnet_lite1"]["family"] == "out-of-family"  # Lite1 judging an AlexNet run

@@ -146,3 +146,38 @@ def test_maco_config_checks():
         MacoConfig(steps=0)
     with pytest.raises(ValueError, match="noise"):
         MacoConfig(noise=-1)
+
+
+def test_pixel_maco_from_the_cli_saves_the_transparency_maps(tmp_path, monkeypatch):
+    import json
+
+    from PIL import Image
+
+    from dgnam import cli
+    from dgnam.hub import WeightSource
+    from dgnam.nets import InputSpec, NetSpec
+    from dgnam.pixel import METHODS, PixelConfig
+
+    from conftest import CATEGORIES, TinyNet
+
+    torch.manual_seed(0)
+    net_file = tmp_path / "tiny_net.pth"
+    torch.save(TinyNet().state_dict(), net_file)
+    monkeypatch.setenv("DGNAM_HOME", str(tmp_path / "home"))
+    dgnam.nets._ensure_builtin()
+    monkeypatch.setitem(dgnam.nets._REGISTRY, "tiny", NetSpec("tiny", TinyNet, WeightSource("tiny_net.pth"), InputSpec(size=(32, 32), min_size=8), CATEGORIES))
+    assert "maco" in METHODS and PixelConfig(method="maco").lr == 1.0 and PixelConfig(method="maco").noise == MacoConfig().noise
+    out = tmp_path / "run"
+    assert cli.main(["visualize", "--net", "tiny", "--net-weights", str(net_file), "--pixel", "maco", "--unit", "logits:0-2",
+                     "--steps", "4", "--batch-size", "2", "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    record = json.loads((out / "results.json").read_text())
+    assert record["method"] == "pixel:maco" and record["config"]["spectrum"] == "skimage_photos"
+    for item in record["items"]:
+        alpha = np.asarray(Image.open(out / item["maps"]["transparency"]))
+        assert alpha.shape == (32, 32) and alpha.max() == 255 and alpha.std() > 1
+    # the API gives the same images (the CLI adds nothing to the method)
+    net = dgnam.load_net("tiny", weights=net_file)
+    r = dgnam.visualize(net, dgnam.parse_units(["logits:0-2"]), seeds=[0], config=PixelConfig(method="maco", steps=4), batch_size=2, progress=False)
+    assert r.maps["transparency"].shape == (3, 32, 32)
+    first = np.asarray(Image.open(out / record["items"][0]["file"]))
+    assert np.abs(first.astype(int) - np.asarray(dgnam.results.to_pil(r.images[0])).astype(int)).max() <= 1

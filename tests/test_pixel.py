@@ -75,6 +75,7 @@ CONFIGS = {
     "yosinski": dict(steps=30, lr=0.03, jitter=2, norm_pct=10, contrib_pct=10),
     "fourier": dict(steps=30, lr=0.2, **SMALL),
     "deepinversion": dict(steps=30, lr=0.2, **{**SMALL, "pad": 0}),
+    "maco": dict(steps=30, **SMALL),
 }
 UNITS = [dgnam.Unit("fc", 0), dgnam.Unit("fc", 4), dgnam.Unit("conv2", 1, "mean")]
 

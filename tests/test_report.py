@@ -171,6 +171,13 @@ def test_report_of_two_runs_has_a_comparison(tmp_path):
     assert page.tags.count("section") == 2 and "Comparison" in text and "a note" in text
     assert text.count("75%") >= 2  # comparison table and metrics table
     assert len(page.imgs) == 2 * (4 + 1)
+    # judges are labelled by family; the out-of-family judge has its own comparison column
+    summary["judges"] = {"efficientnet_lite1": {"top1": 0.5, "top5": 1.0, "family": "in-family", "net": "efficientnet_lite1"},
+                         "squeezenet1_1": {"top1": 0.25, "top5": 0.75, "family": "out-of-family", "net": "squeezenet1_1"}}
+    (b / "evaluation.json").write_text(json.dumps({"summary": summary, "items": [], "notes": []}))
+    text = build_report([a, b], title="two runs")
+    assert "judge squeezenet1_1 (out-of-family) top-1" in text and "judge efficientnet_lite1 (in-family) top-5" in text
+    assert "out-of-family judge top-1 / top-5" in text and "25% / 75% (squeezenet1_1)" in text
 
 
 HOSTILE = '<script>alert("x")</script> & <b onload="y">'

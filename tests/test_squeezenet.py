@@ -171,9 +171,13 @@ def test_registry_entry_and_shapes():
     assert spec.input.size == (227, 227) and spec.input.channel_order == "BGR" and spec.input.value_range == 255.0
     assert spec.input.mean == (104.006, 116.669, 122.679) and spec.input.std == (1.0, 1.0, 1.0)
     assert len(spec.categories) == 1000 and spec.categories[967] == "espresso" and "MIT" in spec.license
-    from dgnam.nets.registry import JUDGES
+    from dgnam.nets import judge_family, list_judges
 
-    assert JUDGES["squeezenet1_1"] == "out-of-family"
+    assert spec.role == "judge" and spec.family == "squeezenet"
+    assert list_judges() == ["efficientnet_lite1", "efficientnet_lite2", "squeezenet1_1"]
+    assert judge_family("squeezenet1_1", "efficientnet_lite0") == "out-of-family"
+    assert judge_family("efficientnet_lite2", "efficientnet_lite0") == "in-family"
+    assert judge_family("squeezenet1_1", "my_own_net") is None and judge_family("squeezenet1_1", None) is None
     torch.manual_seed(0)
     net = dgnam.wrap_model(SqueezeNet11(), spec.input, spec.categories, name="squeezenet1_1")
     from dgnam.objectives import all_layer_shapes

@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--units-file", help="file with one unit per line")
     method = v.add_mutually_exclusive_group()
     method.add_argument("--generator", help="registered generator prior (`dgnam generators`); default: the net's default prior")
-    method.add_argument("--pixel", choices=["pixel", "yosinski", "fourier", "deepinversion"], help="pixel-space baseline instead of a generator")
+    method.add_argument("--pixel", choices=["pixel", "yosinski", "fourier", "deepinversion", "maco"], help="pixel-space baseline instead of a generator")
     v.add_argument("--generator-weights", help="local weight file for the generator")
     v.add_argument("--download", action="store_true", help="allow downloading registered weights not found offline")
     v.add_argument("--preset", choices=["paper"], help="the paper's settings (with a DeePSiM generator and CaffeNet)")
@@ -277,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="score a run folder: target/judge top-k, relative activation, realism, diversity, speed")
     e.add_argument("run_dir", help="a folder written by `dgnam visualize`")
     e.add_argument("--judge", action="append", default=None,
-                   help="judge net, never optimized against (repeatable; default efficientnet_lite1, at its own 240 px)")
+                   help="judge net, never optimized against (repeatable; default: every registered judge, each at its own size: "
+                   "efficientnet_lite1 and _lite2 (the target's family) and squeezenet1_1 (out-of-family))")
     e.add_argument("--natural", help="natural images for relative activation, Fréchet distance and slope/saturation: a pool "
                    "folder (its held-out split is used) or any image folder")
     e.add_argument("--natural-images", type=int, default=500, help="use at most this many natural images (default 500)")

@@ -120,12 +120,33 @@ def _cmd_bounds(args) -> int:
 
 
 
+def _load_judges(names: list[str] | None, device) -> tuple[dict, list[str]]:
+    """The judge nets: those named, else every registered judge (``dgnam.nets.list_judges``: EfficientNet-Lite1,
+    -Lite2 and the out-of-family SqueezeNet v1.1). A default judge whose weights are not installed is skipped
+    with its reason; a named one that cannot load is an error."""
+    from .hub import WeightsError
+    from .nets import list_judges, load_net
+
+    judges, skipped = {}, []
+    for name in dict.fromkeys(names or list_judges()):
+        try:
+            judges[name] = load_net(name).to(device)
+        except WeightsError as exc:
+            if names:
+                raise
+            skipped.append(f"judge {name} skipped: {exc}")
+    return judges, skipped
+
+
+def _family_note(judge: dict) -> str:
+    return f" ({judge['family']})" if judge.get("family") else ""
+
+
 def _cmd_evaluate(args) -> int:
     import time
 
     import torch
 
-    from . import load_net
     from .eval.score import EvaluateConfig, evaluate_run
     from .io.report import EVALUATION_FILE
     from .io.read import read_run
@@ -144,7 +165,7 @@ def _cmd_evaluate(args) -> int:
 
     overrides = recorded_overrides(record) if not args.net else None
     target = load_target(net_name, weights=args.net_weights or record.get("net_weights"), overrides=overrides, fit=fit).to(device) if net_name else None
-    judges = {name: load_net(name).to(device) for name in dict.fromkeys(args.judge or ["efficientnet_lite1"])}
+    judges, skipped = _load_judges(args.judge, device)
     natural, natural_info = (None, None)
     if args.natural:
         from .pool.store import heldout_sample
@@ -155,6 +176,9 @@ def _cmd_evaluate(args) -> int:
     if output_layer and output_layer not in config.output_layers:
         config.output_layers = config.output_layers + (output_layer,)
     result = evaluate_run(record, images, target, judges, natural, config)
+    result.notes.extend(skipped)
+    for note in skipped:
+        print(f"dgnam: {note}", file=sys.stderr)
     faith = None
     if args.data:
         from .eval.score import item_unit
@@ -178,7 +202,7 @@ def _cmd_evaluate(args) -> int:
     write_json_atomic(out, json_safe(document))  # strict JSON: a NaN score is null
     s = result.summary
     parts = [f"target top-1 {s['target_top1']}" if s.get("class_images") else None]
-    parts += [f"{n} top-1 {j.get('top1')} top-5 {j.get('top5')} FD {j.get('frechet_distance')}" for n, j in s["judges"].items()]
+    parts += [f"{n}{_family_note(j)} top-1 {j.get('top1')} top-5 {j.get('top5')} FD {j.get('frechet_distance')}" for n, j in s["judges"].items()]
     if faith is not None:
         parts.append(f"faithfulness {faith['accuracy']} (natural {faith['natural_accuracy']}; chance "
                      + ", ".join(f"{L['chance']} in {name}" for name, L in faith["layers"].items())

@@ -176,10 +176,18 @@ def _check_part_files(out: Path, record: dict, folder: Path) -> None:
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise RunFolderError(f"{folder / 'results.json'} has no list of item records under 'items': it is not dgnam's; move it out of {out / PARTS}")
     for k, item in enumerate(items):
-        for key in ("file", "best_file", "rf_file"):
-            if item.get(key) or key == "file":
-                inside_run(folder, item.get(key), f"items[{k}].{key}")
-                inside_run(out, item.get(key), f"items[{k}].{key}")
+        for key, name in _item_files(item):
+            inside_run(folder, name, f"items[{k}].{key}")
+            inside_run(out, name, f"items[{k}].{key}")
+
+
+def _item_files(item: dict) -> list[tuple[str, object]]:
+    """(key, file name) of every file an item names: its image, best image, receptive-field crop and maps."""
+    named = [(key, item.get(key)) for key in ("file", "best_file", "rf_file") if item.get(key) or key == "file"]
+    maps = item.get("maps") or {}
+    if not isinstance(maps, dict):
+        raise RunFolderError(f"an item's 'maps' is {type(maps).__name__}, not a dict of file names: the part's JSON is not dgnam's")
+    return named + [(f"maps.{key}", name) for key, name in maps.items()]
 
 
 def merge_parts(out: str | Path, started: float | None = None, keep_parts: bool = False) -> Path:
@@ -230,9 +238,9 @@ def merge_parts(out: str | Path, started: float | None = None, keep_parts: bool 
         for item in record["items"]:
             if "batch" in item:
                 item["batch"] += offset
-            for key in ("file", "best_file", "rf_file"):
-                if item.get(key):
-                    source, target = folder / item[key], out / item[key]  # checked by _check_part_files
+            for _, name in _item_files(item):
+                if name:
+                    source, target = folder / name, out / name  # checked by _check_part_files
                     if not source.exists() and target.exists():  # moved by an earlier merge that stopped
                         continue
                     target.parent.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ import torch
 
 from .metrics import SLOPE_BAND, Images, _forward_layers, _to_nchw, diversity, frechet_distance, judge_pass, mean_saturation, natural_max_activations, relative_activation, spectrum_slope
 from ..hooks import OUTPUT
-from ..nets import Target
+from ..nets import Target, judge_family
 from ..io.write import json_safe
 from ..units import Unit, read_unit
 
@@ -228,8 +228,9 @@ def evaluate_run(
             the PNGs (or a (N, 3, H, W) tensor in [0, 1]).
         target: The net the run optimized (``record["net"]``); None skips the target's top-1 and the
             activations.
-        judges: ``name -> net`` of nets that were never optimized against (EfficientNet-Lite1/2): their
-            top-k says whether an independent classifier sees the class.
+        judges: ``name -> net`` of nets that were never optimized against (EfficientNet-Lite1/2, and
+            SqueezeNet v1.1 of another family): their top-k says whether an independent classifier sees
+            the class; each judge's entry records its ``family`` relative to ``record["net"]``.
         natural: Natural images (e.g. a pool's ``images.npy``) for the relative activation, the
             Fréchet distance and the slope/saturation reference; None skips those.
         config: :class:`EvaluateConfig`; None takes the defaults.
@@ -311,7 +312,8 @@ def evaluate_run(
     for i, u in enumerate(units):
         by_unit.setdefault(u, []).append(i)
     for name, judge in judges.items():
-        entry: dict = {"net": judge.name, "input_px": list(judge.spec.size), "feature_layer": config.feature_layer}
+        entry: dict = {"net": judge.name, "input_px": list(judge.spec.size), "feature_layer": config.feature_layer,
+                       "family": judge_family(name, record.get("net"))}  # out-of-family: an independent vote
         if record.get("net") in (name, judge.name):
             notes.append(f"judge {name!r} is the optimized net: its top-k measures how well it was fooled, not recognition")
         rows = np.flatnonzero(is_class)

@@ -188,6 +188,9 @@ def load_run_page(run_dir: str | Path) -> RunPage:
     record = read_record(run_dir)
     items = check_items(record, run_dir / "results.json", ("file",)) if record.get("kind") != "exemplars" else []  # exemplars: their sheets, below
     wanted = {it["file"]: f"items[{k}].file" for k, it in enumerate(items)}
+    for k, it in enumerate(items):  # a method's maps beside the image (MACO's transparency)
+        maps = it.get("maps") if isinstance(it.get("maps"), dict) else {}
+        wanted.update({name: f"items[{k}].maps.{key}" for key, name in maps.items() if isinstance(name, str)})
     wanted["contact_sheet.png"] = "the contact sheet"
     evaluation = neighbors = None
     if (run_dir / EVALUATION_FILE).is_file():
@@ -333,7 +336,9 @@ def _run_section(run: RunPage, k: int) -> str:
                 cls = "ok" if j.get("rank") == 1 else "bad"
                 cap.append(f'<div>{html.escape(name)}: <span class="{cls}">{html.escape(str(j.get("pred_label")))}</span> (rank {j.get("rank")})</div>')
         curve = svg_curves([item.get("history") or []], width=200, height=70, title=f"activation of {item.get('unit')} per step")
-        out.append(f'<div class="card">{_img(run.files.get(item["file"]), item["file"])}{"".join(cap)}{curve}</div>')
+        maps = "".join(f'<div>{html.escape(str(key))}</div>{_img(run.files.get(name), str(name))}'
+                       for key, name in (item.get("maps") if isinstance(item.get("maps"), dict) else {}).items() if run.files.get(name))  # fmt: skip
+        out.append(f'<div class="card">{_img(run.files.get(item["file"]), item["file"])}{"".join(cap)}{maps}{curve}</div>')
     out.append("</div>")
     if items:
         histories = [it.get("history") or [] for it in items[:8]]
@@ -361,9 +366,9 @@ def _summary_rows(ev: Mapping) -> list[list]:
         rows.append(["target top-1 (class units)", _pct(s.get("target_top1"))])
     for name, j in (s.get("judges") or {}).items():
         if "top1" in j:
-            rows.append([f"judge {name} top-1", _pct(j.get("top1"))])
+            rows.append([f"judge {name}{_family(j)} top-1", _pct(j.get("top1"))])
         if "top5" in j:
-            rows.append([f"judge {name} top-5", _pct(j.get("top5"))])
+            rows.append([f"judge {name}{_family(j)} top-5", _pct(j.get("top5"))])
         if j.get("frechet_distance") is not None:
             rows.append([f"Fréchet distance to natural ({name} {j.get('feature_layer')})", j["frechet_distance"]])
         if j.get("diversity") is not None:
@@ -406,7 +411,8 @@ def _evaluation_html(ev: Mapping) -> str:
         out.append('<ul class="notes">' + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
     items = ev.get("items") or []
     judges = list(((ev.get("summary") or {}).get("judges") or {}).keys())
-    header = ["unit", "seed", "activation", "rel. act.", "target rank"] + [f"{j} rank (top class)" for j in judges] + ["diversity", "slope", "saturation"]
+    families = {name: _family(j) for name, j in ((ev.get("summary") or {}).get("judges") or {}).items()}
+    header = ["unit", "seed", "activation", "rel. act.", "target rank"] + [f"{j}{families[j]} rank (top class)" for j in judges] + ["diversity", "slope", "saturation"]
     rows = []
     for it in items:
         row = [it.get("label"), it.get("seed"), it.get("activation"), it.get("relative_activation"), it.get("target_rank")]
@@ -446,16 +452,24 @@ def _exemplars_html(ex: Mapping, files: Mapping[str, bytes]) -> str:
     return "\n".join(out)
 
 
+def _family(judge: Mapping) -> str:
+    """`` (out-of-family)`` / `` (in-family)`` after a judge's name, when its family is known."""
+    return f" ({judge['family']})" if judge.get("family") else ""
+
+
 def _comparison_table(runs: Sequence[RunPage]) -> str:
-    header = ["run", "method", "images", "target top-1", "judge", "judge top-1", "judge top-5", "Fréchet dist.", "diversity",
-              "rel. act. (median)", "slope (median)", "saturation", "s / image"]  # fmt: skip
+    header = ["run", "method", "images", "target top-1", "judge", "judge top-1", "judge top-5", "out-of-family judge top-1 / top-5",
+              "Fréchet dist.", "diversity", "rel. act. (median)", "slope (median)", "saturation", "s / image"]  # fmt: skip
     rows = []
     for r in runs:
         s = r.evaluation.get("summary") or {}
-        judge, j = next(iter((s.get("judges") or {}).items()), (None, {}))
+        judges = s.get("judges") or {}
+        judge, j = next(iter(judges.items()), (None, {}))
+        other = next((o for o in judges.values() if o.get("family") == "out-of-family" and "top1" in o), None)
         rows.append([
             r.name, r.record.get("method"), s.get("images"), _pct(s.get("target_top1")) if s.get("class_images") else None, judge,
-            _pct(j.get("top1")) if "top1" in j else None, _pct(j.get("top5")) if "top5" in j else None, j.get("frechet_distance"),
+            _pct(j.get("top1")) if "top1" in j else None, _pct(j.get("top5")) if "top5" in j else None,
+            f"{_pct(other['top1'])} / {_pct(other.get('top5'))} ({other.get('net')})" if other else None, j.get("frechet_distance"),
             s.get("diversity"), (s.get("relative_activation") or {}).get("median"), (s.get("spectrum_slope") or {}).get("median"),
             (s.get("saturation") or {}).get("mean"), (s.get("speed") or {}).get("seconds_per_image"),
         ])  # fmt: skip

@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 #: What dgnam writes at the top of a run folder; ``--overwrite`` removes these and nothing else.
 RUN_FILES = ("results.json", "contact_sheet.png", "evaluation.json", "report.html")
-RUN_FOLDERS = ("best", "rf", "parts", "neighbors")
+RUN_FOLDERS = ("best", "rf", "parts", "neighbors", "transparency")  # transparency: MACO's maps
 
 
 class RunFolderError(ValueError):

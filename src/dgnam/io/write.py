@@ -89,6 +89,13 @@ class RunWriter:
                 (self.out / "raw").mkdir(exist_ok=True)
                 np.save(self.out / raw, result.images[i].detach().cpu().numpy().astype(np.float32))
             to_pil(result.best_images[i]).save(self.out / "best" / name)
+            maps = {}
+            for key, values in result.maps.items():  # a method's per-image maps (MACO's transparency): grey PNGs
+                if not key.isidentifier():
+                    raise ValueError(f"map name {key!r} must be an identifier (it names a folder of the run)")
+                (self.out / key).mkdir(exist_ok=True)
+                to_pil(values[i][None].clamp(0, 1)).save(self.out / key / name)
+                maps[key] = f"{key}/{name}"
             label = unit_label(unit, self.categories)
             box = self.fields.get(unit)
             if box is not None:  # hidden unit: also its receptive field, cropped (left, top, right, bottom)
@@ -105,6 +112,7 @@ class RunWriter:
                     "file": name,
                     "best_file": f"best/{name}",
                     **({"raw_file": raw} if raw else {}),
+                    **({"maps": maps} if maps else {}),
                     "receptive_field": list(box) if box is not None else None,
                     "rf_file": f"rf/{name}" if box is not None else None,
                     "final_activation": float(result.final[i]),

@@ -14,12 +14,15 @@ Each method optimizes an image directly (no generator) to maximize the same obje
   rotation.
 - ``"deepinversion"``: ``"fourier"`` plus DeepInversion's BatchNorm-statistics prior (Yin et al.
   2020) and small total-variation and L2 terms.
+- ``"maco"``: Fel et al. 2023 (:mod:`dgnam.maco`): the Fourier amplitude fixed to that of photos, only
+  the phase optimized (NAdam), through the same random transforms plus pixel noise; its result also
+  carries a transparency map (``AMResult.maps["transparency"]``).
 """
 
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Sequence
 
 import torch
@@ -33,8 +36,9 @@ from ..transforms import Compose, Jitter, Transform, gaussian_blur, standard_tra
 from ..units import Unit
 from .base import AMResult, BestTracker
 from .dgn_am import dgn_am_step
+from .maco import MacoConfig, maco_am
 
-METHODS = ("pixel", "yosinski", "fourier", "deepinversion")
+METHODS = ("pixel", "yosinski", "fourier", "deepinversion", "maco")
 
 # Per-method defaults for the fields of PixelConfig left at None. Tuned on efficientnet_lite0
 # (224 px, 200 steps); the reasons are next to each value.
@@ -99,6 +103,11 @@ _DEFAULTS: dict[str, dict] = {
     ),
 }
 
+# MACO (Fel et al. 2023; dgnam.maco): its own loop and defaults (MacoConfig: the authors' NAdam(1.0) and
+# pixel noise, the "fourier" transforms), read from there so that they are stated in one place.
+_DEFAULTS["maco"] = {f.name: f.default for f in fields(MacoConfig) if f.name not in ("steps", "size")}
+
+
 @dataclass
 class PixelConfig:
     """Settings of a pixel-space method. Fields left at ``None`` take the method's defaults.
@@ -107,7 +116,7 @@ class PixelConfig:
     with :func:`dataclasses.replace` keeps the old method's resolved values: build a new config instead.
     """
 
-    method: str = "fourier"  # "pixel", "yosinski", "fourier" or "deepinversion"
+    method: str = "fourier"  # "pixel", "yosinski", "fourier", "deepinversion" or "maco"
     steps: int = 200  # as DGN-AM, so the comparison is at equal numbers of forward/backward passes
     size: int | tuple[int, int] | None = None  # image size; None: the target's native size
     lr: float | None = None  # pixel/yosinski: mean |step| per pixel; fourier/deepinversion: Adam's lr
@@ -134,6 +143,9 @@ class PixelConfig:
     bn_first: float | None = None  # extra multiplier of the first BatchNorm layer's term
     tv: float | None = None  # weight of the total-variation loss (mean squared neighbour difference)
     l2: float | None = None  # weight of the L2 loss (RMS distance from grey)
+    # maco (lr: NAdam's on the phase; init_std: the initial phase's std)
+    noise: float | None = None  # std of the pixel noise added to each transformed view, [0, 1] units
+    spectrum: str | None = None  # the fixed amplitude spectrum: a name in dgnam.maco.SPECTRA or a .safetensors file
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -149,6 +161,12 @@ class PixelConfig:
     @property
     def uses_adam(self) -> bool:
         return self.method in ("fourier", "deepinversion")
+
+    def maco_config(self) -> MacoConfig:
+        """This config as :class:`~dgnam.maco.MacoConfig` (method ``"maco"`` only)."""
+        if self.method != "maco":
+            raise ValueError(f"maco_config() is for method 'maco', not {self.method!r}")
+        return MacoConfig(**{f.name: getattr(self, f.name) for f in fields(MacoConfig)})
 
     def lr_at(self, step: int) -> float:
         if self.lr_end is None:
@@ -243,6 +261,12 @@ def pixel_am(
     """
     if len(units) != len(seeds):
         raise ValueError(f"{len(units)} units but {len(seeds)} seeds: give one seed per unit")
+    if config.method == "maco":  # its own loop: phase of a fixed spectrum, transparency map (dgnam.maco)
+        if init_images is not None:
+            raise ValueError("maco starts from a random phase: init_images (feature accentuation) needs another pixel method")
+        if target.spec.channels != 3:
+            raise ValueError(f"maco makes RGB images; {target.name} takes {target.spec.channels} channel(s): use --pixel fourier")
+        return maco_am(target, units, seeds, config.maco_config(), objective, progress)
     objective = objective or units_objective(units)
     size = _native_size(config.size, target)
     config = replace(config, size=size)

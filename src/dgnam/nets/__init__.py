@@ -90,6 +90,10 @@ class NetSpec:
     aliases: dict[str, str] = field(default_factory=dict)
     # reads a weight file into a state dict of this net's keys (default: torch/safetensors files)
     loader: Callable[[Path], dict[str, torch.Tensor]] | None = None
+    # architecture family ("efficientnet-lite", "squeezenet", ...): a judge of the target's own family
+    # can share its blind spots, one of another family is an independent vote (None: unknown)
+    family: str | None = None
+    role: str = "target"  # "judge": scores images and is never optimized against, nor used to choose settings
 
 
 @contextmanager
@@ -339,6 +343,28 @@ def imagenet_categories() -> tuple[str, ...]:
     names = tuple(line for line in text.splitlines() if line)
     assert len(names) == 1000, len(names)
     return names
+
+
+def judge_family(judge: str, target: str | None) -> str | None:
+    """``"in-family"`` or ``"out-of-family"``: whether the registered nets ``judge`` and ``target`` share an architecture family.
+
+    None when either is not registered or has no recorded family (a user's own net).
+
+    Example:
+        >>> judge_family("squeezenet1_1", "efficientnet_lite0"), judge_family("efficientnet_lite1", "efficientnet_lite0")
+        ('out-of-family', 'in-family')
+    """
+    _ensure_builtin()
+    a, b = _REGISTRY.get(judge), _REGISTRY.get(target) if target else None
+    if a is None or b is None or a.family is None or b.family is None:
+        return None
+    return "in-family" if a.family == b.family else "out-of-family"
+
+
+def list_judges() -> list[str]:
+    """Registered nets whose role is ``"judge"`` (never optimized against), in registration order."""
+    _ensure_builtin()
+    return [name for name, spec in _REGISTRY.items() if spec.role == "judge"]
 
 
 _BUILTIN_LOADED = False

@@ -32,7 +32,10 @@ for _name, (_size, _file, _sha) in _LITE.items():
             input=InputSpec(size=(_size, _size)),
             categories=imagenet_categories(),
             license="Apache-2.0",
-            description=f"EfficientNet-{_name[-5:].capitalize()} ImageNet-1k classifier ({_size} px).",
+            description=f"EfficientNet-{_name[-5:].capitalize()} ImageNet-1k classifier ({_size} px)"
+            + (": a judge (in the targets' family), never optimized against." if _index != "0" else "."),
+            family="efficientnet-lite",
+            role="judge" if _index != "0" else "target",  # Lite1/Lite2 score Lite0's images (DEVELOPERS.md)
         )
     )
 
@@ -66,6 +69,7 @@ register_net(
         description="BVLC reference CaffeNet (AlexNet variant), the target net of Nguyen et al. 2016. "
         "fc6/fc7/conv5 are pre-ReLU (relu6/relu7/relu5 rectified); fc8 = logits.",
         output_layer="fc8",
+        family="alexnet",
     )
 )
 
@@ -90,6 +94,7 @@ if importlib.util.find_spec("torchvision") is not None:
             license="BSD-3-Clause (torchvision)",
             description="torchvision AlexNet ('one weird trick' variant, 224 px); needs torchvision.",
             output_layer="classifier.6",
+            family="alexnet",
         )
     )
 
@@ -116,6 +121,7 @@ register_net(
         "relu*_* rectified, fuse = edge logits.",
         output_layer="fuse",
         loader=load_hed_weights,
+        family="vgg",
     )
 )
 
@@ -142,12 +148,7 @@ register_net(
         description="SqueezeNet v1.1 ImageNet-1k classifier (227 px): the out-of-family judge, never "
         "optimized against. fireN rectified; logits = mean of conv10; pool = mean of fire9 (512).",
         loader=load_squeezenet_weights,
+        family="squeezenet",
+        role="judge",  # out-of-family for the EfficientNet-Lite targets: fire modules, no BatchNorm, Caffe-trained
     )
 )
-
-#: Role of each judge net: EfficientNet-Lite1/-Lite2 share the target's family, SqueezeNet does not.
-JUDGES: dict[str, str] = {
-    "efficientnet_lite1": "in-family",
-    "efficientnet_lite2": "in-family",
-    "squeezenet1_1": "out-of-family",
-}
