@@ -7,6 +7,8 @@ EfficientNet-Lite0, and each image is scored (dgnam.eval.metrics does the comput
 - judge top-1 / top-5: EfficientNet-Lite1, at its own 240 px, which was never optimized against,
   recognises the class (an image that only fools Lite0 scores low here); EfficientNet-Lite2 (260 px), the
   other judge, scores the saved 8-bit images of every method the same way (a check on the first);
+- out-of-family judge top-1 / top-5: SqueezeNet v1.1 (227 px, fire modules, no BatchNorm, Caffe-trained),
+  on the saved 8-bit images like Lite2: the Lite judges share the target's family and can be fooled with it;
 - relative activation: the logit over its maximum on natural pool images (median over classes);
 - spectrum slope: power-spectrum slope of the greyscale image (median), next to the 5-95% range of
   the pool photos' slopes;
@@ -48,6 +50,7 @@ from dgnam.units import Unit
 TARGET = "efficientnet_lite0"  # the net whose logits are maximized
 JUDGE = "efficientnet_lite1"  # never optimized against (DEVELOPERS.md): recognition by it is the fair test
 SECOND_JUDGE = "efficientnet_lite2"  # the other judge, scored on the saved 8-bit images of every method
+OUT_OF_FAMILY_JUDGE = "squeezenet1_1"  # another architecture family, scored the same way (pip install 'dgnam[squeezenet]')
 
 #: (ImageNet index, name, group). Classes with a distinctive look (colour, shape or texture a person
 #: names at a glance), spread over animals, man-made objects, food and scenes/plants. Interleaved by
@@ -82,7 +85,7 @@ DEFAULT_POOL = Path("/work/pool")
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("methods", nargs="+", help="dgn-am:<generator name or .safetensors path>, dgn-am-bn:<generator> "
-                    "(DGN-AM plus the BatchNorm-statistics term in code space, --bn-weight) or pixel:<pixel|yosinski|fourier|deepinversion>")
+                    "(DGN-AM plus the BatchNorm-statistics term in code space, --bn-weight) or pixel:<pixel|yosinski|fourier|deepinversion|maco>")
     ap.add_argument("--lr-start", type=float, default=None, help="DGN-AM's first step, in code stds (default: the prior's measured one, else the paper's 8)")
     ap.add_argument("--transforms", choices=("none", "standard"), default=None,
                     help="DGN-AM through random pad/jitter/scale/rotation of G(y) or not (DGNAMConfig.transforms; "
@@ -225,14 +228,14 @@ def summarize(items: list[dict], seconds: float, image_px: list[int]) -> dict:
     }
 
 
-def second_judge(record: dict, column: list[Image.Image], judge, classes) -> None:
-    """Adds the second judge's rank per class and its top-1/top-5 rates to ``record``, from the images
-    as saved (8-bit), so that reused and fresh methods are scored alike."""
+def saved_image_judge(record: dict, column: list[Image.Image], judge, classes, key: str = "judge2") -> None:
+    """Adds a judge's rank per class (``{key}_rank``) and its top-1/top-5 rates (``{key}_top1``/``_top5``) to
+    ``record``, from the images as saved (8-bit), so that reused and fresh methods are scored alike."""
     ranked = judge_topk(judge, np.stack([np.asarray(im.convert("RGB")) for im in column]), [c[0] for c in classes], ks=(1, 5))
     for item, rank in zip(record["items"], ranked["rank"]):
-        item["judge2_rank"] = int(rank)
-    record["summary"]["judge2_top1"] = round(float(ranked["top1"]), 4)
-    record["summary"]["judge2_top5"] = round(float(ranked["top5"]), 4)
+        item[f"{key}_rank"] = int(rank)
+    record["summary"][f"{key}_top1"] = round(float(ranked["top1"]), 4)
+    record["summary"][f"{key}_top5"] = round(float(ranked["top5"]), 4)
 
 
 def _untuned_rates(items: list[dict]) -> dict:
@@ -310,10 +313,11 @@ def markdown_table(methods: dict, pool: dict | None, command: str, n_classes: in
         f"`{command}`",
         "",
         f"{n_classes} classes x 1 seed, {steps} steps, target {TARGET} (224 px), judge {JUDGE} (240 px), second judge "
-        f"{SECOND_JUDGE} (260 px, on the saved 8-bit images); {device_note}.",
+        f"{SECOND_JUDGE} (260 px), out-of-family judge {OUT_OF_FAMILY_JUDGE} (227 px; both on the saved 8-bit images); {device_note}.",
         "",
-        "| method | target top-1 | judge top-1 | judge top-5 | 2nd judge top-1 / top-5 | median rel. act. | median spectrum slope | mean saturation | s / unit |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| method | target top-1 | judge top-1 | judge top-5 | 2nd judge top-1 / top-5 | out-of-family judge top-1 / top-5 | median rel. act. "
+        "| median spectrum slope | mean saturation | s / unit |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, rec in methods.items():
         s = rec["summary"]
@@ -321,7 +325,7 @@ def markdown_table(methods: dict, pool: dict | None, command: str, n_classes: in
         slope = "n/a" if s["spectrum_slope_median"] is None else f"{s['spectrum_slope_median']:.2f}"
         lines.append(
             f"| `{name}` | {s['target_top1']:.0%} | {s['judge_top1']:.0%} | {s['judge_top5']:.0%} | "
-            f"{s['judge2_top1']:.0%} / {s['judge2_top5']:.0%} | {rel} | {slope} | "
+            f"{s['judge2_top1']:.0%} / {s['judge2_top5']:.0%} | {s['oof_top1']:.0%} / {s['oof_top5']:.0%} | {rel} | {slope} | "
             f"{s['saturation_mean']:.2f} | {s['seconds_per_unit']:.1f} |"
         )
     lines += ["", f"Reference: {ref}. Spectrum slope fitted over {SLOPE_BAND[0]}-{SLOPE_BAND[1]} cycles/pixel."]
@@ -387,9 +391,11 @@ def main(argv=None) -> int:
         methods[spec] = record
         print(f"{spec}: {json.dumps(record['summary'])}", file=sys.stderr)
 
-    second = dgnam.load_net(SECOND_JUDGE).to(args.device)
+    # the judges of the saved images (never optimized against, nor used to choose a setting)
+    second, other = dgnam.load_net(SECOND_JUDGE).to(args.device), dgnam.load_net(OUT_OF_FAMILY_JUDGE).to(args.device)
     for record, column in zip(methods.values(), tiles):
-        second_judge(record, column, second, classes)
+        saved_image_judge(record, column, second, classes, "judge2")
+        saved_image_judge(record, column, other, classes, "oof")
 
     sheet = contact_sheet([f"{idx} {name}" for idx, name, _ in classes], list(methods), tiles, captions)
     sheet.save(args.out / "contact_sheet.png")
@@ -401,7 +407,7 @@ def main(argv=None) -> int:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": versions(),
         "settings": {
-            "target": TARGET, "judge": JUDGE, "second_judge": SECOND_JUDGE, "classes": args.classes, "steps": args.steps, "seed": args.seed,
+            "target": TARGET, "judge": JUDGE, "second_judge": SECOND_JUDGE, "out_of_family_judge": OUT_OF_FAMILY_JUDGE, "classes": args.classes, "steps": args.steps, "seed": args.seed,
             "batch_size": args.batch_size, "device": args.device, "threads": torch.get_num_threads(),
             "spectrum_band_cycles_per_px": list(SLOPE_BAND), "images_scored": "last images (AMResult.images)",
         },  # fmt: skip

@@ -26,10 +26,11 @@ def one_over_f(s: int, power: float = 1.0) -> torch.Tensor:
     return torch.stack([m, 0.5 * m, 0.25 * m])
 
 
-def test_shipped_spectrum_is_checked_and_photo_like():
-    m = load_spectrum()
+@pytest.mark.parametrize("name", sorted(SPECTRA))
+def test_shipped_spectrum_is_checked_and_photo_like(name):
+    m = load_spectrum(name)
     assert m.shape == (3, 64, 33) and m.dtype == torch.float32 and (m > 0).all()
-    assert spectrum_path().stat().st_size < 20_000  # a few KB of float16
+    assert spectrum_path(name).stat().st_size < 20_000  # a few KB of float16
     # amplitude falls with frequency about as 1/f (photos: power ~ 1/f^2), in the luminance channel
     f = (torch.fft.fftfreq(64)[:, None] ** 2 + torch.fft.rfftfreq(64)[None, :] ** 2).sqrt()
     ring = lambda lo, hi: float(m[0][(f >= lo) & (f < hi)].mean())  # noqa: E731
@@ -171,7 +172,7 @@ def test_pixel_maco_from_the_cli_saves_the_transparency_maps(tmp_path, monkeypat
     assert cli.main(["visualize", "--net", "tiny", "--net-weights", str(net_file), "--pixel", "maco", "--unit", "logits:0-2",
                      "--steps", "4", "--batch-size", "2", "--out", str(out), "--quiet"]) == 0  # fmt: skip
     record = json.loads((out / "results.json").read_text())
-    assert record["method"] == "pixel:maco" and record["config"]["spectrum"] == "skimage_photos"
+    assert record["method"] == "pixel:maco" and record["config"]["spectrum"] == "pool"
     for item in record["items"]:
         alpha = np.asarray(Image.open(out / item["maps"]["transparency"]))
         assert alpha.shape == (32, 32) and alpha.max() == 255 and alpha.std() > 1

@@ -14,8 +14,9 @@ respect to the image, summed over colours and accumulated over the steps. Pixels
 looked at stay transparent when the map is used as an alpha channel.
 
 The spectrum ships with the package (:data:`SPECTRA`, a few KB of float16, sha256-checked); it is the
-mean amplitude spectrum of photos computed by ``scripts/maco_spectrum.py`` (from a ``dgnam pool
-build`` pool, or from scikit-image's colour photos: the shipped one). It is stored at 64 x 64 and
+mean amplitude spectrum of photos computed by ``scripts/maco_spectrum.py``: ``pool`` (the default) from
+the ``dgnam pool build`` pool, ``skimage_photos`` from scikit-image's colour photos (reproducible on any
+machine; a little flatter: more energy at high frequencies). It is stored at 64 x 64 and
 brought to any image size by :func:`resize_spectrum` (bilinear in log-amplitude over frequency in
 cycles per pixel, the DC term handled apart so its ratio to the image's contrast is kept).
 
@@ -52,6 +53,12 @@ from .base import AMResult, BestTracker
 
 #: Shipped spectra: name -> (file under dgnam/data, sha256, how it was made).
 SPECTRA: dict[str, tuple[str, str, str]] = {
+    "pool": (
+        "maco_spectrum_pool.safetensors",
+        "2be1f6166a93162754f0e7fc18a78153b3ead2be431a55f8686eb67d73b60c55",
+        "scripts/maco_spectrum.py --pool POOL --size 64 --crops 1 --seed 0 on the pool of `dgnam pool build` "
+        "(23356 images of 160 px, seed 0): one random square crop of each",
+    ),
     "skimage_photos": (
         "maco_spectrum_skimage.safetensors",
         "950805ba4579d08a2098c9920fb6a40935b754539ecde94bffe45485ed4a5bae",
@@ -59,7 +66,7 @@ SPECTRA: dict[str, tuple[str, str, str]] = {
         "(astronaut, chelsea, coffee, rocket, hubble_deep_field, motorcycle), 64 random square crops each",
     ),
 }
-DEFAULT_SPECTRUM = "skimage_photos"
+DEFAULT_SPECTRUM = "pool"  # "the average spectrum of the pool's photos"; skimage_photos: reproducible anywhere
 
 # Offset between an image's seed and the seed of its pixel-noise generator (another stream than the
 # phase's initialization and the transforms').
