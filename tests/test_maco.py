@@ -157,7 +157,8 @@ def test_pixel_maco_from_the_cli_saves_the_transparency_maps(tmp_path, monkeypat
     from dgnam import cli
     from dgnam.hub import WeightSource
     from dgnam.nets import InputSpec, NetSpec
-    from dgnam.pixel import METHODS, PixelConfig
+    from dgnam.methods.pixel import METHODS, PixelConfig
+    from dgnam.io.images import to_pil
 
     from conftest import CATEGORIES, TinyNet
 
@@ -181,4 +182,4 @@ def test_pixel_maco_from_the_cli_saves_the_transparency_maps(tmp_path, monkeypat
     r = dgnam.visualize(net, dgnam.parse_units(["logits:0-2"]), seeds=[0], config=PixelConfig(method="maco", steps=4), batch_size=2, progress=False)
     assert r.maps["transparency"].shape == (3, 32, 32)
     first = np.asarray(Image.open(out / record["items"][0]["file"]))
-    assert np.abs(first.astype(int) - np.asarray(dgnam.results.to_pil(r.images[0])).astype(int)).max() <= 1
+    assert np.abs(first.astype(int) - np.asarray(to_pil(r.images[0])).astype(int)).max() <= 1
