@@ -209,6 +209,15 @@ def test_every_string_from_a_run_is_escaped(tmp_path):
     assert f'alt="{ESCAPED}"' in alt and "<script" not in alt
 
 
+def test_the_report_shows_the_batch_size(tmp_path):
+    """Images depend on --batch-size (README, Reliability): the page says which one made them."""
+    run = write_color_run(tmp_path / "run")
+    record = json.loads((run / "results.json").read_text())
+    record["batch_size"] = 4
+    (run / "results.json").write_text(json.dumps(record))
+    assert '<td>batch_size</td><td class="n">4</td>' in build_report([run])
+
+
 def test_svg_curves_and_sheet():
     svg = svg_curves([[0, 1, 2, 3], [3, 2, 1, 0]], ["up", "down"], width=200, height=100)
     assert svg.startswith("<svg") and svg.count("<polyline") == 2 and ">up<" in svg
