@@ -180,6 +180,12 @@ def test_empty_folders_are_refused(tmp_path, capsys):
     assert "no images" in one_line_error(capsys, ["neighbors", str(run), "--data", str(empty)])
 
 
+def test_a_file_given_as_pool_names_the_fix(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    line = one_line_error(capsys, ["train-generator", "--pool", str(tmp_path / "afile"), "--out", str(tmp_path / "t")])
+    assert "afile is not a folder: give a folder of images, a pool folder" in line
+
+
 def test_train_generator_on_an_empty_pool(tmp_path, capsys):
     pool = tmp_path / "pool"
     pool.mkdir()

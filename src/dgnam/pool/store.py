@@ -169,7 +169,7 @@ class ImageFolderPool:
         self.root = Path(root)
         self.size = size
         if not self.root.is_dir():
-            raise FileNotFoundError(f"not a folder: {self.root}")
+            raise FileNotFoundError(f"{self.root} is not a folder: give a folder of images, a pool folder (dgnam pool build) or a packed .npz pool")
         exts = {e.lower() for e in extensions}
         files = sorted(
             p for p in self.root.rglob("*")
