@@ -492,7 +492,8 @@ def save_exemplars(out_dir: str | Path, data: NaturalImages, results: Sequence[t
     """
     from PIL import Image
 
-    from ..io.write import run_header
+    from ..io.rundir import write_json_atomic
+    from ..io.write import json_safe, run_header
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -517,9 +518,7 @@ def save_exemplars(out_dir: str | Path, data: NaturalImages, results: Sequence[t
         exemplar_sheet(crops_by_end["top"], crops_by_end["bottom"], ex.top_values, ex.bottom_values, title=label).save(out / entry["sheet"])
         items.append(entry)
     record = {**run_header({"kind": EXEMPLARS_KIND, **settings}, started, len(items), False, len(items)), "items": items}
-    path = out / "results.json"
-    path.write_text(json.dumps(record, indent=1))
-    return path
+    return write_json_atomic(out / "results.json", json_safe(record))  # strict JSON, never half a file
 
 
 __all__ = [
