@@ -19,7 +19,7 @@ Writes ``results.json`` (settings, versions, pool reference, per method a summar
 records), the images, ``contact_sheet.png`` (rows = classes, columns = methods; under each image the
 judge's top class, green when right) and ``table.md``, and prints that Markdown table. Usage:
 
-    python benchmarks/quality.py dgn-am:lite0_pool pixel:fourier pixel:deepinversion \\
+    python benchmarks/quality.py dgn-am:lite0_blocks7_conv_resize pixel:fourier pixel:deepinversion pixel:maco \\
         [--classes 50] [--steps 200] [--batch-size 8] [--pool /work/pool] [--out runs/quality]
 
 Quick check of the plumbing (seconds): ``--classes 2 --steps 3 --batch-size 2``.

@@ -375,6 +375,11 @@ def _cmd_visualize(args) -> int:
         preset = get_preset(args.preset)
     args.net = args.net or (preset.net if preset else "efficientnet_lite0")
     net = net_from_args(args, fit=preset.fit if preset else None)
+    from .nets import list_judges
+
+    if args.net in list_judges():  # allowed, but its images then fool that judge: say so once
+        print(f"dgnam: note: {args.net} is one of the judges (dgnam evaluate); images optimized against it say nothing "
+              "about its judgement, so judge them with the others only", file=sys.stderr)  # fmt: skip
     texts = list(args.unit) + ([f"@{args.units_file}"] if args.units_file else [])
     if not texts:
         print("dgnam: give at least one --unit (e.g. --unit logits:945)", file=sys.stderr)
