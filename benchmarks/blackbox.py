@@ -36,9 +36,8 @@ from pathlib import Path
 import numpy as np
 
 import dgnam
-from dgnam.methods.blackbox import CMAESConfig, GAConfig
-from dgnam.methods.dgn_am import dgnam_config
 from dgnam.io.write import RunWriter, versions
+from dgnam.methods.choose import resolve
 from dgnam.run import visualize
 from dgnam.units import Unit
 
@@ -81,7 +80,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if not 0 <= args.classes <= len(CLASSES) or not 0 <= args.hidden <= len(HIDDEN) or args.classes + args.hidden == 0:
         ap.error(f"--classes 0-{len(CLASSES)} and --hidden 0-{len(HIDDEN)}, at least one unit")
     if args.generator is None:
-        from dgnam.cli import default_generator
+        from dgnam.methods.choose import default_generator
 
         args.generator = default_generator(TARGET)
         if args.generator is None:
@@ -90,13 +89,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def method_config(method: str, evals: int, generator=None):
-    """The config that spends ``evals`` image evaluations per unit and seed (DGN-AM: the generator's
-    measured settings, :func:`dgnam.methods.dgn_am.dgnam_config`)."""
-    if method == "gradient":
-        # steps forward+backward passes, then one forward for the final image; without random transforms,
-        # which would add a forward pass per step (the activation is tracked without them)
-        return dgnam_config(generator, steps=evals - 1, transforms="none")
-    return CMAESConfig(evals=evals) if method == "cmaes" else GAConfig(evals=evals)
+    """The config that spends ``evals`` image evaluations per unit and seed, as ``dgnam visualize
+    --optimizer METHOD --evals N`` resolves it (DGN-AM: the generator's measured settings, with
+    steps = evals - 1: that many forward+backward passes, then one forward for the final image)."""
+    # without random transforms, which would add a forward pass per step (the activation is tracked without them)
+    overrides = {"evals": evals} if method != "gradient" else {"evals": evals, "transforms": "none"}
+    return resolve(TARGET, generator, optimizer=method, overrides=overrides).config
 
 
 def normalized_scores(best: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

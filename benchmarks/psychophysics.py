@@ -77,7 +77,7 @@ def spread_channels(channels: int, n: int) -> list[int]:
 def method_setup(name: str, net_name: str, args):
     """(generator or None, config) of a method, at ``--steps``."""
     if name == "dgn-am":
-        from dgnam.cli import default_generator
+        from dgnam.methods.choose import default_generator
 
         prior = args.generator or default_generator(net_name)
         if prior is None:

@@ -312,7 +312,7 @@ def test_paper_preset_sets_the_papers_schedule(tmp_path, tiny_registry):
 def test_default_pixel_method_needs_batchnorm():
     from torch import nn
 
-    from dgnam.cli import default_pixel_method
+    from dgnam.methods.choose import default_pixel_method
     from dgnam.nets import InputSpec, wrap_model
 
     with_bn = wrap_model(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)), InputSpec(size=(16, 16)))

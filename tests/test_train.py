@@ -338,7 +338,7 @@ def test_a_prior_carries_its_measured_dgn_am_settings(tiny_setup):
 def test_registered_prior_loads_from_its_own_file(tiny_setup, monkeypatch):
     """A registry entry without a builder: the safetensors file carries config and statistics."""
     from dgnam.generators import GeneratorSpec, _REGISTRY, _ensure_builtin
-    from dgnam.cli import default_generator
+    from dgnam.methods.choose import default_generator
 
     pool, tmp = tiny_setup
     trainer = Trainer(config(steps=2), pool, tmp / "run", progress=False)

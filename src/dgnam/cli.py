@@ -12,8 +12,6 @@ from pathlib import Path
 
 from .commands import _cmd_bounds, _cmd_evaluate, _cmd_exemplars, _cmd_neighbors, _cmd_pool, _cmd_report, _cmd_repro, _cmd_train, _cmd_weights
 
-DEFAULT_PIXEL_METHOD = "deepinversion"  # used when no generator prior is registered for the net
-FALLBACK_PIXEL_METHOD = "fourier"  # ... and when that net has no BatchNorm statistics for DeepInversion
 
 
 MAX_SEED = 2**32 - 1  # seeds feed torch and NumPy generators; NumPy takes 32-bit seeds
@@ -389,33 +387,27 @@ def _cmd_visualize(args) -> int:
     device = world.device
     net.to(device)
 
-    from .methods.dgn_am import DGNAMConfig, dgnam_config
+    from .methods.choose import resolve
 
-    generator_name = args.generator or (preset.generator if preset else None) or (None if args.pixel else default_generator(args.net))
-    if generator_name:
-        config, overrides, method = _generator_search(args, preset)
-        generator = load_generator(generator_name, weights=args.generator_weights, download=args.download).to(device)
-        if preset is not None and hasattr(generator, "clamp"):
-            generator.clamp = preset.generator_clamp
-        if preset is None and isinstance(config, DGNAMConfig):  # the generator's measured settings; the flags still win
-            config = dgnam_config(generator)
-        method = f"{method}:{generator_name}"
+    overrides = {"steps": args.steps, "lr_start": args.lr_start, "lr_end": args.lr_end, "decay": args.decay, "transforms": args.transforms,
+                 "evals": args.evals, "lr": args.lr}  # fmt: skip
+    if args.optimizer == "cmaes":
+        from .methods.blackbox import require_cma
+
+        try:
+            require_cma()
+        except ImportError as exc:
+            raise ValueError(str(exc)) from None
+    choice = resolve(net, args.generator, pixel=args.pixel, optimizer=args.optimizer, preset=preset, overrides=overrides)
+    generator_name, config, method = choice.generator, choice.config, choice.method
+    generator = None
+    if choice.uses_generator:
         if net.spec.channels not in (1, 3):
             raise ValueError(f"{args.net} takes {net.spec.channels}-channel images and a generator prior makes RGB ones: "
                              "use a pixel method (--pixel fourier)")  # fmt: skip
-    elif args.optimizer in ("cmaes", "ga") or args.evals is not None:
-        raise ValueError("--optimizer cmaes/ga and --evals search a generator's code space: give --generator NAME or FILE.safetensors")
-    else:
-        from .methods.pixel import PixelConfig
-
-        if args.transforms is not None:
-            raise ValueError("--transforms applies only to DGN-AM through a generator prior (give --generator); "
-                             "the pixel methods use their own transforms")
-        generator = None
-        config = PixelConfig(method=args.pixel or default_pixel_method(net))
-        overrides = {"steps": args.steps, "lr": args.lr}
-        method = f"pixel:{config.method}"
-    config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+        generator = load_generator(generator_name, weights=args.generator_weights, download=args.download).to(device)
+        if preset is not None and hasattr(generator, "clamp"):
+            generator.clamp = preset.generator_clamp
     init = _init_start(args, net, generator, generator_name, config, device)
 
     jobs = make_jobs(units, args.seeds)
@@ -502,34 +494,6 @@ def _init_start(args, net, generator, generator_name, config, device):
     return photo_codes(generator, prior_encoder(generator, net, generator_name, download=args.download), photo[None])[0]
 
 
-def _generator_search(args, preset):
-    """Config, flag overrides and method name of a search in code space (gradient or gradient-free)."""
-    from .methods.dgn_am import DGNAMConfig
-
-    if args.optimizer in ("cmaes", "ga"):
-        from .methods.blackbox import CMAESConfig, GAConfig, require_cma
-
-        given = [f for f, v in (("--steps", args.steps), ("--lr-start", args.lr_start), ("--lr-end", args.lr_end), ("--decay", args.decay),
-                                ("--transforms", args.transforms)) if v is not None]  # fmt: skip
-        if given:
-            raise ValueError(f"{', '.join(given)} set the gradient path; --optimizer {args.optimizer} takes its budget from --evals")
-        if args.optimizer == "cmaes":
-            try:
-                require_cma()
-            except ImportError as exc:
-                raise ValueError(str(exc)) from None
-        return (CMAESConfig() if args.optimizer == "cmaes" else GAConfig()), {"evals": args.evals}, args.optimizer
-    if args.evals is not None and args.steps is not None:
-        raise ValueError("give --steps or --evals, not both")
-    if args.evals is not None and args.evals < 2:
-        raise ValueError(f"--evals must be at least 2 with a gradient optimizer (one step and the final image), got {args.evals}")
-    steps = args.evals - 1 if args.evals is not None else args.steps
-    optimizer = "paper" if args.optimizer == "gradient" else args.optimizer
-    overrides = {"steps": steps, "lr_start": args.lr_start, "lr_end": args.lr_end, "decay": args.decay, "optimizer": optimizer,
-                 "transforms": args.transforms}  # fmt: skip
-    return (preset.apply() if preset else DGNAMConfig()), overrides, "dgn-am"
-
-
 def _cmd_sample(args) -> int:
     import math
 
@@ -551,7 +515,9 @@ def _cmd_sample(args) -> int:
         raise ValueError(f"--batch-size must be at least 1 (chains run together), got {args.batch_size}")
     device = torch.device(args.device)
     net.to(device)
-    name = args.generator or default_generator(args.net)
+    from .methods.choose import default_generator
+
+    name = args.generator or default_generator(args.net)  # the generator resolve() would take; PPGN-h has its own settings
     if name is None:
         raise ValueError(f"dgnam sample needs a generator prior for {args.net}: --generator NAME or FILE.safetensors (`dgnam generators`)")
     generator = load_generator(name, weights=args.generator_weights, download=args.download).to(device)
@@ -626,29 +592,6 @@ def _cmd_merge(args) -> int:
     return 0
 
 
-def default_pixel_method(net) -> str:
-    """DeepInversion where the net has BatchNorm statistics to match, else the Fourier baseline.
-
-    Also the default of nets without a prior of their own (foreign nets): by ``FOREIGN_RULE`` of
-    ``benchmarks/generalization.py`` DGN-AM through the Lite0 prior would need to match it on every foreign
-    layer, and it tied Fourier on SqueezeNet's logits (BENCHMARKS.md, "Which method a foreign net gets by default").
-    """
-    from torch import nn
-
-    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.model.modules())
-    return DEFAULT_PIXEL_METHOD if has_bn else FALLBACK_PIXEL_METHOD
-
-
-def default_generator(net: str) -> str | None:
-    """The registered prior trained for ``net`` (its encoder), if any."""
-    from .generators import get_generator_spec, list_generators
-
-    for name in list_generators():
-        if get_generator_spec(name).encoder.split(":")[0] == net and get_generator_spec(name).default:
-            return name
-    return None
-
-
 def _cmd_layers(args) -> int:
     from .objectives import all_layer_shapes
 
@@ -677,7 +620,10 @@ def _cmd_generators(_args) -> int:
         print("no generators registered")
     for name in names:
         spec = get_generator_spec(name)
-        print(f"{name:<20} encoder={spec.encoder or '-':<22} {spec.license:<12} {spec.description}")
+        size = "x".join(map(str, spec.output_size)) if spec.output_size else "?"
+        dgn_am = ", ".join(f"{k}={v}" for k, v in spec.dgn_am.items()) or "the paper's"
+        default = " (default for its net)" if spec.default else ""
+        print(f"{name:<26} encoder={spec.encoder or '-':<30} {size:>7} px  DGN-AM: {dgn_am}{default}\n{'':<26} {spec.license}: {spec.description}")
     return 0
 
 

@@ -21,6 +21,16 @@ import torch
 from torch import nn
 
 
+def batchnorm_layers(model: nn.Module) -> list[tuple[str, nn.BatchNorm2d]]:
+    """The ``BatchNorm2d`` layers of ``model`` (name, module): the running statistics DeepInversion matches."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    """Whether ``model`` has ``BatchNorm2d`` statistics to match (DeepInversion's prior applies)."""
+    return bool(batchnorm_layers(model))
+
+
 class BatchNormStatsLoss:
     """Hooks every ``BatchNorm2d`` of ``model`` and measures the last forward pass's statistics gap.
 
@@ -41,7 +51,7 @@ class BatchNormStatsLoss:
     """
 
     def __init__(self, model: nn.Module, first_weight: float = 1.0):
-        self.layers = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
+        self.layers = batchnorm_layers(model)
         if not self.layers:
             raise ValueError(
                 f"{type(model).__name__} has no BatchNorm2d layers, so it has no running statistics to match; "

@@ -15,7 +15,7 @@ from .generators import Generator
 from .nets import Target
 from .objectives import check_units
 from .methods.base import AMResult
-from .methods.dgn_am import DGNAMConfig, dgn_am, dgnam_config
+from .methods.dgn_am import DGNAMConfig, dgn_am
 from .units import Unit
 
 
@@ -46,10 +46,14 @@ def iter_visualize(
     Args:
         target: The net whose units are maximized.
         jobs: Units and seeds (:func:`make_jobs`).
-        generator: A generator prior (DGN-AM); None runs the pixel-space method of ``config``.
+        generator: A generator prior (DGN-AM). None: the pixel-space method of a ``PixelConfig``,
+            else what ``dgnam visualize`` runs (:func:`dgnam.methods.choose.resolve`): the net's
+            registered default prior, loaded here, or the pixel default (DeepInversion for nets with
+            BatchNorm, else Fourier).
         config: :class:`~dgnam.methods.dgn_am.DGNAMConfig` with a generator (or a gradient-free
             :class:`~dgnam.methods.blackbox.CMAESConfig` / :class:`~dgnam.methods.blackbox.GAConfig`), else
-            :class:`~dgnam.methods.pixel.PixelConfig`; None takes the defaults.
+            :class:`~dgnam.methods.pixel.PixelConfig`; None: the resolved defaults (the generator's
+            measured DGN-AM settings, or the pixel method's own).
         batch_size: Images optimized together (memory grows with it; throughput too, up to a point).
         progress: Show progress bars.
         init: One start shared by every job instead of the seed's random one (feature accentuation,
@@ -66,18 +70,33 @@ def iter_visualize(
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     check_units(target, [j.unit for j in jobs])  # fail before any work, not at the first batch
+    from .methods.pixel import PixelConfig
+
+    if generator is None and not isinstance(config, PixelConfig):
+        from .methods.choose import resolve
+
+        choice = resolve(target)  # what `dgnam visualize --net NAME` would run
+        if choice.uses_generator:
+            from .generators import load_generator
+
+            generator = load_generator(choice.generator).to(target.mean.device)
+        elif config is not None:
+            raise ValueError(f"{type(config).__name__} needs a generator: pass generator= "
+                             "(e.g. dgnam.load_generator(NAME or FILE.safetensors)), or a PixelConfig for a pixel-space method")
+        else:
+            config = choice.config
     if generator is not None:
-        config = config or dgnam_config(generator)
+        if config is None:
+            from .methods.choose import resolve
+
+            config = resolve(target, generator).config
         if getattr(config, "bn_weight", 0) == 0:  # same activations, computed faster where possible (BatchNorm folded)
             target = target.fast([j.unit.layer for j in jobs])
         return _batches(target, jobs, generator, config, batch_size, progress, init)
-    from .methods.blackbox import CMAESConfig, GAConfig
-    from .methods.pixel import PixelConfig
-
-    if isinstance(config, (CMAESConfig, GAConfig)):
+    if not isinstance(config, PixelConfig):
         raise ValueError(f"{type(config).__name__} searches a generator's code space: pass generator= "
                          "(e.g. dgnam.load_generator(NAME or FILE.safetensors)), or a PixelConfig for a pixel-space method")
-    return _batches(target, jobs, None, config or PixelConfig(), batch_size, progress, init)
+    return _batches(target, jobs, None, config, batch_size, progress, init)
 
 
 def _batches(target, jobs, generator, config, batch_size, progress, init=None) -> Iterator[AMResult]:
@@ -142,9 +161,12 @@ def visualize(
 ) -> AMResult:
     """Synthesize preferred inputs of ``units`` from each of ``seeds``; see :func:`iter_visualize`.
 
+    Without ``generator`` and ``config`` it runs what ``dgnam visualize`` runs for the net (its default
+    prior, else its pixel default); ``config=PixelConfig(method=...)`` picks a pixel-space method.
+
     Example:
         >>> net = load_net("efficientnet_lite0")
-        >>> r = visualize(net, parse_units(["logits:espresso"], net.categories), seeds=[0, 1])
+        >>> r = visualize(net, parse_units(["logits:espresso"], net.categories), seeds=[0, 1])  # DGN-AM, the shipped prior
         >>> r.images.shape, r.final
     """
     return merge_results(list(iter_visualize(target, make_jobs(units, seeds), generator, config, batch_size, progress)))

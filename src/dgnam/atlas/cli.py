@@ -17,9 +17,9 @@ def run_atlas(args) -> int:
     if args.batch_size < 1 or args.k < 1 or (args.steps is not None and args.steps < 1):
         raise ValueError("--batch-size, -k and --steps must be at least 1")
     from .. import load_generator
-    from ..cli import default_generator, default_pixel_method, net_from_args
+    from ..cli import net_from_args
     from ..distributed import close_world, init_world
-    from ..methods.dgn_am import dgnam_config
+    from ..methods.choose import default_pixel_method, resolve
     from ..methods.pixel import PixelConfig
     from .build import AtlasMethod, build_atlas, ensure_pool, open_data
     from .compute import AtlasConfig
@@ -28,13 +28,14 @@ def run_atlas(args) -> int:
     world = init_world(args.device)
     try:
         net.to(world.device)
-        generator_name = args.generator or (None if args.pixel else default_generator(args.net))
-        if generator_name:
+        choice = resolve(net, args.generator, pixel=args.pixel)  # the method `dgnam visualize` would run
+        generator_name = choice.generator if choice.uses_generator else None
+        if choice.uses_generator:
             generator = load_generator(generator_name, weights=args.generator_weights, download=args.download).to(world.device)
             baseline = args.baseline or default_pixel_method(net)
-            method = AtlasMethod(generator, dgnam_config(generator), None if baseline == "none" else PixelConfig(method=baseline), generator_name)
+            method = AtlasMethod(generator, choice.config, None if baseline == "none" else PixelConfig(method=baseline), generator_name)
         else:
-            method = AtlasMethod(None, None, PixelConfig(method=args.pixel or default_pixel_method(net)))
+            method = AtlasMethod(None, None, choice.config)
         data_path = Path(args.data) if args.data else ensure_pool(progress=not args.quiet)
         config = AtlasConfig(seeds=tuple(args.seeds), steps=args.steps, k=args.k, pixel_baseline=generator_name is not None and args.baseline != "none",
                              accentuate=not args.no_accentuate, batch_size=args.batch_size)  # fmt: skip

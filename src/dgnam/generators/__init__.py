@@ -7,7 +7,7 @@ output size. The registry (:class:`GeneratorSpec`) mirrors the nets' registry.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -103,6 +103,9 @@ class GeneratorSpec:
     description: str = ""
     bounds: Callable[[Generator], None] | None = None  # sets the paper's clipping bounds after loading
     default: bool = False  # the default prior of `dgnam visualize` for the encoder's net
+    output_size: tuple[int, int] | None = None  # (height, width) of its images
+    dgn_am: dict = field(default_factory=dict)  # DGNAMConfig fields measured for it, applied over the paper's
+    #   by dgnam.methods.resolve (a shipped prior's file header carries the same: tests/test_registries.py)
 
 
 _REGISTRY: dict[str, GeneratorSpec] = {}
@@ -137,6 +140,11 @@ def get_generator_spec(name: str) -> GeneratorSpec:
     return _REGISTRY[name]
 
 
+def is_generator_file(name: str) -> bool:
+    """Whether a generator argument names a file (``.safetensors`` or a path) rather than a registry entry."""
+    return name.endswith(".safetensors") or "/" in name or "\\" in name
+
+
 def load_generator(name: str, weights: str | Path | None = None, download: bool = False) -> Generator:
     """Build a registered generator with its weights and clipping bounds.
 
@@ -149,7 +157,7 @@ def load_generator(name: str, weights: str | Path | None = None, download: bool 
     Returns:
         The generator in eval mode with frozen parameters.
     """
-    if name.endswith(".safetensors") or "/" in name or "\\" in name:  # a file, not a registry name
+    if is_generator_file(name):
         from ..hub import WeightsError
         from ..io.rundir import short
         from .prior import load_prior

@@ -36,6 +36,7 @@ for _name, (_layer, _file, _sha, _desc) in _DEEPSIM.items():
             license=_DEEPSIM_LICENSE,
             description=f"DeePSiM generator (Dosovitskiy & Brox 2016): {_desc}.",
             bounds=paper_bounds(_layer),
+            output_size=(256, 256),  # the paper's generators: 256 px, centre-cropped to 227 for CaffeNet
         )
     )
 
@@ -48,7 +49,7 @@ for _name, (_layer, _file, _sha, _desc) in _DEEPSIM.items():
 _OWN_LICENSE = "MIT (dgnam); trained on the offline pool, whose images keep their own licences (the pool's POOL.md)"
 
 
-def _own_prior(name: str, sha256: str, encoder: str, description: str, default: bool = False) -> GeneratorSpec:
+def _own_prior(name: str, sha256: str, encoder: str, description: str, dgn_am: dict, default: bool = False) -> GeneratorSpec:
     """A prior shipped as package data (``dgnam/data/NAME.safetensors``, model card ``NAME.md`` beside it)."""
     return GeneratorSpec(
         name=name,
@@ -58,6 +59,8 @@ def _own_prior(name: str, sha256: str, encoder: str, description: str, default: 
         license=_OWN_LICENSE,
         default=default,
         description=f"{description} (model card: dgnam/data/{name}.md).",
+        output_size=(128, 128),
+        dgn_am=dgn_am,
     )
 
 
@@ -65,11 +68,13 @@ register_generator(_own_prior(
     "lite0_blocks15_conv", "8bbcb5237ace208fc18dc9b3777934fcaa3a45031f94c98b70fd7341ce38a465", "efficientnet_lite0:_blocks.15",
     "dgnam prior for EfficientNet-Lite0: 320x7x7 last-block code -> 128 px image, conv front end, 2.2M parameters, "
     "trained 915 steps on a CPU on the offline pool",
+    dgn_am={"lr_start": 0.05},  # measured: the paper's step of 8 saturates these codes (BENCHMARKS.md)
 ))  # fmt: skip
 register_generator(_own_prior(
     "lite0_blocks7_conv_resize", "10447ea152effc3c78324cbb414cf30606de505f6cae2a491ebb8c31ec7223fc", "efficientnet_lite0:_blocks.7",
     "dgnam prior for EfficientNet-Lite0: 80x14x14 middle-block code -> 128 px image, conv front end, resize-convolutions, "
     "0.37M parameters, trained 4000 steps on a CPU on the offline pool; DGN-AM through it ascends through random "
     "transforms of the image (carried setting)",
+    dgn_am={"lr_start": 0.05, "transforms": "standard"},  # measured (BENCHMARKS.md, "The shipped default")
     default=True,
 ))  # fmt: skip

@@ -66,20 +66,16 @@ class DGNAMConfig:
 
 
 def dgnam_config(generator: Generator | None = None, **settings) -> DGNAMConfig:
-    """A :class:`DGNAMConfig`: the paper's defaults, then the generator's measured ones
-    (``generator.dgn_am_defaults``), then ``settings`` (None values are ignored).
+    """A :class:`DGNAMConfig`: the paper's defaults, then the generator's measured ones (a registered
+    name's entry, a prior file's header, or a loaded generator's ``dgn_am_defaults``), then ``settings``
+    (None values are ignored). The same rule as :func:`dgnam.methods.choose.resolve`.
 
     Example:
         >>> dgnam_config(load_generator("my_prior.safetensors"), steps=100).lr_start  # the prior's own step
     """
-    from dataclasses import fields
+    from .choose import dgn_am_config
 
-    known = {f.name for f in fields(DGNAMConfig)}
-    carried = dict(getattr(generator, "dgn_am_defaults", None) or {})
-    unknown = sorted(set(carried) - known)
-    if unknown:
-        raise ValueError(f"the generator's DGN-AM defaults name unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return DGNAMConfig(**{**carried, **{k: v for k, v in settings.items() if v is not None}})
+    return dgn_am_config(generator, overrides=settings)
 
 
 def dgn_am_step(code: torch.Tensor, grad: torch.Tensor, lr: float, decay: float, bounds: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:

@@ -19,6 +19,7 @@ from ..methods.base import AMResult
 from ..methods.dgn_am import DGNAMConfig, dgn_am
 from ..methods.pixel import PixelConfig, pixel_am
 from ..nets import Target
+from ..regularizers import has_batchnorm
 from ..train.trainer import Discriminator, code_stats, cosine_decay, deepsim_step, stage_weights
 from ..units import Unit
 from .fashion_nets import Normalization, SIZE, accuracy, grey, layer_features
@@ -178,10 +179,6 @@ class AMConfig:
             raise ValueError(f"unknown method(s) {', '.join(unknown)}: choose from {', '.join(METHODS)}")
         if not self.seeds:
             raise ValueError("give at least one seed")
-
-
-def has_batchnorm(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
 
 
 def synthesize(target: Target, generator: PriorGenerator | None, classes: Sequence[int], config: AMConfig, progress: bool = False) -> dict[str, tuple[AMResult, float]]:

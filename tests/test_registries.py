@@ -1,0 +1,86 @@
+"""Every registry entry, built and checked (after timm's test_models): metadata, forward and backward.
+
+Nets are built with random weights (their real files are mostly not on the machine); the shipped
+priors load their real weights from the package; DeePSiM generators are built with random weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import warnings
+
+import pytest
+import torch
+
+import dgnam
+from dgnam.generators import get_generator_spec, load_generator
+from dgnam.generators.prior import prior_metadata
+from dgnam.hooks import capture
+from dgnam.hub import resolve_weights
+from dgnam.nets import Target, get_net_spec
+
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def check_source(source, licence: str) -> None:
+    assert source.filename and (source.sha256 is None or SHA256.fullmatch(source.sha256)), source
+    assert licence and licence != "unknown"
+    assert all(u.startswith("https://") for u in source.urls), source.urls  # downloads only over https
+
+
+@pytest.mark.parametrize("name", dgnam.list_nets())
+def test_net_entry(name):
+    spec = get_net_spec(name)
+    check_source(spec.weights, spec.license)
+    assert spec.name == name and spec.description
+    inp = spec.input
+    assert len(inp.size) == 2 and min(inp.size) >= 32 and len(inp.mean) == len(inp.std) == inp.channels and all(s > 0 for s in inp.std)
+    torch.manual_seed(0)
+    target = Target(spec.builder().eval(), inp, spec.categories, name=name)
+    x = torch.rand(2, inp.channels, *inp.size, requires_grad=True)
+    with capture(target.model, [spec.output_layer]) as acts:
+        out = target(x)
+    scores = acts[spec.output_layer]
+    assert scores.shape[0] == 2 and torch.isfinite(scores).all()
+    if spec.categories is not None:
+        assert len(spec.categories) == scores.shape[1]  # one name per class (ImageNet names two classes "crane")
+    scores.float().sum().backward()
+    assert x.grad is not None and x.grad.shape == x.shape and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    assert out.shape[0] == 2
+
+
+@pytest.mark.parametrize("name", dgnam.list_generators())
+def test_generator_entry(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("DGNAM_HOME", str(tmp_path))  # nothing from this machine's cache
+    spec = get_generator_spec(name)
+    check_source(spec.weights, spec.license)
+    assert spec.output_size is not None and len(spec.output_size) == 2, "the entry states its output size (`dgnam generators` prints it)"
+    known = {f.name for f in dataclasses.fields(dgnam.DGNAMConfig)}
+    assert set(spec.dgn_am) <= known
+    net, _, layer = spec.encoder.partition(":")
+    assert net in dgnam.list_nets() and layer
+    if spec.builder is None:  # a shipped prior: the real file, from the package
+        gen = load_generator(name)
+        header = prior_metadata(resolve_weights(spec.weights))
+        assert header.get("dgn_am", {}) == spec.dgn_am  # the registry and the file say the same
+        assert gen.dgn_am_defaults == spec.dgn_am
+    else:
+        torch.manual_seed(0)
+        gen = spec.builder().eval()
+        if spec.bounds is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the paper's bound files are not in the empty cache: [0, inf) then
+                spec.bounds(gen)
+    assert tuple(gen.output_size) == tuple(spec.output_size)
+    assert bool((gen.lower <= gen.upper).all())
+    code = gen.random_code([0, 1]).clamp(gen.lower, gen.upper).requires_grad_(True)
+    images = gen(code)
+    assert images.shape == (2, 3, *spec.output_size) and images.min() >= 0 and images.max() <= 1
+    images.mean().backward()
+    assert code.grad is not None and code.grad.shape == code.shape and torch.isfinite(code.grad).all()
+
+
+def test_exactly_one_default_prior_per_net():
+    defaults = [get_generator_spec(n).encoder.split(":")[0] for n in dgnam.list_generators() if get_generator_spec(n).default]
+    assert len(defaults) == len(set(defaults))
