@@ -379,3 +379,13 @@ def test_example_notebook_runs_headless(tmp_path):
     import base64
 
     assert base64.b64decode(pngs[0]) == (tmp_path / "runs" / "notebook" / "contact_sheet.png").read_bytes()
+
+
+def test_a_foreign_net_gets_the_pixel_default_from_the_resolver(model_file):
+    from dgnam.methods import resolve
+
+    plain = load_target(f"{model_file}:build")  # no BatchNorm, no prior of its own: Fourier (BENCHMARKS.md, foreign nets)
+    assert resolve(plain).method == "pixel:fourier" and resolve(plain).generator is None
+    with_bn = dgnam.wrap_model(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten()), InputSpec(size=(16, 16), min_size=8), name="bn.py:f")
+    assert resolve(with_bn).method == "pixel:deepinversion"
+    assert resolve(plain, "lite0_blocks7_conv_resize").method == "dgn-am:lite0_blocks7_conv_resize"  # one flag away

@@ -18,8 +18,12 @@ The rules, in order:
    (:mod:`dgnam.methods.blackbox`); otherwise DGN-AM with the paper's settings, then the generator's
    measured ones (its registry entry's ``dgn_am``, or a prior file's header), then the overrides.
 4. Without one: the pixel method asked for, else :func:`default_pixel_method` (DeepInversion where
-   the net has BatchNorm statistics to match, else the Fourier baseline; BENCHMARKS.md, "Foreign
-   nets"), with its own per-method defaults (:class:`~dgnam.methods.pixel.PixelConfig`).
+   the net has BatchNorm statistics to match, else the Fourier baseline), with its own per-method
+   defaults (:class:`~dgnam.methods.pixel.PixelConfig`). This is also what a net without a prior of its
+   own (``torchvision:``, ``hf:``, ``my_model.py:build`` ...) gets: by ``FOREIGN_RULE`` in
+   ``benchmarks/generalization.py``, fixed before measuring, DGN-AM through the Lite0 prior would have
+   to match the pixel default on every foreign layer, and it tied Fourier on SqueezeNet's class logits
+   (0.97x; BENCHMARKS.md, "Which method a foreign net gets by default").
 """
 
 from __future__ import annotations
