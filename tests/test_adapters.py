@@ -389,3 +389,17 @@ def test_a_foreign_net_gets_the_pixel_default_from_the_resolver(model_file):
     with_bn = dgnam.wrap_model(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten()), InputSpec(size=(16, 16), min_size=8), name="bn.py:f")
     assert resolve(with_bn).method == "pixel:deepinversion"
     assert resolve(plain, "lite0_blocks7_conv_resize").method == "dgn-am:lite0_blocks7_conv_resize"  # one flag away
+
+
+def test_package_module_builder_with_a_categories_file(model_file, tmp_path, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(tmp_path))  # my_model.py importable as a module
+    (tmp_path / "classes.txt").write_text("ant\nbee\n\ncat\ndog\neel\n")
+    out = tmp_path / "mod"
+    assert cli.main(["visualize", "--net", "my_model:build", "--input-size", "24", "--categories", str(tmp_path / "classes.txt"),
+                     "--unit", "logits:cat", "--steps", "2", "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    record = json.loads((out / "results.json").read_text())
+    assert record["items"][0]["unit"] == "logits:2" and record["items"][0]["label"] == "logits:2 cat"
+    assert record["net_overrides"]["categories_file"] == str(tmp_path / "classes.txt")
+    capsys.readouterr()
+    assert cli.main(["layers", "no_such_module_for_dgnam:build"]) == 2
+    assert "cannot import 'no_such_module_for_dgnam'" in capsys.readouterr().err

@@ -71,6 +71,8 @@ class SpecOverrides:
         changes: dict[str, Any] = {k: v for k, v in (("size", self.size), ("mean", self.mean), ("std", self.std), ("value_range", self.value_range)) if v is not None}
         if self.bgr is not None:
             changes["channel_order"] = "BGR" if self.bgr else "RGB"
+        if self.size is not None:  # a net said to take S px takes images of S px
+            changes["min_size"] = min(spec.min_size, *self.size)
         try:
             return replace(spec, **changes)
         except ValueError as exc:
