@@ -351,10 +351,11 @@ def _unit_record(site, key, unit, target, column, found, data, box, facets, pixe
 
 
 def _output_layers(target) -> set[str]:
-    """Layers whose units are classes (named by ``target.categories``)."""
+    """Layers whose units are classes (named by ``target.categories``): what the net returns
+    (``output``; ``logits`` names it for nets without such a module) and a registered net's ``output_layer``."""
     from ..nets import get_net_spec, list_nets
 
-    layers = {"output", "logits", "fc8"}
+    layers = {"output", "logits"}
     if target.name in list_nets():
         layers.add(get_net_spec(target.name).output_layer)
     return layers
