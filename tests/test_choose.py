@@ -112,7 +112,7 @@ def test_resolve_names_where_each_choice_came_from():
     lite0 = random_target("efficientnet_lite0")
     choice = resolve(lite0)
     assert isinstance(choice, Choice) and choice.method == f"dgn-am:{PRIOR}" and choice.generator == PRIOR and "measured" in choice.why
-    assert resolve(lite0, pixel="fourier").config == PixelConfig(method="fourier")
+    assert resolve(lite0, pixel="fourier").config == PixelConfig(method="fourier").resolved()  # fully resolved
     squeeze = random_target("squeezenet1_1")  # no BatchNorm, no prior
     assert resolve(squeeze).method == "pixel:fourier" and "no BatchNorm" in resolve(squeeze).why
     paper = resolve("caffenet", preset="paper", overrides={"steps": 3})

@@ -168,7 +168,7 @@ def test_pixel_maco_from_the_cli_saves_the_transparency_maps(tmp_path, monkeypat
     monkeypatch.setenv("DGNAM_HOME", str(tmp_path / "home"))
     dgnam.nets._ensure_builtin()
     monkeypatch.setitem(dgnam.nets._REGISTRY, "tiny", NetSpec("tiny", TinyNet, WeightSource("tiny_net.pth"), InputSpec(size=(32, 32), min_size=8), CATEGORIES))
-    assert "maco" in METHODS and PixelConfig(method="maco").lr == 1.0 and PixelConfig(method="maco").noise == MacoConfig().noise
+    assert "maco" in METHODS and PixelConfig(method="maco").resolved().lr == 1.0 and PixelConfig(method="maco").resolved().noise == MacoConfig().noise
     out = tmp_path / "run"
     assert cli.main(["visualize", "--net", "tiny", "--net-weights", str(net_file), "--pixel", "maco", "--unit", "logits:0-2",
                      "--steps", "4", "--batch-size", "2", "--out", str(out), "--quiet"]) == 0  # fmt: skip

@@ -522,8 +522,8 @@ def test_paper_preset():
     assert cfg.optimizer == "paper" and cfg.clip and cfg.init_std == 1.0
     assert PAPER_PRESET.apply(steps=10).steps == 10
     assert PAPER_PRESET.net in list_nets() and PAPER_PRESET.generator in dgnam.list_generators()
-    assert get_net_spec(PAPER_PRESET.net).input.size == (PAPER_PRESET.crop,) * 2
-    assert PAPER_PRESET.location == "center" and PAPER_PRESET.fit == "center-crop"
+    assert cfg == dgnam.DGNAMConfig()  # the paper's settings are DGNAMConfig's defaults, stated once
+    assert get_net_spec(PAPER_PRESET.net).input.size == (227, 227) and PAPER_PRESET.fit == "center-crop"  # 227 crop of 256
     assert get_preset("paper") is PAPER_PRESET
     with pytest.raises(KeyError, match="Known presets: paper"):
         get_preset("nope")

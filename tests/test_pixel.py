@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -149,10 +151,13 @@ def test_bn_loss_falls_under_deepinversion(bn_target):
 
 def test_config_defaults_per_method():
     assert PixelConfig().method == "fourier" and PixelConfig().steps == 200 and PixelConfig().size is None
-    assert PixelConfig(method="yosinski").decay == pytest.approx(0.9999)
-    assert PixelConfig(method="yosinski").blur_every == 4 and PixelConfig(method="yosinski").blur_sigma == 1.0
-    assert PixelConfig(method="pixel").bn is None and PixelConfig(method="deepinversion").bn > 0
-    assert PixelConfig(method="fourier", lr=0.2).lr == 0.2
+    yosinski = PixelConfig(method="yosinski")
+    assert yosinski.decay is None and yosinski.resolved().decay == pytest.approx(0.9999)  # given values only, until resolved
+    assert yosinski.resolved().blur_every == 4 and yosinski.resolved().blur_sigma == 1.0
+    assert PixelConfig(method="pixel").resolved().bn is None and PixelConfig(method="deepinversion").resolved().bn > 0
+    assert PixelConfig(method="fourier", lr=0.2).resolved().lr == 0.2
+    # the trap that was: replace() of the method takes the new method's defaults, not the old one's
+    assert replace(yosinski, method="fourier").resolved() == PixelConfig(method="fourier").resolved()
     with pytest.raises(ValueError, match="pixel, yosinski, fourier, deepinversion"):
         PixelConfig(method="lucid")
     with pytest.raises(ValueError, match="seed per unit"):

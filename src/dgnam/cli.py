@@ -412,7 +412,7 @@ def _cmd_visualize(args) -> int:
 
     jobs = make_jobs(units, args.seeds)
     settings = {
-        "command": ["dgnam"] + sys.argv[1:],
+        "command": ["dgnam"] + args.argv,
         "net": args.net,
         "net_weights": args.net_weights,
         "net_input": dataclasses.asdict(net.spec),
@@ -529,7 +529,7 @@ def _cmd_sample(args) -> int:
     encoder, shared = _sample_encoder(args, name, generator, config)
     target = net.fast([u.layer for u in units] + ([encoder] if shared else []))
     settings = {
-        "command": ["dgnam"] + sys.argv[1:], "net": args.net, "net_weights": args.net_weights, "generator": name,
+        "command": ["dgnam"] + args.argv, "net": args.net, "net_weights": args.net_weights, "generator": name,
         "generator_weights": args.generator_weights, "method": f"ppgn-h:{name}", "config": dataclasses.asdict(config),
         "encoder": encoder if isinstance(encoder, str) or encoder is None else "loaded", "samples_per_unit": args.samples,
         "chains_per_unit": chains, "seeds": seeds, "units": [str(u) for u in units], "batch_size": args.batch_size, "device": str(device),
@@ -634,6 +634,7 @@ def main(argv: list[str] | None = None) -> int:
 
     debug, argv = debug_requested(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
+    args.argv = list(argv)  # what the run records as its command (main(argv) need not be the process's argv)
     handlers = {
         "visualize": _cmd_visualize, "layers": _cmd_layers, "nets": _cmd_nets, "generators": _cmd_generators,
         "weights": _cmd_weights, "pool": _cmd_pool, "train-generator": _cmd_train, "bounds": _cmd_bounds,

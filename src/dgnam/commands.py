@@ -194,7 +194,7 @@ def _cmd_evaluate(args) -> int:
     out = Path(args.out) if args.out else Path(args.run_dir) / EVALUATION_FILE
     document = {
         "run": str(args.run_dir), "target": net_name, "judges": list(judges), "natural_source": natural_info,
-        "command": ["dgnam"] + sys.argv[1:], "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions(),
+        "command": ["dgnam"] + args.argv, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions(),
         **result.to_dict(),
     }  # fmt: skip
     if faith is not None:
@@ -296,7 +296,7 @@ def _cmd_exemplars(args) -> int:
         passes[layer] = {"key": acts.key, "cached": acts.cached, "shape": list(acts.shape)}
         for unit in mine:
             results.append((exemplars(acts, unit, args.k), unit_receptive_field(net, unit, data.size), unit_label(unit, net.categories)))
-    settings = {"command": ["dgnam"] + sys.argv[1:], "net": args.net, "net_weights": args.net_weights, "units": [str(u) for u in units], "k": args.k,
+    settings = {"command": ["dgnam"] + args.argv, "net": args.net, "net_weights": args.net_weights, "units": [str(u) for u in units], "k": args.k,
                 "data": {"path": str(args.data), "images": len(data), "size": data.size, "fingerprint": data.fingerprint},
                 "passes": passes, "device": str(args.device)}  # fmt: skip
     path = save_exemplars(args.out, data, results, settings)

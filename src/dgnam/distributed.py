@@ -57,6 +57,18 @@ class World:
         return self.size > 1
 
 
+def init_process_group(device: str) -> tuple[int, int]:
+    """(rank, world size): joins torchrun's process group (NCCL on CUDA, else gloo); (0, 1) outside torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
 def init_world(device: str = "cpu") -> World:
     """Join the ``torchrun`` process group when ``WORLD_SIZE`` > 1 (gloo on CPU, nccl on CUDA).
 
@@ -74,12 +86,10 @@ def init_world(device: str = "cpu") -> World:
         return World(device=torch.device(device))
     if str(device).startswith("cuda:"):
         raise ValueError(f"--device {device} under torchrun: use --device cuda: each process takes cuda:LOCAL_RANK")
-    from .train.trainer import _init_distributed
-
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device == "cuda":
         device = f"cuda:{local_rank}"
-    rank, size = _init_distributed(device)
+    rank, size = init_process_group(device)
     return World(rank, size, local_rank, torch.device(device))
 
 

@@ -18,10 +18,11 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 import tempfile
 import urllib.request
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
@@ -62,7 +63,6 @@ class WeightSource:
     package_data: tuple[str, str] | None = None
     license: str = "unknown"
     notes: str = ""
-    extra: Mapping[str, str] = field(default_factory=dict)
 
 
 def dgnam_home() -> Path:
@@ -108,7 +108,7 @@ def verify(path: Path, source: WeightSource, record: bool = True) -> str:
     if expected is None:
         if record:
             _record_hash(source.filename, digest)
-            print(f"dgnam: no published sha256 for {source.filename}; recorded {digest}")
+            print(f"dgnam: no published sha256 for {source.filename}; recorded {digest}", file=sys.stderr)
         return digest
     if digest != expected:
         raise WeightsError(

@@ -96,7 +96,7 @@ def iter_visualize(
     if not isinstance(config, PixelConfig):
         raise ValueError(f"{type(config).__name__} searches a generator's code space: pass generator= "
                          "(e.g. dgnam.load_generator(NAME or FILE.safetensors)), or a PixelConfig for a pixel-space method")
-    return _batches(target, jobs, None, config, batch_size, progress, init)
+    return _batches(target, jobs, None, config.resolved(), batch_size, progress, init)
 
 
 def _batches(target, jobs, generator, config, batch_size, progress, init=None) -> Iterator[AMResult]:

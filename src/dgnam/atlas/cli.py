@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 
@@ -42,7 +41,7 @@ def run_atlas(args) -> int:
         layers = [l.strip() for l in (args.layers or "").split(",") if l.strip()]
         size = max(net.spec.size)
         summary = build_atlas(net, args.net, args.out, open_data(data_path, size=size), method, layers, args.units, config,
-                              command=["dgnam"] + sys.argv[1:], progress=not args.quiet, world=world)  # fmt: skip
+                              command=["dgnam"] + args.argv, progress=not args.quiet, world=world)  # fmt: skip
     finally:
         close_world(world)
     if summary.index is not None:

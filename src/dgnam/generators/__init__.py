@@ -50,7 +50,10 @@ class Generator(nn.Module):
         return self
 
     def clip(self, code: torch.Tensor) -> torch.Tensor:
-        return torch.maximum(torch.minimum(code, self.upper), self.lower)
+        """``code`` clipped to this generator's ``[lower, upper]`` (:func:`~dgnam.methods.base.clip_to`)."""
+        from ..methods.base import clip_to
+
+        return clip_to(code, (self.lower, self.upper))
 
     def random_code(self, seeds: list[int] | int, std: float = 1.0) -> torch.Tensor:
         """Initial codes drawn from N(0, std^2), one per seed (each from its own RNG, so a code

@@ -104,7 +104,8 @@ class PriorGenerator(Generator):
     weights: they normalize the input and give the clipping bounds.
     """
 
-    def __init__(self, config: PriorConfig = PriorConfig()):
+    def __init__(self, config: PriorConfig | None = None):
+        config = config if config is not None else PriorConfig()  # a fresh default per call, never shared
         config.check_shapes()
         size = config.output_size
         super().__init__(config.code_shape, (size, size))

@@ -144,3 +144,29 @@ class BestTracker:
         self.best_images[better] = images.detach().cpu()[better]
         self.best[better] = acts[better]
         self.best_step[better] = step
+
+
+def linear_lr(start: float, end: float, step: int, steps: int) -> float:
+    """The step size at ``step``, falling linearly from ``start`` (step 0) to ``end`` (step ``steps``), as
+    the paper's code did; shared by DGN-AM and the pixel methods."""
+    return start + (end - start) * step / steps
+
+
+def normalized_step(x: torch.Tensor, grad: torch.Tensor, lr: float) -> torch.Tensor:
+    """``x + lr * g / mean|g|`` per batch element: a step whose mean absolute change per unit is ``lr``.
+
+    The ascent of the paper's update (:func:`~dgnam.methods.dgn_am.dgn_am_step` adds its clip and decay)
+    and of the plain-pixel and Yosinski baselines, which apply it to pixels; a change to the paper's update
+    leaves the baselines alone.
+    """
+    dims = tuple(range(1, grad.dim()))
+    scale = grad.abs().mean(dim=dims, keepdim=True).clamp_min(1e-12)
+    return x + lr * grad / scale
+
+
+def initial_code(generator, seeds: Sequence[int], std: float = 1.0, clip: bool = True, start: torch.Tensor | None = None) -> torch.Tensor:
+    """The start of a search in a generator's code space: ``generator.random_code(seeds, std)`` (one RNG
+    per seed, so a start depends only on its seed) or a copy of ``start``, clipped to the code's bounds
+    unless ``clip`` is False. DGN-AM, PPGN-h sampling and the gradient-free searches all start here."""
+    code = generator.random_code(list(seeds), std) if start is None else start.detach().to(generator.lower).clone()
+    return generator.clip(code) if clip else code

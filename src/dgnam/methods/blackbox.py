@@ -59,7 +59,7 @@ from ..generators import Generator, code_center_scale
 from ..nets import Target
 from ..objectives import check_units, run_objective, units_objective
 from ..units import Unit
-from .base import AMResult, BestTracker
+from .base import AMResult, BestTracker, initial_code
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]
 """A black-box unit: images (N, 3, H, W) in [0, 1] -> scores (N,), higher is better."""
@@ -246,7 +246,7 @@ def cmaes_am(
     generator: Generator,
     units: Sequence[Unit] | None = None,
     seeds: Sequence[int] = (0,),
-    config: CMAESConfig = CMAESConfig(),
+    config: CMAESConfig | None = None,
     progress: bool = True,
 ) -> AMResult:
     """Maximize black-box scores by CMA-ES over the generator's code (one search per unit x seed).
@@ -277,6 +277,7 @@ def cmaes_am(
         >>> r = cmaes_am(redness, gen, seeds=[0, 1], config=CMAESConfig(evals=300))
         >>> r.best, r.history[:, 0]  # far above the first generation's best
     """
+    config = config if config is not None else CMAESConfig()  # a fresh default per call, never shared
     cma = require_cma()
     evaluate, units = _prepare(scoring, generator, units, seeds, config.max_batch)
     dim = math.prod(generator.code_shape)
@@ -284,7 +285,7 @@ def cmaes_am(
     lower = generator.lower.flatten().double().cpu().numpy()
     upper = generator.upper.flatten().double().cpu().numpy()
     bounded = bool(np.isfinite(lower).any() or np.isfinite(upper).any())
-    starts = generator.clip(generator.random_code(list(seeds), config.init_std)).flatten(1).double().cpu().numpy()
+    starts = initial_code(generator, seeds, config.init_std).flatten(1).double().cpu().numpy()
     searches = []
     for seed, x0 in zip(seeds, starts):
         rng = np.random.default_rng(int(seed))
@@ -338,7 +339,7 @@ def ga_am(
     generator: Generator,
     units: Sequence[Unit] | None = None,
     seeds: Sequence[int] = (0,),
-    config: GAConfig = GAConfig(),
+    config: GAConfig | None = None,
     progress: bool = True,
 ) -> AMResult:
     """Maximize black-box scores with an XDream-style genetic algorithm over the generator's code.
@@ -371,6 +372,7 @@ def ga_am(
         >>> r = ga_am(redness, gen, seeds=[0], config=GAConfig(evals=400))
         >>> r.best_images[0]  # the reddest image found
     """
+    config = config if config is not None else GAConfig()  # a fresh default per call, never shared
     evaluate, units = _prepare(scoring, generator, units, seeds, config.max_batch)
     shape, p, elite = generator.code_shape, config.population, config.elite
     center, scale = code_center_scale(generator)
@@ -407,11 +409,11 @@ def blackbox_am(
     generator: Generator,
     units: Sequence[Unit] | None = None,
     seeds: Sequence[int] = (0,),
-    config: CMAESConfig | GAConfig = CMAESConfig(),
+    config: CMAESConfig | GAConfig | None = None,
     progress: bool = True,
 ) -> AMResult:
-    """Dispatch on the config: :func:`cmaes_am` for :class:`CMAESConfig`, :func:`ga_am` for :class:`GAConfig`."""
-    if isinstance(config, CMAESConfig):
+    """Dispatch on the config: :func:`cmaes_am` for :class:`CMAESConfig` (the default), :func:`ga_am` for :class:`GAConfig`."""
+    if config is None or isinstance(config, CMAESConfig):
         return cmaes_am(scoring, generator, units, seeds, config, progress)
     if isinstance(config, GAConfig):
         return ga_am(scoring, generator, units, seeds, config, progress)

@@ -246,7 +246,7 @@ def _pixel_choice(net, pixel: str | None, given: dict) -> Choice:
                                                               else "the Fourier baseline (no BatchNorm statistics)")
     else:
         why = f"pixel method {pixel}"
-    return Choice(f"pixel:{pixel}", None, PixelConfig(method=pixel, **given), None, why)
+    return Choice(f"pixel:{pixel}", None, PixelConfig(method=pixel, **given).resolved(), None, why)
 
 
 __all__ = ["Choice", "resolve", "default_generator", "default_pixel_method", "generator_dgn_am", "dgn_am_config"]

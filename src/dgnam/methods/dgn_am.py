@@ -29,7 +29,7 @@ from ..objectives import Objective, run_objective, units_objective
 from ..regularizers import BatchNormStatsLoss
 from ..transforms import Transform, standard_transforms, transform_generators
 from ..units import Unit
-from .base import AMResult, BestTracker, clip_to
+from .base import AMResult, BestTracker, clip_to, initial_code, linear_lr, normalized_step
 
 
 @dataclass
@@ -62,7 +62,7 @@ class DGNAMConfig:
 
     def lr_at(self, step: int) -> float:
         """Linearly decreasing step size, as in the paper's code."""
-        return self.lr_start + (self.lr_end - self.lr_start) * step / self.steps
+        return linear_lr(self.lr_start, self.lr_end, step, self.steps)
 
 
 def dgnam_config(generator: Generator | None = None, **settings) -> DGNAMConfig:
@@ -84,10 +84,7 @@ def dgn_am_step(code: torch.Tensor, grad: torch.Tensor, lr: float, decay: float,
     ``code += lr * g / mean|g|`` (so ``lr`` is the mean absolute change per code unit), then clip to
     ``bounds = (lower, upper)`` when given, then ``code *= decay``.
     """
-    dims = tuple(range(1, grad.dim()))
-    scale = grad.abs().mean(dim=dims, keepdim=True).clamp_min(1e-12)
-    code = code + lr * grad / scale
-    return clip_to(code, bounds) * decay
+    return clip_to(normalized_step(code, grad, lr), bounds) * decay
 
 
 def _dgn_am_transforms(kind: str, size: int) -> Transform | None:
@@ -103,7 +100,7 @@ def dgn_am(
     generator: Generator,
     units: Sequence[Unit],
     seeds: Sequence[int],
-    config: DGNAMConfig = DGNAMConfig(),
+    config: DGNAMConfig | None = None,
     objective: Objective | None = None,
     progress: bool = True,
     init_code: torch.Tensor | None = None,
@@ -129,14 +126,13 @@ def dgn_am(
         >>> r = dgn_am(net, gen, parse_unit("fc8:945") * 2, seeds=[0, 1])
         >>> r.final  # activation of each returned image
     """
+    config = config if config is not None else DGNAMConfig()  # a fresh default per call, never shared
     if len(units) != len(seeds):
         raise ValueError(f"{len(units)} units but {len(seeds)} seeds: give one seed per unit")
     objective = objective or units_objective(units)
     if init_code is not None and tuple(init_code.shape) != (len(units), *generator.code_shape):
         raise ValueError(f"init_code has shape {tuple(init_code.shape)}; expected ({len(units)}, {', '.join(map(str, generator.code_shape))})")
-    code = generator.random_code(list(seeds), config.init_std) if init_code is None else init_code.detach().to(generator.lower).clone()
-    if config.clip:
-        code = generator.clip(code)
+    code = initial_code(generator, seeds, config.init_std, config.clip, start=init_code)
     # the optimization variable: whitened code z, code = center + scale * z
     center, scale = code_center_scale(generator) if config.whiten else (torch.zeros_like(generator.lower), torch.ones_like(generator.lower))
     z = (code - center) / scale

@@ -4,7 +4,7 @@ Each method optimizes an image directly (no generator) to maximize the same obje
 :func:`dgnam.dgn_am`, and returns the same :class:`~dgnam.methods.base.AMResult`:
 
 - ``"pixel"``: plain gradient ascent on the pixels with an L2 decay towards the mean colour
-  (Simonyan et al. 2014), using the DGN-AM update (:func:`~dgnam.methods.dgn_am.dgn_am_step`: steps of
+  (Simonyan et al. 2014), using the DGN-AM ascent (:func:`~dgnam.methods.base.normalized_step`: steps of
   ``lr * g / mean|g|``).
 - ``"yosinski"``: Yosinski et al. 2015 ("Understanding Neural Networks Through Deep Visualization"):
   L2 decay, a Gaussian blur every few steps, clipping of pixels with small norm or small
@@ -34,8 +34,7 @@ from ..param import FourierImage, PixelImage
 from ..regularizers import BatchNormStatsLoss, l2, total_variation
 from ..transforms import Compose, Jitter, Transform, gaussian_blur, standard_transforms, transform_generators
 from ..units import Unit
-from .base import AMResult, BestTracker
-from .dgn_am import dgn_am_step
+from .base import AMResult, BestTracker, linear_lr, normalized_step
 from .maco import MacoConfig, maco_am
 
 METHODS = ("pixel", "yosinski", "fourier", "deepinversion", "maco")
@@ -112,8 +111,9 @@ _DEFAULTS["maco"] = {f.name: f.default for f in fields(MacoConfig) if f.name not
 class PixelConfig:
     """Settings of a pixel-space method. Fields left at ``None`` take the method's defaults.
 
-    The resolved values (what actually ran) are stored in ``AMResult.config``. Changing ``method``
-    with :func:`dataclasses.replace` keeps the old method's resolved values: build a new config instead.
+    The fields keep what was given (None: the method's default), so :func:`dataclasses.replace` of
+    ``method`` takes the new method's defaults; :meth:`resolved` fills them in, and the resolved values
+    (what actually ran) are stored in ``AMResult.config``.
     """
 
     method: str = "fourier"  # "pixel", "yosinski", "fourier", "deepinversion" or "maco"
@@ -152,11 +152,18 @@ class PixelConfig:
             raise ValueError(f"unknown pixel method {self.method!r}: choose one of {', '.join(METHODS)}")
         if self.steps < 1:
             raise ValueError("steps must be at least 1")
-        for key, value in _DEFAULTS[self.method].items():
-            if getattr(self, key) is None:
-                setattr(self, key, value)
         if self.scale is not None:
             self.scale = tuple(self.scale)
+
+    def resolved(self) -> "PixelConfig":
+        """This config with every field left at None set to its method's default (what :func:`pixel_am` runs).
+
+        Example:
+            >>> PixelConfig(method="yosinski").resolved().blur_every
+            4
+        """
+        filled = {key: value for key, value in _DEFAULTS[self.method].items() if getattr(self, key) is None}
+        return replace(self, **filled) if filled else self
 
     @property
     def uses_adam(self) -> bool:
@@ -171,7 +178,7 @@ class PixelConfig:
     def lr_at(self, step: int) -> float:
         if self.lr_end is None:
             return self.lr
-        return self.lr + (self.lr_end - self.lr) * step / self.steps
+        return linear_lr(self.lr, self.lr_end, step, self.steps)
 
     def transforms(self) -> Transform | None:
         """The random transforms this config applies before each forward pass (None: none)."""
@@ -219,7 +226,7 @@ def pixel_am(
     target: Target,
     units: Sequence[Unit],
     seeds: Sequence[int],
-    config: PixelConfig = PixelConfig(),
+    config: PixelConfig | None = None,
     objective: Objective | None = None,
     progress: bool = True,
     init_images: torch.Tensor | None = None,
@@ -259,8 +266,10 @@ def pixel_am(
         >>> r = pixel_am(net, parse_unit("logits:945"), seeds=[0], config=PixelConfig(method="fourier"))
         >>> r.final, r.method
     """
+    config = config if config is not None else PixelConfig()  # a fresh default per call, never shared
     if len(units) != len(seeds):
         raise ValueError(f"{len(units)} units but {len(seeds)} seeds: give one seed per unit")
+    config = config.resolved()
     if config.method == "maco":  # its own loop: phase of a fixed spectrum, transparency map (dgnam.maco)
         if init_images is not None:
             raise ValueError("maco starts from a random phase: init_images (feature accentuation) needs another pixel method")
@@ -330,9 +339,9 @@ def pixel_am(
                 with torch.no_grad():
                     centered = param.pixels - mean
                     if config.method == "pixel":
-                        centered = dgn_am_step(centered, grad, config.lr_at(step), config.decay, None)
+                        centered = normalized_step(centered, grad, config.lr_at(step)) * config.decay
                     else:
-                        centered = dgn_am_step(centered, grad, config.lr_at(step), 1.0, None)
+                        centered = normalized_step(centered, grad, config.lr_at(step))
                         centered = yosinski_regularize(centered, grad, step, config)
                     param.pixels.copy_(centered + mean)
                     param.clamp_()

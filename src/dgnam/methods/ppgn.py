@@ -38,6 +38,7 @@ from ..hooks import OUTPUT, capture, forward_until
 from ..nets import Target, frozen_eval
 from ..objectives import check_units
 from ..units import Unit, layer_kind, read_unit
+from .base import initial_code
 
 #: Maps images (N, 3, H, W) in [0, 1] to codes (N, *code_shape): the E in R(h) = E(G(h)).
 Encoder = Callable[[torch.Tensor], torch.Tensor]
@@ -214,7 +215,7 @@ def sample(
     generator: Generator,
     units: Sequence[Unit],
     seeds: Sequence[int],
-    config: SampleConfig = SampleConfig(),
+    config: SampleConfig | None = None,
     encoder: Union[Encoder, str, None] = None,
     progress: bool = True,
 ) -> SampleResult:
@@ -240,6 +241,7 @@ def sample(
         >>> r = sample(net, gen, parse_unit("logits:945") * 4, seeds=[0, 1, 2, 3])
         >>> r.images.shape, r.probabilities.mean()
     """
+    config = config if config is not None else SampleConfig()  # a fresh default per call, never shared
     if len(units) != len(seeds):
         raise ValueError(f"{len(units)} units but {len(seeds)} seeds: give one seed per chain")
     units, seeds = list(units), [int(s) for s in seeds]
@@ -255,9 +257,7 @@ def sample(
     noise_rngs = [torch.Generator().manual_seed(s + _NOISE_STREAM) for s in seeds]
     keep = set(config.sample_steps)
 
-    code = generator.random_code(seeds, config.init_std)
-    if config.clip:
-        code = generator.clip(code)
+    code = initial_code(generator, seeds, config.init_std, config.clip)
     n = len(units)
     trajectory, score_trajectory = torch.zeros(n, config.steps + 1), torch.zeros(n, config.steps + 1)
     images_kept, codes_kept, acts_kept, scores_kept = [], [], [], []

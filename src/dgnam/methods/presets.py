@@ -17,7 +17,7 @@ difference remains: the paper did not clip the *initial* code, ``dgn_am`` does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -34,9 +34,6 @@ class Preset:
         net: Registry name of the target net.
         generator: Registry name of the generator (the prior).
         fit: How the generator's image is brought to the net's input size (``InputSpec.fit``).
-        image_size: Native size of the generator's images.
-        crop: Size of the central crop fed to the net.
-        location: Where units of conv layers are read (unit syntax ``@center``).
         generator_clamp: Whether decoded images are clamped to [0, 1] before the net sees them.
         description: One line for ``--help``.
     """
@@ -46,12 +43,8 @@ class Preset:
     net: str
     generator: str
     fit: str = "center-crop"
-    image_size: int = 256
-    crop: int = 227
-    location: str = "center"
     generator_clamp: bool = True
     description: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         known = {f.name for f in fields(DGNAMConfig)}
@@ -71,23 +64,12 @@ class Preset:
 
 PAPER_PRESET = Preset(
     name="paper",
-    config=MappingProxyType(
-        {
-            "steps": 200,  # iters="200"
-            "lr_start": 8.0,  # rates="8.0"
-            "lr_end": 1e-10,  # end_lr=1e-10
-            "decay": 0.99,  # L2="0.99": code *= 0.99 after each step
-            "optimizer": "paper",  # step of lr * g / mean|g| (act_max.py, make_step_*)
-            "init_std": 1.0,  # np.random.normal(0, 1, shape)
-            "clip": True,  # --bound act_range/3x/fc6.txt, lower bound 0
-        }
-    ),
+    # DGNAMConfig's defaults are the paper's (act_max.py: iters 200, rates 8.0, end_lr 1e-10, L2 0.99, steps of
+    # lr * g / mean|g|, np.random.normal(0, 1) start, --bound act_range/3x/fc6.txt): stated there, not restated here
+    config=MappingProxyType({}),
     net="caffenet",
     generator="deepsim_fc6",
     fit="center-crop",
-    image_size=256,
-    crop=227,
-    location="center",
     generator_clamp=False,  # act_max.py fed the raw, unclamped output to CaffeNet; clamp before saving
     description="Nguyen et al. 2016: CaffeNet + DeePSiM fc6, 200 steps, lr 8 -> 1e-10, L2 0.99, 227 crop of 256.",
 )

@@ -8,7 +8,7 @@ and licence. Any user ``nn.Module`` becomes a target with :func:`wrap_model` and
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -87,7 +87,6 @@ class NetSpec:
     license: str = "unknown"
     description: str = ""
     output_layer: str = "logits"  # the layer that holds pre-softmax class scores
-    aliases: dict[str, str] = field(default_factory=dict)
     # reads a weight file into a state dict of this net's keys (default: torch/safetensors files)
     loader: Callable[[Path], dict[str, torch.Tensor]] | None = None
     # architecture family ("efficientnet-lite", "squeezenet", ...): a judge of the target's own family

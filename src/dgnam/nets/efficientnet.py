@@ -105,7 +105,8 @@ class EfficientNetLite(nn.Module):
     (N, 1280, h, w)), ``pool`` (the pooled 1280-d feature vector) and ``logits``.
     """
 
-    def __init__(self, config: EfficientNetLiteConfig = EfficientNetLiteConfig()):
+    def __init__(self, config: EfficientNetLiteConfig | None = None):
+        config = config if config is not None else EfficientNetLiteConfig()  # a fresh default per call, never shared
         super().__init__()
         self.config = config
         c = config

@@ -102,26 +102,6 @@ def save_pool(out_dir: str | Path, images: np.ndarray, records: Sequence[dict], 
     (out / "POOL.md").write_text(card.to_markdown())
 
 
-def make_grid(images: np.ndarray, cols: int = 10, pad: int = 2) -> np.ndarray:
-    """Tile images into one picture (for looking at a pool).
-
-    Args:
-        images: (N, S, S, 3) uint8.
-        cols: images per row.
-        pad: white pixels between images.
-
-    Returns:
-        (rows * (S + pad) + pad, cols * (S + pad) + pad, 3) uint8.
-    """
-    n, s = len(images), images.shape[1]
-    rows = max(1, math.ceil(n / cols))
-    grid = np.full((rows * (s + pad) + pad, cols * (s + pad) + pad, 3), 255, dtype=np.uint8)
-    for i, image in enumerate(images):
-        y, x = pad + (i // cols) * (s + pad), pad + (i % cols) * (s + pad)
-        grid[y : y + s, x : x + s] = image
-    return grid
-
-
 def load_pool(directory: str | Path, mmap: bool = False) -> tuple[np.ndarray, dict]:
     """Read a pool written by :func:`build_pool` (or :func:`save_pool`).
 

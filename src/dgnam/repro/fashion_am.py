@@ -87,7 +87,7 @@ def train_generator(
     x: torch.Tensor,
     codes: torch.Tensor,
     norm: Normalization,
-    config: GeneratorConfig = GeneratorConfig(),
+    config: GeneratorConfig | None = None,
     progress: bool = False,
 ) -> tuple[PriorGenerator, dict]:
     """Train G to invert the encoder's ``code`` layer: G(E(x)) ~ x.
@@ -108,6 +108,7 @@ def train_generator(
     Returns:
         The generator (eval mode) and ``{"steps", "seconds", "final": {loss terms}}``.
     """
+    config = config if config is not None else GeneratorConfig()  # a fresh default per call, never shared
     from tqdm.auto import tqdm
 
     gen = build_generator(config, codes).train()

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..distributed import init_process_group
 from ..generators.prior import PriorConfig, PriorGenerator, save_prior
 from ..hooks import forward_until
 from ..nets import load_net
@@ -342,7 +343,7 @@ class Trainer:
 
         self.config, self.pool_dir, self.out = config, Path(pool_dir), Path(out_dir)
         self.progress = progress
-        self.rank, self.world = _init_distributed(config.device)
+        self.rank, self.world = init_process_group(config.device)
         self.device = torch.device(config.device if config.device != "cuda" else f"cuda:{self.rank % max(1, torch.cuda.device_count())}")
         images, card = load_any(self.pool_dir)
         if len(images) == 0 or (card.get("train_idx") is not None and len(card["train_idx"]) == 0):
@@ -533,17 +534,6 @@ class Trainer:
         extra = {"training": {"steps": self.step, "pool": str(self.pool_dir), **(card or {})}}
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         return save_prior(self.gen, path, extra)
-
-
-def _init_distributed(device: str) -> tuple[int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    return dist.get_rank(), dist.get_world_size()
 
 
 def load_checkpoint(path: str | Path, map_location: torch.device | str = "cpu") -> dict:
