@@ -355,6 +355,7 @@ def _cmd_visualize(args) -> int:
     from .distributed import barrier, clear_stale_parts, close_world, init_world, merge_parts, part_dir, part_settings, shard_jobs
     from .hooks import addressable_layers
     from .interrupts import stop_on_signals
+    from .nets import class_layers
     from .objectives import check_units, receptive_field_box
     from .io.rundir import check_same_settings, prepare_run_folder, read_json_object
     from .io.write import RunWriter
@@ -435,7 +436,7 @@ def _cmd_visualize(args) -> int:
         resuming = prepare_run_folder(args.out, resume=args.resume, overwrite=args.overwrite, apply=False)
         mine = shard_jobs(jobs, world.rank, world.size, args.batch_size)  # all jobs in a one-process run
         size = generator.output_size if generator is not None else net.spec.size
-        hidden = dict.fromkeys(j.unit for j in mine if j.unit.location != "mean" and j.unit.layer not in ("output", "logits"))
+        hidden = dict.fromkeys(j.unit for j in mine if j.unit.location != "mean" and j.unit.layer not in class_layers(args.net))
         fields = {u: receptive_field_box(net, u, tuple(size)) for u in hidden}
         if world.rank == 0:  # under torchrun, before the barrier below: no rank has written yet
             prepare_run_folder(args.out, resume=args.resume, overwrite=args.overwrite)
@@ -451,7 +452,8 @@ def _cmd_visualize(args) -> int:
             finished = writer.resume(record)  # whole batches from the start: the rest batch as in an uninterrupted run
             left = [j for j in mine if (str(j.unit), j.seed) not in finished]
             print(f"resuming {args.out}: {len(mine) - len(left)} of {len(mine)} image(s) done", file=sys.stderr)
-        batches = iter_visualize(net, left, generator, config, args.batch_size, progress=not args.quiet and world.rank == 0, init=init) if left else ()
+        batches = iter_visualize(net, left, generator, config, args.batch_size, progress=not args.quiet and world.rank == 0, init=init,
+                                 check=False) if left else ()  # checked above
         with stop_on_signals() as stop:  # Ctrl-C or SIGTERM: keep the finished batches, record interrupted: true
             try:
                 for result in batches:

@@ -40,6 +40,7 @@ def iter_visualize(
     batch_size: int = 8,
     progress: bool = True,
     init: torch.Tensor | None = None,
+    check: bool = True,
 ) -> Iterator[AMResult]:
     """Optimize ``jobs`` in batches of ``batch_size``; yield each batch's result as it finishes.
 
@@ -59,6 +60,7 @@ def iter_visualize(
         init: One start shared by every job instead of the seed's random one (feature accentuation,
             :mod:`dgnam.methods.accentuate`): a code of the generator's ``code_shape``, or a (3, H, W) image for a
             pixel method. The seeds still seed the random transforms.
+        check: Check the units against the target first (one test forward pass); False when the caller has.
 
     Returns:
         An iterator of one :class:`AMResult` per batch, in job order (work happens as it is consumed).
@@ -69,7 +71,8 @@ def iter_visualize(
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    check_units(target, [j.unit for j in jobs])  # fail before any work, not at the first batch
+    if check:  # fail before any work, not at the first batch (a test forward pass; the CLI has checked already)
+        check_units(target, [j.unit for j in jobs])
     from .methods.pixel import PixelConfig
 
     if generator is None and not isinstance(config, PixelConfig):

@@ -24,7 +24,7 @@ import torch
 
 from .metrics import SLOPE_BAND, Images, _forward_layers, _to_nchw, diversity, frechet_distance, judge_pass, mean_saturation, natural_max_activations, relative_activation, spectrum_slope
 from ..hooks import OUTPUT
-from ..nets import Target, judge_family
+from ..nets import Target, judge_family, known_class_layers
 from ..io.write import json_safe
 from ..units import Unit, read_unit
 
@@ -38,7 +38,8 @@ class EvaluateConfig:
             Fréchet distance and of seed diversity. ``"pool"``: EfficientNet-Lite's globally pooled
             penultimate layer, the analogue of FID's Inception pool3.
         output_layers: Layers whose units are classes (the target's top-1 and the judges' top-k are
-            scored only for units of these layers). Add a net's own output layer (``fc8`` for CaffeNet).
+            scored only for units of these layers). Default: ``logits``, ``output`` and every registered
+            net's ``output_layer`` (:func:`dgnam.nets.known_class_layers`; CaffeNet's ``fc8``).
         ks: The k of the judges' top-k hit rates.
         natural_images: Use at most this many natural images (a fixed draw, seed 0): the reference
             costs one forward pass per image and net.
@@ -46,7 +47,7 @@ class EvaluateConfig:
     """
 
     feature_layer: str = "pool"
-    output_layers: tuple[str, ...] = ("logits", "output", "fc8")
+    output_layers: tuple[str, ...] = field(default_factory=known_class_layers)
     ks: tuple[int, ...] = (1, 5)
     natural_images: int = 500
     batch_size: int = 32

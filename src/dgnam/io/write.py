@@ -23,8 +23,12 @@ from .display import png_bytes
 from .images import contact_sheet, to_pil
 
 
-def unit_label(unit: Unit, categories: Sequence[str] | None, output_layers: Sequence[str] = ("logits", "output", "fc8")) -> str:
+def unit_label(unit: Unit, categories: Sequence[str] | None, output_layers: Sequence[str] | None = None) -> str:
     """``logits:945 bell pepper`` for class units, else the unit string."""
+    if output_layers is None:  # logits, output and every registered net's own class layer (CaffeNet's fc8)
+        from ..nets import known_class_layers
+
+        output_layers = known_class_layers()
     if categories and unit.layer in output_layers and unit.index < len(categories):
         return f"{unit} {categories[unit.index].split(',')[0]}"
     return str(unit)

@@ -247,6 +247,21 @@ def list_nets() -> list[str]:
     return sorted(_REGISTRY)
 
 
+CLASS_LAYERS = ("logits", "output")  # names every net answers with its class scores (the outputs rule)
+
+
+def class_layers(net: str | None) -> tuple[str, ...]:
+    """The layers whose units are classes for ``net`` (a registry name, or None / a foreign net's string):
+    ``logits``, ``output`` and the registry entry's ``output_layer`` (e.g. CaffeNet's ``fc8``)."""
+    extra = (get_net_spec(net).output_layer,) if net in list_nets() else ()
+    return tuple(dict.fromkeys(CLASS_LAYERS + extra))
+
+
+def known_class_layers() -> tuple[str, ...]:
+    """``logits``, ``output`` and every registered net's ``output_layer``: the class layers of any known net."""
+    return tuple(dict.fromkeys(CLASS_LAYERS + tuple(get_net_spec(n).output_layer for n in list_nets())))
+
+
 def get_net_spec(name: str) -> NetSpec:
     _ensure_builtin()
     if name not in _REGISTRY:
