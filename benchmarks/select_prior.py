@@ -3,7 +3,8 @@
 No judge is loaded here. For each prior (a registered name or an export's .safetensors), DGN-AM runs
 with the same settings (default: the shipped prior's carried ``{"lr_start": 0.05, "transforms":
 "standard"}``, 200 steps) on the tuning classes (``quality.TUNING``) of the target EfficientNet-Lite0,
-``--seeds`` seeds each, and three things are measured:
+``--seeds`` seeds each (default 1: one prior takes 10-20 min at 224 px on the shared CPU), and three
+things are measured:
 
 1. the target's top-1 and median logit of the images;
 2. the median spectrum slope of the images in their own pixels, against the interquartile range of
@@ -16,9 +17,10 @@ The rule: a prior is eligible when every image is the target's top-1 and its med
 the pool photos' interquartile range; among the eligible, the lowest Fréchet distance wins (ties: the
 higher median logit). None eligible: none is chosen, and the table says by how much each missed.
 
-Usage:
-    python benchmarks/select_prior.py lite0_blocks7_conv_resize /work/train_v2/run/priors/step000*.safetensors \\
-        --pool /work/pool224 --out runs/select
+Usage (one prior per run, merged at the end):
+    python benchmarks/select_prior.py lite0_blocks7_conv_resize --pool /work/pool224 --out runs/select/default
+    python benchmarks/select_prior.py /work/train_v2/run/priors/step000500.safetensors --out runs/select/s500
+    python benchmarks/select_prior.py --merge runs/select/*/selection.json --out runs/select/all
 """
 
 from __future__ import annotations
@@ -73,9 +75,10 @@ def apply_rule(rows: list[dict]) -> str | None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("priors", nargs="+", help="registered priors or .safetensors exports")
+    ap.add_argument("priors", nargs="*", help="registered priors or .safetensors exports")
     ap.add_argument("--pool", type=Path, default=Path("/work/pool224"), help="pool whose held-out photos are the reference")
-    ap.add_argument("--seeds", type=int, default=2, help="seeds per tuning class (default 2)")
+    ap.add_argument("--seeds", type=int, default=1, help="seeds per tuning class (default 1)")
+    ap.add_argument("--merge", type=Path, nargs="*", default=[], help="selection.json files of earlier runs (same settings): their rows join this run's before the rule")
     ap.add_argument("--reference", type=int, default=256, help="held-out photos for the Fréchet distance (default 256)")
     ap.add_argument("--settings", type=json.loads, default=DEFAULT_SETTINGS, help="DGNAMConfig fields, the same for every prior")
     ap.add_argument("--out", type=Path, default=Path("runs/select_prior"))
@@ -118,6 +121,8 @@ def main(argv=None) -> int:
         rows.append(row)
         print(json.dumps(row), flush=True)
         to_pil(torch.cat(list(images[: len(classes)]), 2)).save(args.out / f"{Path(name).stem}.png")
+    for earlier in args.merge:
+        rows = json.loads(earlier.read_text())["rows"] + rows
     chosen = apply_rule(rows)
     summary = {"chosen": chosen, "rows": rows, "settings": args.settings, "classes": classes, "seeds": args.seeds,
                "pool": str(args.pool), "reference_photos": len(photos), "slope_photos": len(all_photos)}  # fmt: skip
