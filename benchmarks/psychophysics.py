@@ -66,6 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--batch-size", type=int, default=12)
     ap.add_argument("--out", type=Path, default=Path("runs/psychophysics"))
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--table", type=Path, help="only print the table of an earlier run's results.json")
     return ap.parse_args(argv)
 
 
@@ -116,6 +117,9 @@ def mean_sem(values) -> tuple[float, float]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.table:
+        print(summary_table(json.loads(args.table.read_text())))
+        return 0
     torch.manual_seed(0)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -148,7 +152,8 @@ def main(argv=None) -> int:
             per_unit[str(u)].update({"receptive_field": list(box) if box else None, "natural_max": float(values.max()), "natural_min": float(values.min()),
                                      "strong_queries": [float(values[i]) for i in trial.strong], "weak_queries": [float(values[i]) for i in trial.weak]})  # fmt: skip
         emb = {s: {u: {k: embed_images(net, s.split(":", 1)[1], v) for k, v in natural[u].items()} for u in units} for s, net in subjects.items()}
-        layer_rec: dict = {"units": [str(u) for u in units], "methods": {}, "natural": {}}
+        layer_rec: dict = {"units": [str(u) for u in units], "methods": {}, "natural": {}, "per_unit": per_unit}
+        record["layers"][layer] = layer_rec  # written after every method: a stopped run keeps what finished
         for s in subjects:
             for n_ref, label in ((args.references, f"natural ({args.references}+{args.references})"), (args.seeds, f"natural ({args.seeds}+{args.seeds})")):
                 acc = [two_afc_choices(emb[s][u]["max_refs"][:n_ref], emb[s][u]["min_refs"][:n_ref], emb[s][u]["strong"], emb[s][u]["weak"]).mean() for u in units]
@@ -183,14 +188,12 @@ def main(argv=None) -> int:
             layer_rec["faithfulness_natural"] = (faith["layers"].get(layer) or {}).get("natural")
             m_rec["beyond_natural"] = round(float(np.mean([per_unit[str(u)]["methods"][method]["beyond_natural"] for u in units])), 3)
             layer_rec["methods"][method] = m_rec
+            (args.out / "results.json").write_text(json.dumps(record, indent=1))
             sheet = [to_pil(im) for im in max_images[:: len(seeds)][:8]] + [to_pil(im) for im in min_images[:: len(seeds)][:8]]
             grid = dgnam_grid(sheet, columns=min(8, len(units)))
             grid.save(args.out / f"{layer.replace('.', '')}_{method}.png")
             log(f"{layer} {method}: {seconds:.0f} s; 2AFC " + ", ".join(f"{s} {m_rec['twoafc'][s]['accuracy'][0]:.3f}" for s in subjects)
                 + f"; faithfulness {(m_rec['faithfulness'] or {}).get('accuracy')}")  # fmt: skip
-        layer_rec["per_unit"] = per_unit
-        record["layers"][layer] = layer_rec
-        (args.out / "results.json").write_text(json.dumps(record, indent=1))
     record["seconds"] = round(time.perf_counter() - started, 1)
     (args.out / "results.json").write_text(json.dumps(record, indent=1))
     print(summary_table(record))
@@ -210,7 +213,7 @@ def dgnam_grid(images, columns: int, tile: int = 128):
 
 def summary_table(record: dict) -> str:
     """The markdown table of BENCHMARKS.md: 2AFC accuracy per subject and faithfulness, per method, over all layers."""
-    layers = list(record["layers"].values())
+    layers = [L for L in record["layers"].values() if L.get("methods")]
     subjects = record["subjects"]
     header = ("| references | " + " | ".join(f"2AFC, {s}" for s in subjects)
               + " | faithful: own set nearest (chance) | faithful: rank score (chance 50 %) | past natural range | s / layer |")
@@ -230,7 +233,7 @@ def summary_table(record: dict) -> str:
         faith = f"{100 * np.mean([f.get('accuracy', np.nan) for f in fn]):.0f} % ({100 * np.mean([f.get('chance', np.nan) for f in fn]):.0f} %)"
         score = f"{100 * np.mean([f.get('rank_score', np.nan) for f in fn]):.0f} %"
         lines.append(f"| {label} | " + " | ".join(cells) + (f" | {faith} | {score} | | |" if label == first else " | | | | |"))
-    for method in layers[0]["methods"]:
+    for method in [m for m in layers[0]["methods"] if all(m in L["methods"] for L in layers)]:
         cells = []
         for s in subjects:
             m, e = pooled(lambda L, s=s: L["methods"][method]["twoafc"][s]["per_unit"])
