@@ -39,8 +39,8 @@ import torch
 import dgnam
 from dgnam.eval.exemplars import crop_box, exemplar_crops, layer_activations, open_images
 from dgnam.objectives import receptive_field_box, units_objective
-from dgnam.methods.dgn_am import dgn_am, dgnam_config
-from dgnam.methods.pixel import PixelConfig, pixel_am
+from dgnam.methods.dgn_am import dgn_am
+from dgnam.methods.pixel import pixel_am
 from dgnam.eval.psychophysics import embed_images, natural_trials, split_references_queries, two_afc_choices, units_faithfulness
 from dgnam.io.images import to_pil
 from dgnam.io.write import versions
@@ -75,17 +75,13 @@ def spread_channels(channels: int, n: int) -> list[int]:
     return sorted({int(i) for i in np.linspace(0, channels - 1, n + 2)[1:-1].round()})
 
 
-def method_setup(name: str, net_name: str, args):
-    """(generator or None, config) of a method, at ``--steps``."""
-    if name == "dgn-am":
-        from dgnam.methods.choose import default_generator
+def method_setup(name: str, target, args):
+    """(generator or None, config, prior name) of a method at ``--steps``, through the one resolver."""
+    from dgnam.methods.choose import resolve
 
-        prior = args.generator or default_generator(net_name)
-        if prior is None:
-            raise SystemExit(f"{net_name} has no default prior: give --generator")
-        generator = dgnam.load_generator(prior)
-        return generator, dgnam_config(generator, steps=args.steps), prior
-    return None, PixelConfig(method=name, steps=args.steps), None
+    choice = resolve(target, args.generator if name == "dgn-am" else None, pixel=None if name == "dgn-am" else name, overrides={"steps": args.steps})
+    generator = dgnam.load_generator(choice.generator) if choice.uses_generator else None
+    return generator, choice.config, choice.generator
 
 
 def synthesize(target, generator, config, units, seeds, sign: float, batch_size: int) -> tuple[torch.Tensor, np.ndarray]:
@@ -160,7 +156,7 @@ def main(argv=None) -> int:
                 layer_rec["natural"].setdefault(label, {})[s] = {"accuracy": mean_sem(acc), "per_unit": [round(float(a), 3) for a in acc]}
         for method in methods:
             t1 = time.perf_counter()
-            generator, config, prior = method_setup(method, args.net, args)
+            generator, config, prior = method_setup(method, target, args)
             max_images, max_acts = synthesize(target, generator, config, units, seeds, +1.0, args.batch_size)
             min_images, min_acts = synthesize(target, generator, config, units, seeds, -1.0, args.batch_size)
             seconds = time.perf_counter() - t1
