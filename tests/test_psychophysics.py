@@ -152,7 +152,7 @@ def test_evaluate_with_data_reports_faithfulness(tmp_path, monkeypatch, capsys):
     target = fixed_net(IDENTITY, [[1.0, 0.2, 0], [0, 1.0, 0], [0, 0, 1.0]], "target")
     monkeypatch.setenv("DGNAM_HOME", str(tmp_path / "home"))
     monkeypatch.setattr("dgnam.nets.adapters.load_target", lambda *a, **k: target)
-    monkeypatch.setattr(dgnam, "load_net", lambda *a, **k: target)
+    monkeypatch.setattr("dgnam.nets.load_net", lambda *a, **k: target)  # the judges
     run = tmp_path / "run"
     run.mkdir()
     colours = [(255, 50, 100), (60, 255, 90), (80, 40, 255), (204, 255, 0)]  # the last drives mix:0 by the green path
