@@ -158,7 +158,9 @@ class AtlasSummary:
 
 def _settings(net_name: str, method: AtlasMethod, config: AtlasConfig, data, steps_override: dict) -> dict:
     """What decides a unit's results: its hash is the cache key."""
-    asdict = lambda c: dataclasses.asdict(c) if c is not None else None  # noqa: E731
+    # None-valued fields are left out: a field a later dgnam adds (None for the methods that do not use it)
+    # must not invalidate the units already computed
+    asdict = lambda c: {k: v for k, v in dataclasses.asdict(c).items() if v is not None} if c is not None else None  # noqa: E731
     return {
         "net": net_name, "method": method.name, "generator": method.generator_name,
         "dgn_am": asdict(method.config) if method.generator is not None else None, "pixel": asdict(method.pixel),
