@@ -118,6 +118,22 @@ def capture(model: nn.Module, layers: Sequence[str], stop: bool = False) -> Iter
             handle.remove()
 
 
+def layer_output(target, layer: str, images: torch.Tensor) -> torch.Tensor:
+    """``layer``'s output for ``images`` through ``target`` (a :class:`~dgnam.nets.Target`, its input
+    preprocessing included): the pass stops at a module layer; ``output`` gives what the target returns.
+
+    Example:
+        >>> layer_output(net, "_blocks.15", images).shape
+    """
+    result = None
+    with capture(target.model, [layer], stop=layer != OUTPUT) as acts:
+        try:
+            result = target(images)
+        except StopForward:
+            pass
+    return result if layer == OUTPUT else acts[layer]
+
+
 def forward_until(model: nn.Module, layer: str, *inputs) -> torch.Tensor:
     """Run ``model`` only as far as ``layer`` and return that layer's output (saves the rest of the pass).
 

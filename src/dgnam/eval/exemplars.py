@@ -32,7 +32,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..hooks import OUTPUT, StopForward, capture
+from ..hooks import layer_output
 from ..nets import Target
 from ..units import Unit, UnitError, check_unit, layer_kind
 
@@ -327,9 +327,7 @@ def layer_activations(
     device = next(net.buffers()).device
     fast = net.fast([layer])
     h, w = net.spec.size
-    with capture(fast.model, [layer]) as probe_acts:
-        probe_out = fast(torch.zeros(1, 3, h, w, device=device))
-    probe = probe_out if layer == OUTPUT else probe_acts[layer]
+    probe = layer_output(fast, layer, torch.zeros(1, 3, h, w, device=device))
     shape = tuple(int(s) for s in probe.shape[1:])
     kind = layer_kind(probe.shape)
     for u in units:
@@ -349,13 +347,7 @@ def layer_activations(
     for start in tqdm(range(0, len(data), batch_size), desc=f"{layer} activations", unit="batch", disable=not progress):
         idx = range(start, min(start + batch_size, len(data)))
         batch = torch.from_numpy(data.batch(idx)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-        result = None
-        with capture(fast.model, [layer], stop=layer != OUTPUT) as acts:
-            try:
-                result = fast(batch)
-            except StopForward:
-                pass
-        output = result if layer == OUTPUT else acts[layer]
+        output = layer_output(fast, layer, batch)
         for r in wanted:
             out[r][start : start + len(idx)] = _read_all(output.float(), r).cpu().numpy()
     if paths is not None:

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..hooks import OUTPUT, StopForward, capture
+from ..hooks import OUTPUT, layer_output
 from ..nets import Target
 
 # --------------------------------------------------------------------------------------------------
@@ -63,13 +63,7 @@ def layer_outputs(net: Target, layer: str, images: torch.Tensor, batch_size: int
     parts = []
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size].to(device)
-        result = None
-        with capture(net.model, [layer], stop=layer != OUTPUT) as acts:
-            try:
-                result = net(batch)
-            except StopForward:
-                pass
-        parts.append((result if layer == OUTPUT else acts[layer]).float().cpu())
+        parts.append(layer_output(net, layer, batch).float().cpu())
     if not parts:
         raise ValueError("no images given")
     return torch.cat(parts)
