@@ -7,6 +7,9 @@ import torch
 from torch import nn
 
 import dgnam
+from dgnam.generators import GeneratorSpec
+from dgnam.hub import WeightSource
+from dgnam.nets import InputSpec, NetSpec
 
 
 class TinyNet(nn.Module):
@@ -61,6 +64,33 @@ def tiny_generator():
     for p in gen.parameters():
         p.requires_grad_(False)
     return gen
+
+
+@pytest.fixture
+def tiny_registry(tmp_path, monkeypatch):
+    """Registers a tiny net and generator whose weights are files the test writes."""
+    torch.manual_seed(0)
+    net_file, gen_file = tmp_path / "tiny_net.pth", tmp_path / "tiny_gen.pth"
+    torch.save(TinyNet().state_dict(), net_file)
+    torch.save(TinyGenerator().state_dict(), gen_file)
+    monkeypatch.setenv("DGNAM_HOME", str(tmp_path / "home"))
+    dgnam.nets._ensure_builtin()
+    dgnam.generators._ensure_builtin()
+    monkeypatch.setitem(
+        dgnam.nets._REGISTRY,
+        "tiny",
+        NetSpec("tiny", TinyNet, WeightSource("tiny_net.pth"), InputSpec(size=(32, 32), min_size=8), CATEGORIES),
+    )
+
+    def bounds(gen):
+        gen.set_bounds(0.0, 1.5)
+
+    monkeypatch.setitem(
+        dgnam.generators._REGISTRY,
+        "tiny_gen",
+        GeneratorSpec("tiny_gen", TinyGenerator, WeightSource("tiny_gen.pth"), encoder="tiny:pool", bounds=bounds, default=True),
+    )
+    return net_file, gen_file
 
 
 def hook_count(model: nn.Module) -> int:

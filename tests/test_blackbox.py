@@ -13,7 +13,6 @@ from dgnam.methods.blackbox import CMAESConfig, GAConfig, _codes_from_numpy, bla
 from dgnam import cli
 
 from conftest import TinyGenerator, TinyNet
-from test_cli import tiny_registry  # noqa: F401  (fixture: a tiny net and generator in the registries)
 
 UNITS = [Unit("logits", 1), Unit("conv2", 3)]
 CONFIGS = {"cmaes": CMAESConfig(evals=301), "ga": GAConfig(evals=400)}
@@ -214,7 +213,7 @@ def test_missing_cma_names_the_fix(monkeypatch):
         require_cma()
 
 
-def test_cli_gradient_free_search_writes_the_same_run_folder(tmp_path, tiny_registry):  # noqa: F811
+def test_cli_gradient_free_search_writes_the_same_run_folder(tmp_path, tiny_registry):
     net_file, gen_file = tiny_registry
     base = ["visualize", "--net", "tiny", "--net-weights", str(net_file), "--generator-weights", str(gen_file),
             "--unit", "logits:dog", "--seeds", "0-1", "--quiet"]

@@ -1,43 +1,10 @@
 import json
 
 import pytest
-import torch
 from PIL import Image
 
 import dgnam
 from dgnam import cli
-from dgnam.generators import GeneratorSpec
-from dgnam.hub import WeightSource
-from dgnam.nets import InputSpec, NetSpec
-
-from conftest import CATEGORIES, TinyGenerator, TinyNet
-
-
-@pytest.fixture
-def tiny_registry(tmp_path, monkeypatch):
-    """Registers a tiny net and generator whose weights are files the test writes."""
-    torch.manual_seed(0)
-    net_file, gen_file = tmp_path / "tiny_net.pth", tmp_path / "tiny_gen.pth"
-    torch.save(TinyNet().state_dict(), net_file)
-    torch.save(TinyGenerator().state_dict(), gen_file)
-    monkeypatch.setenv("DGNAM_HOME", str(tmp_path / "home"))
-    dgnam.nets._ensure_builtin()
-    dgnam.generators._ensure_builtin()
-    monkeypatch.setitem(
-        dgnam.nets._REGISTRY,
-        "tiny",
-        NetSpec("tiny", TinyNet, WeightSource("tiny_net.pth"), InputSpec(size=(32, 32), min_size=8), CATEGORIES),
-    )
-
-    def bounds(gen):
-        gen.set_bounds(0.0, 1.5)
-
-    monkeypatch.setitem(
-        dgnam.generators._REGISTRY,
-        "tiny_gen",
-        GeneratorSpec("tiny_gen", TinyGenerator, WeightSource("tiny_gen.pth"), encoder="tiny:pool", bounds=bounds, default=True),
-    )
-    return net_file, gen_file
 
 
 def test_visualize_writes_images_sheet_and_results(tmp_path, tiny_registry):

@@ -13,28 +13,15 @@ from PIL import Image
 import dgnam
 from dgnam import cli
 from dgnam.errors import error_line
-from dgnam.hub import WeightSource
-from dgnam.nets import InputSpec, NetSpec
+from dgnam.nets import InputSpec
 
-from conftest import CATEGORIES, TinyGenerator, TinyNet
 from test_assess import write_color_run
 
 
 @pytest.fixture
-def tiny(tmp_path, monkeypatch):
+def tiny(tiny_registry):
     """A registered tiny net and generator (weights are files given on the command line)."""
-    torch.manual_seed(0)
-    net_file, gen_file = tmp_path / "tiny_net.pth", tmp_path / "tiny_gen.pth"
-    torch.save(TinyNet().state_dict(), net_file)
-    torch.save(TinyGenerator().state_dict(), gen_file)
-    monkeypatch.setenv("DGNAM_HOME", str(tmp_path / "home"))
-    dgnam.nets._ensure_builtin()
-    dgnam.generators._ensure_builtin()
-    monkeypatch.setitem(dgnam.nets._REGISTRY, "tiny", NetSpec("tiny", TinyNet, WeightSource("tiny_net.pth"), InputSpec(size=(32, 32), min_size=8), CATEGORIES))
-    spec = dgnam.generators.GeneratorSpec("tiny_gen", TinyGenerator, WeightSource("tiny_gen.pth"), encoder="tiny:pool",
-                                          bounds=lambda g: g.set_bounds(0.0, 1.5), default=True)  # fmt: skip
-    monkeypatch.setitem(dgnam.generators._REGISTRY, "tiny_gen", spec)
-    return net_file, gen_file
+    return tiny_registry
 
 
 def vis(tiny, out, *flags, unit="logits:1"):
