@@ -34,7 +34,7 @@ from PIL import Image
 
 from ..io.images import read_image
 from .crops import to_rgb
-from .sources import DebPackage, Original, Source, licence_for, parse_dep5
+from .sources import DebPackage, Original, Source, _limited, licence_for, parse_dep5
 
 MIN_SHORT_SIDE = 160  # px; smaller pictures would be upsampled more than the crops allow (0.75 x 224 = 168)
 
@@ -197,7 +197,7 @@ def gcompris_source(deb: DebPackage, limit: int | None = None) -> Source:
     ]
     return Source("gcompris-qt-data", deb.name, deb.version, "photo",
                   "random multi-scale crops of the photographs of GCompris' photo activities",
-                  originals[:limit] if limit is not None else originals)  # fmt: skip
+                  _limited(originals, limit))  # fmt: skip
 
 
 def _glob_source(deb: DebPackage, base_dir: str, globs: Sequence[str], name: str, usage: str,
@@ -211,7 +211,7 @@ def _glob_source(deb: DebPackage, base_dir: str, globs: Sequence[str], name: str
         if min(Image.open(path).size) < MIN_SHORT_SIDE:
             continue
         originals.append(Original(rel, licence_for(f"{licence_prefix}{rel}", stanzas, "see copyright"), lambda p=path: read_image(p)))
-    return Source(name, deb.name, deb.version, "photo", usage, originals[:limit] if limit is not None else originals)
+    return Source(name, deb.name, deb.version, "photo", usage, _limited(originals, limit))
 
 
 def tuxpaint_template_source(deb: DebPackage, limit: int | None = None) -> Source:
