@@ -294,7 +294,7 @@ def maco_am(
     param = MacoImage(seeds, config.size, load_spectrum(config.spectrum), config.init_std).to(device)
     optimizer = torch.optim.NAdam([param.phase], lr=config.lr)
     fast = target.fast(objective.layers)
-    tracker = BestTracker(len(units), config.steps)
+    tracker = BestTracker(len(units), config.steps, units)
     transparency = torch.zeros(len(units), *config.size, device=device)
 
     for step in tqdm(range(config.steps), desc="maco", disable=not progress, leave=False):
