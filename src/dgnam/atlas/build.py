@@ -24,6 +24,7 @@ import torch
 from ..nets import Target
 from ..eval.exemplars import exemplar_crops, exemplars, layer_activations, unit_receptive_field
 from ..interrupts import stop_on_signals
+from ..io.rundir import write_text_atomic
 from ..objectives import check_units
 from ..units import Unit, UnitError, layer_kind, parse_units
 from . import store
@@ -381,7 +382,7 @@ def _write_pages(site, settings, key, layers, shapes, plan, method, config, data
              "pixel_method": method.pixel.method if method.pixel is not None else None, "data": str(data.path),
              "data_images": next((r["natural"]["images"] for r in records), None), "requested": sorted(wanted),
              "command": list(command), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
-    store.atomic_write_text(site / store.SETTINGS_FILE, json.dumps(shown, indent=1, default=str))
+    write_text_atomic(site / store.SETTINGS_FILE, json.dumps(shown, indent=1, default=str))
     return write_site(site, shown, info, records)
 
 

@@ -15,7 +15,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
-from .store import atomic_write_text, layer_slug, safe_name
+from ..io.rundir import write_text_atomic
+from .store import layer_slug, safe_name
 
 STATIC = ("atlas.js", "atlas.css")
 #: Marker colours in the histogram (Okabe-Ito): DGN-AM facets, pixel baseline, accentuation.
@@ -241,11 +242,11 @@ def write_site(site: str | Path, settings: dict, layers: Sequence[dict], records
         by_layer.setdefault(r["layer"], []).append(r)
     for layer in layers:
         members = by_layer.get(layer["name"], [])
-        atomic_write_text(site / "layers" / f"{layer_slug(layer['name'])}.html", layer_page(settings, layer, members))
+        write_text_atomic(site / "layers" / f"{layer_slug(layer['name'])}.html", layer_page(settings, layer, members))
         for i, r in enumerate(members):
-            atomic_write_text(site / unit_href(r), unit_page(settings, r, members, i))
+            write_text_atomic(site / unit_href(r), unit_page(settings, r, members, i))
     index = site / "index.html"
-    atomic_write_text(index, index_page(settings, layers, records))
+    write_text_atomic(index, index_page(settings, layers, records))
     return index
 
 

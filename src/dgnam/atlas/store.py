@@ -24,6 +24,7 @@ from typing import Iterable
 import numpy as np
 from PIL import Image
 
+from ..io.rundir import write_text_atomic
 from ..units import Unit
 
 SETTINGS_FILE = "atlas.json"
@@ -53,14 +54,6 @@ def unit_dir(site: Path, unit: Unit) -> Path:
     return Path(site) / "units" / layer_slug(unit.layer) / unit_slug(unit)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file, then rename it over ``path`` (a kill leaves old or new, never half)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def safe_name(name) -> str:
     """``name`` if it is a plain image file name (no folder, no ``..``), else ValueError."""
     if not isinstance(name, str) or not _SAFE_NAME.match(name) or ".." in name:
@@ -82,7 +75,7 @@ def save_image(folder: Path, name: str, image: np.ndarray, quality: int = 88) ->
 def write_unit(site: Path, unit: Unit, record: dict) -> Path:
     """Write ``unit.json`` (after its images): from now on the unit is done."""
     path = unit_dir(site, unit) / UNIT_FILE
-    atomic_write_text(path, json.dumps(record, indent=1))
+    write_text_atomic(path, json.dumps(record, indent=1))
     return path
 
 
@@ -138,5 +131,5 @@ def load_activations(path: Path) -> np.ndarray | None:
     return np.load(path, allow_pickle=False)
 
 
-__all__ = ["SETTINGS_FILE", "UNIT_FILE", "settings_key", "layer_slug", "unit_slug", "unit_dir", "atomic_write_text", "safe_name",
+__all__ = ["SETTINGS_FILE", "UNIT_FILE", "settings_key", "layer_slug", "unit_slug", "unit_dir", "safe_name",
            "save_image", "write_unit", "read_unit_record", "record_files", "activations_cache", "save_activations", "load_activations"]

@@ -100,16 +100,11 @@ def check_items(record: dict, path: str | Path, keys: tuple[str, ...] = ITEM_KEY
     return items
 
 
-def write_json_atomic(path: str | Path, value: object, indent: int | None = 1) -> Path:
-    """Write ``value`` as strict JSON (no NaN/Infinity) to a temporary file beside ``path``, then
-    rename it over ``path``: a reader (or a kill -9 in the middle) sees the old file or the new one,
-    never half of one.
-
-    Raises:
-        ValueError: ``value`` holds NaN or an infinity (strict JSON has neither).
-    """
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to a temporary file beside ``path`` (its folder made if missing), then rename it
+    over ``path``: a reader (or a kill -9 in the middle) sees the old file or the new one, never half of one."""
     path = Path(path)
-    text = json.dumps(value, indent=indent, allow_nan=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -119,6 +114,15 @@ def write_json_atomic(path: str | Path, value: object, indent: int | None = 1) -
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_json_atomic(path: str | Path, value: object, indent: int | None = 1) -> Path:
+    """Write ``value`` as strict JSON (no NaN/Infinity) atomically (:func:`write_text_atomic`).
+
+    Raises:
+        ValueError: ``value`` holds NaN or an infinity (strict JSON has neither).
+    """
+    return write_text_atomic(path, json.dumps(value, indent=indent, allow_nan=False))
 
 
 def _is_run_output(entry: Path) -> bool:
