@@ -473,3 +473,65 @@ def test_warm_start_from_a_half_size_prior_starts_near_its_quality(tiny_setup):
     rows = (tmp / "warm" / "log.csv").read_text().splitlines()
     header = rows[0].split(",")
     assert all(float(r.split(",")[header.index("loss_d")]) > 0 for r in rows[2:])  # D trains from step 1 (the ramp starts at 0)
+
+
+def _photo_like(n=4, size=64, seed=0):
+    """Images with a photo's 1/f^2 power spectrum (random phases), in [0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    f = torch.hypot(*torch.meshgrid(torch.fft.fftfreq(size), torch.fft.fftfreq(size), indexing="ij")).clamp_min(1 / size)
+    spectrum = torch.randn(n, 3, size, size, dtype=torch.complex64, generator=g) / f
+    x = torch.fft.ifft2(spectrum).real
+    return (x - x.amin((2, 3), keepdim=True)) / (x.amax((2, 3), keepdim=True) - x.amin((2, 3), keepdim=True))
+
+
+def test_spectral_loss_is_zero_for_the_photo_and_grows_with_blur():
+    from dgnam.train.trainer import spectral_loss
+
+    x = _photo_like()
+    blur = lambda k: torch.nn.functional.avg_pool2d(x, k, 1, k // 2, count_include_pad=False)  # noqa: E731
+    assert spectral_loss(x, x).item() == 0.0
+    assert 0.05 < spectral_loss(blur(3), x).item() < spectral_loss(blur(5), x).item()
+
+
+def test_spectral_loss_gradient_brings_back_the_power_blur_took():
+    from dgnam.eval.metrics import spectrum_slope
+    from dgnam.train.trainer import spectral_loss
+
+    x = _photo_like()
+    fake = torch.nn.functional.avg_pool2d(x, 5, 1, 2, count_include_pad=False).clone().requires_grad_(True)
+    before = float(np.median(spectrum_slope(fake.detach())))
+    opt = torch.optim.Adam([fake], lr=1e-2)
+    for _ in range(40):
+        opt.zero_grad()
+        spectral_loss(fake, x).backward()
+        opt.step()
+    after = float(np.median(spectrum_slope(fake.detach())))
+    target = float(np.median(spectrum_slope(x)))
+    assert before < target - 0.5  # the blur steepened the slope
+    assert abs(after - target) < 0.5 * abs(before - target)
+
+
+def test_spectral_weight_adds_its_term_and_logs_it_with_the_heldout_slope(tiny_setup):
+    pool, tmp = tiny_setup
+    trainer = Trainer(config(steps=4, w_spec=0.5, sample_every=4), pool, tmp / "run", progress=False)
+    x, y = trainer.batch()
+    assert "spec" not in Trainer(config(steps=4), pool, tmp / "off", progress=False).train_step(x, y)
+    assert trainer.train_step(x, y)["spec"] > 0
+    trainer.train()
+    import csv
+
+    rows = list(csv.DictReader((tmp / "run" / "log.csv").open()))
+    assert float(rows[-1]["spec"]) > 0 and np.isfinite(float(rows[-1]["heldout_slope"]))  # a 16-px untrained G: any slope
+
+
+def test_a_log_begun_by_an_older_version_keeps_its_columns(tiny_setup):
+    import csv
+
+    pool, tmp = tiny_setup
+    (tmp / "run").mkdir()
+    old = ["step", "seconds", "pix", "feat", "adv", "loss_g", "loss_d", "w_pix", "w_feat", "w_adv", "lr", "grad_norm", "heldout_psnr", "heldout_code_cos"]
+    (tmp / "run" / "log.csv").write_text(",".join(old) + "\n")
+    Trainer(config(steps=4, sample_every=2), pool, tmp / "run", progress=False).train()
+    rows = list(csv.reader((tmp / "run" / "log.csv").open()))
+    assert rows[0] == old and all(len(r) == len(old) for r in rows)
+    assert float(rows[2][old.index("heldout_psnr")]) > 0

@@ -1,7 +1,8 @@
 """Training a generator prior with the DeePSiM recipe (Dosovitskiy & Brox 2016), CPU-first.
 
 G learns to invert an encoder layer: G(E(x)) ~ x, with
-    L = w_pix * ||G(y) - x||^2 + w_feat * ||C(G(y)) - C(x)||^2 / var_data(C) + w_adv * L_adv(D(G(y), y)),
+    L = w_pix * ||G(y) - x||^2 + w_feat * ||C(G(y)) - C(x)||^2 / var_data(C) + w_adv * L_adv(D(G(y), y))
+        [+ w_spec * |log P_G(y)(f) - log P_x(f)|, the spectral term, off by default],
 where C is a comparator net (an early block of the encoder) and D a discriminator that also sees the
 code. The losses come in by stages (pixel first, then feature, then adversarial), because on a
 small budget an early feature or adversarial term swamps the pixel term and G collapses to texture.
@@ -52,6 +53,8 @@ class TrainConfig:
     w_pix: float = 1.0  # pixel MSE weight
     w_feat: float = 0.05  # feature MSE weight (the MSE is divided by the comparator features' variance over the data)
     w_adv: float = 0.005  # adversarial weight (non-saturating GAN loss)
+    w_spec: float = 0.0  # spectral weight (Durall et al., CVPR 2020): L1 between the log power spectra of G(y)
+    # and x, averaged over log-spaced rings; against the blur the pixel MSE leaves (0: off, as DeePSiM)
     feat_start: float = 0.25  # fraction of steps with pixel loss only
     adv_start: float = 0.5  # fraction of steps before the adversarial term comes in
     disc: str = "global"  # "global": DeePSiM's D on the image at 64 px + the code; "patch": that one plus a
@@ -164,6 +167,33 @@ def gan_loss(logits: torch.Tensor | tuple[torch.Tensor, ...], real: bool) -> tor
     (a patch discriminator's many logits weigh as much as the global one)."""
     parts = logits if isinstance(logits, tuple) else (logits,)
     return sum(F.softplus(-p if real else p).mean() for p in parts) / len(parts)
+
+
+def spectral_loss(fake: torch.Tensor, real: torch.Tensor, bins: int = 16, low: float = 0.02) -> torch.Tensor:
+    """Spectral regularization after Durall, Keuper & Keuper (CVPR 2020): the mean absolute difference
+    between the log10 power spectra of ``fake`` and ``real`` (greyscale, mean removed, Hann-windowed,
+    as :func:`dgnam.eval.metrics.spectrum_slope` measures them), each averaged over ``bins`` rings evenly
+    spaced in log frequency from ``low`` to 0.5 cycles per pixel. Pairs are compared image by image, so
+    G(y) is asked for the power its own photo has at each scale, not for the pixels there."""
+    luma = torch.tensor([0.299, 0.587, 0.114], device=fake.device).view(1, 3, 1, 1)
+    h, w = fake.shape[-2:]
+    window = torch.outer(torch.hann_window(h, periodic=False, device=fake.device), torch.hann_window(w, periodic=False, device=fake.device))
+    freq = torch.hypot(*torch.meshgrid(torch.fft.fftfreq(h, device=fake.device), torch.fft.fftfreq(w, device=fake.device), indexing="ij"))
+    edges = torch.logspace(math.log10(low), math.log10(0.5), bins + 1, device=fake.device)
+    ring = torch.bucketize(freq, edges) - 1  # -1 and `bins`: outside the band
+    keep = (ring >= 0) & (ring < bins)
+    onehot = F.one_hot(ring[keep], bins).float()  # (pixels in band, bins)
+    onehot = onehot / onehot.sum(0).clamp_min(1)
+
+    def profile(x: torch.Tensor) -> torch.Tensor:
+        g = (x * luma).sum(1)
+        g = (g - g.mean((-2, -1), keepdim=True)) * window
+        power = torch.fft.fft2(g).abs().pow(2)[:, keep]  # (N, pixels in band)
+        return torch.log10(power @ onehot + 1e-10)
+
+    with torch.no_grad():
+        target = profile(real)
+    return (profile(fake) - target).abs().mean()
 
 
 def _halves(logits: torch.Tensor | tuple[torch.Tensor, ...]):
@@ -296,10 +326,12 @@ def clip_gradients(model: nn.Module, max_norm: float) -> float:
 
 
 def deepsim_step(g_model: nn.Module, d_model: nn.Module, opt_g, opt_d, real: torch.Tensor, codes: torch.Tensor,
-                 compare, feat_var: float, weights: tuple[float, float, float], grad_clip: float = 0.0) -> dict[str, float]:
+                 compare, feat_var: float, weights: tuple[float, float, float], grad_clip: float = 0.0,
+                 w_spec: float = 0.0) -> dict[str, float]:
     """One update of the DeePSiM losses: a discriminator step on (real, G(y)) when the adversarial
     weight is on, then a generator step on pixel MSE + feature MSE in ``compare`` (divided by
-    ``feat_var``) + the non-saturating adversarial loss, each by its weight. Returns the losses."""
+    ``feat_var``) + the non-saturating adversarial loss (+ ``w_spec`` times :func:`spectral_loss`),
+    each by its weight. Returns the losses."""
     w_pix, w_feat, w_adv = weights
     fake = g_model(codes)
     logs: dict[str, float] = {}
@@ -324,6 +356,10 @@ def deepsim_step(g_model: nn.Module, d_model: nn.Module, opt_g, opt_d, real: tor
         adv = gan_loss(d_model(fake, codes), True)
         loss = loss + w_adv * adv
         logs["adv"] = adv.item()
+    if w_spec > 0:
+        spec = spectral_loss(fake, real)
+        loss = loss + w_spec * spec
+        logs["spec"] = spec.item()
     opt_g.zero_grad(set_to_none=True)
     loss.backward()
     logs["grad_norm"] = clip_gradients(g_model, grad_clip)
@@ -440,14 +476,17 @@ class Trainer:
             for group in opt.param_groups:
                 group["lr"] = lr
         logs = deepsim_step(self.g_model, self.d_model, self.opt_g, self.opt_d, x, y, self.comparator_features,
-                            self.feat_var, (w_pix, w_feat, w_adv), self.config.grad_clip)
+                            self.feat_var, (w_pix, w_feat, w_adv), self.config.grad_clip, w_spec=self.config.w_spec)
         logs.update(w_pix=w_pix, w_feat=w_feat, w_adv=w_adv, lr=lr)
         return logs
 
     # ---- evaluation and samples
     @torch.no_grad()
     def heldout_metrics(self, max_images: int = 256) -> dict[str, float]:
-        """Reconstruction quality on held-out pool images: PSNR and cos(E(G(E(x))), E(x))."""
+        """Reconstruction quality on held-out pool images: PSNR, cos(E(G(E(x))), E(x)) and the median
+        spectrum slope of G(E(x)) (photos: about -2.2 to -2.9 at 224 px; steeper is blurrier)."""
+        from ..eval.metrics import spectrum_slope
+
         rows = self.held_rows[:max_images]
         if len(rows) == 0:
             return {}
@@ -460,8 +499,9 @@ class Trainer:
         net = self.comparator
         y2 = torch.cat([forward_until(net.model, self.config.prior.layer, net.preprocess(recon[i : i + 64])) for i in range(0, len(recon), 64)])
         cos = float(F.cosine_similarity(y2.flatten(1), y.flatten(1)).mean())
+        slope = float(np.nanmedian(spectrum_slope(recon.cpu())))
         self.gen.train()
-        return {"heldout_psnr": psnr, "heldout_code_cos": cos}
+        return {"heldout_psnr": psnr, "heldout_code_cos": cos, "heldout_slope": slope}
 
     @torch.no_grad()
     def save_samples(self) -> None:
@@ -490,8 +530,11 @@ class Trainer:
         if self.rank == 0:
             (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
         log_path = self.out / "log.csv"
-        fields = ["step", "seconds", "pix", "feat", "adv", "loss_g", "loss_d", "w_pix", "w_feat", "w_adv", "lr", "grad_norm", "heldout_psnr", "heldout_code_cos"]
+        fields = ["step", "seconds", "pix", "feat", "adv", "spec", "loss_g", "loss_d", "w_pix", "w_feat", "w_adv", "lr", "grad_norm", "heldout_psnr", "heldout_code_cos", "heldout_slope"]
         new_log = not log_path.exists()
+        if not new_log:  # a log begun by an older version keeps its own columns
+            with open(log_path, newline="") as f:
+                fields = next(csv.reader(f), None) or fields
         log_file = open(log_path, "a", newline="") if self.rank == 0 else None
         writer = csv.DictWriter(log_file, fieldnames=fields, extrasaction="ignore") if log_file else None
         if writer and new_log:
@@ -580,4 +623,4 @@ def load_trained(checkpoint: str | Path) -> PriorGenerator:
     return gen.eval()
 
 
-__all__ = ["TrainConfig", "Trainer", "Discriminator", "PatchDiscriminator", "make_discriminator", "gan_loss", "warm_start", "stage_weights", "code_stats", "load_checkpoint", "load_trained"]
+__all__ = ["TrainConfig", "Trainer", "Discriminator", "PatchDiscriminator", "make_discriminator", "gan_loss", "warm_start", "stage_weights", "spectral_loss", "code_stats", "load_checkpoint", "load_trained"]
