@@ -13,6 +13,9 @@ things are measured:
 3. the Fréchet distance between the target's pooled features (``pool``, 1280-d) of the images and of
    ``--reference`` held-out pool photos (sets of equal size for every prior, so the values compare).
 
+Candidates are (prior, settings) pairs: ``--settings`` changes the DGN-AM settings of a run, and
+``--merge`` brings runs with other settings into one decision; the chosen pair names both.
+
 The rule: a prior is eligible when every image is the target's top-1 and its median slope lies inside
 the pool photos' interquartile range; among the eligible, the lowest Fréchet distance wins (ties: the
 higher median logit). None eligible: none is chosen, and the table says by how much each missed.
@@ -66,11 +69,12 @@ def slope_quartiles(photos: np.ndarray, size: int) -> tuple[float, float]:
 
 
 def apply_rule(rows: list[dict]) -> str | None:
-    """The name of the chosen prior (see the module docstring), or None."""
+    """The chosen prior (see the module docstring) with the DGN-AM settings it was measured with, or None."""
     eligible = [r for r in rows if r["all_top1"] and r["slope_inside_iqr"]]
     if not eligible:
         return None
-    return min(eligible, key=lambda r: (r["frechet"], -r["median_logit"]))["prior"]
+    best = min(eligible, key=lambda r: (r["frechet"], -r["median_logit"]))
+    return f"{best['prior']} {json.dumps(best.get('settings', DEFAULT_SETTINGS))}"
 
 
 def main(argv=None) -> int:
@@ -111,7 +115,7 @@ def main(argv=None) -> int:
         q25, q75 = quartiles[size]
         slope = float(np.nanmedian(spectrum_slope(images)))
         row = {
-            "prior": name, "px": size, "target_top1": f"{top1}/{len(images)}", "all_top1": top1 == len(images),
+            "prior": name, "settings": args.settings, "px": size, "target_top1": f"{top1}/{len(images)}", "all_top1": top1 == len(images),
             "median_logit": round(float(own.median()), 2), "median_slope": round(slope, 3),
             "pool_slope_iqr": [round(q25, 3), round(q75, 3)], "slope_inside_iqr": q25 <= slope <= q75,
             "slope_miss": round(max(q25 - slope, slope - q75, 0.0), 3),
@@ -121,8 +125,9 @@ def main(argv=None) -> int:
         rows.append(row)
         print(json.dumps(row), flush=True)
         to_pil(torch.cat(list(images[: len(classes)]), 2)).save(args.out / f"{Path(name).stem}.png")
-    for earlier in args.merge:
-        rows = json.loads(earlier.read_text())["rows"] + rows
+    for earlier in args.merge:  # rows written before they named their settings take their run's
+        data = json.loads(earlier.read_text())
+        rows = [{"settings": data.get("settings", DEFAULT_SETTINGS), **r} for r in data["rows"]] + rows
     chosen = apply_rule(rows)
     summary = {"chosen": chosen, "rows": rows, "settings": args.settings, "classes": classes, "seeds": args.seeds,
                "pool": str(args.pool), "reference_photos": len(photos), "slope_photos": len(all_photos)}  # fmt: skip
