@@ -349,6 +349,16 @@ def fake_cache(cache: Path) -> None:
     save_png(pal / "p.jpg", noise(180, 200, 52))
     save_png(pal / "twin.jpg", photo(300, 400, 9))  # the same smooth picture as the gcompris one below, larger
     (rcc / "details.rcc").write_bytes(write_rcc({"/gcompris/src/activities/details/resource/image/x.webp": encoded(photo(200, 266, 9))}))
+    from dgnam.pool.more import MORE_PHOTOS, QABCS_PICS_DIR
+
+    for spec in MORE_PHOTOS:
+        package(spec.package)
+    save_png(cache / "scratch/root" / MORE_PHOTOS[0].folder / "Nature/lake.jpg", noise(180, 240, 60))
+    package("enlightenment-data")
+    qabcs = package("qabcs-data") / QABCS_PICS_DIR
+    rgba = np.concatenate([noise(60, 60, 61), np.full((60, 60, 1), 255, np.uint8)], -1)
+    rgba[:5, :, 3] = 0
+    save_png(qabcs / "animals/bear.png", rgba)
 
 
 def test_build_pool_end_to_end_without_network(tmp_path, monkeypatch):
@@ -371,7 +381,9 @@ def test_build_pool_end_to_end_without_network(tmp_path, monkeypatch):
         "Path/contents/images/320x240.png"
     ]  # the largest image of the folder
     assert by_source["tuxpaint-stamps-default"]["n_originals"] == 8  # the cartoon is left out
-    assert by_source["tuxpaint-stamps-default"]["n_images"] == 40
+    assert by_source["tuxpaint-stamps-default"]["n_images"] + by_source["qabcs-data"]["n_images"] == 40
+    assert by_source["qabcs-data"]["n_images"] == round(40 * 1 / 9)  # shared in proportion to the stamps
+    assert by_source["scratch"]["n_originals"] == 1 and by_source["enlightenment-data"]["n_originals"] == 0
     assert by_source["opencv-doc"]["licences"] == ["TEST-1"]
     assert by_source["gcompris-qt-data"]["n_originals"] == 3
     assert by_source["tuxpaint-data"]["n_originals"] == 1  # only the template

@@ -79,6 +79,9 @@ def collect_sources(
     from .extra import extra_sources
 
     sources += extra_sources(fetch, cache_dir, per_source_limit)
+    from .more import more_sources
+
+    sources += more_sources(fetch, cache_dir, per_source_limit)
     sources.append(tuxpaint_stamp_source(fetch("tuxpaint-stamps-default", cache_dir), per_source_limit))
     return sources
 
@@ -109,7 +112,8 @@ def build_pool(
         size: side of the square images.
         per_source_limit: use at most this many originals per source (None: all); for quick
             builds.
-        composites: number of stamp-on-photo composites.
+        composites: number of stamp-on-photo composites, shared among the stamp sources in
+            proportion to their stamps.
         video_frames_per_video: frames sampled evenly from each video (one crop each).
         seed: seed of every random choice (crops, composites, split).
         progress: show progress bars.
@@ -145,8 +149,9 @@ def build_pool(
                 crops = random_crops(image, n, size, rng)
                 backgrounds[key in heldout].append((key, _small_copy(image, 3 * size)))
             acc.add(crops, {"source": source.name, "file": orig.file, "heldout": key in heldout})
-    for source in (s for s in sources if s.kind == "stamp"):
-        _add_composites(acc, source, backgrounds, heldout, composites, size, seed, notes)
+    stamp_sources = [s for s in sources if s.kind == "stamp"]
+    for source, total in zip(stamp_sources, proportional_shares(composites, [len(s.originals) for s in stamp_sources])):
+        _add_composites(acc, source, backgrounds, heldout, total, size, seed, notes)
 
     images = np.concatenate(acc.images) if acc.images else np.zeros((0, size, size, 3), np.uint8)
     train_idx = [i for i, r in enumerate(acc.records) if not r["heldout"]]
@@ -158,6 +163,30 @@ def build_pool(
     )  # fmt: skip
     save_pool(out_dir, images, acc.records, card)
     return card
+
+
+def proportional_shares(total: int, weights: Sequence[int]) -> list[int]:
+    """Split ``total`` in proportion to ``weights`` (largest remainders get the leftovers).
+
+    Args:
+        total: what to share.
+        weights: one non-negative weight per share.
+
+    Returns:
+        Integer shares summing to ``total`` (all 0 when every weight is 0).
+
+    Example:
+        >>> proportional_shares(10, [2, 1, 0])
+        [7, 3, 0]
+    """
+    weight = sum(weights)
+    if weight == 0:
+        return [0] * len(weights)
+    raw = [total * w / weight for w in weights]
+    shares = [int(r) for r in raw]
+    for i in sorted(range(len(raw)), key=lambda i: shares[i] - raw[i])[: total - sum(shares)]:
+        shares[i] += 1
+    return shares
 
 
 def _add_composites(
@@ -186,7 +215,7 @@ def _add_composites(
         stamps, bgs = split_stamps[is_held], backgrounds[is_held]
         if count <= 0 or not stamps or not bgs:
             continue
-        rng = _rng(seed, "composites", str(is_held))
+        rng = _rng(seed, "composites", source.name, str(is_held))
         images, pairs = composite_batch(stamps, bgs, count, size, rng)
         acc.images.append(images)
         acc.records += [
