@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from dgnam.pool.build import proportional_shares
-from dgnam.pool.more import ENLIGHTENMENT_BACKGROUNDS_DIR, MORE_PHOTOS, QABCS_PICS_DIR, PhotoFolderSpec, enlightenment_source, folder_source, largest_embedded_jpeg, more_sources, qabcs_stamp_source
+from dgnam.pool.more import ENLIGHTENMENT_BACKGROUNDS_DIR, MORE_PHOTOS, QABCS_PICS_DIR, PhotoFolderSpec, enlightenment_source, folder_source, largest_embedded_jpeg, more_sources, qabcs_stamp_source, read_upright
 from dgnam.pool.sources import DebPackage
 
 
@@ -64,6 +64,19 @@ def test_folder_source_takes_the_globs_minus_the_deny_list_and_the_rule(tmp_path
     save(bare.root / "usr/share/pkg/bg/A/photo.jpg", noise(200, 300, 1))
     assert [o.licence for o in folder_source(bare, spec).originals] == ["fallback"]
     assert folder_source(bare, PhotoFolderSpec("bare", "missing", ("*.jpg",))).originals == []
+
+
+def test_read_upright_applies_the_exif_orientation(tmp_path):
+    pixels = np.zeros((40, 60, 3), np.uint8)
+    pixels[:, :30] = 255  # left half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: turn 90 degrees clockwise to view
+    Image.fromarray(pixels).save(tmp_path / "phone.png", exif=exif)
+    upright = read_upright(tmp_path / "phone.png")
+    assert upright.shape == (60, 40, 3)
+    assert upright[:30].mean() > 200 and upright[30:].mean() < 50  # the white half is now on top
+    Image.fromarray(pixels).save(tmp_path / "plain.png")
+    np.testing.assert_array_equal(read_upright(tmp_path / "plain.png"), pixels)
 
 
 def test_largest_embedded_jpeg_finds_the_biggest_image_among_other_bytes():

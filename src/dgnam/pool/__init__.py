@@ -1,6 +1,6 @@
 """An offline pool of natural images for training the image-generator prior (``dgnam pool build``).
 
-:mod:`.sources` reads the Debian packages and scikit-image (with their licences), :mod:`.crops` turns
+:mod:`.sources`, :mod:`.extra` and :mod:`.more` read the Debian packages and scikit-image (with their licences), :mod:`.crops` turns
 originals into square crops and composites, :mod:`.build` assembles and splits a pool, :mod:`.store`
 saves, loads and packs it (and reads any image folder). The names below are the package's public face.
 """

@@ -1,4 +1,4 @@
-"""Still more photographs for the pool: photo folders of sixteen more Debian packages,
+"""Still more photographs for the pool: photo folders of seventeen more Debian packages,
 Enlightenment's wallpapers and Q ABCs' photographic cut-outs as stamps (issue 16).
 
 Each package ships its photographs in one folder, mixed with drawings, icons or edited copies, so a
@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
-from ..io.images import read_image
 from .extra import is_usable_photo_file
 from .sources import DebPackage, Original, Source, _limited, is_photographic_stamp, licence_for, parse_dep5
 
@@ -57,7 +56,8 @@ class PhotoFolderSpec:
 #: triangle, wave and Plasma renders; Tux Typing's astronomical backgrounds (galaxies, nebula, Saturn),
 #: maps and the photo with a flag pasted on (wolof); labelme's visualisations, its drawn shapes and all
 #: but the first of five consecutive video frames; jQuery Slides' ``slide.jpg`` (a copy of ``slide-1``);
-#: the smaller sizes of Backstretch's two samples; the imaging library's filtered outputs (``out_*``).
+#: the smaller sizes of Backstretch's two samples; the imaging library's filtered outputs (``out_*``);
+#: the JPEG XL test data's other codings of the same photographs, colour charts and 64-px raw crops.
 MORE_PHOTOS: tuple[PhotoFolderSpec, ...] = (
     PhotoFolderSpec(
         "scratch", "usr/share/scratch/Media/Backgrounds", ("*/*.jpg",),
@@ -150,6 +150,11 @@ MORE_PHOTOS: tuple[PhotoFolderSpec, ...] = (
         ("Fractal/rose.jpg", "Painting/clovis.jpg", "Painting/image.jpg"), licence_prefix="app/examples/Drawing/",
         usage="random multi-scale crops of the drawing examples' three photographs",
     ),
+    PhotoFolderSpec(
+        "libjxl-testdata", "usr/share/libjxl-testdata",
+        ("external/wesaturate/500px/*_srgb8.png", "jxl/flower/flower.png", "jxl/hdr_room.png"),
+        usage="random multi-scale crops of the codec's five test photographs (the sRGB 8-bit copies)",
+    ),
 )  # fmt: skip
 
 ENLIGHTENMENT_BACKGROUNDS_DIR = "usr/share/enlightenment/data/backgrounds"
@@ -241,6 +246,13 @@ def _matches(rel: str, patterns: tuple[str, ...]) -> bool:
     )
 
 
+def read_upright(path: Path) -> np.ndarray:
+    """Read a photo as (H, W, 3) uint8, turned as its EXIF orientation says (phone photos are stored
+    sideways or upside down with an orientation tag)."""
+    with Image.open(path) as im:
+        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"), dtype=np.uint8)
+
+
 def folder_photos(root: Path, spec: PhotoFolderSpec) -> list[str]:
     """Apply a spec's globs, deny list and the photo rule to an unpacked package.
 
@@ -276,7 +288,7 @@ def folder_source(deb: DebPackage, spec: PhotoFolderSpec, limit: int | None = No
     stanzas = parse_dep5(deb.copyright())
     base = deb.root / spec.folder
     originals = [
-        Original(rel, licence_for(spec.licence_prefix + rel, stanzas, spec.licence), lambda p=base / rel: read_image(p))
+        Original(rel, licence_for(spec.licence_prefix + rel, stanzas, spec.licence), lambda p=base / rel: read_upright(p))
         for rel in folder_photos(deb.root, spec)
     ]
     return Source(spec.package, deb.name, deb.version, "photo", spec.usage, _limited(originals, limit))
@@ -330,4 +342,4 @@ def more_sources(fetch: Callable[[str, Path], DebPackage], cache_dir: Path, limi
     return sources + [qabcs_stamp_source(fetch("qabcs-data", cache_dir), limit)]
 
 
-__all__ = ["PhotoFolderSpec", "MORE_PHOTOS", "ENLIGHTENMENT_PHOTOS", "QABCS_ALLOW", "QABCS_DENY", "largest_embedded_jpeg", "enlightenment_source", "folder_photos", "folder_source", "qabcs_stamp_source", "more_sources"]
+__all__ = ["PhotoFolderSpec", "MORE_PHOTOS", "ENLIGHTENMENT_PHOTOS", "QABCS_ALLOW", "QABCS_DENY", "largest_embedded_jpeg", "enlightenment_source", "read_upright", "folder_photos", "folder_source", "qabcs_stamp_source", "more_sources"]

@@ -19,6 +19,10 @@ source                        what is used
 ``gcompris-qt-data``,         photographs of GCompris' photo activities, Tux Paint's photo templates,
 ``tuxpaint-data``,            Palapeli's puzzle photos (:mod:`dgnam.pool.extra`: rule + deny list;
 ``palapeli-data``             near-duplicates across all sources removed by perceptual hash)
+``scratch``, ``krank``,       the photo folders of 17 more packages (:data:`dgnam.pool.more.MORE_PHOTOS`:
+``kalzium-data``, ...         allow-list globs + deny list + the same rule), Enlightenment's photographic
+``enlightenment-data``        wallpapers (JPEGs inside its Edje files)
+``qabcs-data``                Q ABCs' photographic cut-outs, composited like the Tux Paint stamps
 ============================  ==========================================================================
 
 Debian packages are fetched with ``apt-get download`` and unpacked with ``dpkg -x`` into a cache;
