@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -95,3 +97,19 @@ def tiny_registry(tmp_path, monkeypatch):
 
 def hook_count(model: nn.Module) -> int:
     return sum(len(m._forward_hooks) for m in model.modules())
+
+
+def load_benchmark(name: str):
+    """benchmarks/NAME.py as a module (its folder on sys.path only while it loads, for its sibling imports)."""
+    import importlib.util
+    import sys
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(bench))
+    try:
+        spec = importlib.util.spec_from_file_location(f"{name}_under_test", bench / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(bench))

@@ -1,25 +1,16 @@
 """The quality benchmark's bookkeeping (benchmarks/quality.py): which earlier records may be reused and
 how the figures are computed from per-class records."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from conftest import load_benchmark
+
 
 
 @pytest.fixture(scope="module")
 def quality():
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location("quality_under_test", BENCH / "quality.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCH))
+    return load_benchmark("quality")
 
 
 def key(classes, **other):

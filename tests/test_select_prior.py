@@ -1,24 +1,15 @@
 """The prior-selection rule (benchmarks/select_prior.py): eligibility and the choice among (prior, settings) pairs."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from conftest import load_benchmark
+
 
 
 @pytest.fixture(scope="module")
 def select():
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location("select_prior_under_test", BENCH / "select_prior.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCH))
+    return load_benchmark("select_prior")
 
 
 def row(prior, top1=True, inside=True, frechet=800.0, logit=20.0, settings=None):
