@@ -139,7 +139,7 @@ def main(argv=None) -> int:
             print(f"{net.name} {method}: median relative activation {np.nanmedian(rel):.2f}, slope {np.nanmedian(slopes):.2f}, "
                   f"{seconds / len(units):.1f} s/unit (natural maxima {nat_s:.0f} s)", flush=True)
     summary = summarize(rows)
-    decision = decide(summary, band)
+    decision = decide(summary, band, args.generator)
     (args.out / "results.json").write_text(json.dumps({
         "photo_slope_p5_p50_p95": band, "foreign_rule": FOREIGN_RULE, "decision": decision, "judged": judged,
         "command": " ".join(shlex.quote(a) for a in ["python", "benchmarks/generalization.py", *(argv if argv is not None else sys.argv[1:])]),
@@ -167,8 +167,9 @@ def quality_classes() -> tuple:
     return CLASSES
 
 
-def decide(summary: list[dict], band: tuple[float, float, float]) -> dict:
-    """Apply :data:`FOREIGN_RULE` to the foreign nets' rows of ``summary`` (judges take no part)."""
+def decide(summary: list[dict], band: tuple[float, float, float], generator: str) -> dict:
+    """Apply :data:`FOREIGN_RULE` to the foreign nets' rows of ``summary`` (judges take no part), for DGN-AM
+    through ``generator`` (the prior measured, which the decision names)."""
     layers = [e for e in summary if e["net"].split("@")[0] in FOREIGN]
     failed = []
     for e in layers:
@@ -178,7 +179,7 @@ def decide(summary: list[dict], band: tuple[float, float, float]) -> dict:
         slope = d["spectrum_slope"]
         if slope is None or not band[0] <= slope <= band[2]:
             failed.append(f"{e['net']} {e['layer']}: slope {slope} outside the photos' [{band[0]}, {band[2]}]")
-    default = "dgn-am:lite0_blocks7_conv_resize" if layers and not failed else "pixel default (deepinversion with BatchNorm, else fourier)"
+    default = f"dgn-am:{generator}" if layers and not failed else "pixel default (deepinversion with BatchNorm, else fourier)"
     return {"layers": len(layers), "default": default, "why": "; ".join(failed) or "every foreign layer passes"}
 
 
