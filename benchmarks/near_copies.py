@@ -70,24 +70,19 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("runs/near_copies"))
     args = ap.parse_args(argv)
 
-    import torch
-
     from dgnam import load_net
-    from dgnam.eval.score import layer_features
-    from dgnam.pool.store import load_pool
+    from dgnam.eval.score import layer_features  # gradient-free already
+    from dgnam.pool.store import heldout_sample, load_pool
 
     images, meta = load_pool(args.pool, mmap=True)
     train_idx = np.asarray(sorted(meta["train_idx"]))
-    held_idx = np.asarray(sorted(meta["heldout_idx"]))
-    if args.heldout is not None and args.heldout < len(held_idx):
-        held_idx = np.sort(np.random.default_rng(0).choice(held_idx, size=args.heldout, replace=False))
+    held_images, _ = heldout_sample(args.pool, n=args.heldout)  # all held-out photos, or a fixed draw of n
     records = meta["records"]
     net = load_net("efficientnet_lite0").fast(["pool"])
-    with torch.no_grad():
-        train_f = layer_features(net, "pool", np.asarray(images[train_idx]), args.batch_size)
-        held_f = layer_features(net, "pool", np.asarray(images[held_idx]), args.batch_size)
-        loaded = {folder: folder_images(folder) for folder in args.folders}
-        feats = {str(f): layer_features(net, "pool", q, args.batch_size) for f, (q, _) in loaded.items()}
+    train_f = layer_features(net, "pool", np.asarray(images[train_idx]), args.batch_size)
+    held_f = layer_features(net, "pool", held_images, args.batch_size)
+    loaded = {folder: folder_images(folder) for folder in args.folders}
+    feats = {str(f): layer_features(net, "pool", q, args.batch_size) for f, (q, _) in loaded.items()}
     result = near_copies(train_f, held_f, feats)
     threshold, held = result["threshold"], result["heldout"]
     report = {"pool": str(args.pool), "train_images": int(len(train_idx)), "feature": "efficientnet_lite0 pool, 1 - cosine",

@@ -1,11 +1,8 @@
 """The quality benchmark's bookkeeping (benchmarks/quality.py): which earlier records may be reused and
 how the figures are computed from per-class records."""
 
-
 import pytest
-
 from conftest import load_benchmark
-
 
 
 @pytest.fixture(scope="module")

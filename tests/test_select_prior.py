@@ -1,10 +1,7 @@
 """The prior-selection rule (benchmarks/select_prior.py): eligibility and the choice among (prior, settings) pairs."""
 
-
 import pytest
-
 from conftest import load_benchmark
-
 
 
 @pytest.fixture(scope="module")
