@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
+import importlib.util
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -97,6 +102,65 @@ def tiny_registry(tmp_path, monkeypatch):
 
 def hook_count(model: nn.Module) -> int:
     return sum(len(m._forward_hooks) for m in model.modules())
+
+
+def missing(reason: str):
+    """Skip the test (or the module) for want of ``reason``; under ``CI`` fail instead: .ci/run installs every
+    test extra, the real weights and Chromium, so a missing one there is a broken install, not a reason to skip."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set, but {reason}")
+    pytest.skip(reason, allow_module_level=True)
+
+
+def require(module: str, reason: str):
+    """``import module`` for a test, or :func:`missing` (skip; under CI a failure) naming ``reason``."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        missing(f"the test needs {module}: {reason}")
+
+
+def needs(module: str, reason: str):
+    """Decorator: the test runs only where ``module`` is installed (else :func:`missing`: skip, under CI fail)."""
+
+    def decorate(test):
+        @functools.wraps(test)
+        def run(*args, **kwargs):
+            if importlib.util.find_spec(module) is None:
+                missing(f"the test needs {module}: {reason}")
+            return test(*args, **kwargs)
+
+        return run
+
+    return decorate
+
+
+@pytest.fixture
+def default_sigint():
+    """Ctrl-C as KeyboardInterrupt for the test, whatever pytest inherited (a shell script that runs it in the
+    background starts it with SIGINT ignored, and a test that sends itself SIGINT would see nothing)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def join_or_kill(procs, timeout: float) -> list[int]:
+    """Wait for child processes at most ``timeout`` seconds in all; kill any still running and fail the test
+    naming it (never a hang, never a stray process). Returns their exit codes."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        p.join(timeout=max(0.0, deadline - time.monotonic()))
+    late = [p for p in procs if p.is_alive()]
+    for p in late:
+        p.kill()
+        p.join(10)
+    if late:
+        pytest.fail(f"{len(late)} child process(es) still running after {timeout:g} s were killed: {', '.join(p.name for p in late)}")
+    return [p.exitcode for p in procs]
 
 
 def load_benchmark(name: str):

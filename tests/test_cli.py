@@ -115,7 +115,7 @@ def test_results_json_is_valid_after_every_batch(tmp_path, tiny_registry, monkey
     assert record["complete"] and not record["interrupted"]
 
 
-def test_resume_skips_finished_images_and_equals_an_uninterrupted_run(tmp_path, tiny_registry, monkeypatch, capsys):
+def test_resume_skips_finished_images_and_equals_an_uninterrupted_run(tmp_path, tiny_registry, monkeypatch, capsys, default_sigint):
     import signal as signals
 
     from dgnam.io.write import RunWriter
@@ -157,14 +157,13 @@ def test_resume_skips_finished_images_and_equals_an_uninterrupted_run(tmp_path, 
 def test_a_used_run_folder_is_refused_unless_overwrite(tmp_path, tiny_registry, capsys):
     net_file, gen_file = tiny_registry
     out = tmp_path / "run"
-    assert cli.main(_vis(net_file, gen_file, out)) == 0
-    (out / "logits_0009_seed0.png").write_bytes(b"an older run's image")
+    assert cli.main(_vis(net_file, gen_file, out, "--seeds", "0-2")) == 0  # an older run with a third seed
     capsys.readouterr()
     assert cli.main(_vis(net_file, gen_file, out)) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is not empty" in err and "--overwrite" in err
     assert cli.main(_vis(net_file, gen_file, out, "--overwrite")) == 0
-    assert not (out / "logits_0009_seed0.png").exists()  # no stale image mixed into the new run
+    assert not (out / "logits_0000_seed2.png").exists()  # no stale image mixed into the new run
     (out / "notes.txt").write_text("mine")
     assert cli.main(_vis(net_file, gen_file, out, "--overwrite")) == 2
     assert "notes.txt" in capsys.readouterr().err and (out / "notes.txt").read_text() == "mine" and (out / "results.json").exists()

@@ -17,7 +17,7 @@ from dgnam.nets import InputSpec, NetSpec
 from dgnam.methods.base import AMResult
 from dgnam.io.write import RunWriter
 
-from conftest import CATEGORIES, TinyGenerator, TinyNet
+from conftest import CATEGORIES, TinyGenerator, TinyNet, join_or_kill
 
 
 @pytest.mark.parametrize("n, world, batch", [(10, 2, 3), (8, 3, 3), (1000, 8, 32), (5, 4, 2), (0, 2, 4), (7, 1, 2)])
@@ -91,13 +91,11 @@ def test_two_process_run_equals_one_process_run(tmp_path, tiny_files):
     procs = [ctx.Process(target=_rank, args=(r, 2, port, home, net_file, gen_file, multi)) for r in range(2)]
     for p in procs:
         p.start()
-    for p in procs:
-        p.join(timeout=120)
-        assert p.exitcode == 0
+    assert join_or_kill(procs, 120) == [0, 0]
 
     a, b = json.loads((single / "results.json").read_text()), json.loads((multi / "results.json").read_text())
     assert b["processes"] == 2 and a["processes"] == 1 and b["complete"] and not b["interrupted"]
-    varying = {"command", "created", "started", "seconds", "processes", "timing", "batches", "versions"}  # wall times, argv
+    varying = {"command", "created", "started", "seconds", "processes", "timing", "batches", "versions", "runtime"}  # wall times, argv, threads
     assert {k: v for k, v in a.items() if k not in varying} == {k: v for k, v in b.items() if k not in varying}
     assert [x["images"] for x in a["batches"]] == [x["images"] for x in b["batches"]] == [3, 3, 2]
     assert [x["config"] for x in a["batches"]] == [x["config"] for x in b["batches"]]

@@ -12,6 +12,8 @@ from dgnam.eval.metrics import diversity, frechet_distance, judge_topk, mean_sat
 from dgnam.hooks import capture
 from dgnam.units import Unit
 
+from conftest import require
+
 
 def power_law_noise(n: int, size: int, alpha: float, seed: int = 0) -> np.ndarray:
     """Grey (n, size, size, 3) images in [0, 1] with amplitude ~ 1/f**alpha, i.e. power ~ 1/f**(2 alpha)."""
@@ -120,7 +122,7 @@ def test_diversity():
 @pytest.mark.parametrize("method", ["eigh", "scipy"])
 def test_frechet_distance(method):
     if method == "scipy":
-        pytest.importorskip("scipy")
+        require("scipy", "scipy (installed with scikit-image, test extra)")
     rng = np.random.default_rng(0)
     a = rng.standard_normal((500, 6)) @ rng.standard_normal((6, 6))  # correlated features
     assert frechet_distance(a, a, method=method) == pytest.approx(0.0, abs=1e-6)

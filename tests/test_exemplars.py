@@ -135,8 +135,11 @@ def test_cli_writes_a_run_folder_and_checks_k_first(tmp_path, monkeypatch, capsy
     assert first["receptive_field"] == [14, 14, 19, 19]
     crop = np.asarray(Image.open(out / first["top"][0]["file"]))
     assert crop.shape == (5, 5, 3) and (out / first["sheet"]).is_file()
-    assert main(["exemplars", "colour", "blur:0", "--data", str(tmp_path / "data"), "-k", "2", "--out", str(out), "--quiet", "--size", "32"]) == 0
-    assert "blur: cached" in capsys.readouterr().out
+    assert main(["exemplars", "colour", "blur:0", "--data", str(tmp_path / "data"), "-k", "2", "--out", str(out), "--quiet", "--size", "32"]) == 2
+    assert "is not empty" in capsys.readouterr().err  # a used --out: its results.json is not replaced without --overwrite
+    assert main(["exemplars", "colour", "blur:0", "--data", str(tmp_path / "data"), "-k", "2", "--out", str(out), "--quiet", "--size", "32",
+                 "--overwrite"]) == 0
+    assert "blur: cached" in capsys.readouterr().out and not (out / "blur_0001").exists()  # the earlier run's unit 1 went
 
 
 def test_report_shows_exemplars_alone_and_with_a_run(tmp_path, monkeypatch):
@@ -156,3 +159,15 @@ def test_report_shows_exemplars_alone_and_with_a_run(tmp_path, monkeypatch):
         assert "Dataset exemplars" in page and page.count("data:image/png") == 2  # one sheet per unit
     with pytest.raises(ValueError, match="dataset exemplars"):
         read_run(run / "exemplars")
+
+
+def test_ties_go_to_the_earlier_image_at_both_ends():
+    from dgnam.eval.exemplars import LayerActivations
+
+    values = np.array([[1.0], [0.0], [2.0], [0.0], [1.0], [0.0], [2.0]], dtype=np.float32)
+    acts = LayerActivations("n", "fc", (1,), {"value": values}, [f"img{i}.png" for i in range(7)])
+    ex = exemplars(acts, Unit("fc", 0), k=2)
+    assert list(ex.bottom) == [1, 3] and list(ex.bottom_values) == [0.0, 0.0]  # of the zeros at 1, 3, 5: the first two
+    assert list(ex.top) == [2, 6] and list(ex.top_values) == [2.0, 2.0]
+    ex = exemplars(acts, Unit("fc", 0), k=4)
+    assert list(ex.bottom) == [1, 3, 5, 0] and list(ex.top) == [2, 6, 0, 4]  # a tie across the cut: image order too

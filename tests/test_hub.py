@@ -66,5 +66,12 @@ def test_a_failed_download_names_every_mirror_and_leaves_nothing(tmp_path, home)
         resolve_weights(source)  # offline by default: names the fixes, downloads nothing
 
 
-def test_download_weights_is_the_public_one():
-    assert dgnam.download_weights is download_weights
+def test_download_weights_is_the_public_one(tmp_path, home):
+    good = b"public weights"
+    source = WeightSource("pub.bin", sha256=sha(good), urls=(_mirror(tmp_path, "pub.bin", good),))
+    path = dgnam.download_weights(source, progress=False)  # the name users call: it verifies as the hub's does
+    assert path == home / "weights" / "pub.bin" and path.read_bytes() == good
+    wrong = WeightSource("other.bin", sha256=sha(b"other weights"), urls=(_mirror(tmp_path, "other.bin", good),))
+    with pytest.raises(WeightsError, match="sha256"):
+        dgnam.download_weights(wrong, progress=False)
+    assert not (home / "weights" / "other.bin").exists()

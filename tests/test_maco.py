@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -14,6 +13,8 @@ import dgnam
 from dgnam.hub import WeightsError, sha256_file
 from dgnam.methods.maco import SPECTRA, MacoConfig, MacoImage, average_spectrum, decorrelate, load_spectrum, maco_am, resize_spectrum, spectrum_path
 from dgnam.param import color_correlation_normalized
+
+from conftest import needs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,7 +57,7 @@ def test_a_changed_spectrum_file_is_refused(monkeypatch, tmp_path):
         load_spectrum("no_such_spectrum")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("skimage") is None, reason="needs scikit-image (test extra)")
+@needs("skimage", "scikit-image (test extra)")
 def test_the_script_reproduces_the_shipped_spectrum(tmp_path):
     sys.path.insert(0, str(ROOT / "scripts"))
     try:

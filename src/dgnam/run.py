@@ -27,8 +27,19 @@ class Job:
     seed: int
 
 
+#: The most images one run may ask for (units x seeds), checked before the jobs are listed.
+MAX_JOBS = 1_000_000
+
+
 def make_jobs(units: Sequence[Unit], seeds: Sequence[int]) -> list[Job]:
-    """Every unit from every seed, unit-major (all seeds of a unit are neighbours)."""
+    """Every unit from every seed, unit-major (all seeds of a unit are neighbours).
+
+    Raises:
+        ValueError: more than :data:`MAX_JOBS` images.
+    """
+    if len(units) * len(seeds) > MAX_JOBS:
+        raise ValueError(f"{len(units):,} unit(s) x {len(seeds):,} seed(s) ask for {len(units) * len(seeds):,} images, more than the limit of "
+                         f"{MAX_JOBS:,} per run: give fewer units or seeds (or run them in parts)")
     return [Job(u, int(s)) for u in units for s in seeds]
 
 

@@ -23,6 +23,10 @@ import torch
 
 Location = Union[None, str, int, tuple[int, int]]
 
+#: The most units one unit string may stand for: ranges are counted before they are expanded
+#: (``logits:0-99999999`` would otherwise build 100 million units before any layer size is known).
+MAX_UNITS = 100_000
+
 
 @dataclass(frozen=True)
 class Unit:
@@ -106,7 +110,8 @@ def parse_unit(text: str, categories: Sequence[str] | None = None, layers: Seque
         The units, in order.
 
     Raises:
-        UnitError: the text does not parse, the layer is unknown, or a class name is unknown or ambiguous.
+        UnitError: the text does not parse, the layer is unknown, a class name is unknown or ambiguous, or
+            it stands for more than :data:`MAX_UNITS` units (counted before a range is expanded).
 
     Example:
         >>> parse_unit("logits:0-2")
@@ -152,8 +157,13 @@ def parse_unit(text: str, categories: Sequence[str] | None = None, layers: Seque
                 lo, hi = int(m.group(1)), int(m.group(2))
                 if hi < lo:
                     raise UnitError(f"range {short(repr(part))} is empty (end before start)")
+                if len(indices) + hi - lo + 1 > MAX_UNITS:
+                    raise UnitError(f"unit {short(repr(text))} stands for {len(indices) + hi - lo + 1:,} units, more than the limit of {MAX_UNITS:,} "
+                                    "per unit string (a layer's units are 0 to its size - 1, `dgnam layers NET` shows them): give a smaller range")
                 indices.extend(range(lo, hi + 1))
             elif re.fullmatch(r"\d+", part):
+                if len(indices) >= MAX_UNITS:
+                    raise UnitError(f"unit {short(repr(text))} lists more than the limit of {MAX_UNITS:,} units per unit string: give fewer")
                 indices.append(int(part))
             else:
                 raise UnitError(f"cannot read unit index {short(repr(part))} in {short(repr(text))}")
@@ -173,6 +183,7 @@ def parse_units(texts: Iterable[str], categories: Sequence[str] | None = None, l
     for text in texts:
         if not text.startswith("@"):
             units.extend(parse_unit(text, categories, layers))
+            _check_total(len(units))
             continue
         path = Path(text[1:])
         if not path.is_file():
@@ -191,6 +202,7 @@ def parse_units(texts: Iterable[str], categories: Sequence[str] | None = None, l
                 continue
             try:
                 found.extend(parse_units([entry], categories, layers, (*_reading, path.resolve())))
+                _check_total(len(found))
             except UnitError as e:
                 if str(e).startswith(f"{path}:"):
                     raise
@@ -198,7 +210,13 @@ def parse_units(texts: Iterable[str], categories: Sequence[str] | None = None, l
         if not found:
             raise UnitError(f"units file {short(str(path))} has no units (only blank lines or # comments): write one LAYER:UNIT per line")
         units.extend(found)
+        _check_total(len(units))
     return units
+
+
+def _check_total(count: int) -> None:
+    if count > MAX_UNITS:
+        raise UnitError(f"the units given stand for more than the limit of {MAX_UNITS:,} units in all: give fewer (or run them in parts)")
 
 
 def layer_kind(shape: Sequence[int]) -> str:

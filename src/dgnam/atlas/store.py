@@ -18,12 +18,14 @@ import hashlib
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 from PIL import Image
 
+from ..io.read import UNIT, RecordError, check_record, load_record  # every record read back is checked there
 from ..io.rundir import write_text_atomic
 from ..units import Unit
 
@@ -81,18 +83,27 @@ def write_unit(site: Path, unit: Unit, record: dict) -> Path:
 
 def read_unit_record(site: Path, unit: Unit, key: str | None = None) -> dict | None:
     """The unit's record if it is done (with ``key``, when given), else None; file names are checked."""
-    path = unit_dir(site, unit) / UNIT_FILE
-    if not path.is_file():
+    return load_unit_record(unit_dir(site, unit) / UNIT_FILE, key)
+
+
+def load_unit_record(path: Path, key: str | None = None) -> dict | None:
+    """The record in the ``unit.json`` at ``path`` if it is whole, of ``key`` (when given) and its images are
+    there, else None: the unit is computed again. A damaged record (broken JSON, or a field that is not as
+    :data:`dgnam.io.read.UNIT` says) is named, with the field, in a one-line warning."""
+    if not Path(path).is_file():
         return None
+    fix = "the atlas computes the unit again"
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None  # a damaged record: the unit is computed again
-    if not isinstance(record, dict) or (key is not None and record.get("key") != key):
+        record = load_record(path, UNIT_FILE, schema={}, fix=fix)
+        if key is not None and record.get("key") != key:
+            return None  # another build's unit: not shown, not read further
+        check_record(record, path, UNIT, fix=fix)
+        names = [safe_name(name) for name in record_files(record)]
+    except ValueError as e:  # RecordError, or an image name that is not a plain name in the folder
+        warnings.warn(str(e) if isinstance(e, RecordError) else f"{path}: {e}; {fix}", stacklevel=2)
         return None
-    for name in record_files(record):
-        if not (path.parent / safe_name(name)).is_file():
-            return None  # an image went missing: compute the unit again
+    if not all((Path(path).parent / name).is_file() for name in names):
+        return None  # an image went missing: compute the unit again
     return record
 
 
@@ -132,4 +143,4 @@ def load_activations(path: Path) -> np.ndarray | None:
 
 
 __all__ = ["SETTINGS_FILE", "UNIT_FILE", "settings_key", "layer_slug", "unit_slug", "unit_dir", "safe_name",
-           "save_image", "write_unit", "read_unit_record", "record_files", "activations_cache", "save_activations", "load_activations"]
+           "save_image", "write_unit", "read_unit_record", "load_unit_record", "record_files", "activations_cache", "save_activations", "load_activations"]

@@ -485,7 +485,7 @@ def save_exemplars(out_dir: str | Path, data: NaturalImages, results: Sequence[t
     from PIL import Image
 
     from ..io.rundir import write_json_atomic
-    from ..io.write import json_safe, run_header
+    from ..io.write import json_safe, run_header, save_png
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -505,9 +505,9 @@ def save_exemplars(out_dir: str | Path, data: NaturalImages, results: Sequence[t
             entry[end] = []
             for rank, (i, v, crop) in enumerate(zip(indices, values, crops), start=1):
                 rel = f"{slug}/{end}_{rank:02d}.png"
-                Image.fromarray(crop).save(out / rel)
+                save_png(Image.fromarray(crop), out / rel)  # atomically: a full disk leaves no truncated crop
                 entry[end].append({"rank": rank, "image": int(data.indices[i]), "name": data.names[i], "activation": round(float(v), 6), "file": rel})
-        exemplar_sheet(crops_by_end["top"], crops_by_end["bottom"], ex.top_values, ex.bottom_values, title=label).save(out / entry["sheet"])
+        save_png(exemplar_sheet(crops_by_end["top"], crops_by_end["bottom"], ex.top_values, ex.bottom_values, title=label), out / entry["sheet"])
         items.append(entry)
     record = {**run_header({"kind": EXEMPLARS_KIND, **settings}, started, len(items), False, len(items)), "items": items}
     return write_json_atomic(out / "results.json", json_safe(record))  # strict JSON, never half a file

@@ -2,27 +2,136 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import io
+import re
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from .rundir import short
+
+#: The most pixels dgnam decodes from one image file (100 megapixels, e.g. 10000x10000). A larger
+#: header is refused before anything is decoded: a "decompression bomb" (a PNG of a few KB whose
+#: header says 20000x20000) would otherwise take gigabytes.
+MAX_PIXELS = 100_000_000
+
+#: Sides of the square images dgnam makes from image files (``--size``; 16 px at least, as before) and
+#: the largest side of a net's input (``--input-size``).
+MIN_SIDE, MAX_SIDE = 16, 4096
+
+#: Modes of integer greyscale pixels with 16 bits (PNG, TIFF, PGM): their range is 0-65535.
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
-def read_image(path: str | Path, keep_alpha: bool = False) -> np.ndarray:
-    """Read an image file as uint8 pixels.
+class ImageFileError(ValueError):
+    """An image file dgnam refuses: more pixels than :data:`MAX_PIXELS`, or pixels without a known range."""
+
+
+def _too_large(name: str, size: str) -> ImageFileError:
+    return ImageFileError(f"{name} is {size} pixels, more than dgnam decodes ({MAX_PIXELS:,} pixels; a decompression bomb?): "
+                          "give a smaller image (resize it)")
+
+
+@contextmanager
+def open_image(source: str | Path | bytes, name: str | None = None) -> Iterator[Image.Image]:
+    """``PIL.Image.open`` with dgnam's pixel limit, checked from the header before anything is decoded.
+
+    Every image file dgnam reads is opened here (or through :func:`read_image`).
 
     Args:
-        path: image file.
+        source: an image file, or its bytes.
+        name: what to call it in an error (default: the path; "image bytes" for bytes).
+
+    Raises:
+        ImageFileError: the header says more than :data:`MAX_PIXELS` pixels, or it is not an image.
+    """
+    label = short(name or ("image bytes" if isinstance(source, bytes) else source), 120)
+    try:
+        with warnings.catch_warnings():  # PIL warns above its own limit; ours is checked just below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except Image.DecompressionBombError as e:  # PIL refuses at twice its limit (above ours), before we see the size
+        pixels = re.search(r"\((\d+) pixels\)", str(e))
+        raise _too_large(label, f"{int(pixels.group(1)):,}" if pixels else "too many") from None
+    except Image.UnidentifiedImageError:
+        raise ImageFileError(f"{label} is not an image dgnam can read (not PNG, JPEG, WebP, TIFF, ...): give an image file") from None
+    with im:
+        if im.width * im.height > MAX_PIXELS:
+            raise _too_large(label, f"{im.width}x{im.height} = {im.width * im.height:,}")
+        yield im
+
+
+def image_size(source: str | Path | bytes) -> tuple[int, int]:
+    """``(width, height)`` of an image file, from its header (nothing is decoded)."""
+    with open_image(source) as im:
+        return im.size
+
+
+def image_pixels(im: Image.Image, name: str = "the image", keep_alpha: bool = False, upright: bool = False) -> np.ndarray:
+    """The uint8 pixels of an image just opened (by :func:`open_image`, not yet loaded), by its mode's real range.
+
+    16-bit greyscale (PNG, TIFF, PGM) is scaled from 0-65535 to 0-255; float pixels (mode ``F``) are
+    read as 0-1 and refused outside it; 32-bit integer pixels have no defined range and are refused.
+
+    Args:
+        im: the opened image.
+        name: what to call it in an error.
         keep_alpha: return (H, W, 4) RGBA instead of (H, W, 3) RGB.
+        upright: turn it as its EXIF orientation tag says (phone photos are stored sideways).
+
+    Raises:
+        ImageFileError: float pixels outside 0-1 (or not finite), or 32-bit integer pixels.
+    """
+    mode = "RGBA" if keep_alpha else "RGB"
+    tile = im.tile[0].args if im.tile else None  # before loading: how the file stores an "I" image
+    raw = str(tile if isinstance(tile, str) else (tile[0] if tile else ""))
+    im.load()
+    if upright:
+        im = ImageOps.exif_transpose(im)
+    if im.mode in ("I", "F") or im.mode.startswith("I;"):
+        values = np.asarray(im)
+        if im.mode in _SIXTEEN_BIT or (im.mode == "I" and (raw.startswith("I;16") or im.format in ("PNG", "PPM"))):
+            grey = np.clip(values, 0, 65535).astype(np.float64) * (255.0 / 65535.0)
+        elif im.mode == "F":
+            low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+            if not (np.isfinite(values).all() and low >= 0.0 and high <= 1.0):
+                raise ImageFileError(f"{name} holds float pixels from {low:g} to {high:g}; dgnam reads float images as 0-1: "
+                                     "scale it to 0-1, or save it as an 8- or 16-bit PNG")
+            grey = values.astype(np.float64) * 255.0
+        else:
+            raise ImageFileError(f"{name} holds {im.mode} (32-bit integer) pixels, which have no defined range: save it as an 8- or 16-bit PNG")
+        im = Image.fromarray(np.round(grey).astype(np.uint8))  # 2-D uint8: mode L
+    return np.asarray(im.convert(mode), dtype=np.uint8)
+
+
+def read_image(path: str | Path | bytes, keep_alpha: bool = False, upright: bool = False, name: str | None = None) -> np.ndarray:
+    """Read an image file as uint8 pixels (checked by :func:`open_image`, converted by :func:`image_pixels`).
+
+    Args:
+        path: image file, or its bytes.
+        keep_alpha: return (H, W, 4) RGBA instead of (H, W, 3) RGB.
+        upright: turn it as its EXIF orientation tag says.
+        name: what to call it in an error (default: the path).
 
     Returns:
         The pixels.
+
+    Raises:
+        ImageFileError: too many pixels, pixels without a known range, or data that cannot be decoded.
     """
-    with Image.open(path) as im:
-        im.load()
-        return np.asarray(im.convert("RGBA" if keep_alpha else "RGB"), dtype=np.uint8)
+    label = short(name or ("image bytes" if isinstance(path, bytes) else path), 120)
+    with open_image(path, label) as im:
+        try:
+            return image_pixels(im, label, keep_alpha, upright)
+        except OSError as e:  # PIL's decoding errors name no file ("image file is truncated")
+            if e.filename is not None:
+                raise
+            raise ImageFileError(f"{label} cannot be decoded ({short(e, 120)}): give an image that opens in an image viewer") from None
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:

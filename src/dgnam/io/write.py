@@ -6,6 +6,7 @@ so a run folder alone says how its images were made.
 
 from __future__ import annotations
 
+import io
 import math
 import platform
 import sys
@@ -20,7 +21,8 @@ from PIL import Image
 from ..methods.base import AMResult
 from ..units import Unit
 from .display import png_bytes
-from .images import contact_sheet, to_pil
+from .images import contact_sheet, read_image, to_pil
+from .rundir import RunFolderError, write_bytes_atomic
 
 
 def unit_label(unit: Unit, categories: Sequence[str] | None, output_layers: Sequence[str] | None = None) -> str:
@@ -37,6 +39,19 @@ def unit_label(unit: Unit, categories: Sequence[str] | None, output_layers: Sequ
 def tile_caption(label: str, seed: int, activation: float) -> str:
     """The caption under an image on the contact sheet: label, seed and final activation."""
     return f"{label} s{seed}\nact {activation:.2f}"
+
+
+def save_png(image: Image.Image, path: str | Path) -> Path:
+    """``image`` as a PNG at ``path``, atomically (:func:`~dgnam.io.rundir.write_bytes_atomic`): a full
+    disk or a kill leaves the old file or none, never a truncated one."""
+    return write_bytes_atomic(path, png_bytes(image))
+
+
+def save_npy(array: np.ndarray, path: str | Path) -> Path:
+    """``array`` as a ``.npy`` file at ``path``, atomically."""
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return write_bytes_atomic(path, buffer.getvalue())
 
 
 def image_name(unit: Unit, seed: int) -> str:
@@ -83,28 +98,26 @@ class RunWriter:
         batch = {"images": len(result.units), "seconds": round(seconds, 4), "method": result.method,
                  "history_axis": axis, "config": json_safe(result.config)}
         items, tiles = [], []  # committed together at the end: an interrupt never leaves half a batch recorded
+        self._check_new_names(result)
         for i, (unit, seed) in enumerate(zip(result.units, result.seeds)):
             name = image_name(unit, seed)
             image = to_pil(result.images[i])
-            image.save(self.out / name)
+            save_png(image, self.out / name)  # every file atomically: a full disk leaves no truncated image
             raw = None
             if result.images.shape[1] not in (1, 3):  # an N-channel net's image: the PNG shows the channel mean
                 raw = f"raw/{Path(name).stem}.npy"
-                (self.out / "raw").mkdir(exist_ok=True)
-                np.save(self.out / raw, result.images[i].detach().cpu().numpy().astype(np.float32))
-            to_pil(result.best_images[i]).save(self.out / "best" / name)
+                save_npy(result.images[i].detach().cpu().numpy().astype(np.float32), self.out / raw)
+            save_png(to_pil(result.best_images[i]), self.out / "best" / name)
             maps = {}
             for key, values in result.maps.items():  # a method's per-image maps (MACO's transparency): grey PNGs
                 if not key.isidentifier():
                     raise ValueError(f"map name {key!r} must be an identifier (it names a folder of the run)")
-                (self.out / key).mkdir(exist_ok=True)
-                to_pil(values[i][None].clamp(0, 1)).save(self.out / key / name)
+                save_png(to_pil(values[i][None].clamp(0, 1)), self.out / key / name)
                 maps[key] = f"{key}/{name}"
             label = unit_label(unit, self.categories)
             box = self.fields.get(unit)
-            if box is not None:  # hidden unit: also its receptive field, cropped (left, top, right, bottom)
-                (self.out / "rf").mkdir(exist_ok=True)
-                image.crop((box[1], box[0], box[3], box[2])).save(self.out / "rf" / name)
+            if box is not None:  # hidden unit: also its receptive field; box (top, left, bottom, right), PIL crops (left, top, right, bottom)
+                save_png(image.crop((box[1], box[0], box[3], box[2])), self.out / "rf" / name)
             items.append(
                 {
                     "unit": str(unit),
@@ -134,10 +147,24 @@ class RunWriter:
         self._write(interrupted=True, requested=self.requested)
         self._mark = time.perf_counter()
 
+    def start(self) -> Path:
+        """results.json before the first batch (settings, no items, ``interrupted: true``): a run killed
+        before its first batch leaves a folder that ``--resume`` continues and ``--overwrite`` clears."""
+        return self._write(interrupted=True, requested=self.requested)
+
+    def _check_new_names(self, result: AMResult) -> None:
+        """Refuse a batch that would write over an image this run already holds (a unit or seed twice)."""
+        names = [image_name(unit, seed) for unit, seed in zip(result.units, result.seeds)]
+        taken = {item["file"] for item in self.items}
+        twice = next((n for k, n in enumerate(names) if n in taken or n in names[:k]), None)
+        if twice is not None:
+            raise ValueError(f"{self.out / twice} would hold two images of this run (a unit and seed given twice, or two layers "
+                             f"whose names differ only in punctuation): give each unit and seed once")
+
     def finish(self, interrupted: bool = False, requested: int | None = None) -> Path:
         """Write the contact sheet and results.json; return the results.json path."""
         if self.tiles:
-            (self.out / "contact_sheet.png").write_bytes(png_bytes(contact_sheet(self.tiles)))  # what AMResult displays
+            save_png(contact_sheet(self.tiles), self.out / "contact_sheet.png")  # what AMResult displays
         return self._write(interrupted, requested if requested is not None else self.requested)
 
     def _write(self, interrupted: bool, requested: int | None) -> Path:
@@ -162,16 +189,16 @@ class RunWriter:
         Raises:
             RunFolderError: an item's image is missing or its name leaves the folder.
         """
-        from .rundir import RunFolderError, inside_run
+        from .rundir import ITEM_KEYS, check_items, inside_run, refuse_repeated
 
-        items = record.get("items") or []
+        items = check_items(record, self.out / "results.json", ITEM_KEYS + ("label", "final_activation"))
+        refuse_repeated(items, self.out / "results.json", ("unit", "seed"), ("file",))  # else a resume would run the repeated one again
         tiles = []
         for k, item in enumerate(items):
             path = inside_run(self.out, item.get("file"), f"items[{k}].file")
             if not path.is_file():
                 raise RunFolderError(f"{path} is listed in {self.out / 'results.json'} but missing: use --overwrite to start the run again")
-            with Image.open(path) as image:
-                tiles.append((image.convert("RGB"), tile_caption(item["label"], item["seed"], item["final_activation"])))
+            tiles.append((Image.fromarray(read_image(path)), tile_caption(item["label"], item["seed"], item["final_activation"])))
         self.items, self.tiles, self.batches = list(items), tiles, list(record.get("batches") or [])
         self.started = float(record.get("started") or self.started)
         return {(item["unit"], int(item["seed"])) for item in items}
@@ -269,7 +296,7 @@ class SampleWriter:
             for k, step in enumerate(result.steps[:keep]):
                 name = sample_name(unit, seed, step)
                 image = to_pil(result.images[c, k])
-                image.save(self.out / name)
+                save_png(image, self.out / name)
                 kept.append((str(unit), _pixels(image)))  # the saved 8-bit pixels: a resumed run sees the same
                 activation, score = float(result.activations[c, k]), float(result.scores[c, k])
                 probability = math.exp(score) if is_class else None
@@ -293,16 +320,16 @@ class SampleWriter:
         Raises:
             RunFolderError: a sample's image is missing or its name leaves the folder.
         """
-        from .rundir import RunFolderError, check_items, inside_run
+        from .rundir import check_items, inside_run, refuse_repeated
 
         items = check_items(record, self.out / "results.json", ("file", "unit", "seed", "step", "label", "activation"))
+        refuse_repeated(items, self.out / "results.json", ("unit", "seed", "step"), ("file",))
         by_chain: dict[tuple[str, int], list[tuple[Image.Image, str]]] = {}
         for k, item in enumerate(items):
             path = inside_run(self.out, item["file"], f"items[{k}].file")
             if not path.is_file():
                 raise RunFolderError(f"{path} is listed in {self.out / 'results.json'} but missing: use --overwrite to start again")
-            with Image.open(path) as opened:
-                image = opened.convert("RGB")
+            image = Image.fromarray(read_image(path))
             by_chain.setdefault((item["unit"], int(item["seed"])), []).append((image, _sample_caption(item)))
             self.kept.setdefault(item["unit"], []).append(_pixels(image))
         self.chains = list(record.get("chains") or [])
@@ -320,7 +347,7 @@ class SampleWriter:
         if columns:  # one row per chain, shorter chains padded with blank tiles
             blank = (Image.new("RGB", (8, 8), "white"), "")
             tiles = [tile for row in self.rows for tile in row + [blank] * (columns - len(row))]
-            contact_sheet(tiles, columns=columns).save(self.out / "contact_sheet.png")
+            save_png(contact_sheet(tiles, columns=columns), self.out / "contact_sheet.png")
         diversity = image_diversity({u: torch.stack(v) for u, v in self.kept.items()}) if self.kept else None
         diversity = json_safe(diversity)  # NaN (a unit with one sample) is not JSON
         record = {
@@ -358,3 +385,18 @@ def versions() -> dict:
     return {"dgnam": __version__, "torch": torch.__version__, "numpy": np.__version__, "python": sys.version.split()[0], "platform": platform.platform()}
 
 
+
+
+def runtime(device: str | torch.device) -> dict:
+    """What else decides a run's bytes besides its settings: the torch build, the device (a GPU's name, or
+    the CPU's instruction set) and, on a CPU, torch's thread count (reductions split by thread round
+    differently). Recorded as ``runtime`` in results.json; ``--resume`` refuses another
+    (:func:`dgnam.io.rundir.check_same_runtime`)."""
+    device = torch.device(device)
+    record = {"torch": torch.__version__, "cuda": torch.version.cuda}
+    if device.type == "cuda":
+        record["device"] = torch.cuda.get_device_name(device)
+    else:
+        capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "unknown")()
+        record.update(device=f"{device.type} ({capability})", threads=torch.get_num_threads())
+    return record

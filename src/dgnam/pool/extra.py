@@ -22,7 +22,6 @@ recompressed), across all sources.
 from __future__ import annotations
 
 import fnmatch
-import io
 import struct
 import zlib
 from collections.abc import Callable, Sequence
@@ -32,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..io.images import read_image
+from ..io.images import image_size, read_image
 from .crops import to_rgb
 from .sources import DebPackage, Original, Source, _limited, licence_for, parse_dep5
 
@@ -119,11 +118,10 @@ def read_rcc(data: bytes) -> dict[str, bytes]:
 
 
 def _decode(blob: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(blob)) as im:
-        im.load()
-        if im.mode in ("RGBA", "LA", "P") and im.convert("RGBA").getextrema()[3][0] < 255:
-            raise ValueError("has transparent pixels")
-        return to_rgb(np.asarray(im.convert("RGB")))
+    rgba = read_image(blob, keep_alpha=True)
+    if rgba[..., 3].min() < 255:
+        raise ValueError("has transparent pixels")
+    return to_rgb(rgba[..., :3])
 
 
 def is_usable_photo_file(blob: bytes, min_short_side: int = MIN_SHORT_SIDE) -> bool:
@@ -208,7 +206,7 @@ def _glob_source(deb: DebPackage, base_dir: str, globs: Sequence[str], name: str
     originals = []
     for path in paths:
         rel = path.relative_to(base).as_posix()
-        if min(Image.open(path).size) < MIN_SHORT_SIDE:
+        if min(image_size(path)) < MIN_SHORT_SIDE:
             continue
         originals.append(Original(rel, licence_for(f"{licence_prefix}{rel}", stanzas, "see copyright"), lambda p=path: read_image(p)))
     return Source(name, deb.name, deb.version, "photo", usage, _limited(originals, limit))

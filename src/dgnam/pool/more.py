@@ -15,14 +15,13 @@ Near-duplicates across all sources are then removed by :func:`dgnam.pool.extra.d
 from __future__ import annotations
 
 import fnmatch
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
 
+from ..io.images import open_image, read_image
 from .extra import is_usable_photo_file
 from .sources import DebPackage, Original, Source, _limited, is_photographic_stamp, licence_for, parse_dep5
 
@@ -184,7 +183,7 @@ def largest_embedded_jpeg(data: bytes) -> np.ndarray:
     start = data.find(b"\xff\xd8\xff")
     while start >= 0:
         try:
-            with Image.open(io.BytesIO(data[start:])) as im:
+            with open_image(data[start:]) as im:
                 if im.format == "JPEG" and (best is None or im.width * im.height > best[0]):
                     best = (im.width * im.height, start)
         except Exception:
@@ -192,9 +191,7 @@ def largest_embedded_jpeg(data: bytes) -> np.ndarray:
         start = data.find(b"\xff\xd8\xff", start + 3)
     if best is None:
         raise ValueError("no JPEG image inside")
-    with Image.open(io.BytesIO(data[best[1] :])) as im:
-        im.load()
-        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    return read_image(data[best[1] :], name="the embedded JPEG")
 
 
 def enlightenment_source(deb: DebPackage, limit: int | None = None) -> Source:
@@ -249,8 +246,7 @@ def _matches(rel: str, patterns: tuple[str, ...]) -> bool:
 def read_upright(path: Path) -> np.ndarray:
     """Read a photo as (H, W, 3) uint8, turned as its EXIF orientation says (phone photos are stored
     sideways or upside down with an orientation tag)."""
-    with Image.open(path) as im:
-        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"), dtype=np.uint8)
+    return read_image(path, upright=True)
 
 
 def folder_photos(root: Path, spec: PhotoFolderSpec) -> list[str]:
@@ -314,8 +310,7 @@ def qabcs_stamp_source(deb: DebPackage, limit: int | None = None) -> Source:
     originals = []
     for path in sorted(base.rglob("*.png")) if base.is_dir() else []:
         rel = path.relative_to(base).as_posix()
-        with Image.open(path) as im:
-            rgba = np.asarray(im.convert("RGBA"), dtype=np.uint8)
+        rgba = read_image(path, keep_alpha=True)
         if rgba[..., 3].min() < 255 and (rel in QABCS_ALLOW or is_photographic_stamp(rel, rgba, deny=QABCS_DENY)):
             licence = licence_for(f"abcs/all/pics/{rel}", stanzas, "see copyright")
             originals.append(Original(rel, licence, lambda a=rgba: a))

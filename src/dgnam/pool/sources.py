@@ -51,9 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from ..io.images import read_image
+from ..io.images import image_pixels, image_size, open_image, read_image
 from .crops import stamp_statistics, to_rgb
 
 # ---------------------------------------------------------------------------------------------
@@ -468,8 +467,8 @@ def opencv_video_source(
 
 
 def _pixel_count(path: Path) -> int:
-    with Image.open(path) as im:
-        return im.width * im.height
+    width, height = image_size(path)
+    return width * height
 
 
 def largest_image(folder: Path) -> Path | None:
@@ -534,10 +533,10 @@ def tuxpaint_stamp_source(deb: DebPackage, limit: int | None = None) -> Source:
     originals = []
     for path in sorted(base.rglob("*.png")):
         rel = path.relative_to(base).as_posix()
-        with Image.open(path) as im:
+        with open_image(path) as im:
             if im.mode != "RGBA":  # grey, grey+alpha and palette stamps are all clip-art
                 continue
-            rgba = np.asarray(im.convert("RGBA"), dtype=np.uint8)
+            rgba = image_pixels(im, str(path), keep_alpha=True)
         if is_photographic_stamp(rel, rgba):
             licence = licence_for(f"stamps/{rel}", stanzas, "see copyright")
             originals.append(Original(rel, licence, lambda a=rgba: a))

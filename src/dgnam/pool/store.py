@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..io.images import read_image
+from ..io.images import MAX_SIDE, read_image
 from .crops import _rng, center_square_resize, random_crops, stable_hash
 from .sources import DEFAULT_HELDOUT_FRACTION, IMAGE_EXTENSIONS, SourceSummary, _limited, _progress
 
@@ -148,6 +148,8 @@ class ImageFolderPool:
     ) -> None:
         self.root = Path(root)
         self.size = size
+        if not 1 <= size <= MAX_SIDE:  # before any file is listed or decoded
+            raise ValueError(f"image size {size} px is out of range: give 1 to {MAX_SIDE} px a side")
         if not self.root.is_dir():
             raise FileNotFoundError(f"{self.root} is not a folder: give a folder of images, a pool folder (dgnam pool build) or a packed .npz pool")
         exts = {e.lower() for e in extensions}
@@ -402,8 +404,6 @@ def pack_pool(source: str | Path, out: str | Path, size: int = 128, max_mib: flo
 
 def load_packed(path: str | Path, progress: bool = False) -> tuple[np.ndarray, dict]:
     """Decode a pool written by :func:`pack_pool`: ``(images (N, S, S, 3) uint8, card)``."""
-    import io
-
     with np.load(path, allow_pickle=False) as f:
         if not {"data", "offsets", "card"} <= set(f.files):
             raise ValueError(f"{path} is not a packed pool (it lacks data/offsets/card)")
@@ -411,7 +411,7 @@ def load_packed(path: str | Path, progress: bool = False) -> tuple[np.ndarray, d
     size = int(card["size"])
     images = np.empty((len(offsets) - 1, size, size, 3), dtype=np.uint8)
     for i in _progress(range(len(images)), progress, "decoding"):
-        images[i] = np.asarray(Image.open(io.BytesIO(data[offsets[i] : offsets[i + 1]].tobytes())).convert("RGB"))
+        images[i] = read_image(data[offsets[i] : offsets[i + 1]].tobytes(), name=f"{path} image {i}")
     card["records"] = []
     return images, card
 
