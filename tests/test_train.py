@@ -13,7 +13,7 @@ from dgnam.hub import WeightSource
 from dgnam.nets import InputSpec, NetSpec
 from dgnam.train.trainer import TrainConfig, Trainer, clip_gradients, code_stats, learning_rate, load_trained, stage_weights
 
-from conftest import TinyNet
+from conftest import TinyNet, join_or_kill
 
 TINY_PRIOR = dict(encoder="tiny_enc", layer="pool", code_shape=(6,), output_size=16, fc_width=16, channels=(16, 8, 8))
 
@@ -388,9 +388,7 @@ def test_two_process_ddp_matches_one_process(tiny_setup):
     procs = [ctx.Process(target=_ddp_worker, args=(r, 2, port, pool, tmp / "ddp", os.environ["DGNAM_HOME"])) for r in range(2)]
     for p in procs:
         p.start()
-    for p in procs:
-        p.join(timeout=180)
-        assert p.exitcode == 0
+    assert join_or_kill(procs, 180) == [0, 0]
     states = [torch.load(tmp / "ddp" / f"rank{r}.pt", weights_only=True) for r in range(2)]
     for key, value in single.gen.state_dict().items():
         assert torch.allclose(states[0][key], states[1][key], atol=1e-6), key  # ranks agree

@@ -29,7 +29,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from .io.rundir import short
+from .io.rundir import short, write_json_atomic
 
 PICKLE_SUFFIXES = (".pkl", ".pickle")  # formats whose reading runs code: hash-enforced even when named explicitly
 
@@ -82,19 +82,30 @@ def _recorded_hashes_path() -> Path:
     return dgnam_home() / "recorded_sha256.json"
 
 
-def _recorded_hash(filename: str) -> str | None:
+def _recorded_table() -> dict:
     path = _recorded_hashes_path()
     if not path.exists():
-        return None
-    return json.loads(path.read_text()).get(filename)
+        return {}
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        table = exc
+    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+        raise WeightsError(f"{path} is not the table of sha256 hashes dgnam records: delete it (dgnam records the hashes "
+                           "again on next use) or restore it")
+    return table
 
 
-def _record_hash(filename: str, digest: str) -> None:
-    path = _recorded_hashes_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = json.loads(path.read_text()) if path.exists() else {}
+def recorded_hash(filename: str) -> str | None:
+    """The sha256 recorded for ``filename`` in ``$DGNAM_HOME/recorded_sha256.json`` (None: none recorded)."""
+    return _recorded_table().get(filename)
+
+
+def record_hash(filename: str, digest: str) -> None:
+    """Record ``digest`` as the sha256 of the cached ``filename``; later loads check the file against it."""
+    table = _recorded_table()
     table[filename] = digest
-    path.write_text(json.dumps(table, indent=1, sort_keys=True))
+    write_json_atomic(_recorded_hashes_path(), dict(sorted(table.items())))  # a concurrent reader never sees half a table
 
 
 def verify(path: Path, source: WeightSource, record: bool = True) -> str:
@@ -104,10 +115,10 @@ def verify(path: Path, source: WeightSource, record: bool = True) -> str:
         WeightsError: the hash differs from the expected one.
     """
     digest = sha256_file(path)
-    expected = source.sha256 or _recorded_hash(source.filename)
+    expected = source.sha256 or recorded_hash(source.filename)
     if expected is None:
         if record:
-            _record_hash(source.filename, digest)
+            record_hash(source.filename, digest)
             print(f"dgnam: no published sha256 for {source.filename}; recorded {digest}", file=sys.stderr)
         return digest
     if digest != expected:
@@ -234,22 +245,64 @@ def _copy_with_progress(src, dst, total: int, progress: bool, desc: str) -> None
             bar.update(len(block))
 
 
+def read_torch_file(path: str | Path, what: str, fix: str, map_location: torch.device | str = "cpu"):
+    """``torch.load(path, weights_only=True)``, with every failure as one line that names ``what``, the file and ``fix``.
+
+    Only tensors and plain values are read; a file that holds anything else (a pickled object, whose
+    unpickling could run code) is refused before any of it runs. The message never suggests loading
+    it another way.
+
+    Args:
+        path: A ``.pt``/``.pth`` file.
+        what: What the file is, for the message (``"checkpoint"``, ``"weight file"``).
+        fix: What to do instead (``"use a checkpoint written by dgnam train-generator"``).
+        map_location: Where the tensors go.
+
+    Raises:
+        WeightsError: the file holds objects beyond tensors and plain values, is damaged, or is not a torch file.
+
+    Example:
+        >>> read_torch_file("runs/prior/checkpoint.pt", "checkpoint", "use one written by dgnam train-generator")  # doctest: +SKIP
+    """
+    import pickle
+    import re
+
+    path = Path(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except OSError:
+        raise  # missing, unreadable, a folder: errors.error_line names the file and the fix
+    except Exception as exc:  # torch's text suggests weights_only=False: never repeat it
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+        found = re.search(r"GLOBAL ([\w.]+)", text) if isinstance(exc, pickle.UnpicklingError) else None
+        if found:
+            raise WeightsError(f"{what} {short(path)} cannot be read safely: it holds a {short(found.group(1), 60)} object, not only "
+                               f"tensors and plain values, and dgnam does not unpickle objects (that could run code); {fix}") from None
+        found = re.search(r"WeightsUnpickler error: \s*([^\n]+)", text)  # a damaged pickle, or not a torch file at all
+        first = found.group(1) if found else text.strip().split("\n")[0].split(". ")[0]
+        first = "unsupported content" if "weights_only" in first else first
+        raise WeightsError(f"{what} {short(path)} cannot be read ({type(exc).__name__}: {short(first, 120)}): it is damaged "
+                           f"or not a torch file; {fix}") from None
+
+
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a state dict from ``.safetensors`` or a torch file (``weights_only=True``).
+    """Read a state dict from ``.safetensors`` or a torch file (``weights_only=True``, :func:`read_torch_file`).
 
     Raises:
         WeightsError: the file cannot be read as a state dict.
     """
     path = Path(path)
-    try:
-        if path.suffix == ".safetensors":
+    fix = "give a state dict saved with torch.save(model.state_dict(), PATH) or a .safetensors file"
+    if path.suffix == ".safetensors":
+        try:
             from safetensors.torch import load_file
 
             state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightsError(f"cannot read {path} as a state dict ({type(exc).__name__}: {exc})") from exc
+        except Exception as exc:
+            raise WeightsError(f"cannot read {short(path)} as a state dict ({type(exc).__name__}: {short(str(exc).splitlines()[0] if str(exc) else '', 120)}): "
+                               f"{fix}") from None
+    else:
+        state = read_torch_file(path, "weight file", fix)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -6,7 +6,7 @@ a pickled dict ``name -> [kernel HWIO, bias]`` of 26 convolutions (52 float32 ar
 when it is loaded, so the file is never given to :func:`pickle.load`: its sha256 is checked first
 (by :func:`dgnam.hub.resolve_weights`), then :class:`ArrayUnpickler` reads it, which builds numpy
 arrays and nothing else, and the arrays are converted once into a safetensors file in the cache
-(``$DGNAM_HOME/weights``); later loads read that file.
+(``$DGNAM_HOME/weights``), whose sha256 is recorded; later loads read that file once its hash is checked.
 
 Layers (Caffe names; each ReLU functional, so a convolution's own name gives its *pre-ReLU* map and
 ``fireN`` the rectified concatenation of its two expand branches)::
@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..hub import WeightsError, dgnam_home, load_state_dict, mismatch_message, sha256_file
+from ..hub import WeightsError, dgnam_home, load_state_dict, mismatch_message, record_hash, recorded_hash, sha256_file
 
 # Caffe's ImageNet mean in BGR order, 0-255 units (SqueezeNet v1.1's training mean).
 SQUEEZENET_MEAN_BGR = (104.006, 116.669, 122.679)
@@ -254,26 +254,54 @@ def cached_conversion(path: str | Path) -> Path:
     return dgnam_home() / "weights" / f"squeezenet1_1-{sha256_file(path)[:16]}.safetensors"
 
 
+def _checked_cache(cache: Path) -> bool:
+    """Whether ``cache`` is the conversion dgnam wrote: its sha256 is the one recorded when it was written.
+
+    Returns:
+        True: read it. False: no file, or no record (written by an older dgnam): convert again.
+
+    Raises:
+        WeightsError: the file changed after dgnam wrote it (corrupted or edited).
+    """
+    if not cache.is_file():
+        return False
+    recorded = recorded_hash(cache.name)
+    if recorded is None:
+        return False
+    digest = sha256_file(cache)
+    if digest != recorded:
+        raise WeightsError(f"{cache} has sha256 {digest}, not the {recorded} recorded when dgnam converted {PKL_FILE} into it: "
+                           "it was changed since (corrupted or edited); delete it and dgnam converts the pickle again")
+    return True
+
+
 def load_squeezenet_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """The :class:`SqueezeNet11` state dict in ``path``: the ``ndf`` pickle (converted once, cached), or a state dict file.
 
     The pickle is read only through :class:`ArrayUnpickler` (the registry checks its sha256 first);
-    its conversion is written to :func:`cached_conversion` as safetensors, which later calls read.
+    its conversion is written to :func:`cached_conversion` as safetensors (with a canonical header, so
+    the same pickle gives the same bytes) and its sha256 recorded in ``$DGNAM_HOME/recorded_sha256.json``;
+    later calls read the conversion only when its hash is still the recorded one.
 
     Args:
         path: ``squeezenet_weights.pkl`` (ndf 0.1.4), or a torch/safetensors state dict.
 
     Returns:
         The state dict (keys ``conv1.weight`` ... ``conv10.bias``).
+
+    Raises:
+        WeightsError: the pickle does not fit, or the cached conversion changed after dgnam wrote it.
     """
     path = Path(path)
     if path.suffix != ".pkl":
         return load_state_dict(path)
     cache = cached_conversion(path)
-    if cache.is_file():
+    if _checked_cache(cache):
         return load_state_dict(cache)
     state = convert_pickle_state(read_array_pickle(path))
     from safetensors.torch import save_file
+
+    from ..generators.prior import canonical_header
 
     cache.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".part")
@@ -281,7 +309,10 @@ def load_squeezenet_weights(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide a shared cache's file from other users
         save_file(state, tmp, metadata={"source": f"ndf 0.1.4 {PKL_FILE}", "sha256": sha256_file(path)})
+        canonical_header(tmp)
+        digest = sha256_file(tmp)
         os.replace(tmp, cache)  # atomic: a concurrent reader sees the whole file or none
+        record_hash(cache.name, digest)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -18,6 +18,7 @@ Multi-process: run under ``torchrun``; each process trains on its own slice of e
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -34,7 +35,10 @@ from torch import nn
 from ..distributed import init_process_group
 from ..generators.prior import PriorConfig, PriorGenerator, save_prior
 from ..hooks import forward_until
+from ..hub import WeightsError, load_strict, read_torch_file
+from ..io.rundir import short
 from ..nets import load_net
+from .files import check_fields, trim_log
 
 
 @dataclass
@@ -72,11 +76,29 @@ class TrainConfig:
     device: str = "cpu"
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        d = dict(d)
-        d["prior"] = PriorConfig(**d.get("prior", {}))
+    def from_dict(cls, d: dict, where: str = "the training config") -> "TrainConfig":
+        """The config in ``d`` (a ``config.json``, ``--config`` file or a checkpoint's ``config``), checked field by field.
+
+        Raises:
+            ValueError: one line naming ``where`` and the field (an unknown key lists the valid ones).
+        """
+        d = check_fields(cls, d, where)
+        prior = check_fields(PriorConfig, d.get("prior", {}), f"{where}: prior")
+        try:
+            d["prior"] = PriorConfig(**prior)
+        except (ValueError, ArithmeticError) as exc:  # the architecture's own checks (channels vs output size ...)
+            raise ValueError(f"{where}: prior: {exc}") from None
         d["betas"] = tuple(d.get("betas", (0.5, 0.999)))
         return cls(**d)
+
+    @classmethod
+    def read(cls, path: str | Path, what: str = "--config") -> "TrainConfig":
+        """The config in the JSON file ``path`` (:meth:`from_dict`); a broken file is one line naming it."""
+        try:
+            value = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{what} {short(path)} is not valid JSON ({short(exc, 100)}): fix the file") from None
+        return cls.from_dict(value, where=f"{what} {short(path)}")
 
 
 def cosine_decay(base: float, final: float, step: int, steps: int) -> float:
@@ -292,19 +314,40 @@ def encode_views(views: torch.Tensor, encoder: str, layer: str, batch_size: int 
     return torch.cat(codes)
 
 
+def views_digest(views: torch.Tensor) -> str:
+    """sha256 of uint8 views (their shape and bytes): the code cache's key (about 1 s per GB)."""
+    h = hashlib.sha256(str(tuple(views.shape)).encode())
+    h.update(memoryview(views.contiguous().numpy()).cast("B"))
+    return h.hexdigest()
+
+
 def cached_codes(cache_dir: Path, views: torch.Tensor, config: TrainConfig, progress: bool = True,
                  device: torch.device | str = "cpu") -> torch.Tensor:
-    """Encoder codes of the views, computed once per (data, encoder, layer, size, views) and cached."""
+    """Encoder codes of the views, computed once per (views' content, encoder, layer, size, views) and cached.
+
+    The cache file records the sha256 of the views it encodes (:func:`views_digest`): a pool rebuilt
+    with other images, even as many, is encoded again; so is a cache that cannot be read. The file is
+    written atomically (a temporary file, then a rename).
+    """
     p = config.prior
-    key = f"codes_{p.encoder}_{p.layer}_{p.output_size}px_{config.views}v.pt"
-    path = cache_dir / key
-    if path.exists():
-        codes = torch.load(path, weights_only=True)
-        if len(codes) == len(views):
+    path = cache_dir / f"codes_{p.encoder}_{p.layer}_{p.output_size}px_{config.views}v.pt"
+    digest = views_digest(views)
+    if path.is_file():
+        try:
+            saved = read_torch_file(path, "code cache", "")
+        except (WeightsError, OSError):  # a damaged or foreign file where dgnam keeps its cache: encoded again below
+            saved = None
+        codes = saved.get("codes") if isinstance(saved, dict) and saved.get("views_sha256") == digest else None
+        if isinstance(codes, torch.Tensor) and len(codes) == len(views):
             return codes
     codes = encode_views(views, p.encoder, p.layer, batch_size=256 if torch.device(device).type == "cuda" else 64, progress=progress, device=device)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(codes, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save({"codes": codes, "views_sha256": digest}, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return codes
 
 
@@ -445,15 +488,20 @@ class Trainer:
         return self.out / "checkpoint.pt"
 
     def resume(self, path: str | Path) -> None:
+        """Continue from a checkpoint: models, optimizers and step, each checked (one line naming the file and
+        the field); rows of ``log.csv`` after the checkpoint's step (a run that died before its next
+        checkpoint) are dropped, so the log holds each step once."""
         state = load_checkpoint(path, map_location=self.device)
-        saved = TrainConfig.from_dict(state["config"])
+        saved = TrainConfig.from_dict(state["config"], where=f"checkpoint {short(path)}: config")
         if saved.prior != self.config.prior:
             raise ValueError(f"checkpoint {path} has architecture {saved.prior}, not {self.config.prior}")
-        self.gen.load_state_dict(state["gen"])
-        self.disc.load_state_dict(state["disc"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        self.step = int(state["step"])
+        load_strict(self.gen, state["gen"], what=f"checkpoint {short(path)}: gen")
+        load_strict(self.disc, state["disc"], what=f"checkpoint {short(path)}: disc")
+        load_optimizer(self.opt_g, state["opt_g"], f"checkpoint {short(path)}: opt_g")
+        load_optimizer(self.opt_d, state["opt_d"], f"checkpoint {short(path)}: opt_d")
+        self.step = state["step"]
+        if self.rank == 0:
+            trim_log(self.out / "log.csv", self.step)
 
     # ---- one step
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -522,10 +570,15 @@ class Trainer:
     # ---- loop
     def train(self, until: int | None = None) -> Path | None:
         """Train to ``config.steps``, or stop early at step ``until`` (the schedule still spans
-        ``config.steps``, so a run stopped at ``until`` is reproducible exactly)."""
+        ``config.steps``, so a run stopped at ``until`` is reproducible exactly).
+
+        Ctrl-C or SIGTERM stops after the current step and writes the checkpoint; ``self.interrupted``
+        then names the signal (``"SIGINT"``/``"SIGTERM"``, else None): the caller must not take the
+        generator for a finished one (``train-generator`` exits 130/143 and exports nothing)."""
         from tqdm.auto import tqdm
 
         cfg = self.config
+        self.interrupted: str | None = None
         self.out.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:
             (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
@@ -564,9 +617,11 @@ class Trainer:
                         self.save_checkpoint()
                         last_ckpt = time.time()
         except KeyboardInterrupt:
-            print("\ntrain-generator: interrupted; saving a checkpoint")
+            self.interrupted = "SIGINT"
         finally:
             signal.signal(signal.SIGTERM, previous)
+            if stop["flag"] and self.interrupted is None and self.step < min(cfg.steps, until or cfg.steps):
+                self.interrupted = "SIGTERM"  # (a SIGTERM after the last step stopped nothing)
             path = self.save_checkpoint()
             if log_file:
                 log_file.close()
@@ -597,28 +652,50 @@ def load_checkpoint(path: str | Path, map_location: torch.device | str = "cpu") 
         >>> load_checkpoint("runs/prior/checkpoint.pt")["step"]  # doctest: +SKIP
         4000
     """
-    from ..hub import WeightsError
-
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"checkpoint {path} is not a file: give the checkpoint.pt of a train-generator run")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # UnpicklingError for foreign objects, RuntimeError for a damaged zip
-        raise WeightsError(f"checkpoint {path} cannot be read safely (only tensors and plain values are allowed): "
-                           f"{str(e).splitlines()[0][:200]}; use a checkpoint written by dgnam train-generator") from e
+    state = read_torch_file(path, "checkpoint", "use a checkpoint written by dgnam train-generator", map_location)
     missing = {"step", "gen", "disc", "opt_g", "opt_d", "config"} - set(state if isinstance(state, dict) else ())
     if missing:
         raise WeightsError(f"checkpoint {path} lacks {sorted(missing)}: use a checkpoint written by dgnam train-generator")
+    tensors = lambda v: isinstance(v, dict) and all(isinstance(t, torch.Tensor) for t in v.values())  # noqa: E731
+    optimizer = lambda v: isinstance(v, dict) and {"state", "param_groups"} <= set(v)  # noqa: E731
+    checks = {"step": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a step count"),
+              "config": (lambda v: isinstance(v, dict), "an object"), "gen": (tensors, "a state dict of tensors"),
+              "disc": (tensors, "a state dict of tensors"), "opt_g": (optimizer, "an optimizer state"), "opt_d": (optimizer, "an optimizer state")}
+    for key, (ok, expected) in checks.items():
+        if not ok(state[key]):
+            raise WeightsError(f"checkpoint {path}: {key!r} is not {expected}: use a checkpoint written by dgnam train-generator")
     return state
+
+
+def load_optimizer(opt: torch.optim.Optimizer, state: dict, what: str) -> None:
+    """Load an optimizer's state, checked: its parameter groups and every moment's shape must fit.
+
+    Raises:
+        WeightsError: one line naming ``what`` (the checkpoint and field).
+    """
+    try:
+        opt.load_state_dict(state)
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, RuntimeError) as exc:
+        raise WeightsError(f"{what} does not fit the optimizer ({type(exc).__name__}: {short(str(exc).splitlines()[0] if str(exc) else '', 120)}): "
+                           "use a checkpoint of this architecture written by dgnam train-generator") from None
+    params = [p for group in opt.param_groups for p in group["params"]]
+    for k, p in enumerate(params):
+        for name, value in opt.state.get(p, {}).items():
+            if not isinstance(value, torch.Tensor) or (value.dim() > 0 and value.shape != p.shape):
+                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                raise WeightsError(f"{what}: state {k} {name!r} has shape {shape}, expected {tuple(p.shape)}: use a checkpoint "
+                                   "of this architecture written by dgnam train-generator")
 
 
 def load_trained(checkpoint: str | Path) -> PriorGenerator:
     """The generator of a training checkpoint (for evaluation or export)."""
     state = load_checkpoint(checkpoint)
-    config = TrainConfig.from_dict(state["config"])
+    config = TrainConfig.from_dict(state["config"], where=f"checkpoint {short(checkpoint)}: config")
     gen = PriorGenerator(config.prior)
-    gen.load_state_dict(state["gen"])
+    load_strict(gen, state["gen"], what=f"checkpoint {short(checkpoint)}: gen")
     gen.update_bounds()
     return gen.eval()
 
