@@ -31,7 +31,7 @@ from dgnam.nets import InputSpec, NetSpec
 from dgnam.methods.dgn_am import dgnam_config
 from dgnam.methods.pixel import PixelConfig
 
-from conftest import TinyNet
+from conftest import TinyNet, join_or_kill, missing
 
 SPEC = InputSpec(size=(32, 32), min_size=8)
 NAMES = ('cat <b>&"tabby"', "dog", "bell pepper", "crane", "crane")  # a class name that must be escaped
@@ -165,6 +165,18 @@ def test_an_interrupted_atlas_keeps_its_units_and_resumes(tiny, photos, tmp_path
     assert other.computed == 1
 
 
+def test_a_change_of_steps_computes_the_units_again(tiny, photos, tmp_path):
+    net, gen = tiny
+    site, small = tmp_path / "site", {"seeds": (0,), "pixel_baseline": False, "accentuate": False}
+    first = _build(net, gen, site, photos, ("logits:0",), **small)
+    key = json.loads((site / "units/logits/0000/unit.json").read_text())["key"]
+    again = _build(net, gen, site, photos, ("logits:0",), steps=4, **small)  # --steps 4: other images, so another key
+    assert (first.computed, again.computed, again.cached) == (1, 1, 0)
+    assert json.loads((site / "units/logits/0000/unit.json").read_text())["key"] != key
+    assert json.loads((site / "atlas.json").read_text())["steps"] == 4
+    assert _build(net, gen, site, photos, ("logits:0",), steps=4, **small).computed == 0  # and that key is reused
+
+
 def test_accentuation_starts_from_the_photo(tiny, photos):
     net, gen = tiny
     from dgnam.methods.accentuate import accentuate, photo_codes, prior_encoder
@@ -270,9 +282,7 @@ def test_two_processes_split_the_units_and_make_the_same_site(registered, photos
     procs = [ctx.Process(target=_rank, args=(r, 2, port, registered, _atlas_argv(multi, photos))) for r in range(2)]
     for p in procs:
         p.start()
-    for p in procs:
-        p.join(timeout=120)
-        assert p.exitcode == 0
+    assert join_or_kill(procs, 120) == [0, 0]
     units = sorted(p.parent.relative_to(single) for p in single.glob("units/*/*/unit.json"))
     assert len(units) == 5 and units == sorted(p.parent.relative_to(multi) for p in multi.glob("units/*/*/unit.json"))
     ranks = []
@@ -342,7 +352,7 @@ def _chromium():
 
     found = find_chromium()
     if found is None:  # in CI (.ci/run installs it) a missing browser is a failure, not a skip
-        (pytest.fail if os.environ.get("CI") else pytest.skip)("no Chromium: apt-get install chromium-headless-shell (see DEVELOPERS.md)")
+        missing("no Chromium: apt-get install chromium-headless-shell (see DEVELOPERS.md)")
     return found
 
 

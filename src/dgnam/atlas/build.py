@@ -29,7 +29,7 @@ from ..objectives import check_units
 from ..units import Unit, UnitError, layer_kind, parse_units
 from . import store
 from .compute import AtlasConfig, Synthesized, histogram, synthesize, to_tensor
-from .site import write_site
+from .site import claim_files, page_files, write_site
 
 
 # --------------------------------------------------------------------------------------------------
@@ -215,15 +215,18 @@ def build_atlas(
     config = config or AtlasConfig()
     world = world or World(device=next(target.buffers()).device)
     site = Path(site)
-    if site.exists() and not site.is_dir():
-        raise ValueError(f"--out {site} is a file: give a folder for the site")
     method = dataclasses.replace(method, config=_with_steps(method.config, config.steps), pixel=_with_steps(method.pixel, config.steps))
     layers, shapes, plan = plan_units(target, layers, units)
     settings = _settings(net_name, method, config, data, {})
     key = store.settings_key(settings)
+    # a new or empty folder, or an atlas dgnam made, and no page over a file dgnam did not write: checked by every
+    # rank before any work, then rank 0 creates the folder and lists the pages in its manifest
+    pages = [store.SETTINGS_FILE, *page_files(layers, [{"layer": u.layer, "slug": store.unit_slug(u)} for u in plan])]
+    claim_files(site, pages, write=False)
     pending = [u for u in plan if store.read_unit_record(site, u, key) is None]
+    barrier(world)
     if world.rank == 0:
-        site.mkdir(parents=True, exist_ok=True)
+        claim_files(site, pages)
     barrier(world)
     computed, passes = 0, 0
     with stop_on_signals() as stop:
@@ -382,6 +385,7 @@ def _write_pages(site, settings, key, layers, shapes, plan, method, config, data
              "pixel_method": method.pixel.method if method.pixel is not None else None, "data": str(data.path),
              "data_images": next((r["natural"]["images"] for r in records), None), "requested": sorted(wanted),
              "command": list(command), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
+    claim_files(site, [store.SETTINGS_FILE])
     write_text_atomic(site / store.SETTINGS_FILE, json.dumps(shown, indent=1, default=str))
     return write_site(site, shown, info, records)
 
@@ -390,16 +394,10 @@ def _all_records(site: Path, key: str) -> list[dict]:
     """Every finished unit record of ``key`` under ``site/units`` (files checked)."""
     found = []
     for path in sorted((site / "units").glob(f"*/*/{store.UNIT_FILE}")):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            continue
-        if not isinstance(record, dict) or record.get("key") != key:
+        record = store.load_unit_record(path, key)  # checked against its schema, its images there
+        if record is None:
             continue
         try:
-            names = list(store.record_files(record))
-            if not all((path.parent / store.safe_name(n)).is_file() for n in names):
-                continue
             if path.parent.name != store.safe_name(f"{record['slug']}.png")[:-4] or path.parent.parent.name != store.layer_slug(record["layer"]):
                 continue  # a record that does not belong to its folder
         except (ValueError, KeyError, TypeError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 
@@ -13,6 +14,9 @@ def run_atlas(args) -> int:
         raise ValueError(f"dgnam atlas takes one net, got also {args.site!r} (to serve a site: dgnam atlas serve SITE)")
     if not args.out:
         raise ValueError("dgnam atlas needs --out SITE_FOLDER")
+    from .site import claim_files
+
+    claim_files(args.out, [], write=False)  # someone else's folder is refused before any work (the pool, the net)
     if args.batch_size < 1 or args.k < 1 or (args.steps is not None and args.steps < 1):
         raise ValueError("--batch-size, -k and --steps must be at least 1")
     from .. import load_generator
@@ -55,7 +59,15 @@ def _serve(args) -> int:
 
     if not args.site:
         raise ValueError("dgnam atlas serve needs the site folder: dgnam atlas serve SITE")
-    server = serve(args.site, port=args.port)
+    try:
+        server = serve(args.site, port=args.port)
+    except OSError as e:  # a bind error names no file: say which port, and what to do
+        if e.errno == errno.EADDRINUSE:
+            raise ValueError(f"port {args.port} on 127.0.0.1 is in use already: give another --port (e.g. --port {args.port % 65535 + 1}), "
+                             "or stop what listens there") from None
+        if e.errno in (errno.EACCES, errno.EPERM):
+            raise ValueError(f"port {args.port} on 127.0.0.1 is not open to you (ports below 1024 need root): give --port 8000 or above") from None
+        raise
     host, port = server.server_address[:2]
     print(f"serving {args.site} at http://{host}:{port}/index.html (Ctrl-C stops)", flush=True)
     try:

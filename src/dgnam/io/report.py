@@ -24,12 +24,16 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .read import read_record, read_run
-from .rundir import check_items, inside_run, read_json_object
+from .rundir import RunFolderError, check_items, inside_run, read_json_object, short
 
 EVALUATION_FILE = "evaluation.json"
 NEIGHBORS_DIR = "neighbors"
 NEIGHBORS_FILE = "neighbors.json"
 EXEMPLARS_DIR = "exemplars"  # `dgnam exemplars ... --out RUN/exemplars` keeps a run's dataset exemplars with it
+#: The second line of every page :func:`render_report` writes: `dgnam report` replaces only a file that has it.
+REPORT_MARKER = "<!-- written by dgnam report -->"
+_REPORT_HEAD = "<!DOCTYPE html>\n" + REPORT_MARKER + "\n"
+_OLD_REPORT_HEAD = ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>', "</title><style>\nbody{font-family:system-ui,")  # before the marker
 
 #: Line colours of the activation curves (Okabe-Ito, readable by colour-blind readers).
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
@@ -90,7 +94,7 @@ def svg_curves(curves: Sequence[Sequence[float]], labels: Sequence[str] = (), wi
     Returns:
         An ``<svg>`` element as text; an empty string when there is nothing to draw.
     """
-    curves = [np.asarray(c, dtype=np.float64) for c in curves if len(c)]
+    curves = [c for c in map(_floats, curves) if len(c)]
     if not curves:
         return ""
     finite = np.concatenate([c[np.isfinite(c)] for c in curves])
@@ -126,22 +130,50 @@ def svg_curves(curves: Sequence[Sequence[float]], labels: Sequence[str] = (), wi
     return "".join(parts)
 
 
-def _num(x) -> str:
+class _Raw(str):
+    """Text that is HTML already (escaped, or markup built from escaped parts): shown as it is."""
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
+
+
+def _float(x) -> float:
+    """``x`` as a float; NaN when a record holds something else there (a string, a list, an int too big)."""
+    try:
+        return float(x) if _is_number(x) else float("nan")
+    except OverflowError:
+        return float("nan")
+
+
+def _floats(values) -> np.ndarray:
+    """A curve read from a record as floats (NaN for each entry that is not a number)."""
+    if isinstance(values, np.ndarray):
+        return values.astype(np.float64).ravel() if values.dtype.kind in "iuf" else np.zeros(0)
+    if not isinstance(values, (list, tuple)):
+        return np.zeros(0)
+    return np.array([_float(v) for v in values], dtype=np.float64)
+
+
+def _num(x) -> _Raw:
+    """``x`` as HTML: a number formatted, a missing or non-finite one "–", yes/no for a boolean, and
+    anything else (a record holding a string where a number belongs) as escaped text."""
     if x is None:
-        return "–"
-    if isinstance(x, bool):
-        return "yes" if x else "no"
+        return _Raw("–")
+    if isinstance(x, (bool, np.bool_)):
+        return _Raw("yes" if x else "no")
     if isinstance(x, (int, np.integer)):
-        return str(int(x))
+        return _Raw(str(int(x)))
     if isinstance(x, (float, np.floating)):
         if not np.isfinite(x):
-            return "–"
-        return f"{x:.3g}" if abs(x) < 1e4 else f"{x:.4g}"
-    return str(x)
+            return _Raw("–")
+        return _Raw(f"{x:.3g}" if abs(x) < 1e4 else f"{x:.4g}")
+    return _Raw(html.escape(str(x)))
 
 
-def _pct(x) -> str:
-    return "–" if x is None else f"{100 * x:.0f}%"
+def _pct(x) -> _Raw:
+    """A fraction as a percentage, as HTML (what is not a finite number: as :func:`_num` shows it)."""
+    return _Raw(f"{100 * x:.0f}%") if _is_number(x) and np.isfinite(_float(x)) else _num(x)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -253,9 +285,27 @@ def render_report(runs: Sequence[RunPage], title: str = "dgnam report") -> str:
     for k, run in enumerate(runs):
         body.append(_run_section(run, k))
     return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        _REPORT_HEAD + '<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
     )
+
+
+def check_report_out(path: str | Path) -> None:
+    """Refuse to write a report over a file that is not a report dgnam wrote (a run's results.json, a
+    user's own page): dgnam never replaces a file it did not write.
+
+    Raises:
+        RunFolderError: ``path`` exists (or is a dangling symlink) and does not start as :func:`render_report`'s pages do.
+    """
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_file():
+        with open(path, "rb") as f:
+            head = f.read(65536).decode("utf-8", "replace")
+        if head.startswith(_REPORT_HEAD) or (head.startswith(_OLD_REPORT_HEAD[0]) and _OLD_REPORT_HEAD[1] in head):
+            return
+    raise RunFolderError(f"--out {short(path, 300)} exists and is not a report dgnam wrote: give another --out (dgnam never replaces a file it did not write)")
 
 
 def _data_uri(png: bytes) -> str:
@@ -264,16 +314,9 @@ def _data_uri(png: bytes) -> str:
 
 def _img(png: bytes | None, alt: str, cls: str = "") -> str:
     if png is None:
-        return f'<p class="bad">missing image: {html.escape(alt)}</p>'
+        return f'<p class="bad">missing image: {html.escape(str(alt))}</p>'
     klass = f' class="{cls}"' if cls else ""
-    return f'<img{klass} src="{_data_uri(png)}" alt="{html.escape(alt)}">'
-
-
-@dataclass
-class _Raw:
-    """A table cell given as HTML (not escaped)."""
-
-    html: str
+    return f'<img{klass} src="{_data_uri(png)}" alt="{html.escape(str(alt))}">'
 
 
 def _table(rows: Sequence[Sequence], header: Sequence[str] | None = None, cls: str = "") -> str:
@@ -283,12 +326,12 @@ def _table(rows: Sequence[Sequence], header: Sequence[str] | None = None, cls: s
     for row in rows:
         cells = []
         for v in row:
-            if isinstance(v, _Raw):
-                cells.append(f"<td>{v.html}</td>")
-            elif isinstance(v, (int, float, np.number)) and not isinstance(v, bool):
+            if isinstance(v, _Raw):  # HTML already: _num, _pct, or markup built from escaped parts
+                cells.append(f"<td>{v}</td>")
+            elif _is_number(v):
                 cells.append(f'<td class="n">{_num(v)}</td>')
             else:
-                cells.append(f"<td>{html.escape(_num(v))}</td>")
+                cells.append(f"<td>{_num(v)}</td>")  # text: escaped
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</table>")
     return "".join(out)
@@ -303,7 +346,8 @@ def _settings_rows(record: Mapping) -> list[list]:
             value = record[key]
             rows.append([key, ", ".join(map(str, value)) if isinstance(value, list) else value])
     if record.get("command"):
-        rows.append(["command", _Raw(f"<code>{html.escape(' '.join(map(str, record['command'])))}</code>")])
+        command = record["command"] if isinstance(record["command"], list) else [record["command"]]
+        rows.append(["command", _Raw(f"<code>{html.escape(' '.join(map(str, command)))}</code>")])
     timing = record.get("timing") or {}
     for key, value in timing.items():
         rows.append([f"timing.{key}", value])
@@ -334,7 +378,7 @@ def _run_section(run: RunPage, k: int) -> str:
         if ev:
             for name, j in (ev.get("judges") or {}).items():
                 cls = "ok" if j.get("rank") == 1 else "bad"
-                cap.append(f'<div>{html.escape(name)}: <span class="{cls}">{html.escape(str(j.get("pred_label")))}</span> (rank {j.get("rank")})</div>')
+                cap.append(f'<div>{html.escape(name)}: <span class="{cls}">{html.escape(str(j.get("pred_label")))}</span> (rank {_num(j.get("rank"))})</div>')
         curve = svg_curves([item.get("history") or []], width=200, height=70, title=f"activation of {item.get('unit')} per step")
         maps = "".join(f'<div>{html.escape(str(key))}</div>{_img(run.files.get(name), str(name))}'
                        for key, name in (item.get("maps") if isinstance(item.get("maps"), dict) else {}).items() if run.files.get(name))  # fmt: skip
@@ -361,7 +405,8 @@ def _run_section(run: RunPage, k: int) -> str:
 
 def _summary_rows(ev: Mapping) -> list[list]:
     s, nat = ev.get("summary") or {}, ev.get("natural") or {}
-    rows: list[list] = [["images", s.get("images")], ["units", s.get("units")], ["image size (px)", "x".join(map(str, s.get("image_px") or []))]]
+    px = s.get("image_px") if isinstance(s.get("image_px"), list) else []
+    rows: list[list] = [["images", s.get("images")], ["units", s.get("units")], ["image size (px)", "x".join(map(str, px))]]
     if s.get("class_images"):
         rows.append(["target top-1 (class units)", _pct(s.get("target_top1"))])
     for name, j in (s.get("judges") or {}).items():
@@ -383,14 +428,15 @@ def _summary_rows(ev: Mapping) -> list[list]:
     if slope.get("n"):
         ref = ""
         if nat.get("spectrum_slope_p5") is not None:
-            ref = f" (natural: median {_num((nat.get('spectrum_slope') or {}).get('median'))}, 5–95% {_num(nat['spectrum_slope_p5'])} to {_num(nat['spectrum_slope_p95'])})"
-        rows.append(["power-spectrum slope, median" + ref, slope.get("median")])
+            ref = (f" (natural: median {_num((nat.get('spectrum_slope') or {}).get('median'))}, "
+                   f"5–95% {_num(nat['spectrum_slope_p5'])} to {_num(nat.get('spectrum_slope_p95'))})")
+        rows.append([_Raw("power-spectrum slope, median" + ref), slope.get("median")])
         if slope.get("within_natural_p5_p95") is not None:
             rows.append(["slope within the natural 5–95% range", _pct(slope["within_natural_p5_p95"])])
     sat = s.get("saturation") or {}
     if sat.get("n"):
         ref = f" (natural {_num((nat.get('saturation') or {}).get('mean'))})" if nat else ""
-        rows.append(["mean saturation" + ref, sat.get("mean")])
+        rows.append([_Raw("mean saturation" + ref), sat.get("mean")])
     speed = s.get("speed") or {}
     if speed:
         rows += [["seconds per image", speed.get("seconds_per_image")], ["images per minute", speed.get("images_per_minute")],
@@ -398,9 +444,9 @@ def _summary_rows(ev: Mapping) -> list[list]:
     if nat:
         rows.append(["natural reference images", f"{nat.get('images')} at {nat.get('image_px')} px"])
     for layer, f in ((ev.get("faithfulness") or {}).get("layers") or {}).items():
-        rows.append([f"faithfulness in {f.get('earlier_layer')} ({layer}: own exemplars nearest; chance {_pct(f.get('chance'))})",
-                     f"{_pct(f.get('accuracy'))} (natural images: {_pct((f.get('natural') or {}).get('accuracy'))}); "
-                     f"rank score {_pct(f.get('rank_score'))} (natural {_pct((f.get('natural') or {}).get('rank_score'))}; chance 50%)"])  # fmt: skip
+        rows.append([_Raw(f"faithfulness in {_num(f.get('earlier_layer'))} ({html.escape(layer)}: own exemplars nearest; chance {_pct(f.get('chance'))})"),
+                     _Raw(f"{_pct(f.get('accuracy'))} (natural images: {_pct((f.get('natural') or {}).get('accuracy'))}); "
+                          f"rank score {_pct(f.get('rank_score'))} (natural {_pct((f.get('natural') or {}).get('rank_score'))}; chance 50%)")])  # fmt: skip
     return rows
 
 
@@ -408,7 +454,7 @@ def _evaluation_html(ev: Mapping) -> str:
     out = ["<h3>Evaluation</h3>", _table(_summary_rows(ev), ["measure", "value"], "metrics")]
     notes = ev.get("notes") or []
     if notes:
-        out.append('<ul class="notes">' + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+        out.append('<ul class="notes">' + "".join(f"<li>{_num(n)}</li>" for n in notes) + "</ul>")
     items = ev.get("items") or []
     judges = list(((ev.get("summary") or {}).get("judges") or {}).keys())
     families = {name: _family(j) for name, j in ((ev.get("summary") or {}).get("judges") or {}).items()}
@@ -428,9 +474,9 @@ def _evaluation_html(ev: Mapping) -> str:
 def _neighbors_html(nb: Mapping, files: Mapping[str, bytes]) -> str:
     metric = nb.get("metric", "?")
     what = "1 − cosine similarity" if metric == "cosine" else "Euclidean distance" if metric == "l2" else metric
-    out = [f"<h3>Nearest natural images</h3><p class=\"meta\">{nb.get('k')} nearest of {nb.get('data_images')} images of "
+    out = [f"<h3>Nearest natural images</h3><p class=\"meta\">{_num(nb.get('k'))} nearest of {_num(nb.get('data_images'))} images of "
            f"<code>{html.escape(str(nb.get('data')))}</code> in {html.escape(str(nb.get('net')))} <code>{html.escape(str(nb.get('layer')))}</code> "
-           f"features; distance: {html.escape(what)}.</p>"]  # fmt: skip
+           f"features; distance: {html.escape(str(what))}.</p>"]  # fmt: skip
     for it in nb.get("items", []):
         dists = ", ".join(_num(n.get("distance")) for n in it.get("neighbors", []))
         png = files.get(f"{NEIGHBORS_DIR}/{it.get('sheet')}")
@@ -469,7 +515,7 @@ def _comparison_table(runs: Sequence[RunPage]) -> str:
         rows.append([
             r.name, r.record.get("method"), s.get("images"), _pct(s.get("target_top1")) if s.get("class_images") else None, judge,
             _pct(j.get("top1")) if "top1" in j else None, _pct(j.get("top5")) if "top5" in j else None,
-            f"{_pct(other['top1'])} / {_pct(other.get('top5'))} ({other.get('net')})" if other else None, j.get("frechet_distance"),
+            _Raw(f"{_pct(other['top1'])} / {_pct(other.get('top5'))} ({_num(other.get('net'))})") if other else None, j.get("frechet_distance"),
             s.get("diversity"), (s.get("relative_activation") or {}).get("median"), (s.get("spectrum_slope") or {}).get("median"),
             (s.get("saturation") or {}).get("mean"), (s.get("speed") or {}).get("seconds_per_image"),
         ])  # fmt: skip
@@ -477,6 +523,7 @@ def _comparison_table(runs: Sequence[RunPage]) -> str:
 
 
 __all__ = [
-    "EVALUATION_FILE", "EXEMPLARS_DIR", "NEIGHBORS_DIR", "NEIGHBORS_FILE", "RunPage", "build_report", "load_run_page", "neighbors_sheet",
+    "EVALUATION_FILE", "EXEMPLARS_DIR", "NEIGHBORS_DIR", "NEIGHBORS_FILE", "REPORT_MARKER", "RunPage", "build_report", "check_report_out",
+    "load_run_page", "neighbors_sheet",
     "read_record", "read_run", "render_report", "svg_curves",
 ]  # fmt: skip
