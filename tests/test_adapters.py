@@ -168,7 +168,9 @@ def test_cli_visualize_and_layers_on_a_model_file(model_file, tmp_path, capsys, 
     assert cli.main(["visualize", "--net", "my_model.py:build", "--input-size", "32", "--unit", "logits:3", "--steps", "2",
                      "--out", str(tmp_path / "small"), "--quiet"]) == 0  # fmt: skip
     assert json.loads((tmp_path / "small" / "results.json").read_text())["net_input"]["size"] == [32, 32]
-    assert cli.main(["evaluate", str(tmp_path / "small")]) == 0  # the net is rebuilt from the record, its --input-size too
+    assert cli.main(["evaluate", str(tmp_path / "small")]) == 2  # a run folder is data: its model file is not run
+    assert "pass --net explicitly" in capsys.readouterr().err
+    assert cli.main(["evaluate", str(tmp_path / "small"), "--net", "my_model.py:build"]) == 0  # the user's own: its --input-size too
     evaluation = json.loads((tmp_path / "small" / "evaluation.json").read_text())
     assert evaluation["target"] == "my_model.py:build" and evaluation["summary"]["target_top1"] in (0.0, 1.0)
     capsys.readouterr()

@@ -105,6 +105,8 @@ def test_evaluate_neighbors_report_end_to_end(tmp_path, tiny_run, tiny_nets, nat
     # one synthesized image replaced by a copy of a folder image: it must find that image at distance ~0
     shutil.copy(natural_folder / "img_03.png", tiny_run / "logits_0001_seed0.png")
     argv = ["evaluate", str(tiny_run), "--judge", "tiny_judge", "--natural", str(natural_folder), "--natural-size", "32"]
+    assert cli.main(argv) == 2  # the run records --net-weights outside its folder: not opened
+    argv += ["--net-weights", str(tiny_nets)]
     assert cli.main(argv) == 0
     ev = json.loads((tiny_run / "evaluation.json").read_text())
     record, images = read_run(tiny_run)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .commands import _cmd_bounds, _cmd_evaluate, _cmd_exemplars, _cmd_neighbors, _cmd_pool, _cmd_report, _cmd_repro, _cmd_train, _cmd_weights
+from .io.images import MAX_SIDE, MIN_SIDE
+from .io.rundir import short
 
 
 
@@ -34,7 +38,10 @@ def _seeds(text: str) -> list[int]:
             raise argparse.ArgumentTypeError(f"seeds are integers, ranges or lists (0, 0-4, 1,5), got {text[:80]!r}")
     if max(seeds) > MAX_SEED:
         raise argparse.ArgumentTypeError(f"seed {max(seeds)} is too large: seeds go from 0 to {MAX_SEED}")
-    return seeds
+    distinct = list(dict.fromkeys(seeds))  # a seed twice would make one image twice, into one file
+    if len(distinct) < len(seeds):
+        print(f"dgnam: note: --seeds {text[:80]!r} repeats a seed; each is used once ({len(distinct)} seed(s))", file=sys.stderr)
+    return distinct
 
 
 def _finite(text: str) -> float:
@@ -85,11 +92,41 @@ def _floats(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, e.g. 0.485,0.456,0.406; got {text!r}") from None
 
 
+MAX_STEPS = 1_000_000  # optimization steps of one image (the paper: 200)
+MAX_TRAIN_STEPS = 100_000_000  # generator training steps
+MIN_INPUT_SIDE = 8  # the smallest side of a net's input that --input-size takes
+
+
+def _int_in(low: int, high: int, limit: str = "", grouped: bool = True) -> Callable[[str], int]:
+    """An integer flag from ``low`` to ``high``, checked as the flag is read (before any work); ``limit`` says what the
+    bound is, ``grouped`` writes it with thousands separators (1,000,000; not for a port)."""
+    high_text = f"{high:,}" if grouped else str(high)
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer from {low} to {high_text}{limit}, got {text[:80]!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{short(value, 40)} is out of range: give {low} to {high_text}{limit}")
+        return value
+
+    return parse
+
+
 def _input_size(text: str) -> tuple[int, int]:
     m = re.fullmatch(r"\s*(\d+)\s*(?:[x,]\s*(\d+))?\s*", text)
     if not m:
-        raise argparse.ArgumentTypeError(f"expected a size S or HxW, e.g. 224 or 240x320; got {text!r}")
-    return int(m.group(1)), int(m.group(2) or m.group(1))
+        raise argparse.ArgumentTypeError(f"expected a size S or HxW, e.g. 224 or 240x320; got {text[:80]!r}")
+    size = int(m.group(1)), int(m.group(2) or m.group(1))
+    if not all(MIN_INPUT_SIDE <= s <= MAX_SIDE for s in size):
+        raise argparse.ArgumentTypeError(f"{short(text.strip(), 40)} is out of range: each side is {MIN_INPUT_SIDE} to {MAX_SIDE:,} px")
+    return size
+
+
+_steps = _int_in(1, MAX_STEPS, " steps (the paper used 200)")
+_side = _int_in(MIN_SIDE, MAX_SIDE, " px a side")
+
 
 
 def add_spec_flags(parser: argparse.ArgumentParser) -> None:
@@ -127,6 +164,9 @@ def _run_folder_flags(parser: argparse.ArgumentParser, resume: bool = True) -> N
         flags.add_argument("--resume", action="store_true",
                            help="continue the interrupted run in --out: same command, finished images are kept and skipped")
     flags.add_argument("--overwrite", action="store_true", help="remove the earlier run's outputs in --out first")
+    if resume:  # the thread count is recorded: a resume under another count would make other bytes, so it is refused
+        parser.add_argument("--threads", type=_int_in(1, 1024, " CPU threads"), help="torch CPU threads (default: torch's, OMP_NUM_THREADS); "
+                            "recorded in results.json, and --resume needs the same")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--generator-weights", help="local weight file for the generator")
     v.add_argument("--download", action="store_true", help="allow downloading registered weights not found offline")
     v.add_argument("--preset", choices=["paper"], help="the paper's settings (with a DeePSiM generator and CaffeNet)")
-    v.add_argument("--steps", type=int, help="optimization steps (default 200)")
+    v.add_argument("--steps", type=_steps, help="optimization steps (default 200)")
     v.add_argument("--seeds", type=_seeds, default=[0], help="seeds: 0, 0-4 or 1,5 (one image per unit and seed)")
     v.add_argument("--lr-start", type=_finite, help="DGN-AM step size at the first step, in code stds (default: the prior's measured step, else the paper's 8)")
     v.add_argument("--lr-end", type=_finite, help="DGN-AM step size at the last step (default: the prior's, else the paper's 1e-10)")
@@ -206,12 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="pixel baseline beside DGN-AM (default: deepinversion with BatchNorm, else fourier)")
     at.add_argument("--download", action="store_true", help="allow downloading registered weights not found offline")
     at.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="DGN-AM facets per unit (default 0-2)")
-    at.add_argument("--steps", type=int, help="optimization steps of every image (default: each method's, 200)")
+    at.add_argument("--steps", type=_steps, help="optimization steps of every image (default: each method's, 200)")
     at.add_argument("-k", type=int, default=9, help="top and bottom natural images per unit (default 9)")
     at.add_argument("--no-accentuate", action="store_true", help="skip the accentuated top exemplar")
     at.add_argument("--batch-size", type=int, default=8, help="images optimized together (default 8)")
     at.add_argument("--device", type=_device, default="cpu", help="torch device, e.g. cpu or cuda (cuda: cuda:LOCAL_RANK under torchrun)")
-    at.add_argument("--port", type=int, default=8000, help="with 'serve': the port on 127.0.0.1 (default 8000)")
+    at.add_argument("--port", type=_int_in(0, 65535, " (0: any free port)", grouped=False), default=8000, help="with 'serve': the port on 127.0.0.1 (default 8000)")
     at.add_argument("--quiet", action="store_true", help="no progress bars")
     add_spec_flags(at)
     mg = sub.add_parser("merge", help="merge the per-rank parts of a torchrun `dgnam visualize` run that did not merge")
@@ -235,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     psub = pool.add_subparsers(dest="pool_command", required=True)
     pb = psub.add_parser("build", help="assemble the pool from Debian packages and scikit-image photos")
     pb.add_argument("dir")
-    pb.add_argument("--size", type=int, default=160)
+    pb.add_argument("--size", type=_side, default=160)
     pb.add_argument("--seed", type=int, default=0)
     pb.add_argument("--cache", help="download cache (default $DGNAM_HOME/debs)")
     pb.add_argument("--crop-density", type=float, default=40.0, help="crops per output-size of an original's short side (default 40)")
@@ -244,25 +284,26 @@ def build_parser() -> argparse.ArgumentParser:
     pf = psub.add_parser("folder", help="turn any image folder (class/xxx.jpg or flat) into a pool")
     pf.add_argument("folder")
     pf.add_argument("dir")
-    pf.add_argument("--size", type=int, default=160)
+    pf.add_argument("--size", type=_side, default=160)
     pp = psub.add_parser("pack", help="write a pool (or image folder) as one small .npz of compressed images, e.g. for the GPU machine")
     pp.add_argument("source", help="pool folder or image folder")
     pp.add_argument("out", help="the .npz to write (train-generator --pool takes it)")
-    pp.add_argument("--size", type=int, default=128, help="side of the stored images (the training resolution)")
+    pp.add_argument("--size", type=_side, default=128, help="side of the stored images (the training resolution)")
     pp.add_argument("--max-mib", type=_finite, default=40.0, help="size budget; the best WebP/JPEG quality that fits is chosen")
 
     t = sub.add_parser("train-generator", help="train a generator prior (DeePSiM recipe) on a pool")
     t.add_argument("--pool", required=True, help="pool folder (`dgnam pool build`) or any image folder (class/x.jpg or flat)")
     t.add_argument("--out", required=True, help="training folder: config.json, log.csv, samples/, checkpoint.pt")
     t.add_argument("--config", help="JSON file of TrainConfig fields (the flags below override it)")
-    t.add_argument("--steps", type=int)
+    t.add_argument("--steps", type=_int_in(1, MAX_TRAIN_STEPS, " training steps"))
     t.add_argument("--batch-size", type=int)
     t.add_argument("--encoder", help="encoder net (default efficientnet_lite0)")
     t.add_argument("--layer", help="encoder layer inverted (default pool)")
     t.add_argument("--output-size", type=int, help="generator output size in px (default 128)")
     t.add_argument("--device", type=_device, help="cpu or cuda")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    t.add_argument("--until", type=int, help="stop at this step (the loss schedule still spans --steps)")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (a used --out needs --resume or --overwrite)")
+    t.add_argument("--overwrite", action="store_true", help="start again in a used --out (removes only train-generator's files; keeps cache/)")
+    t.add_argument("--until", type=_int_in(0, MAX_TRAIN_STEPS, " training steps"), help="stop at this step (the loss schedule still spans --steps)")
     t.add_argument("--export", help="also write the generator as a .safetensors prior here")
     t.add_argument("--quiet", action="store_true")
 
@@ -280,9 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--natural", help="natural images for relative activation, Fréchet distance and slope/saturation: a pool "
                    "folder (its held-out split is used) or any image folder")
     e.add_argument("--natural-images", type=int, default=500, help="use at most this many natural images (default 500)")
-    e.add_argument("--natural-size", type=int, default=160, help="side of an image folder's images (default 160, as pools)")
+    e.add_argument("--natural-size", type=_side, default=160, help="side of an image folder's images (default 160, as pools)")
     e.add_argument("--net", help="target net (default: the run's)")
-    e.add_argument("--net-weights", help="local weight file for the target (default: the run's)")
+    e.add_argument("--net-weights", help="local weight file for the target (default: the run's, if inside the run folder)")
+    e.add_argument("--categories", help="file of class names, one per line, for the target (default: the run's, if inside the run folder)")
     e.add_argument("--feature-layer", default="pool", help="judges' feature layer for Fréchet distance and diversity (default pool)")
     e.add_argument("--data", help="natural images (image folder or pool) for the faithfulness check (Geirhos et al. 2024): is each image "
                    "nearest to its own unit's top-k natural exemplars in an earlier layer of the target? (needs 2+ units per layer)")
@@ -301,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     nb.add_argument("--layer", default="pool", help="feature layer (default pool: the pooled penultimate features)")
     nb.add_argument("-k", type=int, default=5, help="neighbours per image (default 5)")
     nb.add_argument("--metric", choices=["cosine", "l2"], default="cosine", help="1 - cosine similarity (default) or Euclidean distance")
-    nb.add_argument("--size", type=int, default=160, help="side of an image folder's images (default 160)")
+    nb.add_argument("--size", type=_side, default=160, help="side of an image folder's images (default 160)")
     nb.add_argument("--max-images", type=int, help="search a fixed random subset of this many data images (default: all)")
     nb.add_argument("--batch-size", type=int, default=32)
     nb.add_argument("--device", type=_device, default="cpu")
@@ -313,8 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--data", required=True, help="any image folder (searched recursively), a pool folder or a packed .npz pool")
     ex.add_argument("-k", type=int, default=9, help="images per end (default 9, as Borowski et al.)")
     ex.add_argument("--out", required=True, help="output folder (RUN/exemplars keeps them with a visualize run; `dgnam report` shows them)")
+    _run_folder_flags(ex, resume=False)  # a used --out is refused (its results.json is not replaced) unless --overwrite
     ex.add_argument("--net-weights", help="local weight file for the net")
-    ex.add_argument("--size", type=int, default=160, help="side of an image folder's images (default 160, as pools)")
+    ex.add_argument("--size", type=_side, default=160, help="side of an image folder's images (default 160, as pools)")
     ex.add_argument("--max-images", type=int, help="use a fixed random subset of this many images (default: all)")
     ex.add_argument("--cache-dir", help="activation cache (default $DGNAM_HOME/activations)")
     ex.add_argument("--no-cache", action="store_true", help="compute the pass without reading or writing the cache")
@@ -358,7 +401,7 @@ def _cmd_visualize(args) -> int:
     from .nets import class_layers
     from .objectives import check_units, receptive_field_box
     from .io.rundir import check_same_settings, prepare_run_folder, read_json_object
-    from .io.write import RunWriter
+    from .io.write import RunWriter, runtime
     from .run import iter_visualize, make_jobs
 
     if args.batch_size < 1:
@@ -383,7 +426,7 @@ def _cmd_visualize(args) -> int:
     if not texts:
         print("dgnam: give at least one --unit (e.g. --unit logits:945)", file=sys.stderr)
         return 2
-    units = parse_units(texts, net.categories, layers=addressable_layers(net.model))
+    units = _distinct_units(parse_units(texts, net.categories, layers=addressable_layers(net.model)))
     world = init_world(args.device)  # under torchrun: this rank's process and device (cuda -> cuda:LOCAL_RANK)
     device = world.device
     net.to(device)
@@ -429,6 +472,7 @@ def _cmd_visualize(args) -> int:
         "device": str(torch.device(args.device)),
         "processes": world.size,
         "init_image": args.init_image,
+        "runtime": runtime(device),  # threads, torch build, device: --resume refuses others (other bytes)
     }
     try:
         check_units(net, units)  # every rank checks every unit, before any work
@@ -452,19 +496,22 @@ def _cmd_visualize(args) -> int:
             finished = writer.resume(record)  # whole batches from the start: the rest batch as in an uninterrupted run
             left = [j for j in mine if (str(j.unit), j.seed) not in finished]
             print(f"resuming {args.out}: {len(mine) - len(left)} of {len(mine)} image(s) done", file=sys.stderr)
+        else:
+            writer.start()  # the settings record before any work: a run killed now can be resumed (or cleared by --overwrite)
         batches = iter_visualize(net, left, generator, config, args.batch_size, progress=not args.quiet and world.rank == 0, init=init,
                                  check=False) if left else ()  # checked above
         with stop_on_signals() as stop:  # Ctrl-C or SIGTERM: keep the finished batches, record interrupted: true
-            try:
-                for result in batches:
-                    writer.add(result)  # results.json is rewritten (atomically) after every batch
-            except Exception:
-                writer.finish(interrupted=True)  # the finished images stay usable (`dgnam merge`, --resume)
-                raise
-        interrupted, code = stop.interrupted, stop.exit_code
-        if interrupted:
-            print(f"\ndgnam: interrupted ({stop.signal}); keeping the finished images (--resume continues)", file=sys.stderr)
-        path = writer.finish(interrupted=interrupted)
+            with stop.interruptible():  # a signal stops the batches; after them a SIGTERM cannot cut the clean-up short
+                try:
+                    for result in batches:
+                        writer.add(result)  # results.json is rewritten (atomically) after every batch
+                except Exception:
+                    writer.finish(interrupted=True)  # the finished images stay usable (`dgnam merge`, --resume)
+                    raise
+            interrupted, code = stop.interrupted, stop.exit_code
+            if interrupted:
+                print(f"\ndgnam: interrupted ({stop.signal}); keeping the finished images (--resume continues)", file=sys.stderr)
+            path = writer.finish(interrupted=interrupted)
         if world.distributed:
             barrier(world)  # every part is written
             if world.rank != 0:
@@ -479,6 +526,21 @@ def _cmd_visualize(args) -> int:
     finally:
         close_world(world)
     return code
+
+
+def _distinct_units(units: list) -> list:
+    """``units``, each once (a note says when one was given twice); two units whose images would share a file name
+    (layers whose names differ only in punctuation) are refused."""
+    distinct = list(dict.fromkeys(units))
+    if len(distinct) < len(units):
+        print(f"dgnam: note: {len(units) - len(distinct)} unit(s) given twice; each is made once", file=sys.stderr)
+    by_slug: dict = {}
+    for unit in distinct:
+        other = by_slug.setdefault(unit.slug, unit)
+        if other != unit:
+            raise ValueError(f"units {short(other, 40)} and {short(unit, 40)} would write the same files ({short(unit.slug, 40)}_seed*.png): "
+                             "make them into two --out folders")
+    return distinct
 
 
 def _init_start(args, net, generator, generator_name, config, device):
@@ -505,12 +567,12 @@ def _cmd_sample(args) -> int:
     from .hooks import addressable_layers
     from .interrupts import stop_on_signals
     from .io.rundir import check_same_settings, prepare_run_folder, read_json_object
-    from .io.write import SampleWriter
+    from .io.write import SampleWriter, runtime
     from .run import make_jobs
     from .methods.ppgn import SampleConfig, sample
 
     net = net_from_args(args)
-    units = parse_units(args.unit, net.categories, layers=addressable_layers(net.model))
+    units = _distinct_units(parse_units(args.unit, net.categories, layers=addressable_layers(net.model)))
     if args.samples < 1 or args.chains < 1:
         raise ValueError("--samples and --chains must be at least 1")
     if args.batch_size < 1:
@@ -535,6 +597,7 @@ def _cmd_sample(args) -> int:
         "generator_weights": args.generator_weights, "method": f"ppgn-h:{name}", "config": dataclasses.asdict(config),
         "encoder": encoder if isinstance(encoder, str) or encoder is None else "loaded", "samples_per_unit": args.samples,
         "chains_per_unit": chains, "seeds": seeds, "units": [str(u) for u in units], "batch_size": args.batch_size, "device": str(device),
+        "runtime": runtime(device),
     }
     jobs = make_jobs(units, seeds)
     resuming = prepare_run_folder(args.out, resume=args.resume, overwrite=args.overwrite)  # refuse a folder in use
@@ -546,15 +609,18 @@ def _cmd_sample(args) -> int:
         print(f"resuming {args.out}: {len(finished)} of {len(jobs)} chain(s) done", file=sys.stderr)
         jobs = [j for j in jobs if (str(j.unit), j.seed) not in finished]
     requested = args.samples * len(units)
+    if not resuming:
+        writer.write_progress(requested)  # the settings record before any work: a run killed now can be resumed
     with stop_on_signals() as stop:  # Ctrl-C or SIGTERM: keep the finished chains, record interrupted: true
-        for start in range(0, len(jobs), args.batch_size):
-            chunk = jobs[start : start + args.batch_size]
-            result = sample(target, generator, [j.unit for j in chunk], [j.seed for j in chunk], config, encoder, progress=not args.quiet)
-            writer.add(result, counts=[counts[j.seed] for j in chunk])
-            writer.write_progress(requested)  # atomically, after every batch of chains
-    if stop.interrupted:
-        print(f"\ndgnam: interrupted ({stop.signal}); keeping the finished samples", file=sys.stderr)
-    path = writer.finish(interrupted=stop.interrupted, requested=requested)
+        with stop.interruptible():  # after the chains, a SIGTERM cannot cut the clean-up short
+            for start in range(0, len(jobs), args.batch_size):
+                chunk = jobs[start : start + args.batch_size]
+                result = sample(target, generator, [j.unit for j in chunk], [j.seed for j in chunk], config, encoder, progress=not args.quiet)
+                writer.add(result, counts=[counts[j.seed] for j in chunk])
+                writer.write_progress(requested)  # atomically, after every batch of chains
+        if stop.interrupted:
+            print(f"\ndgnam: interrupted ({stop.signal}); keeping the finished samples", file=sys.stderr)
+        path = writer.finish(interrupted=stop.interrupted, requested=requested)
     print(f"wrote {len(writer.items)} sample(s) of {len(units)} unit(s) and {path}; {math.ceil(args.samples / chains)} per chain, {config.steps} steps")
     return stop.exit_code
 
@@ -629,6 +695,22 @@ def _cmd_generators(_args) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _torch_threads(threads: int | None):
+    """``--threads N``: torch's CPU thread count for the command, as it was after (main() may be called in-process)."""
+    if not threads:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``dgnam`` command; expected errors print one line (exit code 2), ``--debug`` or
     ``DGNAM_DEBUG=1`` shows their traceback."""
@@ -644,7 +726,8 @@ def main(argv: list[str] | None = None) -> int:
         "sample": _cmd_sample, "merge": _cmd_merge, "repro": _cmd_repro, "atlas": _cmd_atlas,
     }
     try:
-        return handlers[args.command](args)
+        with _torch_threads(getattr(args, "threads", None)):
+            return handlers[args.command](args)
     except Exception as exc:
         message = error_line(exc)
         if message is None or debug:  # a bug (or --debug): the traceback

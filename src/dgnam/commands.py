@@ -7,14 +7,71 @@ import sys
 from pathlib import Path
 
 
-def recorded_overrides(record: dict):
-    """The input-spec overrides a run folder's results.json recorded (``net_overrides``), to rebuild its net."""
+def recorded_file(run_dir: str | Path, value: object, field: str, flag: str) -> str | None:
+    """A file a run's record names (``net_weights``, ``categories_file``): opened only where it lies inside the run folder.
+
+    The path is read as recorded (absolute, or relative to the working directory, as the run's command took it).
+
+    Raises:
+        RunFolderError: the path (as recorded, resolved with symlinks) leaves the folder; the message names ``flag``.
+    """
+    from .io.rundir import RunFolderError, short
+
+    if value is None:
+        return None
+    if isinstance(value, str) and value and "\x00" not in value and Path(value).resolve().is_relative_to(Path(run_dir).resolve()):
+        return value
+    raise RunFolderError(f"{short(run_dir)}/results.json records {field} {short(repr(value))} outside the run folder: dgnam opens no file "
+                         f"a run folder names elsewhere; pass {flag} explicitly to use it")
+
+
+def recorded_overrides(record: dict, run_dir: str | Path, categories: str | None = None):
+    """The input-spec overrides a run folder's results.json recorded (``net_overrides``), to rebuild its net;
+    ``categories`` (``--categories``) replaces the recorded file, which is read only inside the folder."""
+    from .io.rundir import RunFolderError, short
     from .nets.adapters import SpecOverrides, read_categories
 
     given = record.get("net_overrides") or {}
+    if not isinstance(given, dict):
+        raise RunFolderError(f"{short(run_dir)}/results.json: net_overrides is {short(repr(given))}, not an object; the file was edited or is not dgnam's")
     tuples = {k: tuple(given[k]) for k in ("size", "mean", "std") if given.get(k) is not None}
-    categories = read_categories(given["categories_file"]) if given.get("categories_file") else None
-    return SpecOverrides(value_range=given.get("value_range"), bgr=given.get("bgr"), categories=categories, **tuples)
+    path = categories or recorded_file(run_dir, given.get("categories_file"), "net_overrides.categories_file", "--categories")
+    return SpecOverrides(value_range=given.get("value_range"), bgr=given.get("bgr"), categories=read_categories(path) if path else None, **tuples)
+
+
+def run_target(record: dict, run_dir: str | Path, net: str | None = None, weights: str | None = None, categories: str | None = None):
+    """The net a run optimized, re-created from its results.json: the one place a command reads a net from a record.
+
+    A run folder is data: the recorded ``net`` must pass :func:`~dgnam.nets.adapters.check_recorded_ref` (no code,
+    no path) and the files it records are opened only inside the folder. An explicit ``net`` (``--net``) is the
+    user's and runs as given; when it is the recorded net, the record's input-spec overrides and preset fit apply.
+
+    Args:
+        record: The run's results.json.
+        run_dir: The run folder.
+        net, weights, categories: ``--net``, ``--net-weights``, ``--categories`` (None: the record's).
+
+    Returns:
+        The :class:`~dgnam.nets.Target`, or None where neither the record nor ``net`` names one.
+    """
+    from .io.rundir import short
+    from .nets.adapters import SpecOverrides, check_recorded_ref, load_target, read_categories
+
+    recorded = record.get("net")
+    if net is None and recorded in (None, ""):
+        return None
+    if net is not None and net != recorded:  # another net: none of the record's settings
+        return load_target(net, weights=weights, overrides=SpecOverrides(categories=read_categories(categories)) if categories else None)
+    if net is None:
+        check_recorded_ref(recorded, f"{short(run_dir)}/results.json")
+    overrides = recorded_overrides(record, run_dir, categories)
+    weights = weights or recorded_file(run_dir, record.get("net_weights"), "net_weights", "--net-weights")
+    fit = None
+    if record.get("preset"):
+        from .methods.presets import get_preset
+
+        fit = get_preset(record["preset"]).fit
+    return load_target(recorded, weights=weights, overrides=overrides, fit=fit)
 
 
 
@@ -78,20 +135,31 @@ def _cmd_pool(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    import json
+    import signal
 
+    from .train.files import prepare_train_folder
     from .train.trainer import TrainConfig, Trainer
 
-    base = TrainConfig.from_dict(json.loads(Path(args.config).read_text())) if args.config else TrainConfig()
-    if args.resume and (Path(args.out) / "config.json").exists() and not args.config:
-        base = TrainConfig.from_dict(json.loads((Path(args.out) / "config.json").read_text()))
+    out = Path(args.out)
+    ckpt = out / "checkpoint.pt"
+    resuming = prepare_train_folder(out, args.resume, args.overwrite, apply=False)  # a used --out: --resume or --overwrite
+    base = TrainConfig.read(args.config) if args.config else TrainConfig()
+    if args.resume and (out / "config.json").exists() and not args.config:
+        base = TrainConfig.read(out / "config.json", what="the training's config")
     prior = dataclasses.replace(base.prior, **{k: v for k, v in {"encoder": args.encoder, "layer": args.layer, "output_size": args.output_size}.items() if v is not None})
     config = dataclasses.replace(base, prior=prior, **{k: v for k, v in {"steps": args.steps, "batch_size": args.batch_size, "device": args.device}.items() if v is not None})
     trainer = Trainer(config, args.pool, args.out, progress=not args.quiet)
-    ckpt = Path(args.out) / "checkpoint.pt"
-    if args.resume and ckpt.exists():
+    if (args.resume or args.overwrite) and trainer.rank == 0:  # the pool loaded: now clear (or cut back) the old training
+        prepare_train_folder(out, args.resume, args.overwrite)
+    if resuming:
         trainer.resume(ckpt)
     trainer.train(until=args.until)
+    if trainer.interrupted:  # a checkpoint, never an export: the prior is not finished
+        if trainer.rank == 0:
+            print(f"\ndgnam: train-generator interrupted ({trainer.interrupted}) at step {trainer.step} of {trainer.config.steps}: "
+                  f"checkpoint {ckpt} written, the same command with --resume continues" + ("; nothing exported" if args.export else ""),
+                  file=sys.stderr)
+        return 128 + int(getattr(signal, trainer.interrupted))
     if args.export and trainer.rank == 0:
         print(f"exported {args.export} sha256 {trainer.export(args.export)}")
     return 0
@@ -99,22 +167,28 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_bounds(args) -> int:
-    import json
-
     import torch
 
     from .generators.prior import code_bounds
+    from .io.rundir import short, write_json_atomic
     from .pool.store import load_any
     from .train.trainer import code_stats, encode_views
 
     images, _ = load_any(args.data)
+    if len(images) < 2:  # one image has no standard deviation: every bound would be NaN
+        raise ValueError(f"dgnam bounds needs at least 2 images (a standard deviation per unit), and {short(args.data)} has {len(images)}: "
+                         "give a pool or an image folder of many images")
     views = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
     stats = code_stats(encode_views(views, args.net, args.layer))
-    record = {"net": args.net, "layer": args.layer, "data": args.data, "images": len(images)}
-    record.update({k: v.flatten().tolist() for k, v in stats.items()})
     lower, upper = code_bounds(stats["mean"], stats["std"], stats["min"])
-    record["lower"], record["upper"] = lower.flatten().tolist(), upper.flatten().tolist()
-    Path(args.out).write_text(json.dumps(record))
+    values = {**stats, "lower": lower, "upper": upper}
+    bad = {k: int((~torch.isfinite(v)).sum()) for k, v in values.items() if not torch.isfinite(v).all()}
+    if bad:
+        raise ValueError(f"{args.net} {args.layer} gave values that are not finite (NaN or infinite) over {short(args.data)}: "
+                         f"{', '.join(f'{k} of {n} units' for k, n in bad.items())}; nothing written: check the net and the images")
+    record = {"net": args.net, "layer": args.layer, "data": args.data, "images": len(images)}
+    record.update({k: v.flatten().tolist() for k, v in values.items()})
+    write_json_atomic(args.out, record, indent=None)  # strict JSON: never a NaN literal
     print(f"wrote {args.out}: {len(record['mean'])} units over {len(images)} images")
     return 0
 
@@ -156,15 +230,8 @@ def _cmd_evaluate(args) -> int:
     record, images = read_run(args.run_dir)
     device = torch.device(args.device)
     net_name = args.net or record.get("net")
-    fit = None
-    if record.get("preset") and not args.net:
-        from .methods.presets import get_preset
-
-        fit = get_preset(record["preset"]).fit
-    from .nets.adapters import load_target
-
-    overrides = recorded_overrides(record) if not args.net else None
-    target = load_target(net_name, weights=args.net_weights or record.get("net_weights"), overrides=overrides, fit=fit).to(device) if net_name else None
+    target = run_target(record, args.run_dir, net=args.net, weights=args.net_weights, categories=args.categories)  # a run folder is data
+    target = target.to(device) if target is not None else None
     judges, skipped = _load_judges(args.judge, device)
     natural, natural_info = (None, None)
     if args.natural:
@@ -228,7 +295,7 @@ def _cmd_neighbors(args) -> int:
     from .eval.score import find_neighbors
     from .io.report import NEIGHBORS_DIR, NEIGHBORS_FILE, neighbors_sheet
     from .io.read import read_run
-    from .io.write import json_safe
+    from .io.write import json_safe, save_png
     from .io.rundir import write_json_atomic
 
     record, images = read_run(args.run_dir)
@@ -260,7 +327,8 @@ def _cmd_neighbors(args) -> int:
                           "distance": round(float(d), 6)})  # fmt: skip
         sheet = f"{Path(item['file']).stem}.png"
         captions = [f"d={n['distance']:.4f}\n{n['file'] or n['index']}" for n in found]
-        neighbors_sheet(images[q], [np.asarray(data[i]) for i in nb.index[q]], captions, title=f"{item.get('label', item['unit'])}\nseed {item['seed']}").save(out / sheet)
+        save_png(neighbors_sheet(images[q], [np.asarray(data[i]) for i in nb.index[q]], captions, title=f"{item.get('label', item['unit'])}\nseed {item['seed']}"),
+                 out / sheet)  # atomically: a full disk leaves no truncated sheet
         entries.append({"file": item["file"], "unit": item["unit"], "label": item.get("label"), "seed": item["seed"], "sheet": sheet, "neighbors": found})
     document = {
         "run": str(args.run_dir), "data": args.data, "data_images": int(len(data)), "data_available": available,
@@ -281,6 +349,7 @@ def _cmd_exemplars(args) -> int:
     from .cli import net_from_args
     from .eval.exemplars import check_k, exemplars, layer_activations, open_images, save_exemplars, unit_receptive_field
     from .objectives import check_units
+    from .io.rundir import prepare_run_folder
     from .io.write import unit_label
 
     net = net_from_args(args).to(torch.device(args.device))
@@ -288,6 +357,7 @@ def _cmd_exemplars(args) -> int:
     data = open_images(args.data, size=args.size, max_images=args.max_images)  # lists files only
     check_k(args.k, len(data))  # before any forward pass
     check_units(net, units)
+    prepare_run_folder(args.out, overwrite=args.overwrite, apply=False)  # a used --out: refused before any pass, unless --overwrite
     cache = False if args.no_cache else args.cache_dir
     results, passes = [], {}
     for layer in dict.fromkeys(u.layer for u in units):
@@ -299,6 +369,7 @@ def _cmd_exemplars(args) -> int:
     settings = {"command": ["dgnam"] + args.argv, "net": args.net, "net_weights": args.net_weights, "units": [str(u) for u in units], "k": args.k,
                 "data": {"path": str(args.data), "images": len(data), "size": data.size, "fingerprint": data.fingerprint},
                 "passes": passes, "device": str(args.device)}  # fmt: skip
+    prepare_run_folder(args.out, overwrite=args.overwrite)  # --overwrite: removes only what the earlier run wrote
     path = save_exemplars(args.out, data, results, settings)
     how = ", ".join(f"{layer}: {'cached' if p['cached'] else 'computed'}" for layer, p in passes.items())
     print(f"wrote the top and bottom {args.k} of {len(units)} unit(s) over {len(data)} images and {path} ({how})")
@@ -307,11 +378,12 @@ def _cmd_exemplars(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from .io.report import build_report
+    from .io.report import build_report, check_report_out
 
     out = Path(args.out) if args.out else (Path(args.run_dirs[0]) / "report.html" if len(args.run_dirs) == 1 else Path("report.html"))
     if out.is_dir():  # --out DIR: the page goes inside it
         out = out / "report.html"
+    check_report_out(out)  # never over a file dgnam did not write as a report (a run's results.json)
     out.write_text(build_report(args.run_dirs, title=args.title), encoding="utf-8")
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0

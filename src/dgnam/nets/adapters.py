@@ -14,8 +14,9 @@ The ``--net`` syntax (:func:`load_target`):
   default mean/std 0.5), class names from ``config.id2label``; the net's output is the ``logits``
   of the returned ``ModelOutput``.
 - ``PATH.py:FUNC`` or ``package.module:FUNC``: imports that file or module (it is the user's own
-  code, run as given) and calls ``FUNC()``, which returns an ``nn.Module``, ``(module, InputSpec)``
-  or ``(module, InputSpec, categories)``; without an InputSpec the defaults apply (224 px RGB,
+  code, run as given; never a string read from a run folder, see :func:`check_recorded_ref`) and
+  calls ``FUNC()``, which returns an ``nn.Module``, ``(module, InputSpec)`` or
+  ``(module, InputSpec, categories)``; without an InputSpec the defaults apply (224 px RGB,
   ImageNet mean/std) unless the overrides say otherwise.
 
 Weights come from those libraries' own caches; nothing downloads without ``download=True``
@@ -32,6 +33,7 @@ import importlib
 import importlib.util
 import json
 import os
+import re
 import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -108,6 +110,53 @@ def parse_net_ref(ref: str) -> tuple[str, str]:
     return ("file" if path.endswith(".py") else "module"), ref
 
 
+#: What a net string read from a record (a run folder's JSON) may name after ``torchvision:``, ``timm:`` or ``hf:``:
+#: a library's model name or a Hugging Face repo id, never a path (``hf:DIR``, timm's ``local-dir:``) or a URL.
+RECORDED_NAMES = {
+    "torchvision": re.compile(r"[A-Za-z0-9_]+(:[A-Za-z0-9_.]+)?"),
+    "timm": re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*"),
+    "hf": re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?"),
+}
+
+
+def check_recorded_ref(ref: object, where: str) -> str:
+    """``ref`` read from a record (a run folder is data someone may send), refused unless it runs no code and opens no path.
+
+    Allowed: a registered name (a registry look-up) and ``torchvision:``/``timm:``/``hf:REPO_ID`` specs of
+    the libraries' own models. Refused: ``PATH.py:FUNC`` and ``package.module:FUNC`` (code), ``hf:DIR`` and
+    anything path-like; the user re-creates those with ``--net`` (what they type runs as given).
+
+    Args:
+        ref: The value of the record's ``net`` field.
+        where: The record, for the message (``runs/x/results.json``).
+
+    Returns:
+        ``ref``, to pass to :func:`load_target`.
+
+    Raises:
+        ValueError: one line naming the value and ``--net``.
+
+    Example:
+        >>> check_recorded_ref("torchvision:resnet50", "runs/x/results.json")
+        'torchvision:resnet50'
+        >>> check_recorded_ref("/tmp/evil.py:build", "runs/x/results.json")  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        ValueError: runs/x/results.json names the net '/tmp/evil.py:build', code or a path: ... pass --net ...
+    """
+    from ..io.rundir import short
+
+    fix = "a run folder is data, and dgnam runs no code and opens no path it names; pass --net explicitly to re-create that net"
+    if not isinstance(ref, str) or not ref or "\x00" in ref:
+        raise ValueError(f"{where} names the net {short(repr(ref))}, not a net string: {fix}")
+    try:
+        kind, rest = parse_net_ref(ref)
+    except ValueError:
+        kind, rest = "file", ref
+    if kind == "registered" or (kind in RECORDED_NAMES and RECORDED_NAMES[kind].fullmatch(rest) and not (kind == "hf" and Path(rest).exists())):
+        return ref
+    raise ValueError(f"{where} names the net {short(repr(ref))}, code or a path: {fix} (only if you trust it)")
+
+
 def load_target(ref: str, weights: str | Path | None = None, download: bool = False, overrides: SpecOverrides | None = None,
                 fit: str | None = None) -> Target:  # fmt: skip
     """Any net by its ``--net`` string (see the module docstring), as a :class:`Target`.
@@ -149,7 +198,33 @@ def load_target(ref: str, weights: str | Path | None = None, download: bool = Fa
         if fit is not None:
             spec = replace(spec, fit=fit)
         model.eval().requires_grad_(False)  # built here for this run: frozen for good, as load_net's nets
-    return wrap_model(model, overrides.apply(spec), overrides.categories or categories, name=ref)
+    target = wrap_model(model, overrides.apply(spec), overrides.categories or categories, name=ref)
+    if overrides.categories is not None:
+        check_categories(target, len(overrides.categories))
+    return target
+
+
+def check_categories(target: Target, given: int) -> None:
+    """Refuse ``given`` class names (``--categories``) unless the net's ``logits`` has exactly that many outputs.
+
+    One probe pass at the net's native size counts them (the count is not known before: a module
+    or a user's callable may return anything).
+
+    Raises:
+        ValueError: one line giving both counts.
+    """
+    import torch
+
+    from ..hooks import LOGITS, layer_output
+    from ..units import layer_kind
+
+    h, w = target.spec.size
+    with torch.no_grad():
+        shape = tuple(layer_output(target, LOGITS, torch.zeros(1, target.spec.channels, h, w, device=target.mean.device)).shape)
+    outputs = shape[2] if layer_kind(shape) == "tokens" else shape[1]
+    if outputs != given:
+        raise ValueError(f"--categories gives {given} class names, but {target.name}'s logits have {outputs} outputs: "
+                         f"give one name per output unit, in order ({outputs} lines)")
 
 
 # --- pure spec derivation (tested without the libraries) ------------------------------------------
@@ -387,4 +462,4 @@ def read_categories(path: str | Path) -> tuple[str, ...]:
     return names
 
 
-__all__ = ["SpecOverrides", "load_target", "parse_net_ref", "torchvision_spec", "timm_spec", "hf_spec", "normalize_built", "read_categories"]
+__all__ = ["SpecOverrides", "check_categories", "check_recorded_ref", "load_target", "parse_net_ref", "torchvision_spec", "timm_spec", "hf_spec", "normalize_built", "read_categories"]
