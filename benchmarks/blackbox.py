@@ -39,7 +39,7 @@ import dgnam
 from dgnam.io.write import RunWriter, versions
 from dgnam.methods.choose import resolve
 from dgnam.run import visualize
-from dgnam.units import Unit
+from dgnam.core.units import Unit
 
 TARGET = "efficientnet_lite0"
 

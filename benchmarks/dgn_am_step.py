@@ -25,10 +25,10 @@ import torch
 
 import dgnam
 from dgnam.eval.metrics import mean_saturation, spectrum_slope
-from dgnam.objectives import Objective, units_objective
+from dgnam.core.objectives import Objective, units_objective
 from dgnam.methods.dgn_am import DGNAMConfig, dgn_am
-from dgnam.io.images import to_pil
-from dgnam.units import Unit
+from dgnam.infra.images import to_pil
+from dgnam.core.units import Unit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import CLASSES, TUNING  # noqa: E402

@@ -13,9 +13,9 @@ import time
 import torch
 
 import dgnam
-from dgnam.hooks import capture
-from dgnam.objectives import run_objective, units_objective
-from dgnam.units import Unit
+from dgnam.core.hooks import capture
+from dgnam.core.objectives import run_objective, units_objective
+from dgnam.core.units import Unit
 
 CASES = (("efficientnet_lite0", "_blocks.6"), ("vgg16_hed", "conv3_3"))
 

@@ -45,10 +45,10 @@ from dgnam.eval.metrics import judge_topk, natural_max_activations, relative_act
 from dgnam.methods.dgn_am import dgnam_config
 from dgnam.methods.pixel import PixelConfig
 from dgnam.pool import heldout_sample
-from dgnam.io.images import to_pil
+from dgnam.infra.images import to_pil
 from dgnam.io.write import versions
 from dgnam.run import visualize
-from dgnam.units import Unit
+from dgnam.core.units import Unit
 
 #: (net, layers): the encoder of the prior, an unrelated architecture, and (class logits) an unrelated ImageNet classifier.
 TARGETS: tuple[tuple[str, tuple[str, ...]], ...] = (

@@ -38,13 +38,13 @@ import torch
 
 import dgnam
 from dgnam.eval.exemplars import crop_box, exemplar_crops, layer_activations, open_images
-from dgnam.objectives import receptive_field_box, units_objective
+from dgnam.core.objectives import receptive_field_box, units_objective
 from dgnam.methods.dgn_am import dgn_am
 from dgnam.methods.pixel import pixel_am
 from dgnam.eval.psychophysics import embed_images, natural_trials, split_references_queries, two_afc_choices, units_faithfulness
-from dgnam.io.images import to_pil
+from dgnam.infra.images import to_pil
 from dgnam.io.write import versions
-from dgnam.units import Unit
+from dgnam.core.units import Unit
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -42,10 +42,10 @@ from PIL import Image, ImageDraw, ImageFont
 import dgnam
 from dgnam.eval.metrics import SLOPE_BAND, judge_topk, mean_saturation, natural_max_activations, relative_activation, spectrum_slope
 from dgnam.methods.dgn_am import dgnam_config
-from dgnam.io.images import to_pil
+from dgnam.infra.images import to_pil
 from dgnam.io.write import versions
 from dgnam.run import visualize
-from dgnam.units import Unit
+from dgnam.core.units import Unit
 
 TARGET = "efficientnet_lite0"  # the net whose logits are maximized
 JUDGE = "efficientnet_lite1"  # never optimized against (DEVELOPERS.md): recognition by it is the fair test
@@ -156,7 +156,7 @@ def method_setup(spec: str, args) -> tuple:
 def generator_fingerprint(name: str) -> str | None:
     """sha256 of a generator's weights: of the file, or the one its registry entry checks."""
     from dgnam.generators import get_generator_spec
-    from dgnam.hub import sha256_file
+    from dgnam.infra.hub import sha256_file
 
     if Path(name).is_file():
         return sha256_file(name)

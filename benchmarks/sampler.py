@@ -30,10 +30,10 @@ import torch
 
 import dgnam
 from dgnam.eval.metrics import diversity, mean_saturation, spectrum_slope
-from dgnam.hooks import capture
-from dgnam.io.images import to_pil
+from dgnam.core.hooks import capture
+from dgnam.infra.images import to_pil
 from dgnam.methods.ppgn import SampleConfig, image_diversity, sample
-from dgnam.units import Unit
+from dgnam.core.units import Unit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import CLASSES, TUNING  # noqa: E402

@@ -41,7 +41,7 @@ import dgnam
 from dgnam.eval.score import layer_features
 from dgnam.eval.metrics import frechet_distance, spectrum_slope
 from dgnam.pool.store import load_any
-from dgnam.io.images import to_pil
+from dgnam.infra.images import to_pil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dgn_am_step import run_variant  # noqa: E402

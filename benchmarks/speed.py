@@ -22,7 +22,7 @@ import torch
 import dgnam
 from dgnam.generators.prior import PriorConfig, PriorGenerator
 from dgnam.methods.dgn_am import DGNAMConfig, dgn_am
-from dgnam.units import Unit
+from dgnam.core.units import Unit
 
 
 def make_generator(name: str | None):

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dgnam.hub import sha256_file
+from dgnam.infra.hub import sha256_file
 from dgnam.methods.maco import average_spectrum
 
 #: scikit-image's colour photos (dgnam.pool.SKIMAGE_PHOTOS less the grey ones); motorcycle: the left view.

@@ -15,7 +15,7 @@ from torch import nn
 
 import dgnam
 from dgnam.generators import GeneratorSpec
-from dgnam.hub import WeightSource
+from dgnam.infra.hub import WeightSource
 from dgnam.nets import InputSpec, NetSpec
 
 

@@ -10,13 +10,13 @@ from torch import nn
 
 import dgnam
 from dgnam import cli
-from dgnam.hooks import unwrap_output
-from dgnam.hub import WeightsError
+from dgnam.core.hooks import unwrap_output
+from dgnam.infra.hub import WeightsError
 from dgnam.nets import InputSpec, Target
 from dgnam.nets.adapters import SpecOverrides, hf_spec, load_target, normalize_built, parse_net_ref, timm_spec, torchvision_spec
-from dgnam.objectives import all_layer_shapes, check_units
+from dgnam.core.objectives import all_layer_shapes, check_units
 from dgnam.methods.pixel import PixelConfig, pixel_am
-from dgnam.units import UnitError, parse_unit
+from dgnam.core.units import UnitError, parse_unit
 
 MODEL_FILE = '''
 import torch
@@ -302,7 +302,7 @@ def test_cma_is_a_core_dependency():
 
 
 def test_explicit_weight_file_with_another_hash_loads_with_a_warning(tmp_path, monkeypatch):
-    from dgnam.hub import WeightSource, WeightsHashWarning, sha256_file
+    from dgnam.infra.hub import WeightSource, WeightsHashWarning, sha256_file
     from dgnam.nets import NetSpec
 
     from conftest import TinyNet
@@ -357,7 +357,7 @@ def test_displayed_grid_is_byte_for_byte_the_saved_contact_sheet(tiny_target, tm
     writer.add(result.subset([4, 5]))
     writer.finish()
     assert (tmp_path / "cli" / "contact_sheet.png").read_bytes() == png
-    assert Image.open(tmp_path / "run" / "logits_0001_seed0.png").tobytes() == dgnam.io.images.to_pil(result.images[0]).tobytes()
+    assert Image.open(tmp_path / "run" / "logits_0001_seed0.png").tobytes() == dgnam.infra.images.to_pil(result.images[0]).tobytes()
     some = result.show("logits:1")
     assert [str(u) for u in some.units] == ["logits:1", "logits:1"] and some.seeds == [0, 1]
     assert torch.equal(some.images, result.images[:2]) and some._repr_png_() != png

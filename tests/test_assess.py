@@ -14,7 +14,7 @@ from dgnam.eval.score import EvaluateConfig, evaluate_run, find_neighbors, layer
 from dgnam.methods.base import AMResult
 from dgnam.io.read import read_run
 from dgnam.io.write import RunWriter
-from dgnam.units import Unit
+from dgnam.core.units import Unit
 
 COLOR_CLASSES = ("red", "green", "blue")
 PLAIN = dgnam.InputSpec(size=(16, 16), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), min_size=8)

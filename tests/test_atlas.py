@@ -19,14 +19,14 @@ from torch import nn
 
 import dgnam
 import dgnam.methods.accentuate
-import dgnam.param
+import dgnam.core.param
 from dgnam import cli
 from dgnam.atlas import AtlasConfig, AtlasMethod, build_atlas, open_data, serve, split_unit_list
 from dgnam.atlas import build as atlas_build
 from dgnam.atlas import compute as atlas_compute
 from dgnam.atlas.site import histogram_svg
 from dgnam.generators import GeneratorSpec
-from dgnam.hub import WeightSource
+from dgnam.infra.hub import WeightSource
 from dgnam.nets import InputSpec, NetSpec
 from dgnam.methods.dgn_am import dgnam_config
 from dgnam.methods.pixel import PixelConfig
@@ -197,7 +197,7 @@ def test_accentuation_starts_from_the_photo(tiny, photos):
         with torch.no_grad():
             direct = float(dgnam.run_objective(net, photo, dgnam.units_objective(units)))
         assert float(r.history[0, 0]) == pytest.approx(direct, abs=2e-2), method
-    fourier = dgnam.param.FourierImage([0], 32, init=photo.clamp(0.01, 0.99))
+    fourier = dgnam.core.param.FourierImage([0], 32, init=photo.clamp(0.01, 0.99))
     assert torch.allclose(fourier(), photo.clamp(0.01, 0.99), atol=1e-4)
 
 

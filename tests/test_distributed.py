@@ -12,7 +12,7 @@ import dgnam
 from dgnam import cli
 from dgnam.distributed import World, init_world, merge_parts, part_dir, part_settings, shard_jobs
 from dgnam.generators import GeneratorSpec
-from dgnam.hub import WeightSource
+from dgnam.infra.hub import WeightSource
 from dgnam.nets import InputSpec, NetSpec
 from dgnam.methods.base import AMResult
 from dgnam.io.write import RunWriter

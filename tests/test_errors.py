@@ -12,7 +12,7 @@ from PIL import Image
 
 import dgnam
 from dgnam import cli
-from dgnam.errors import error_line
+from dgnam.infra.errors import error_line
 from dgnam.nets import InputSpec
 
 from test_assess import write_color_run
@@ -227,7 +227,7 @@ def test_input_spec_rejects_zero_std_and_nan(changes, message):
 
 
 def test_records_are_strict_json(tmp_path):
-    from dgnam.io.rundir import write_json_atomic
+    from dgnam.infra.files import write_json_atomic
 
     (tmp_path / "r.json").write_text("{}")
     with pytest.raises(ValueError):

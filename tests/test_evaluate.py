@@ -9,8 +9,8 @@ from torch import nn
 
 import dgnam
 from dgnam.eval.metrics import diversity, frechet_distance, judge_topk, mean_saturation, natural_max_activations, relative_activation, spectrum_slope
-from dgnam.hooks import capture
-from dgnam.units import Unit
+from dgnam.core.hooks import capture
+from dgnam.core.units import Unit
 
 from conftest import require
 

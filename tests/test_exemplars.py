@@ -15,7 +15,7 @@ import dgnam
 from dgnam.eval.score import unit_activations
 from dgnam.cli import main
 from dgnam.eval.exemplars import check_k, exemplars, layer_activations, open_images, unit_receptive_field
-from dgnam.units import Unit, UnitError
+from dgnam.core.units import Unit, UnitError
 
 
 class ColourNet(nn.Module):

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 import dgnam
-from dgnam.hub import WeightSource, WeightsError, download_weights, resolve_weights
+from dgnam.infra.hub import WeightSource, WeightsError, download_weights, resolve_weights
 
 
 def sha(data: bytes) -> str:

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import dgnam
-from dgnam.hub import WeightsError, sha256_file
+from dgnam.infra.hub import WeightsError, sha256_file
 from dgnam.methods.maco import SPECTRA, MacoConfig, MacoImage, average_spectrum, decorrelate, load_spectrum, maco_am, resize_spectrum, spectrum_path
-from dgnam.param import color_correlation_normalized
+from dgnam.core.param import color_correlation_normalized
 
 from conftest import needs
 
@@ -156,10 +156,10 @@ def test_pixel_maco_from_the_cli_saves_the_transparency_maps(tmp_path, monkeypat
     from PIL import Image
 
     from dgnam import cli
-    from dgnam.hub import WeightSource
+    from dgnam.infra.hub import WeightSource
     from dgnam.nets import InputSpec, NetSpec
     from dgnam.methods.pixel import METHODS, PixelConfig
-    from dgnam.io.images import to_pil
+    from dgnam.infra.images import to_pil
 
     from conftest import CATEGORIES, TinyNet
 

@@ -116,7 +116,7 @@ def test_generator_rejects_wrong_code_shape(tiny_generator):
 
 
 def test_batchnorm_statistics_term_in_code_space(tiny_target, tiny_generator):
-    from dgnam.regularizers import BatchNormStatsLoss
+    from dgnam.core.regularizers import BatchNormStatsLoss
 
     def bn_gap(images):
         with torch.no_grad(), BatchNormStatsLoss(tiny_target.model) as bn:

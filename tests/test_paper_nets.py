@@ -21,8 +21,8 @@ import dgnam
 from dgnam.generators import _REGISTRY as GEN_REGISTRY
 from dgnam.generators import get_generator_spec, load_generator
 from dgnam.generators.deepsim import BOUNDS_SOURCES, DeePSiMGenerator, read_bounds
-from dgnam.hooks import capture
-from dgnam.hub import WeightsError, dgnam_home, load_strict, sha256_file
+from dgnam.core.hooks import capture
+from dgnam.infra.hub import WeightsError, dgnam_home, load_strict, sha256_file
 from dgnam.nets import Target, get_net_spec, list_nets, load_net
 from dgnam.nets.caffenet import CaffeNet, convert_state_dict
 from dgnam.methods.presets import PAPER_PRESET, get_preset

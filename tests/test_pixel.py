@@ -10,11 +10,11 @@ import torch
 from torch import nn
 
 import dgnam
-from dgnam.objectives import run_objective, units_objective
-from dgnam.param import FourierImage, PixelImage, color_correlation_normalized
+from dgnam.core.objectives import run_objective, units_objective
+from dgnam.core.param import FourierImage, PixelImage, color_correlation_normalized
 from dgnam.methods.pixel import METHODS, PixelConfig, pixel_am, yosinski_regularize
-from dgnam.regularizers import BatchNormStatsLoss, l2, total_variation
-from dgnam.transforms import (
+from dgnam.core.regularizers import BatchNormStatsLoss, l2, total_variation
+from dgnam.core.transforms import (
     Compose, GaussianBlur, Jitter, Pad, RandomRotate, RandomScale, gaussian_blur, standard_transforms,
 )
 

@@ -11,7 +11,7 @@ from torch import nn
 import dgnam
 from dgnam.eval.exemplars import layer_activations, open_images
 from dgnam.eval.psychophysics import earlier_layer, embed_images, faithfulness, natural_trials, split_references_queries, two_afc_choices, units_faithfulness, window, window_features
-from dgnam.units import Unit
+from dgnam.core.units import Unit
 
 
 class Fixed(nn.Module):

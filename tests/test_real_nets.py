@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import dgnam
-from dgnam.hub import WeightsError
+from dgnam.infra.hub import WeightsError
 
 from conftest import require
 
@@ -35,7 +35,7 @@ def test_classifies_real_photos(name):
 
 
 def test_layers_of_lite0():
-    from dgnam.objectives import all_layer_shapes
+    from dgnam.core.objectives import all_layer_shapes
 
     shapes = all_layer_shapes(dgnam.load_net("efficientnet_lite0"))
     assert shapes["_blocks.15"] == (1, 320, 7, 7)
@@ -46,22 +46,22 @@ def test_layers_of_lite0():
 
 def test_wrong_weights_are_refused(tmp_path):
     lite1 = dgnam.nets.get_net_spec("efficientnet_lite1")
-    path = dgnam.hub.resolve_weights(lite1.weights)
+    path = dgnam.infra.hub.resolve_weights(lite1.weights)
     # Lite1's file named explicitly as Lite0's weights: an explicit file's hash is not enforced, but its keys must fit
     with pytest.raises(WeightsError, match=r"do not fit efficientnet_lite0: unexpected \d+ key"):
         dgnam.load_net("efficientnet_lite0", weights=path)
     # a state dict with Lite1's keys loaded into Lite0's architecture: the first mismatch is named
     model = dgnam.nets.get_net_spec("efficientnet_lite0").builder()
     with pytest.raises(WeightsError, match=r"missing|unexpected"):
-        dgnam.hub.load_strict(model, dgnam.hub.load_state_dict(path), "efficientnet_lite0")
+        dgnam.infra.hub.load_strict(model, dgnam.infra.hub.load_state_dict(path), "efficientnet_lite0")
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(WeightsError, match="truncated.pth cannot be read .*damaged"):
-        dgnam.hub.load_state_dict(truncated)
+        dgnam.infra.hub.load_state_dict(truncated)
 
 
 def test_fast_target_gives_the_same_activations():
-    from dgnam.objectives import run_objective, units_objective
+    from dgnam.core.objectives import run_objective, units_objective
 
     net = dgnam.load_net("efficientnet_lite0")
     units = dgnam.parse_units(["logits:1", "_blocks.15:3@mean", "_blocks.4._bn0:7"])
@@ -82,7 +82,7 @@ def test_fast_target_gives_the_same_activations():
 def test_shipped_lite0_prior_inverts_its_encoder_and_drives_a_class(name, layer, code_shape, carried):
     import torch.nn.functional as F
 
-    from dgnam.hooks import forward_until
+    from dgnam.core.hooks import forward_until
 
     gen = dgnam.load_generator(name)  # from the package, sha256 checked
     net = dgnam.load_net("efficientnet_lite0")

@@ -16,8 +16,8 @@ import torch
 import dgnam
 from dgnam.generators import get_generator_spec, load_generator
 from dgnam.generators.prior import prior_metadata
-from dgnam.hooks import capture
-from dgnam.hub import resolve_weights
+from dgnam.core.hooks import capture
+from dgnam.infra.hub import resolve_weights
 from dgnam.nets import Target, get_net_spec
 
 SHA256 = re.compile(r"[0-9a-f]{64}")

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import dgnam
-from dgnam.interrupts import stop_on_signals
+from dgnam.infra.interrupts import stop_on_signals
 from dgnam.nets import frozen_eval
 
 from conftest import TinyNet

@@ -19,7 +19,7 @@ from PIL import Image
 
 import dgnam
 from dgnam import cli
-from dgnam.hub import WeightSource
+from dgnam.infra.hub import WeightSource
 from dgnam.nets import InputSpec, NetSpec
 from dgnam.io.report import build_report, neighbors_sheet, svg_curves
 from dgnam.io.read import read_run

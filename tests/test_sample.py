@@ -10,7 +10,7 @@ from torch import nn
 import dgnam
 from dgnam import cli
 from dgnam.generators import GeneratorSpec
-from dgnam.hub import WeightSource
+from dgnam.infra.hub import WeightSource
 from dgnam.nets import InputSpec, NetSpec
 from dgnam.methods.ppgn import SampleConfig, image_diversity, layer_encoder, load_encoder, sample, sample_diversity
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import dgnam
-from dgnam.hub import WeightSource, WeightsError, load_strict, resolve_weights
+from dgnam.infra.hub import WeightSource, WeightsError, load_strict, resolve_weights
 from dgnam.nets import get_net_spec
 from dgnam.nets.squeezenet import (
     ArrayUnpickler,
@@ -178,7 +178,7 @@ def test_registry_entry_and_shapes():
     assert judge_family("squeezenet1_1", "my_own_net") is None and judge_family("squeezenet1_1", None) is None
     torch.manual_seed(0)
     net = dgnam.wrap_model(SqueezeNet11(), spec.input, spec.categories, name="squeezenet1_1")
-    from dgnam.objectives import all_layer_shapes
+    from dgnam.core.objectives import all_layer_shapes
 
     shapes = all_layer_shapes(net)
     assert shapes["conv1"] == (1, 64, 114, 114) and shapes["pool1"] == (1, 64, 56, 56)
@@ -186,7 +186,7 @@ def test_registry_entry_and_shapes():
     assert shapes["fire9"] == (1, 512, 13, 13) and shapes["pool"] == (1, 512, 1, 1)
     assert shapes["conv10"] == (1, 1000, 13, 13) and shapes["logits"] == (1, 1000)
     # no ReLU after conv10: the logits are the plain spatial mean, negative values included
-    from dgnam.hooks import capture
+    from dgnam.core.hooks import capture
 
     with torch.no_grad(), capture(net.model, ["conv10"]) as acts:
         out = net(torch.rand(2, 3, 100, 140))

@@ -9,7 +9,7 @@ import torch
 
 import dgnam
 from dgnam.generators.prior import PriorConfig, PriorGenerator, load_prior, save_prior
-from dgnam.hub import WeightSource
+from dgnam.infra.hub import WeightSource
 from dgnam.nets import InputSpec, NetSpec
 from dgnam.train.trainer import TrainConfig, Trainer, clip_gradients, code_stats, learning_rate, load_trained, stage_weights
 
@@ -295,7 +295,7 @@ def test_export_round_trip(tiny_setup):
     trainer = Trainer(config(steps=2), pool, tmp / "run", progress=False)
     trainer.train()
     sha = trainer.export(tmp / "prior.safetensors")
-    assert sha == dgnam.hub.sha256_file(tmp / "prior.safetensors")
+    assert sha == dgnam.infra.hub.sha256_file(tmp / "prior.safetensors")
     assert all(trainer.export(tmp / f"again{i}.safetensors") == sha for i in range(3))  # byte-identical exports
     loaded = dgnam.load_generator(str(tmp / "prior.safetensors"))
     code = trainer.gen.clip(trainer.gen.random_code([0, 1]))
@@ -415,7 +415,7 @@ def test_ship_script_writes_a_prior_and_its_card(tiny_setup):
     out.mkdir()
     assert ship.main([str(tmp / "run"), "tiny_prior", "--pool", str(pool), "--out-dir", str(out), "--dgn-am", '{"lr_start": 0.05}']) == 0
     card = (out / "tiny_prior.md").read_text()
-    sha = dgnam.hub.sha256_file(out / "tiny_prior.safetensors")
+    sha = dgnam.infra.hub.sha256_file(out / "tiny_prior.safetensors")
     assert sha in card and "40 images" in card and "PSNR" in card and '{"lr_start": 0.05}' in card
     gen = load_prior(out / "tiny_prior.safetensors")
     assert gen.dgn_am_defaults == {"lr_start": 0.05}

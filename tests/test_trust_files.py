@@ -15,8 +15,9 @@ from PIL import Image
 
 import dgnam
 from dgnam import cli
-from dgnam.io import rundir
-from dgnam.io.rundir import RunFolderError, prepare_run_folder, write_text_atomic
+from dgnam.infra import files
+from dgnam.io.rundir import RunFolderError, prepare_run_folder
+from dgnam.infra.files import write_text_atomic
 from dgnam.io.write import RunWriter
 from dgnam.methods.base import AMResult
 
@@ -176,8 +177,8 @@ def test_merge_never_replaces_a_file_it_did_not_move_and_refuses_a_file_named_tw
 # --- item 8: every file atomically; a full disk is one line and leaves no truncated file --------------------------
 
 def _full_disk_after(monkeypatch, writes):
-    """rundir._write_fd writes half of every file after the first ``writes`` files, then fails: the disk is full."""
-    real, calls = rundir._write_fd, {"n": 0}
+    """files._write_fd writes half of every file after the first ``writes`` files, then fails: the disk is full."""
+    real, calls = files._write_fd, {"n": 0}
 
     def write(fd, data):
         calls["n"] += 1
@@ -186,7 +187,7 @@ def _full_disk_after(monkeypatch, writes):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real(fd, data)
 
-    monkeypatch.setattr(rundir, "_write_fd", write)
+    monkeypatch.setattr(files, "_write_fd", write)
     return calls
 
 
@@ -214,7 +215,7 @@ def test_write_text_atomic_keeps_the_old_file_when_the_write_fails(tmp_path, mon
         write_text_atomic(path, "new page " * 1000)
     assert e.value.errno == errno.ENOSPC and e.value.filename == str(path)
     assert path.read_text() == "old page" and os.listdir(tmp_path) == ["index.html"]
-    from dgnam.errors import error_line
+    from dgnam.infra.errors import error_line
 
     assert error_line(e.value) == f"{path} cannot be written: the disk is full: free some space or write elsewhere"
 
@@ -361,7 +362,7 @@ def test_a_second_sigterm_during_the_clean_up_is_ignored(sigterm_raises):
 
 
 def stop_on_signals_():
-    from dgnam.interrupts import stop_on_signals
+    from dgnam.infra.interrupts import stop_on_signals
 
     return stop_on_signals()
 

@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 from dgnam import cli, parse_unit
-from dgnam.errors import error_line
-from dgnam.io.images import ImageFileError, read_image
+from dgnam.infra.errors import error_line
+from dgnam.infra.images import ImageFileError, read_image
 from dgnam.run import MAX_JOBS, make_jobs
-from dgnam.units import MAX_UNITS, UnitError
+from dgnam.core.units import MAX_UNITS, UnitError
 
 from test_errors import one_line_error, vis
 

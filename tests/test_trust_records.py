@@ -13,7 +13,7 @@ from PIL import Image
 
 import dgnam
 from dgnam import cli
-from dgnam.hub import WeightSource
+from dgnam.infra.hub import WeightSource
 from dgnam.nets import InputSpec, NetSpec
 
 from conftest import CATEGORIES, TinyNet

@@ -14,9 +14,9 @@ import pytest
 
 from dgnam import cli
 from dgnam.atlas import store
-from dgnam.hooks import NoTensorError, unwrap_output
+from dgnam.core.hooks import NoTensorError, unwrap_output
 from dgnam.io.read import RESULTS, RecordError, check_record, load_record
-from dgnam.units import Unit
+from dgnam.core.units import Unit
 
 from conftest import join_or_kill, missing, needs, require
 from test_errors import one_line_error

@@ -17,7 +17,7 @@ import torch
 
 import dgnam
 from dgnam import cli
-from dgnam.hub import WeightsError, load_state_dict
+from dgnam.infra.hub import WeightsError, load_state_dict
 from dgnam.nets.squeezenet import cached_conversion, load_squeezenet_weights
 from dgnam.train.trainer import Trainer, cached_codes, make_views
 
@@ -225,7 +225,7 @@ def test_a_conversion_without_a_recorded_hash_is_converted_again(tmp_path, monke
     (tmp_path / "home" / "recorded_sha256.json").unlink()
     again = load_squeezenet_weights(pkl)
     assert all(torch.equal(first[k], again[k]) for k in first)  # the pickle's weights, not the stray file's
-    assert json.loads((tmp_path / "home" / "recorded_sha256.json").read_text())[cache.name] == dgnam.hub.sha256_file(cache)
+    assert json.loads((tmp_path / "home" / "recorded_sha256.json").read_text())[cache.name] == dgnam.infra.hub.sha256_file(cache)
 
 
 # ---------------------------------------------------------------- item 13: --categories and bounds

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from dgnam import Unit, UnitError, check_units, parse_unit, parse_units, run_objective, units_objective
-from dgnam.units import read_unit
+from dgnam.core.units import read_unit
 
 from conftest import CATEGORIES, hook_count
 
@@ -87,7 +87,7 @@ def check_stops(tiny_target, ran):
     (grad,) = torch.autograd.grad(scores.sum(), images)
     # the same scores and gradient as a full pass that reads the layer by hand
     full = images.detach().clone().requires_grad_(True)
-    from dgnam.hooks import capture
+    from dgnam.core.hooks import capture
 
     with capture(tiny_target.model, ["act1"]) as acts:
         tiny_target(full)
@@ -180,7 +180,7 @@ def test_token_layers_of_a_vision_transformer():
 
 
 def test_receptive_field_is_computed_from_the_gradient(tiny_target):
-    from dgnam.objectives import receptive_field_box
+    from dgnam.core.objectives import receptive_field_box
 
     # conv1 (3x3, pad 1) then conv2 (3x3, stride 2, pad 1): conv2 at (y, x) sees input rows 2y-2 .. 2y+2
     assert receptive_field_box(tiny_target, Unit("conv2", 0, (5, 3)), (32, 32)) == (8, 4, 13, 9)
@@ -194,7 +194,7 @@ def test_receptive_field_is_computed_from_the_gradient(tiny_target):
 
 
 def test_positions_on_a_non_square_map_are_bounded_by_height_then_width():
-    from dgnam.units import check_unit
+    from dgnam.core.units import check_unit
 
     shape = (1, 4, 3, 7)  # (N, C, H, W): 3 rows, 7 columns
     check_unit(Unit("x", 1, (2, 6)), shape)  # the last row, the last column

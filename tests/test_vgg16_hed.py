@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 
 import dgnam
-from dgnam.hooks import capture
-from dgnam.hub import WeightSource, WeightsError, _package_file, load_strict
+from dgnam.core.hooks import capture
+from dgnam.infra.hub import WeightSource, WeightsError, _package_file, load_strict
 from dgnam.nets import get_net_spec, load_net
 from dgnam.nets.vgg16_hed import VGG16HED, convert_keras_state, load_hed_weights, read_keras_h5
-from dgnam.objectives import check_units
+from dgnam.core.objectives import check_units
 
 from conftest import missing, needs
 

@@ -12,14 +12,14 @@ Importing the package does no work: registries fill on first use.
 
 from .methods.blackbox import CMAESConfig, GAConfig, blackbox_am, cmaes_am, ga_am
 from .generators import Generator, GeneratorSpec, list_generators, load_generator, register_generator
-from .hub import WeightSource, WeightsError, download_weights
+from .infra.hub import WeightSource, WeightsError, download_weights
 from .nets import InputSpec, NetSpec, Target, frozen_eval, list_nets, load_net, register_net, wrap_model
-from .objectives import Objective, check_units, run_objective, units_objective
+from .core.objectives import Objective, check_units, run_objective, units_objective
 from .methods.base import AMResult
 from .methods.dgn_am import DGNAMConfig, dgn_am, dgnam_config
 from .methods.pixel import PixelConfig, pixel_am
 from .run import visualize
-from .units import Unit, UnitError, parse_unit, parse_units
+from .core.units import Unit, UnitError, parse_unit, parse_units
 
 __version__ = "0.1.0"
 

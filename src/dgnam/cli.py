@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .commands import _cmd_bounds, _cmd_evaluate, _cmd_exemplars, _cmd_neighbors, _cmd_pool, _cmd_report, _cmd_repro, _cmd_train, _cmd_weights
-from .io.images import MAX_SIDE, MIN_SIDE
-from .io.rundir import short
+from .infra.images import MAX_SIDE, MIN_SIDE
+from .infra.messages import short
 
 
 
@@ -396,10 +396,10 @@ def _cmd_visualize(args) -> int:
 
     from . import load_generator, parse_units
     from .distributed import barrier, clear_stale_parts, close_world, init_world, merge_parts, part_dir, part_settings, shard_jobs
-    from .hooks import addressable_layers
-    from .interrupts import stop_on_signals
+    from .core.hooks import addressable_layers
+    from .infra.interrupts import stop_on_signals
     from .nets import class_layers
-    from .objectives import check_units, receptive_field_box
+    from .core.objectives import check_units, receptive_field_box
     from .io.rundir import check_same_settings, prepare_run_folder, read_json_object
     from .io.write import RunWriter, runtime
     from .run import iter_visualize, make_jobs
@@ -564,8 +564,8 @@ def _cmd_sample(args) -> int:
     import torch
 
     from . import load_generator, parse_units
-    from .hooks import addressable_layers
-    from .interrupts import stop_on_signals
+    from .core.hooks import addressable_layers
+    from .infra.interrupts import stop_on_signals
     from .io.rundir import check_same_settings, prepare_run_folder, read_json_object
     from .io.write import SampleWriter, runtime
     from .run import make_jobs
@@ -661,7 +661,7 @@ def _cmd_merge(args) -> int:
 
 
 def _cmd_layers(args) -> int:
-    from .objectives import all_layer_shapes
+    from .core.objectives import all_layer_shapes
 
     net = net_from_args(args)
     shapes = all_layer_shapes(net)
@@ -714,7 +714,7 @@ def _torch_threads(threads: int | None):
 def main(argv: list[str] | None = None) -> int:
     """Run the ``dgnam`` command; expected errors print one line (exit code 2), ``--debug`` or
     ``DGNAM_DEBUG=1`` shows their traceback."""
-    from .errors import debug_requested, error_line
+    from .infra.errors import debug_requested, error_line
 
     debug, argv = debug_requested(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)

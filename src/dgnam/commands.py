@@ -15,7 +15,8 @@ def recorded_file(run_dir: str | Path, value: object, field: str, flag: str) -> 
     Raises:
         RunFolderError: the path (as recorded, resolved with symlinks) leaves the folder; the message names ``flag``.
     """
-    from .io.rundir import RunFolderError, short
+    from .io.rundir import RunFolderError
+    from .infra.messages import short
 
     if value is None:
         return None
@@ -28,7 +29,8 @@ def recorded_file(run_dir: str | Path, value: object, field: str, flag: str) -> 
 def recorded_overrides(record: dict, run_dir: str | Path, categories: str | None = None):
     """The input-spec overrides a run folder's results.json recorded (``net_overrides``), to rebuild its net;
     ``categories`` (``--categories``) replaces the recorded file, which is read only inside the folder."""
-    from .io.rundir import RunFolderError, short
+    from .io.rundir import RunFolderError
+    from .infra.messages import short
     from .nets.adapters import SpecOverrides, read_categories
 
     given = record.get("net_overrides") or {}
@@ -54,7 +56,7 @@ def run_target(record: dict, run_dir: str | Path, net: str | None = None, weight
     Returns:
         The :class:`~dgnam.nets.Target`, or None where neither the record nor ``net`` names one.
     """
-    from .io.rundir import short
+    from .infra.messages import short
     from .nets.adapters import SpecOverrides, check_recorded_ref, load_target, read_categories
 
     recorded = record.get("net")
@@ -88,7 +90,7 @@ def _weight_source(name: str):
 
 
 def _cmd_weights(args) -> int:
-    from .hub import WeightsError, download_weights, resolve_weights
+    from .infra.hub import WeightsError, download_weights, resolve_weights
 
     if args.weights_command == "download":
         source = _weight_source(args.name)
@@ -170,7 +172,8 @@ def _cmd_bounds(args) -> int:
     import torch
 
     from .generators.prior import code_bounds
-    from .io.rundir import short, write_json_atomic
+    from .infra.files import write_json_atomic
+    from .infra.messages import short
     from .pool.store import load_any
     from .train.trainer import code_stats, encode_views
 
@@ -198,7 +201,7 @@ def _load_judges(names: list[str] | None, device) -> tuple[dict, list[str]]:
     """The judge nets: those named, else every registered judge (``dgnam.nets.list_judges``: EfficientNet-Lite1,
     -Lite2 and the out-of-family SqueezeNet v1.1). A default judge whose weights are not installed is skipped
     with its reason; a named one that cannot load is an error."""
-    from .hub import WeightsError
+    from .infra.hub import WeightsError
     from .nets import list_judges, load_net
 
     judges, skipped = {}, []
@@ -225,7 +228,7 @@ def _cmd_evaluate(args) -> int:
     from .io.report import EVALUATION_FILE
     from .io.read import read_run
     from .io.write import json_safe, versions
-    from .io.rundir import write_json_atomic
+    from .infra.files import write_json_atomic
 
     record, images = read_run(args.run_dir)
     device = torch.device(args.device)
@@ -296,7 +299,7 @@ def _cmd_neighbors(args) -> int:
     from .io.report import NEIGHBORS_DIR, NEIGHBORS_FILE, neighbors_sheet
     from .io.read import read_run
     from .io.write import json_safe, save_png
-    from .io.rundir import write_json_atomic
+    from .infra.files import write_json_atomic
 
     record, images = read_run(args.run_dir)
     if not len(images):
@@ -348,7 +351,7 @@ def _cmd_exemplars(args) -> int:
     from . import parse_units
     from .cli import net_from_args
     from .eval.exemplars import check_k, exemplars, layer_activations, open_images, save_exemplars, unit_receptive_field
-    from .objectives import check_units
+    from .core.objectives import check_units
     from .io.rundir import prepare_run_folder
     from .io.write import unit_label
 

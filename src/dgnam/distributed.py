@@ -29,7 +29,8 @@ from typing import Sequence, TypeVar
 
 import torch
 
-from .io.rundir import RUN_FILES, RunFolderError, inside_run, read_json_object, short
+from .io.rundir import RUN_FILES, RunFolderError, inside_run, read_json_object
+from .infra.messages import short
 
 T = TypeVar("T")
 
@@ -244,7 +245,7 @@ def merge_parts(out: str | Path, started: float | None = None, keep_parts: bool 
     """
     from PIL import Image
 
-    from .io.images import read_image
+    from .infra.images import read_image
     from .io.write import RunWriter, tile_caption
 
     out = Path(out)

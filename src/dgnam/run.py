@@ -13,10 +13,10 @@ import torch
 
 from .generators import Generator
 from .nets import Target
-from .objectives import check_units
+from .core.objectives import check_units
 from .methods.base import AMResult
 from .methods.dgn_am import DGNAMConfig, dgn_am
-from .units import Unit
+from .core.units import Unit
 
 
 @dataclass(frozen=True)

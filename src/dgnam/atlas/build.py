@@ -23,10 +23,10 @@ import torch
 
 from ..nets import Target
 from ..eval.exemplars import exemplar_crops, exemplars, layer_activations, unit_receptive_field
-from ..interrupts import stop_on_signals
-from ..io.rundir import write_text_atomic
-from ..objectives import check_units
-from ..units import Unit, UnitError, layer_kind, parse_units
+from ..infra.interrupts import stop_on_signals
+from ..infra.files import write_text_atomic
+from ..core.objectives import check_units
+from ..core.units import Unit, UnitError, layer_kind, parse_units
 from . import store
 from .compute import AtlasConfig, Synthesized, histogram, synthesize, to_tensor
 from .site import claim_files, page_files, write_site
@@ -96,7 +96,7 @@ def plan_units(target: Target, layers: Sequence[str] = (), unit_texts: Sequence[
 
 def default_pool_dir() -> Path:
     """Where the atlas keeps the offline pool when no ``--data`` is given: ``$DGNAM_HOME/pool``."""
-    from ..hub import dgnam_home
+    from ..infra.hub import dgnam_home
 
     return dgnam_home() / "pool"
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..nets import Target
-from ..units import Unit
+from ..core.units import Unit
 
 
 @dataclass

@@ -18,7 +18,9 @@ from pathlib import Path, PurePosixPath
 from typing import Sequence
 from urllib.parse import unquote, urlsplit
 
-from ..io.rundir import RunFolderError, short, write_text_atomic
+from ..io.rundir import RunFolderError
+from ..infra.files import write_text_atomic
+from ..infra.messages import short
 from .store import SETTINGS_FILE, layer_slug, safe_name
 
 STATIC = ("atlas.js", "atlas.css")

@@ -26,8 +26,8 @@ import numpy as np
 from PIL import Image
 
 from ..io.read import UNIT, RecordError, check_record, load_record  # every record read back is checked there
-from ..io.rundir import write_text_atomic
-from ..units import Unit
+from ..infra.files import write_text_atomic
+from ..core.units import Unit
 
 SETTINGS_FILE = "atlas.json"
 UNIT_FILE = "unit.json"

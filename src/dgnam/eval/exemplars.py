@@ -32,9 +32,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..hooks import layer_output
+from ..core.hooks import layer_output
 from ..nets import Target
-from ..units import Unit, UnitError, check_unit, layer_kind
+from ..core.units import Unit, UnitError, check_unit, layer_kind
 
 #: Bump when the stored readings change meaning: older cache files are then not reused.
 CACHE_VERSION = 1
@@ -219,7 +219,7 @@ def reading_of(unit: Unit, ndim: int) -> str:
 
 
 def _read_all(output: torch.Tensor, reading: str) -> torch.Tensor:
-    """(N, C) values of every channel of ``output`` at ``reading`` (as :func:`~dgnam.units.read_unit`)."""
+    """(N, C) values of every channel of ``output`` at ``reading`` (as :func:`~dgnam.core.units.read_unit`)."""
     kind = layer_kind(output.shape)
     if kind == "vector":
         return output
@@ -246,7 +246,7 @@ def net_fingerprint(net: Target) -> str:
 
 def default_cache_dir() -> Path:
     """Where layer activations are cached: ``$DGNAM_HOME/activations``."""
-    from ..hub import dgnam_home
+    from ..infra.hub import dgnam_home
 
     return dgnam_home() / "activations"
 
@@ -427,7 +427,7 @@ def crop_box(image: np.ndarray, box: tuple[int, int, int, int] | None) -> np.nda
 def exemplar_crops(data: NaturalImages, indices: Sequence[int], box: tuple[int, int, int, int] | None) -> list[np.ndarray]:
     """The images ``indices`` of ``data``, each cut to the unit's receptive field ``box``.
 
-    ``box`` comes from :func:`dgnam.objectives.receptive_field_box` at the data's image size
+    ``box`` comes from :func:`dgnam.core.objectives.receptive_field_box` at the data's image size
     (``(data.size, data.size)``): the pixels the unit depends on, so a hidden unit's exemplars show
     what it sees. None keeps whole images (class units, mean-read units).
     """
@@ -435,9 +435,9 @@ def exemplar_crops(data: NaturalImages, indices: Sequence[int], box: tuple[int, 
 
 
 def unit_receptive_field(net: Target, unit: Unit, size: int) -> tuple[int, int, int, int] | None:
-    """The receptive-field box of ``unit`` in images of ``size`` px (:func:`~dgnam.objectives.receptive_field_box`);
+    """The receptive-field box of ``unit`` in images of ``size`` px (:func:`~dgnam.core.objectives.receptive_field_box`);
     None where the unit sees the whole image (class units, mean-read units, deep layers)."""
-    from ..objectives import receptive_field_box
+    from ..core.objectives import receptive_field_box
 
     return receptive_field_box(net, unit, (size, size))
 
@@ -484,7 +484,7 @@ def save_exemplars(out_dir: str | Path, data: NaturalImages, results: Sequence[t
     """
     from PIL import Image
 
-    from ..io.rundir import write_json_atomic
+    from ..infra.files import write_json_atomic
     from ..io.write import json_safe, run_header, save_png
 
     out = Path(out_dir)

@@ -26,9 +26,9 @@ from typing import Iterator, Mapping, Sequence, Union
 import numpy as np
 import torch
 
-from ..hooks import OUTPUT, capture
+from ..core.hooks import OUTPUT, capture
 from ..nets import Target
-from ..units import Unit, read_unit
+from ..core.units import Unit, read_unit
 
 Images = Union[torch.Tensor, np.ndarray]
 
@@ -270,7 +270,7 @@ def relative_activation(acts: Sequence[float] | np.ndarray | torch.Tensor, natur
 def natural_max_activations(target: Target, units: Sequence[Unit], images: Images, batch_size: int = 32) -> np.ndarray:
     """For each unit, its highest activation over a set of natural images.
 
-    Units are read as in the optimization (:func:`~dgnam.units.read_unit`: the centre of a map by
+    Units are read as in the optimization (:func:`~dgnam.core.units.read_unit`: the centre of a map by
     default), with the images brought to the target's native size by the target.
 
     Args:

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..hooks import OUTPUT, layer_output
+from ..core.hooks import OUTPUT, layer_output
 from ..nets import Target
 
 # --------------------------------------------------------------------------------------------------
@@ -435,7 +435,7 @@ def units_faithfulness(
 
     Args:
         target: The net the images were optimized for.
-        units: The :class:`~dgnam.units.Unit` of each image.
+        units: The :class:`~dgnam.core.units.Unit` of each image.
         images: The synthesized images (N, H, W, 3) uint8, or a (N, 3, H, W) tensor in [0, 1].
         data: Natural images (:func:`dgnam.eval.exemplars.open_images`).
         k: Exemplars per unit (``k + 1`` <= images of ``data``).
@@ -451,7 +451,7 @@ def units_faithfulness(
         no layer could be scored).
     """
     from .exemplars import check_k, exemplars, layer_activations
-    from ..objectives import receptive_field_box
+    from ..core.objectives import receptive_field_box
 
     units = list(units)
     if len(units) != len(images):

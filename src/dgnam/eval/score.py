@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from .metrics import SLOPE_BAND, Images, _forward_layers, _to_nchw, diversity, frechet_distance, judge_pass, mean_saturation, natural_max_activations, relative_activation, spectrum_slope
-from ..hooks import OUTPUT
+from ..core.hooks import OUTPUT
 from ..nets import Target, judge_family, known_class_layers
 from ..io.write import json_safe
-from ..units import Unit, read_unit
+from ..core.units import Unit, read_unit
 
 
 @dataclass
@@ -103,7 +103,7 @@ def layer_features(net: Target, layer: str, images: Images, batch_size: int = 32
 
 
 def unit_activations(net: Target, units: Sequence[Unit], images: Images, batch_size: int = 32) -> np.ndarray:
-    """Activation of ``units[i]`` on ``images[i]``, read as in the optimization (:func:`~dgnam.units.read_unit`).
+    """Activation of ``units[i]`` on ``images[i]``, read as in the optimization (:func:`~dgnam.core.units.read_unit`).
 
     Returns:
         float array (N,).
@@ -140,7 +140,7 @@ def _unit_pass(net: Target, units: Sequence[Unit], images: Images, is_class: np.
 
 
 def item_unit(item: Mapping) -> Unit:
-    """The :class:`~dgnam.units.Unit` of one ``results.json`` item (``layer``, ``index``, ``location``)."""
+    """The :class:`~dgnam.core.units.Unit` of one ``results.json`` item (``layer``, ``index``, ``location``)."""
     loc = item.get("location")
     return Unit(item["layer"], int(item["index"]), tuple(loc) if isinstance(loc, list) else loc)
 

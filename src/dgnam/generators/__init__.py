@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..hub import WeightSource, check_explicit, load_state_dict, load_strict, resolve_weights
+from ..infra.hub import WeightSource, check_explicit, load_state_dict, load_strict, resolve_weights
 
 
 class Generator(nn.Module):
@@ -50,8 +50,8 @@ class Generator(nn.Module):
         return self
 
     def clip(self, code: torch.Tensor) -> torch.Tensor:
-        """``code`` clipped to this generator's ``[lower, upper]`` (:func:`~dgnam.methods.base.clip_to`)."""
-        from ..methods.base import clip_to
+        """``code`` clipped to this generator's ``[lower, upper]`` (:func:`~dgnam.core.codes.clip_to`)."""
+        from ..core.codes import clip_to
 
         return clip_to(code, (self.lower, self.upper))
 
@@ -137,7 +137,7 @@ def list_generators() -> list[str]:
 def get_generator_spec(name: str) -> GeneratorSpec:
     _ensure_builtin()
     if name not in _REGISTRY:
-        from ..units import unknown_name
+        from ..infra.messages import unknown_name
 
         raise unknown_name("generator", name, _REGISTRY)
     return _REGISTRY[name]
@@ -161,8 +161,8 @@ def load_generator(name: str, weights: str | Path | None = None, download: bool 
         The generator in eval mode with frozen parameters.
     """
     if is_generator_file(name):
-        from ..hub import WeightsError
-        from ..io.rundir import short
+        from ..infra.hub import WeightsError
+        from ..infra.messages import short
         from .prior import load_prior
 
         if not Path(name).is_file():

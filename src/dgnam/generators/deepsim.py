@@ -26,7 +26,7 @@ Every layer but ``deconv0`` is followed by a leaky ReLU of slope 0.3. Caffe's ``
 stores its weight as (in, out, k, k), exactly as :class:`torch.nn.ConvTranspose2d`, and the module
 names are the Caffe layer names, so the PyTorch state dicts published by Binxu Wang
 (``defc7.weight``, ``defc7.bias``, ... ``deconv0.bias``) load unchanged through
-:func:`dgnam.hub.load_strict`.
+:func:`dgnam.infra.hub.load_strict`.
 
 The network's own output (:meth:`DeePSiMGenerator.raw`) is in Caffe's convention: BGR, 0-255, minus
 the ImageNet mean, ready for CaffeNet without any preprocessing. :meth:`~DeePSiMGenerator.decode`
@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..hub import WeightsError, WeightSource, dgnam_home, resolve_weights
+from ..infra.hub import WeightsError, WeightSource, dgnam_home, resolve_weights
 from . import Generator
 
 # Caffe's ImageNet mean in RGB order (the generators were trained on BGR images minus (104, 117, 123)).

@@ -172,7 +172,7 @@ def save_prior(gen: PriorGenerator, path: str | Path, extra: dict | None = None)
     """Write weights + config as safetensors (fp16 weights, fp32 statistics); return the sha256."""
     from safetensors.torch import save_file
 
-    from ..hub import sha256_file
+    from ..infra.hub import sha256_file
 
     state = {k: (v.half() if k.startswith(("fc.", "front.", "up.")) else v.float()).contiguous() for k, v in gen.state_dict().items()}
     meta = {"dgnam_prior_config": gen.config.to_json(), **{k: json.dumps(v, sort_keys=True) for k, v in (extra or {}).items()}}
@@ -197,7 +197,7 @@ def load_prior(path: str | Path) -> PriorGenerator:
     """Rebuild a :class:`PriorGenerator` from a safetensors file written by :func:`save_prior`."""
     from safetensors import safe_open
 
-    from ..hub import WeightsError, load_strict
+    from ..infra.hub import WeightsError, load_strict
 
     try:
         with safe_open(str(path), framework="pt") as f:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from ..hub import WeightSource
+from ..infra.hub import WeightSource
 from . import GeneratorSpec, register_generator
 from .deepsim import DeePSiMGenerator, paper_bounds
 

@@ -30,7 +30,7 @@ def png_bytes(image: Image.Image) -> bytes:
 def result_tiles(result: "AMResult", categories: Sequence[str] | None = None) -> list[tuple[Image.Image, str]]:
     """One (image, caption) per element: the label, seed and final activation, as on a contact sheet."""
     from .write import tile_caption, unit_label
-    from .images import to_pil
+    from ..infra.images import to_pil
 
     categories = categories if categories is not None else result.categories
     return [(to_pil(result.images[i]), tile_caption(unit_label(u, categories), s, float(result.final[i])))
@@ -39,7 +39,7 @@ def result_tiles(result: "AMResult", categories: Sequence[str] | None = None) ->
 
 def sheet_png(result: "AMResult", categories: Sequence[str] | None = None) -> bytes:
     """The labelled grid of ``result`` as PNG bytes: identical to the ``contact_sheet.png`` a run of it writes."""
-    from .images import contact_sheet
+    from ..infra.images import contact_sheet
 
     return png_bytes(contact_sheet(result_tiles(result, categories)))
 

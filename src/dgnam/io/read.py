@@ -16,8 +16,9 @@ from typing import Mapping
 
 import numpy as np
 
-from .images import read_image
-from .rundir import ITEM_KEYS, RunFolderError, inside_run, short
+from ..infra.images import read_image
+from .rundir import ITEM_KEYS, RunFolderError, inside_run
+from ..infra.messages import short
 
 
 # --------------------------------------------------------------------------------------------------

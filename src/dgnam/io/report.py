@@ -24,7 +24,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .read import read_record, read_run
-from .rundir import RunFolderError, check_items, inside_run, read_json_object, short
+from .rundir import RunFolderError, check_items, inside_run, read_json_object
+from ..infra.messages import short
 
 EVALUATION_FILE = "evaluation.json"
 NEIGHBORS_DIR = "neighbors"

@@ -14,6 +14,9 @@ import re
 import tempfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from ..infra.files import write_json_atomic
+from ..infra.messages import short
+
 #: What dgnam writes at the top of a run folder besides the files its records list (``--overwrite`` removes both).
 RUN_FILES = ("results.json", "contact_sheet.png", "evaluation.json", "report.html")
 RUN_FOLDERS = ("best", "rf", "raw", "parts", "neighbors", "transparency")  # folders dgnam makes (transparency: MACO's maps)
@@ -21,12 +24,6 @@ RUN_FOLDERS = ("best", "rf", "raw", "parts", "neighbors", "transparency")  # fol
 
 class RunFolderError(ValueError):
     """A run folder, or a JSON file in it, is not what dgnam wrote (or would overwrite something)."""
-
-
-def short(text: object, limit: int = 80) -> str:
-    """``text`` as a string cut to ``limit`` characters (for echoing user input in an error)."""
-    text = str(text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def inside_run(run_dir: str | Path, name: object, what: str = "a file") -> Path:
@@ -105,71 +102,6 @@ def refuse_repeated(items: list[dict], path: str | Path, *groups: tuple[str, ...
                 raise RunFolderError(f"{path}: items[{k}] repeats items[{seen[value]}] ({', '.join(group)} {short(value, 60)}), which dgnam never "
                                      f"writes: restore the results.json dgnam wrote, or start again with --overwrite")
             seen[value] = k
-
-
-def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path`` (its folder made if missing), then rename it
-    over ``path``: a reader (or a kill -9 in the middle) sees the old file or the new one, never half of one.
-
-    The file gets the mode ``open()`` would give it (0o666 less the umask), not the temporary file's 0o600.
-
-    Raises:
-        OSError: the write failed (a full disk: ``errno.ENOSPC``); its file name is ``path``, so the
-            command's error line names it, and neither a partial file nor the temporary file is left.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            _write_fd(fd, data)
-            if hasattr(os, "fchmod"):
-                os.fchmod(fd, 0o666 & ~_umask())
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.errno is not None:  # name the file written, not the temporary one
-            raise OSError(e.errno, e.strerror or os.strerror(e.errno), str(path)) from e
-        raise
-    return path
-
-
-def _write_fd(fd: int, data: bytes) -> None:
-    """All of ``data`` to the open file ``fd`` (``os.write`` may write less than asked)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _umask() -> int:
-    """This process's umask, read without changing it where Linux says it (``/proc/self/status``)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` (UTF-8) atomically, as :func:`write_bytes_atomic` does."""
-    return write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def write_json_atomic(path: str | Path, value: object, indent: int | None = 1) -> Path:
-    """Write ``value`` as strict JSON (no NaN/Infinity) atomically (:func:`write_text_atomic`).
-
-    Raises:
-        ValueError: ``value`` holds NaN or an infinity (strict JSON has neither).
-    """
-    return write_text_atomic(path, json.dumps(value, indent=indent, allow_nan=False))
 
 
 #: Keys of a record's items that name a file (relative to the record's folder); also ``maps`` and exemplars' ``top``/``bottom``.
@@ -292,7 +224,7 @@ def _item_names(item: object, keys: tuple[str, ...]) -> list[object]:
 
 def _slug(text: object) -> str | None:
     """The file-name slug of a recorded unit string (``logits:1`` -> ``logits_0001``), or None."""
-    from ..units import Unit, _parse_location
+    from ..core.units import Unit, _parse_location
 
     m = re.fullmatch(r"(?P<layer>.+):(?P<index>\d{1,9})(?:@(?P<loc>.+))?", text) if isinstance(text, str) else None
     try:
@@ -410,5 +342,4 @@ def check_same_runtime(out: str | Path, recorded: object, now: dict) -> None:
                          f"from an uninterrupted run's: resume with {' and '.join(fixes)}, or start again with --overwrite")
 
 
-__all__ = ["RunFolderError", "RunOutputs", "ITEM_KEYS", "ITEM_FILE_KEYS", "check_items", "refuse_repeated", "RUN_FILES", "RUN_FOLDERS", "inside_run", "read_json_object",
-           "write_bytes_atomic", "write_text_atomic", "write_json_atomic", "prepare_run_folder", "check_same_settings", "check_same_runtime", "short"]
+__all__ = ["RunFolderError", "RunOutputs", "ITEM_KEYS", "ITEM_FILE_KEYS", "check_items", "refuse_repeated", "RUN_FILES", "RUN_FOLDERS", "inside_run", "read_json_object", "prepare_run_folder", "check_same_settings", "check_same_runtime"]

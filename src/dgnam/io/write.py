@@ -19,10 +19,11 @@ import torch
 from PIL import Image
 
 from ..methods.base import AMResult
-from ..units import Unit
+from ..core.units import Unit
 from .display import png_bytes
-from .images import contact_sheet, read_image, to_pil
-from .rundir import RunFolderError, write_bytes_atomic
+from ..infra.images import contact_sheet, read_image, to_pil
+from .rundir import RunFolderError
+from ..infra.files import write_bytes_atomic
 
 
 def unit_label(unit: Unit, categories: Sequence[str] | None, output_layers: Sequence[str] | None = None) -> str:
@@ -42,7 +43,7 @@ def tile_caption(label: str, seed: int, activation: float) -> str:
 
 
 def save_png(image: Image.Image, path: str | Path) -> Path:
-    """``image`` as a PNG at ``path``, atomically (:func:`~dgnam.io.rundir.write_bytes_atomic`): a full
+    """``image`` as a PNG at ``path``, atomically (:func:`~dgnam.infra.files.write_bytes_atomic`): a full
     disk or a kill leaves the old file or none, never a truncated one."""
     return write_bytes_atomic(path, png_bytes(image))
 
@@ -170,7 +171,7 @@ class RunWriter:
     def _write(self, interrupted: bool, requested: int | None) -> Path:
         """results.json, atomically (temporary file + rename) and as strict JSON. While a run goes on,
         the record written after each batch says ``interrupted: true`` (what it is if the run dies)."""
-        from .rundir import write_json_atomic
+        from ..infra.files import write_json_atomic
 
         record = {
             **run_header(self.settings, self.started, len(self.items), interrupted, requested),
@@ -341,7 +342,7 @@ class SampleWriter:
     def finish(self, interrupted: bool = False, requested: int | None = None) -> Path:
         """Write the contact sheet and results.json (with the diversity of the samples); return its path."""
         from ..methods.ppgn import image_diversity
-        from .rundir import write_json_atomic
+        from ..infra.files import write_json_atomic
 
         columns = max((len(row) for row in self.rows), default=0)
         if columns:  # one row per chain, shorter chains padded with blank tiles
@@ -361,7 +362,7 @@ class SampleWriter:
     def write_progress(self, requested: int | None = None) -> Path:
         """results.json of the chains so far (``interrupted: true`` until :meth:`finish`), written
         atomically after each batch, so a killed run leaves a valid record of what finished."""
-        from .rundir import write_json_atomic
+        from ..infra.files import write_json_atomic
 
         record = {**run_header(self.settings, self.started, len(self.items), True, requested), "diversity": None,
                   "chains": self.chains, "items": self.items}  # fmt: skip

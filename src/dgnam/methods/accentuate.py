@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..nets import Target
-from ..units import Unit
+from ..core.units import Unit
 from .base import AMResult
 
 #: Maps images (N, 3, H, W) in [0, 1] to codes (N, *code_shape).
@@ -40,7 +40,7 @@ def load_photo(path: str | Path, size: int | None = None) -> torch.Tensor:
         FileNotFoundError: no such file.
     """
     from ..pool import center_square_resize
-    from ..io.images import read_image
+    from ..infra.images import read_image
 
     path = Path(path)
     if not path.is_file():

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import torch
 
-from ..units import Unit
+from ..core.units import Unit
 
 
 @dataclass
@@ -97,12 +97,6 @@ class AMResult:
         from ..io.display import sheet_html
 
         return sheet_html(self)
-
-
-
-def clip_to(code: torch.Tensor, bounds: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
-    """``code`` clipped to ``bounds = (lower, upper)`` (unchanged when None)."""
-    return code if bounds is None else torch.maximum(torch.minimum(code, bounds[1]), bounds[0])
 
 
 class NonFiniteError(ValueError):

@@ -57,8 +57,8 @@ from tqdm.auto import tqdm
 
 from ..generators import Generator, code_center_scale
 from ..nets import Target
-from ..objectives import check_units, run_objective, units_objective
-from ..units import Unit
+from ..core.objectives import check_units, run_objective, units_objective
+from ..core.units import Unit
 from .base import AMResult, BestTracker, initial_code
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]

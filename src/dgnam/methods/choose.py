@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..regularizers import has_batchnorm
+from ..core.regularizers import has_batchnorm
 
 DEFAULT_PIXEL_METHOD = "deepinversion"  # a net with BatchNorm statistics: DeepInversion matches them
 FALLBACK_PIXEL_METHOD = "fourier"  # ... a net without them: the Fourier baseline
@@ -103,7 +103,7 @@ def generator_dgn_am(generator) -> dict:
 
     if is_generator_file(str(generator)):
         from ..generators.prior import prior_metadata
-        from ..hub import WeightsError
+        from ..infra.hub import WeightsError
 
         if not Path(generator).is_file():
             return {}  # load_generator names the missing file

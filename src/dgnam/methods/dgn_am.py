@@ -25,11 +25,12 @@ from tqdm.auto import tqdm
 
 from ..generators import Generator, code_center_scale
 from ..nets import Target
-from ..objectives import Objective, run_objective, units_objective
-from ..regularizers import BatchNormStatsLoss
-from ..transforms import Transform, standard_transforms, transform_generators
-from ..units import Unit
-from .base import AMResult, BestTracker, clip_to, initial_code, linear_lr, normalized_step
+from ..core.objectives import Objective, run_objective, units_objective
+from ..core.regularizers import BatchNormStatsLoss
+from ..core.transforms import Transform, standard_transforms, transform_generators
+from ..core.units import Unit
+from .base import AMResult, BestTracker, initial_code, linear_lr, normalized_step
+from ..core.codes import clip_to
 
 
 @dataclass

@@ -7,7 +7,7 @@ photos* and stays fixed; only the phase is optimized (NAdam, as the authors' Hor
 through random transforms and a little pixel noise. Phase carries the structure of an image, so the
 optimizer can only arrange edges and textures whose energy per frequency is that of a photo: no
 high-frequency excess, no 1/f prior to tune. ``C`` is lucid's ImageNet colour-correlation square root
-(:func:`dgnam.param.color_correlation_normalized`, the matrix both reference implementations use).
+(:func:`dgnam.core.param.color_correlation_normalized`, the matrix both reference implementations use).
 
 The **transparency map** (MACO's attribution-like by-product): the |gradient| of the objective with
 respect to the image, summed over colours and accumulated over the steps. Pixels the unit never
@@ -43,12 +43,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..hub import WeightsError, sha256_file
+from ..infra.hub import WeightsError, sha256_file
 from ..nets import Target
-from ..objectives import Objective, run_objective, units_objective
-from ..param import color_correlation_normalized
-from ..transforms import standard_transforms, transform_generators
-from ..units import Unit
+from ..core.objectives import Objective, run_objective, units_objective
+from ..core.param import color_correlation_normalized
+from ..core.transforms import standard_transforms, transform_generators
+from ..core.units import Unit
 from .base import AMResult, BestTracker
 
 #: Shipped spectra: name -> (file under dgnam/data, sha256, how it was made).

@@ -9,7 +9,7 @@ Each method optimizes an image directly (no generator) to maximize the same obje
 - ``"yosinski"``: Yosinski et al. 2015 ("Understanding Neural Networks Through Deep Visualization"):
   L2 decay, a Gaussian blur every few steps, clipping of pixels with small norm or small
   contribution, plus jitter.
-- ``"fourier"``: lucid/lucent (Olah et al. 2017): a :class:`~dgnam.param.FourierImage` (1/f-scaled
+- ``"fourier"``: lucid/lucent (Olah et al. 2017): a :class:`~dgnam.core.param.FourierImage` (1/f-scaled
   spectrum, colour decorrelation, sigmoid) optimized with Adam through random pad, jitter, scale and
   rotation.
 - ``"deepinversion"``: ``"fourier"`` plus DeepInversion's BatchNorm-statistics prior (Yin et al.
@@ -29,11 +29,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ..nets import Target
-from ..objectives import Objective, run_objective, units_objective
-from ..param import FourierImage, PixelImage
-from ..regularizers import BatchNormStatsLoss, l2, total_variation
-from ..transforms import Compose, Jitter, Transform, gaussian_blur, standard_transforms, transform_generators
-from ..units import Unit
+from ..core.objectives import Objective, run_objective, units_objective
+from ..core.param import FourierImage, PixelImage
+from ..core.regularizers import BatchNormStatsLoss, l2, total_variation
+from ..core.transforms import Compose, Jitter, Transform, gaussian_blur, standard_transforms, transform_generators
+from ..core.units import Unit
 from .base import AMResult, BestTracker, linear_lr, normalized_step
 from .maco import MacoConfig, maco_am
 

@@ -34,10 +34,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..generators import Generator, code_center_scale
-from ..hooks import OUTPUT, capture, forward_until
+from ..core.hooks import OUTPUT, capture, forward_until
 from ..nets import Target, frozen_eval
-from ..objectives import check_units
-from ..units import Unit, layer_kind, read_unit
+from ..core.objectives import check_units
+from ..core.units import Unit, layer_kind, read_unit
 from .base import initial_code
 
 #: Maps images (N, 3, H, W) in [0, 1] to codes (N, *code_shape): the E in R(h) = E(G(h)).

@@ -18,11 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..hub import WeightSource, check_explicit, load_state_dict, load_strict, resolve_weights
-from ..io.rundir import short
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from ..infra.hub import WeightSource, check_explicit, load_state_dict, load_strict, resolve_weights
+from ..infra.messages import short
+from ..core.param import IMAGENET_MEAN, IMAGENET_STD
 
 
 @dataclass(frozen=True)
@@ -150,7 +148,7 @@ class Target(nn.Module):
     Images are RGB (N, 3, H, W), or already have the net's own channel count (N, C, H, W); a
     1-channel net sees an RGB image as its luminance (BT.601). The wrapped module is ``self.model``;
     layer names are those of ``model.named_modules()``, plus ``"output"`` for what ``model`` returns,
-    reduced to one tensor by :func:`dgnam.hooks.unwrap_output` (tensor; ``logits`` of a dict or a
+    reduced to one tensor by :func:`dgnam.core.hooks.unwrap_output` (tensor; ``logits`` of a dict or a
     transformers ``ModelOutput``, else its first tensor; first element of a tuple). A model without a
     module called ``logits`` answers to ``logits`` with that output too (the classifier output).
     Wrapping changes nothing in ``model``: each forward pass runs it under :func:`frozen_eval` (eval
@@ -223,7 +221,7 @@ class Target(nn.Module):
         return fast.to(self.mean.device)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        from ..hooks import unwrap_output
+        from ..core.hooks import unwrap_output
 
         if images.dim() != 4:
             raise ValueError(f"expected images of shape (N, C, H, W), got {tuple(images.shape)}")
@@ -265,7 +263,7 @@ def known_class_layers() -> tuple[str, ...]:
 def get_net_spec(name: str) -> NetSpec:
     _ensure_builtin()
     if name not in _REGISTRY:
-        from ..units import unknown_name
+        from ..infra.messages import unknown_name
 
         raise unknown_name("net", name, _REGISTRY)
     return _REGISTRY[name]

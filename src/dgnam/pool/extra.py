@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..io.images import image_size, read_image
+from ..infra.images import image_size, read_image
 from .crops import to_rgb
 from .sources import DebPackage, Original, Source, _limited, licence_for, parse_dep5
 

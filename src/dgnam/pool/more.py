@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.images import open_image, read_image
+from ..infra.images import open_image, read_image
 from .extra import is_usable_photo_file
 from .sources import DebPackage, Original, Source, _limited, is_photographic_stamp, licence_for, parse_dep5
 

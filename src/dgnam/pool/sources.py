@@ -52,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.images import image_pixels, image_size, open_image, read_image
+from ..infra.images import image_pixels, image_size, open_image, read_image
 from .crops import stamp_statistics, to_rgb
 
 # ---------------------------------------------------------------------------------------------

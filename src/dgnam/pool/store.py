@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..io.images import MAX_SIDE, read_image
+from ..infra.images import MAX_SIDE, read_image
 from .crops import _rng, center_square_resize, random_crops, stable_hash
 from .sources import DEFAULT_HELDOUT_FRACTION, IMAGE_EXTENSIONS, SourceSummary, _limited, _progress
 

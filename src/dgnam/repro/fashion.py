@@ -317,7 +317,7 @@ def load_fashion_net(path: str | Path, classes: int = 10) -> tuple[nn.Module, Ne
     """
     from safetensors import safe_open
 
-    from ..hub import WeightsError, load_strict
+    from ..infra.hub import WeightsError, load_strict
 
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
@@ -332,7 +332,7 @@ def load_fashion_net(path: str | Path, classes: int = 10) -> tuple[nn.Module, Ne
 
 def _tile(image: torch.Tensor):
     """A (C, 32, 32) image as the grey 8-bit RGB picture every net sees."""
-    from ..io.images import to_pil
+    from ..infra.images import to_pil
 
     return to_pil(grey(image[None])[0].expand(3, -1, -1))
 
@@ -394,7 +394,7 @@ def run_repro(
         >>> record = run_repro(load_fashion_mnist(), "runs/fashion")
         >>> print(summary_markdown(record))
     """
-    from ..io.images import contact_sheet
+    from ..infra.images import contact_sheet
     from ..io.write import versions
 
     config = config or ReproConfig()

@@ -14,14 +14,14 @@ from torch import nn
 
 from ..eval.metrics import diversity, judge_pass
 from ..generators.prior import PriorConfig, PriorGenerator
-from ..hooks import forward_until
+from ..core.hooks import forward_until
 from ..methods.base import AMResult
 from ..methods.dgn_am import DGNAMConfig, dgn_am
 from ..methods.pixel import PixelConfig, pixel_am
 from ..nets import Target
-from ..regularizers import has_batchnorm
+from ..core.regularizers import has_batchnorm
 from ..train.trainer import Discriminator, code_stats, cosine_decay, deepsim_step, stage_weights
-from ..units import Unit
+from ..core.units import Unit
 from .fashion_nets import Normalization, SIZE, accuracy, grey, layer_features
 
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..hooks import forward_until
+from ..core.hooks import forward_until
 from ..nets import InputSpec
 from ..train.trainer import cosine_decay
 

@@ -18,7 +18,9 @@ import re
 import shutil
 from pathlib import Path
 
-from ..io.rundir import RunFolderError, short, write_text_atomic
+from ..io.rundir import RunFolderError
+from ..infra.files import write_text_atomic
+from ..infra.messages import short
 
 TRAIN_FILES = ("config.json", "log.csv", "checkpoint.pt", "checkpoint.pt.tmp")
 TRAIN_FOLDERS = {"samples": re.compile(r"step\d{6,}\.png"), "priors": re.compile(r"step\d{6,}\.safetensors"), "cache": None}

@@ -9,7 +9,7 @@ small budget an early feature or adversarial term swamps the pixel term and G co
 
 What makes it affordable on a CPU: the encoder codes of every training view are computed once and
 cached (the encoder is fixed, and augmentation happens before encoding so cached codes stay valid);
-comparator features are only computed up to the comparator layer (:func:`dgnam.hooks.forward_until`).
+comparator features are only computed up to the comparator layer (:func:`dgnam.core.hooks.forward_until`).
 
 Multi-process: run under ``torchrun``; each process trains on its own slice of every batch with
 ``DistributedDataParallel`` (gloo on CPU, nccl on GPUs); rank 0 writes logs and checkpoints.
@@ -34,9 +34,9 @@ from torch import nn
 
 from ..distributed import init_process_group
 from ..generators.prior import PriorConfig, PriorGenerator, save_prior
-from ..hooks import forward_until
-from ..hub import WeightsError, load_strict, read_torch_file
-from ..io.rundir import short
+from ..core.hooks import forward_until
+from ..infra.hub import WeightsError, load_strict, read_torch_file
+from ..infra.messages import short
 from ..nets import load_net
 from .files import check_fields, trim_log
 
@@ -553,7 +553,7 @@ class Trainer:
 
     @torch.no_grad()
     def save_samples(self) -> None:
-        from ..io.images import to_pil
+        from ..infra.images import to_pil
 
         n = self.config.heldout_samples
         rows = self.held_rows[:: max(1, len(self.held_rows) // max(1, n))][:n]  # spread over the held-out originals

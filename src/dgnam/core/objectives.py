@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 import torch
 
 from .hooks import OUTPUT, StopForward, addressable_layers, capture, output_names
-from .nets import Target
+from ..nets import Target
 from .units import Unit, UnitError, check_unit, read_unit
 
 Acts = dict[str, torch.Tensor]

@@ -11,7 +11,7 @@ import errno
 import json
 import os
 
-from .io.rundir import short
+from .messages import short
 
 #: What an OSError means for the user, by errno, and what to do about it.
 _OS_FIXES = {
@@ -51,7 +51,7 @@ def error_line(exc: BaseException) -> str | None:
         "runs/x is a folder, not a file: give a file name"
     """
     from .hub import WeightsError
-    from .units import UnitError
+    from ..core.units import UnitError
 
     if isinstance(exc, json.JSONDecodeError):
         return f"invalid JSON ({short(exc, 120)}): fix the file, or give the one dgnam wrote"

@@ -14,7 +14,8 @@ from typing import Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-from .units import UnitError, nearest_names
+from .units import UnitError
+from ..infra.messages import nearest_names
 
 OUTPUT = "output"  # the pseudo-layer for whatever the model returns
 LOGITS = "logits"  # the classifier output: a module of this name, else an alias of OUTPUT

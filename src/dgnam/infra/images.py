@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from .rundir import short
+from .messages import short
 
 #: The most pixels dgnam decodes from one image file (100 megapixels, e.g. 10000x10000). A larger
 #: header is refused before anything is decoded: a "decompression bomb" (a PNG of a few KB whose

@@ -21,6 +21,8 @@ from typing import Iterable, Sequence, Union
 
 import torch
 
+from ..infra.messages import nearest_names, short
+
 Location = Union[None, str, int, tuple[int, int]]
 
 #: The most units one unit string may stand for: ranges are counted before they are expanded
@@ -69,14 +71,10 @@ def _parse_location(text: str) -> Location:
     m = re.fullmatch(r"(\d+)\s*,\s*(\d+)", text)
     if m:
         return (int(m.group(1)), int(m.group(2)))
-    from .io.rundir import short
-
     raise UnitError(f"unknown location {short(repr(text))}: use center, mean, cls, a token index T or a position Y,X")
 
 
 def _short(name: str) -> str:
-    from .io.rundir import short
-
     return short(repr(name))
 
 
@@ -117,8 +115,6 @@ def parse_unit(text: str, categories: Sequence[str] | None = None, layers: Seque
         >>> parse_unit("logits:0-2")
         [Unit(layer='logits', index=0, location=None), Unit(layer='logits', index=1, location=None), Unit(layer='logits', index=2, location=None)]
     """
-    from .io.rundir import short
-
     text = text.strip()
     if ":" not in text:
         raise UnitError(f"unit {short(repr(text))} has no ':'; write LAYER:UNIT[@LOCATION], e.g. logits:945 or _blocks.15:37@mean")
@@ -177,8 +173,6 @@ def parse_units(texts: Iterable[str], categories: Sequence[str] | None = None, l
     A units file must exist and hold at least one unit; an error in it names the file and line; a
     file that includes itself (``@FILE`` lines, directly or through others) is refused.
     """
-    from .io.rundir import short
-
     units: list[Unit] = []
     for text in texts:
         if not text.startswith("@"):
@@ -280,15 +274,3 @@ def read_unit(activation: torch.Tensor, units: Sequence[Unit]) -> torch.Tensor:
     return torch.stack(values)
 
 
-def unknown_name(kind: str, name: str, known) -> KeyError:
-    """The error for a name missing from a registry: lists the registered names and the closest ones."""
-    known = sorted(known)
-    close = difflib.get_close_matches(name[:200], known, n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    return KeyError(f"unknown {kind} {_short(name)}. Registered {kind}s: {', '.join(known) or 'none'}.{hint}")
-
-
-def nearest_names(name: str, names: Iterable[str], n: int = 5) -> list[str]:
-    names = list(names)
-    name = name[:200]  # a pasted wall of text is not matched character by character
-    return difflib.get_close_matches(name, names, n=n, cutoff=0.4) or [x for x in names if name in x][:n]

@@ -29,7 +29,8 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from .io.rundir import short, write_json_atomic
+from .files import write_json_atomic
+from .messages import short
 
 PICKLE_SUFFIXES = (".pkl", ".pickle")  # formats whose reading runs code: hash-enforced even when named explicitly
 

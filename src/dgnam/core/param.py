@@ -17,7 +17,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .nets import IMAGENET_MEAN
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's ImageNet normalisation, the default of every net's InputSpec
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 
 # Square root of ImageNet's RGB colour-correlation matrix, as lucid/lucent ship it
 # (lucid/optvis/param/color.py, ``color_correlation_svd_sqrt``). Columns are normalized by the

@@ -104,7 +104,7 @@ class BatchNormStatsLoss:
     def per_layer(self) -> torch.Tensor:
         """Unweighted gap of each BatchNorm layer the last forward pass reached, in model order, shape (L,).
 
-        A pass stopped after a hidden unit's layer (:func:`~dgnam.objectives.run_objective`) reaches
+        A pass stopped after a hidden unit's layer (:func:`~dgnam.core.objectives.run_objective`) reaches
         only the BatchNorm layers up to there: the term covers those (the first is still the first).
         """
         if not self._terms:
