@@ -41,7 +41,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 import dgnam
 from dgnam.eval.metrics import SLOPE_BAND, judge_topk, mean_saturation, natural_max_activations, relative_activation, spectrum_slope
-from dgnam.methods.dgn_am import dgnam_config
+from dgnam.methods.choose import resolve
 from dgnam.infra.images import to_pil
 from dgnam.io.write import versions
 from dgnam.run import visualize
@@ -79,6 +79,24 @@ CLASSES: tuple[tuple[int, str, str], ...] = (
 #: among the first 25; with --classes 50 the summary also gives the judge rates without them.
 TUNING = slice(25, 33)
 
+
+def _split(classes: tuple[tuple[int, str, str], ...]) -> dict[str, tuple[int, ...]]:
+    """Issue 29's fixed split of the 50 classes (BENCHMARKS.md, "Quality 3: the protocol"): alternating within each
+    group in list order (A takes a group's 1st, 3rd ... class), then A's last animal moves to B, 25 classes each."""
+    seen: dict[str, int] = {}
+    halves: dict[str, list[int]] = {"A": [], "B": []}
+    for index, _, group in classes:
+        halves["A" if seen.get(group, 0) % 2 == 0 else "B"].append(index)
+        seen[group] = seen.get(group, 0) + 1
+    last_animal = [index for index, _, group in classes if group == "animal" and index in halves["A"]][-1]
+    halves["A"].remove(last_animal)
+    halves["B"].append(last_animal)
+    return {name: tuple(indices) for name, indices in halves.items()}
+
+
+#: A: the tuning classes on which the out-of-family judge ranks declared candidates; B: the classes reported.
+SPLITS = _split(CLASSES)
+
 DEFAULT_POOL = Path("/work/pool")
 
 
@@ -92,6 +110,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     "default: the setting the prior carries, else the paper's none)")
     ap.add_argument("--bn-weight", type=float, default=0.003, help="weight of the BatchNorm-statistics term of dgn-am-bn (default: DeepInversion's 0.003)")
     ap.add_argument("--classes", type=int, default=len(CLASSES), help=f"use the first N of the {len(CLASSES)} classes")
+    ap.add_argument("--split", choices=sorted(SPLITS), help="issue 29's tuning (A) or reported (B) half of the classes instead of the first N")
     ap.add_argument("--steps", type=int, default=200, help="optimization steps (the paper's 200)")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0, help="the one seed of every class")
@@ -110,6 +129,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error("a method is named twice")
     if not 1 <= args.classes <= len(CLASSES):
         ap.error(f"--classes must be 1-{len(CLASSES)}")
+    if args.split:
+        if args.classes != len(CLASSES):
+            ap.error("give --split or --classes, not both")
+        args.classes = len(SPLITS[args.split])  # the records' class count, so --reuse compares like with like
     for m in args.methods:
         kind, _, name = m.partition(":")
         if kind not in ("dgn-am", "dgn-am-bn", "pixel") or not name:
@@ -141,16 +164,14 @@ def pool_reference(pool_dir: Path, n: int, target, units, batch_size: int) -> tu
 
 
 def method_setup(spec: str, args) -> tuple:
-    """The generator (None for pixel methods) and the resolved config of a method."""
+    """The generator (None for pixel methods) and the config of a method, as ``dgnam visualize`` resolves them."""
     kind, _, name = spec.partition(":")
     if kind in ("dgn-am", "dgn-am-bn"):
         generator = dgnam.load_generator(name).to(args.device)
-        config = dgnam_config(generator, steps=args.steps, bn_weight=args.bn_weight if kind == "dgn-am-bn" else 0.0, lr_start=args.lr_start,
-                              transforms=args.transforms)  # fmt: skip
-        return generator, config
-    from dgnam.methods.pixel import PixelConfig
-
-    return None, PixelConfig(method=name, steps=args.steps)
+        overrides = {"steps": args.steps, "bn_weight": args.bn_weight if kind == "dgn-am-bn" else 0.0, "lr_start": args.lr_start,
+                     "transforms": args.transforms}  # fmt: skip
+        return generator, resolve(TARGET, generator, overrides=overrides).config
+    return None, resolve(TARGET, pixel=name, overrides={"steps": args.steps}).config
 
 
 def generator_fingerprint(name: str) -> str | None:
@@ -169,7 +190,7 @@ def reuse_key(spec: str, config, args) -> dict:
     reference, the method's resolved config and, for a generator, its weights' sha256 (a prior
     re-shipped under the same name is not mistaken for the old one). JSON-normalized."""
     key = {
-        "classes": args.classes, "steps": args.steps, "seed": args.seed, "batch_size": args.batch_size,
+        "classes": args.classes, "split": args.split, "steps": args.steps, "seed": args.seed, "batch_size": args.batch_size,
         "pool": None if args.pool is None else str(args.pool), "pool_images": args.pool_images, "config": asdict(config),
     }  # fmt: skip
     kind, _, name = spec.partition(":")
@@ -341,7 +362,7 @@ def markdown_table(methods: dict, pool: dict | None, command: str, n_classes: in
 def main(argv=None) -> int:
     args = parse_args(argv)
     command = shlex.join(["python", "benchmarks/quality.py", *(sys.argv[1:] if argv is None else argv)])
-    classes = CLASSES[: args.classes]
+    classes = [c for c in CLASSES if c[0] in SPLITS[args.split]] if args.split else CLASSES[: args.classes]
     units = [Unit("logits", idx) for idx, _, _ in classes]
     target = dgnam.load_net(TARGET).to(args.device)
     judge = dgnam.load_net(JUDGE).to(args.device)
@@ -407,7 +428,7 @@ def main(argv=None) -> int:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": versions(),
         "settings": {
-            "target": TARGET, "judge": JUDGE, "second_judge": SECOND_JUDGE, "out_of_family_judge": OUT_OF_FAMILY_JUDGE, "classes": args.classes, "steps": args.steps, "seed": args.seed,
+            "target": TARGET, "judge": JUDGE, "second_judge": SECOND_JUDGE, "out_of_family_judge": OUT_OF_FAMILY_JUDGE, "classes": args.classes, "split": args.split, "steps": args.steps, "seed": args.seed,
             "batch_size": args.batch_size, "device": args.device, "threads": torch.get_num_threads(),
             "spectrum_band_cycles_per_px": list(SLOPE_BAND), "images_scored": "last images (AMResult.images)",
         },  # fmt: skip

@@ -25,6 +25,19 @@ def test_reuse_takes_all_of_an_identical_run_and_only_whole_batches_of_a_shorter
     assert quality.reusable_classes(key(25, config={"lr_start": 8.0}), key(50), 8) == 0
 
 
+def test_issue_29_split_is_fixed_balanced_and_disjoint(quality):
+    a, b = quality.SPLITS["A"], quality.SPLITS["B"]
+    assert len(a) == len(b) == 25 and not set(a) & set(b)
+    assert set(a) | set(b) == {c[0] for c in quality.CLASSES}
+    assert a[:4] == (292, 779, 945, 980) and b[:4] == (1, 504, 949, 973) and b[-1] == 291  # as BENCHMARKS.md lists them
+    groups = {c[0]: c[2] for c in quality.CLASSES}
+    for group in {"animal", "object", "food", "scene"}:
+        in_a = sum(groups[i] == group for i in a)
+        in_b = sum(groups[i] == group for i in b)
+        assert abs(in_a - in_b) <= 1, group
+    assert quality.reusable_classes(key(25, split="A"), key(25, split="B"), 8) == 0
+
+
 def item(index, target_rank, judge_rank, rel, slope, sat):
     return {"index": index, "target_rank": target_rank, "judge_rank": judge_rank, "relative_activation": rel,
             "spectrum_slope": slope, "saturation": sat}
