@@ -3,7 +3,7 @@
 Layout of a site folder::
 
     atlas.json                      settings of the last build and their key
-    cache/acts_<layer>_<key>.npy    the data's activations of a layer's units (one pass per layer)
+    cache/                          the data's activations, one pass per layer (dgnam.eval.exemplars.layer_activations)
     units/<layer>/<NNNN>/unit.json  one unit's results (written last, atomically: its presence means done)
     units/<layer>/<NNNN>/*.png|jpg  its images
 
@@ -15,8 +15,8 @@ Paths read back from JSON are checked to be plain file names inside the unit's f
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 import re
 import warnings
 from pathlib import Path
@@ -26,7 +26,8 @@ import numpy as np
 from PIL import Image
 
 from ..io.read import UNIT, RecordError, check_record, load_record  # every record read back is checked there
-from ..infra.files import write_text_atomic
+from ..infra.files import write_bytes_atomic, write_text_atomic
+from ..io.write import save_png
 from ..core.units import Unit
 
 SETTINGS_FILE = "atlas.json"
@@ -64,13 +65,15 @@ def safe_name(name) -> str:
 
 
 def save_image(folder: Path, name: str, image: np.ndarray, quality: int = 88) -> str:
-    """Write an (H, W, 3) uint8 image as PNG or JPEG (by ``name``'s suffix); return the name."""
-    folder.mkdir(parents=True, exist_ok=True)
-    picture = Image.fromarray(np.ascontiguousarray(image))
+    """Write an (H, W, 3) uint8 image as PNG or JPEG (by ``name``'s suffix), atomically (a full disk leaves
+    no truncated image: :func:`~dgnam.infra.files.write_bytes_atomic`); return the name."""
+    picture, path = Image.fromarray(np.ascontiguousarray(image)), folder / safe_name(name)
     if name.endswith(".jpg"):
-        picture.save(folder / safe_name(name), quality=quality)
+        buffer = io.BytesIO()
+        picture.save(buffer, format="JPEG", quality=quality)
+        write_bytes_atomic(path, buffer.getvalue())
     else:
-        picture.save(folder / safe_name(name))
+        save_png(picture, path)
     return name
 
 
@@ -122,25 +125,5 @@ def record_files(record: dict) -> Iterable[str]:
             yield entry["file"]
 
 
-def activations_cache(site: Path, layer: str, key: str) -> Path:
-    """The file of a layer's cached activations over the data."""
-    return Path(site) / "cache" / f"acts_{layer_slug(layer)}_{key}.npy"
-
-
-def save_activations(path: Path, acts: np.ndarray) -> None:
-    """Write an (N, C) float32 array atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npy")
-    np.save(tmp, np.asarray(acts, dtype=np.float32))
-    os.replace(tmp, path)
-
-
-def load_activations(path: Path) -> np.ndarray | None:
-    """A cached (N, C) array, or None when absent (never a pickle: ``allow_pickle=False``)."""
-    if not path.is_file():
-        return None
-    return np.load(path, allow_pickle=False)
-
-
 __all__ = ["SETTINGS_FILE", "UNIT_FILE", "settings_key", "layer_slug", "unit_slug", "unit_dir", "safe_name",
-           "save_image", "write_unit", "read_unit_record", "load_unit_record", "record_files", "activations_cache", "save_activations", "load_activations"]
+           "save_image", "write_unit", "read_unit_record", "load_unit_record", "record_files"]
