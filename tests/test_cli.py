@@ -241,9 +241,10 @@ def test_bad_units_give_clear_errors(tmp_path, tiny_registry, capsys, unit, mess
 def test_unknown_net_and_missing_weights(tmp_path, tiny_registry, capsys):
     assert cli.main(["layers", "tinny"]) == 2
     assert "Did you mean tiny" in capsys.readouterr().err
-    assert cli.main(["layers", "tiny"]) == 2  # no weights offline: the error says where to put them
-    err = capsys.readouterr().err
+    assert cli.main(["visualize", "--net", "tiny", "--unit", "logits:0", "--out", str(tmp_path / "run")]) == 2  # no weights offline:
+    err = capsys.readouterr().err  # the error says where to put them
     assert "tiny_net.pth" in err and str(tmp_path / "home" / "weights") in err
+    assert cli.main(["layers", "tiny"]) == 0  # the shapes need no weights (issue 28)
 
 
 def test_layers_lists_shapes(tiny_registry, capsys):
@@ -278,7 +279,7 @@ def test_paper_preset_sets_the_papers_schedule(tmp_path, tiny_registry):
 def test_default_pixel_method_needs_batchnorm():
     from torch import nn
 
-    from dgnam.methods.choose import default_pixel_method
+    from dgnam.methods.pixel import default_pixel_method
     from dgnam.nets import InputSpec, wrap_model
 
     with_bn = wrap_model(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)), InputSpec(size=(16, 16)))
@@ -289,10 +290,11 @@ def test_default_pixel_method_needs_batchnorm():
 
 def test_missing_optional_extra_is_a_one_line_error(monkeypatch, capsys):
     import dgnam.cli as cli
+    from dgnam.cli import info as cli_info
 
     def missing(args):
         raise ImportError("vgg16_hed needs h5py: pip install 'dgnam[hed]'")
 
-    monkeypatch.setattr(cli, "_cmd_layers", missing)
+    monkeypatch.setattr(cli_info, "run_layers", missing)
     assert cli.main(["layers", "vgg16_hed"]) == 2
     assert "pip install" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from PIL import Image
 
 import dgnam
 from dgnam import cli
+from dgnam.cli import info as cli_info
 from dgnam.infra.errors import error_line
 from dgnam.nets import InputSpec
 
@@ -70,9 +71,9 @@ def test_a_read_only_folder_is_named(tmp_path, capsys, monkeypatch):
     run = write_color_run(tmp_path / "run")
 
     def read_only(*args, **kwargs):
-        raise OSError(errno.EROFS, "Read-only file system", str(run / "report.html"))
+        raise OSError(errno.EROFS, "Read-only file system")  # the page is written atomically (infra.files)
 
-    monkeypatch.setattr(type(run), "write_text", read_only)
+    monkeypatch.setattr(dgnam.infra.files, "_write_fd", read_only)
     assert "report.html is on a read-only file system" in one_line_error(capsys, ["report", str(run)])
 
 
@@ -133,7 +134,7 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
     def broken(args):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(cli, "_cmd_nets", broken)
+    monkeypatch.setattr(cli_info, "run_nets", broken)
     with pytest.raises(RuntimeError, match="a bug"):
         cli.main(["nets"])
 

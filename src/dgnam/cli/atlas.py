@@ -2,45 +2,80 @@
 
 from __future__ import annotations
 
+import argparse
 import errno
 from pathlib import Path
 
+from ..atlas.compute import AtlasConfig
+from ..methods.pixel import METHODS as PIXEL_METHODS
+from .common import add_device_flag, add_method_flags, add_net_flags, add_quiet_flag, net_from_args
+from .values import int_in, seed_list, step_count
 
-def run_atlas(args) -> int:
-    """Run the ``atlas`` sub-command (``args`` from :func:`dgnam.cli.build_parser`); returns the exit code."""
+
+def add_atlas_parser(sub) -> None:
+    """``dgnam atlas NET`` and ``dgnam atlas serve SITE`` (the defaults are :class:`~dgnam.atlas.compute.AtlasConfig`'s)."""
+    defaults = AtlasConfig()
+    at = sub.add_parser("atlas", help="a browsable static site of a net's units (DGN-AM, pixel baseline, exemplars, accentuation); "
+                        "`dgnam atlas serve SITE` serves one on localhost")
+    add_net_flags(at, positional=True, help="target net (as --net takes it), or 'serve' to serve a built site", spec=True)
+    at.add_argument("site", nargs="?", help="with 'serve': the site folder")
+    at.add_argument("--layers", help="comma-separated layers, e.g. logits,_blocks.15 (default: those of --units)")
+    at.add_argument("--units", action="append", default=[], help="only these units, e.g. logits:0-7,_blocks.15:0-7 (repeatable; default: every unit of --layers)")
+    at.add_argument("--data", help="natural images: any image folder, a pool folder or a .npz pool (default: the offline pool "
+                    "in $DGNAM_HOME/pool, built on first use as `dgnam pool build` does)")
+    at.add_argument("--out", help="the site folder (an atlas already there is completed, not redone)")
+    add_method_flags(at, "generator prior (default: the net's default prior)", pixel_help="a pixel method instead of DGN-AM")
+    at.add_argument("--baseline", choices=(*PIXEL_METHODS, "none"),
+                    help="pixel baseline beside DGN-AM (default: deepinversion with BatchNorm, else fourier)")
+    at.add_argument("--seeds", type=seed_list, default=list(defaults.seeds),
+                    help=f"DGN-AM facets per unit (default {','.join(map(str, defaults.seeds))})")
+    at.add_argument("--steps", type=step_count, help="optimization steps of every image (default: each method's, 200)")
+    at.add_argument("-k", type=int, default=defaults.k, help=f"top and bottom natural images per unit (default {defaults.k})")
+    at.add_argument("--no-accentuate", action="store_true", help="skip the accentuated top exemplar")
+    at.add_argument("--batch-size", type=int, default=defaults.batch_size, help=f"images optimized together (default {defaults.batch_size})")
+    add_device_flag(at, help="torch device, e.g. cpu or cuda (cuda: cuda:LOCAL_RANK under torchrun)")
+    at.add_argument("--port", type=int_in(0, 65535, " (0: any free port)", grouped=False), default=8000, help="with 'serve': the port on 127.0.0.1 (default 8000)")
+    add_quiet_flag(at)
+    at.set_defaults(handler=run_atlas)
+
+
+def run_atlas(args: argparse.Namespace) -> int:
+    """Run the ``atlas`` sub-command; returns the exit code."""
     if args.net == "serve":
         return _serve(args)
     if args.site is not None:
         raise ValueError(f"dgnam atlas takes one net, got also {args.site!r} (to serve a site: dgnam atlas serve SITE)")
     if not args.out:
         raise ValueError("dgnam atlas needs --out SITE_FOLDER")
-    from .site import claim_files
+    from ..atlas.site import claim_files
 
     claim_files(args.out, [], write=False)  # someone else's folder is refused before any work (the pool, the net)
     if args.batch_size < 1 or args.k < 1 or (args.steps is not None and args.steps < 1):
         raise ValueError("--batch-size, -k and --steps must be at least 1")
-    from .. import load_generator
-    from ..cli import net_from_args
+    if args.pixel == "maco" and not args.no_accentuate:  # maco starts from a random phase, never from a photo
+        raise ValueError("--pixel maco cannot accentuate a photo (it starts from a random phase): add --no-accentuate, or take another --pixel")
+    from ..atlas.build import AtlasMethod, build_atlas, ensure_pool, open_data
     from ..distributed import close_world, init_world
-    from ..methods.choose import default_pixel_method, resolve
-    from ..methods.pixel import PixelConfig
-    from .build import AtlasMethod, build_atlas, ensure_pool, open_data
-    from .compute import AtlasConfig
+    from ..generators import load_generator
+    from ..methods.choose import resolve
+    from ..methods.pixel import default_pixel_method
 
     net = net_from_args(args)  # any net --net takes: registered, torchvision:/timm:/hf:, a model file
     world = init_world(args.device)
     try:
         net.to(world.device)
-        choice = resolve(net, args.generator, pixel=args.pixel)  # the method `dgnam visualize` would run
+        steps = {"steps": args.steps}  # the method `dgnam visualize` would run, and its baseline, with --steps
+        choice = resolve(net, args.generator, pixel=args.pixel, overrides=steps)
         generator_name = choice.generator if choice.uses_generator else None
         if choice.uses_generator:
             generator = load_generator(generator_name, weights=args.generator_weights, download=args.download).to(world.device)
             baseline = args.baseline or default_pixel_method(net)
-            method = AtlasMethod(generator, choice.config, None if baseline == "none" else PixelConfig(method=baseline), generator_name)
+            pixel = None if baseline == "none" else resolve(net, pixel=baseline, overrides=steps).config
+            method = AtlasMethod(generator, choice.config, pixel, generator_name)
         else:
             method = AtlasMethod(None, None, choice.config)
         data_path = Path(args.data) if args.data else ensure_pool(progress=not args.quiet)
-        config = AtlasConfig(seeds=tuple(args.seeds), steps=args.steps, k=args.k, pixel_baseline=generator_name is not None and args.baseline != "none",
+        config = AtlasConfig(seeds=tuple(args.seeds), k=args.k, pixel_baseline=generator_name is not None and args.baseline != "none",
                              accentuate=not args.no_accentuate, batch_size=args.batch_size)  # fmt: skip
         layers = [l.strip() for l in (args.layers or "").split(",") if l.strip()]
         size = max(net.spec.size)
@@ -55,7 +90,7 @@ def run_atlas(args) -> int:
 
 
 def _serve(args) -> int:
-    from .site import serve
+    from ..atlas.site import serve
 
     if not args.site:
         raise ValueError("dgnam atlas serve needs the site folder: dgnam atlas serve SITE")

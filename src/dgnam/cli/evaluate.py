@@ -1,10 +1,86 @@
-"""The ``dgnam`` sub-commands for weights, priors, evaluation, exemplars, reports and reproductions (``cli.main`` dispatches)."""
+"""``dgnam evaluate``, ``neighbors``, ``exemplars`` and ``report``: score, explain and show run folders."""
 
 from __future__ import annotations
 
-import dataclasses
+import argparse
 import sys
 from pathlib import Path
+
+from .common import add_device_flag, add_net_flags, add_quiet_flag, add_run_folder_flags, net_from_args
+from .values import image_side
+
+
+def add_evaluate_parser(sub) -> None:
+    """``dgnam evaluate``."""
+    e = sub.add_parser("evaluate", help="score a run folder: target/judge top-k, relative activation, realism, diversity, speed")
+    e.add_argument("run_dir", help="a folder written by `dgnam visualize`")
+    e.add_argument("--judge", action="append", default=None,
+                   help="judge net, never optimized against (repeatable; default: every registered judge, each at its own size: "
+                   "efficientnet_lite1 and _lite2 (the target's family) and squeezenet1_1 (out-of-family))")
+    e.add_argument("--natural", help="natural images for relative activation, Fréchet distance and slope/saturation: a pool "
+                   "folder (its held-out split is used) or any image folder")
+    e.add_argument("--natural-images", type=int, default=500, help="use at most this many natural images (default 500)")
+    e.add_argument("--natural-size", type=image_side, default=160, help="side of an image folder's images (default 160, as pools)")
+    add_net_flags(e, help="target net (default: the run's)", download=False,
+                  weights_help="local weight file for the target (default: the run's, if inside the run folder)")
+    e.add_argument("--categories", help="file of class names, one per line, for the target (default: the run's, if inside the run folder)")
+    e.add_argument("--feature-layer", default="pool", help="judges' feature layer for Fréchet distance and diversity (default pool)")
+    e.add_argument("--data", help="natural images (image folder or pool) for the faithfulness check (Geirhos et al. 2024): is each image "
+                   "nearest to its own unit's top-k natural exemplars in an earlier layer of the target? (needs 2+ units per layer)")
+    e.add_argument("-k", type=int, default=9, help="natural exemplars per unit for --data (default 9)")
+    e.add_argument("--faithfulness-layer", help="the earlier layer (default: half-way to each unit's layer among its siblings)")
+    e.add_argument("--max-images", type=int, help="--data: a fixed random subset of this many images (default: all; one cached pass per layer)")
+    e.add_argument("--batch-size", type=int, default=32)
+    add_device_flag(e)
+    e.add_argument("--out", help="output JSON (default RUN_DIR/evaluation.json)")
+    e.set_defaults(handler=run_evaluate)
+
+
+def add_neighbors_parser(sub) -> None:
+    """``dgnam neighbors``."""
+    nb = sub.add_parser("neighbors", help="each synthesized image beside its nearest natural images in a net's feature space")
+    nb.add_argument("run_dir", help="a folder written by `dgnam visualize`")
+    nb.add_argument("--data", required=True, help="a pool folder or any image folder")
+    add_net_flags(nb, default="efficientnet_lite0", help="feature net (default efficientnet_lite0)", download=False,
+                  weights_help="local weight file for the feature net")
+    nb.add_argument("--layer", default="pool", help="feature layer (default pool: the pooled penultimate features)")
+    nb.add_argument("-k", type=int, default=5, help="neighbours per image (default 5)")
+    nb.add_argument("--metric", choices=["cosine", "l2"], default="cosine", help="1 - cosine similarity (default) or Euclidean distance")
+    nb.add_argument("--size", type=image_side, default=160, help="side of an image folder's images (default 160)")
+    nb.add_argument("--max-images", type=int, help="search a fixed random subset of this many data images (default: all)")
+    nb.add_argument("--batch-size", type=int, default=32)
+    add_device_flag(nb)
+    nb.add_argument("--out", help="output folder (default RUN_DIR/neighbors): one sheet PNG per image and neighbors.json")
+    nb.set_defaults(handler=run_neighbors)
+
+
+def add_exemplars_parser(sub) -> None:
+    """``dgnam exemplars``."""
+    ex = sub.add_parser("exemplars", help="each unit's top-k and bottom-k natural images (receptive-field crops), one cached pass per layer")
+    add_net_flags(ex, positional=True, help="the net: a registered name (`dgnam nets`), torchvision:NAME, timm:NAME, hf:REPO_ID, PATH.py:FUNC ...",
+                  spec=True)  # fmt: skip
+    ex.add_argument("unit", nargs="+", help="LAYER:UNIT[@LOC], e.g. _blocks.7:0-15 or logits:espresso")
+    ex.add_argument("--data", required=True, help="any image folder (searched recursively), a pool folder or a packed .npz pool")
+    ex.add_argument("-k", type=int, default=9, help="images per end (default 9, as Borowski et al.)")
+    ex.add_argument("--out", required=True, help="output folder (RUN/exemplars keeps them with a visualize run; `dgnam report` shows them)")
+    add_run_folder_flags(ex, resume=False)  # a used --out is refused (its results.json is not replaced) unless --overwrite
+    ex.add_argument("--size", type=image_side, default=160, help="side of an image folder's images (default 160, as pools)")
+    ex.add_argument("--max-images", type=int, help="use a fixed random subset of this many images (default: all)")
+    ex.add_argument("--cache-dir", help="activation cache (default $DGNAM_HOME/activations)")
+    ex.add_argument("--no-cache", action="store_true", help="compute the pass without reading or writing the cache")
+    ex.add_argument("--batch-size", type=int, default=32)
+    add_device_flag(ex)
+    add_quiet_flag(ex)
+    ex.set_defaults(handler=run_exemplars)
+
+
+def add_report_parser(sub) -> None:
+    """``dgnam report``."""
+    r = sub.add_parser("report", help="one self-contained HTML page of run folders (images, curves, metrics, neighbours, settings)")
+    r.add_argument("run_dirs", nargs="+", help="folders written by `dgnam visualize`")
+    r.add_argument("--out", help="HTML file (default RUN_DIR/report.html for one run, ./report.html for several)")
+    r.add_argument("--title", default="dgnam report")
+    r.set_defaults(handler=run_report)
 
 
 def recorded_file(run_dir: str | Path, value: object, field: str, flag: str) -> str | None:
@@ -15,8 +91,8 @@ def recorded_file(run_dir: str | Path, value: object, field: str, flag: str) -> 
     Raises:
         RunFolderError: the path (as recorded, resolved with symlinks) leaves the folder; the message names ``flag``.
     """
-    from .io.rundir import RunFolderError
-    from .infra.messages import short
+    from ..io.read import RunFolderError
+    from ..infra.messages import short
 
     if value is None:
         return None
@@ -29,9 +105,9 @@ def recorded_file(run_dir: str | Path, value: object, field: str, flag: str) -> 
 def recorded_overrides(record: dict, run_dir: str | Path, categories: str | None = None):
     """The input-spec overrides a run folder's results.json recorded (``net_overrides``), to rebuild its net;
     ``categories`` (``--categories``) replaces the recorded file, which is read only inside the folder."""
-    from .io.rundir import RunFolderError
-    from .infra.messages import short
-    from .nets.adapters import SpecOverrides, read_categories
+    from ..io.read import RunFolderError
+    from ..infra.messages import short
+    from ..nets.adapters import SpecOverrides, read_categories
 
     given = record.get("net_overrides") or {}
     if not isinstance(given, dict):
@@ -56,8 +132,8 @@ def run_target(record: dict, run_dir: str | Path, net: str | None = None, weight
     Returns:
         The :class:`~dgnam.nets.Target`, or None where neither the record nor ``net`` names one.
     """
-    from .infra.messages import short
-    from .nets.adapters import SpecOverrides, check_recorded_ref, load_target, read_categories
+    from ..infra.messages import short
+    from ..nets.adapters import SpecOverrides, check_recorded_ref, load_target, read_categories
 
     recorded = record.get("net")
     if net is None and recorded in (None, ""):
@@ -69,140 +145,19 @@ def run_target(record: dict, run_dir: str | Path, net: str | None = None, weight
     overrides = recorded_overrides(record, run_dir, categories)
     weights = weights or recorded_file(run_dir, record.get("net_weights"), "net_weights", "--net-weights")
     fit = None
-    if record.get("preset"):
-        from .methods.presets import get_preset
+    if record.get("preset"):  # the preset's input fit, as resolve gives it to the run (dgnam.methods.choose.prepare)
+        from ..methods.choose import resolve
 
-        fit = get_preset(record["preset"]).fit
+        fit = resolve(recorded, preset=record["preset"]).fit
     return load_target(recorded, weights=weights, overrides=overrides, fit=fit)
-
-
-
-def _weight_source(name: str):
-    from .generators import get_generator_spec, list_generators
-    from .nets import get_net_spec, list_nets
-
-    if name in list_nets():
-        return get_net_spec(name).weights
-    if name in list_generators():
-        return get_generator_spec(name).weights
-    raise KeyError(f"unknown weights {name!r}: nets {', '.join(list_nets())}; generators {', '.join(list_generators())}")
-
-
-
-def _cmd_weights(args) -> int:
-    from .infra.hub import WeightsError, download_weights, resolve_weights
-
-    if args.weights_command == "download":
-        source = _weight_source(args.name)
-        try:
-            print(resolve_weights(source))
-            return 0
-        except WeightsError:
-            print(download_weights(source))
-            return 0
-    from .generators import list_generators
-    from .nets import list_nets
-
-    for name in list_nets() + list_generators():
-        source = _weight_source(name)
-        try:
-            where = str(resolve_weights(source))
-        except WeightsError:
-            where = "not here" + (f" (download from {source.urls[0]})" if source.urls else "")
-        print(f"{name:<20} {where}")
-    return 0
-
-
-
-def _cmd_pool(args) -> int:
-    from . import pool
-
-    if args.pool_command == "build":
-        n = pool.build_pool(args.dir, cache_dir=args.cache, size=args.size, seed=args.seed,
-                            crop_density=args.crop_density, max_crops_per_original=args.max_crops, composites=args.composites).n_images
-    elif args.pool_command == "pack":
-        card = pool.pack_pool(args.source, args.out, size=args.size, max_mib=args.max_mib)
-        packed = card["packed"]
-        print(f"packed {card['n_images']} images of {args.size} px into {args.out}: {packed['format']} quality {packed['quality']}, "
-              f"{packed['bytes'] / 2**20:.1f} MiB")
-        return 0
-    else:
-        images, meta = pool.load_image_folder(args.folder, size=args.size, progress=True)
-        n = pool.save_folder_pool(args.dir, images, meta)["n_images"]
-        if meta.get("skipped"):
-            print(f"skipped {len(meta['skipped'])} file(s) that are not readable images (warnings above)", file=sys.stderr)
-    print(f"pool of {n} images in {args.dir}")
-    return 0
-
-
-
-def _cmd_train(args) -> int:
-    import signal
-
-    from .train.files import prepare_train_folder
-    from .train.trainer import TrainConfig, Trainer
-
-    out = Path(args.out)
-    ckpt = out / "checkpoint.pt"
-    resuming = prepare_train_folder(out, args.resume, args.overwrite, apply=False)  # a used --out: --resume or --overwrite
-    base = TrainConfig.read(args.config) if args.config else TrainConfig()
-    if args.resume and (out / "config.json").exists() and not args.config:
-        base = TrainConfig.read(out / "config.json", what="the training's config")
-    prior = dataclasses.replace(base.prior, **{k: v for k, v in {"encoder": args.encoder, "layer": args.layer, "output_size": args.output_size}.items() if v is not None})
-    config = dataclasses.replace(base, prior=prior, **{k: v for k, v in {"steps": args.steps, "batch_size": args.batch_size, "device": args.device}.items() if v is not None})
-    trainer = Trainer(config, args.pool, args.out, progress=not args.quiet)
-    if (args.resume or args.overwrite) and trainer.rank == 0:  # the pool loaded: now clear (or cut back) the old training
-        prepare_train_folder(out, args.resume, args.overwrite)
-    if resuming:
-        trainer.resume(ckpt)
-    trainer.train(until=args.until)
-    if trainer.interrupted:  # a checkpoint, never an export: the prior is not finished
-        if trainer.rank == 0:
-            print(f"\ndgnam: train-generator interrupted ({trainer.interrupted}) at step {trainer.step} of {trainer.config.steps}: "
-                  f"checkpoint {ckpt} written, the same command with --resume continues" + ("; nothing exported" if args.export else ""),
-                  file=sys.stderr)
-        return 128 + int(getattr(signal, trainer.interrupted))
-    if args.export and trainer.rank == 0:
-        print(f"exported {args.export} sha256 {trainer.export(args.export)}")
-    return 0
-
-
-
-def _cmd_bounds(args) -> int:
-    import torch
-
-    from .generators.prior import code_bounds
-    from .infra.files import write_json_atomic
-    from .infra.messages import short
-    from .pool.store import load_any
-    from .train.trainer import code_stats, encode_views
-
-    images, _ = load_any(args.data)
-    if len(images) < 2:  # one image has no standard deviation: every bound would be NaN
-        raise ValueError(f"dgnam bounds needs at least 2 images (a standard deviation per unit), and {short(args.data)} has {len(images)}: "
-                         "give a pool or an image folder of many images")
-    views = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
-    stats = code_stats(encode_views(views, args.net, args.layer))
-    lower, upper = code_bounds(stats["mean"], stats["std"], stats["min"])
-    values = {**stats, "lower": lower, "upper": upper}
-    bad = {k: int((~torch.isfinite(v)).sum()) for k, v in values.items() if not torch.isfinite(v).all()}
-    if bad:
-        raise ValueError(f"{args.net} {args.layer} gave values that are not finite (NaN or infinite) over {short(args.data)}: "
-                         f"{', '.join(f'{k} of {n} units' for k, n in bad.items())}; nothing written: check the net and the images")
-    record = {"net": args.net, "layer": args.layer, "data": args.data, "images": len(images)}
-    record.update({k: v.flatten().tolist() for k, v in values.items()})
-    write_json_atomic(args.out, record, indent=None)  # strict JSON: never a NaN literal
-    print(f"wrote {args.out}: {len(record['mean'])} units over {len(images)} images")
-    return 0
-
 
 
 def _load_judges(names: list[str] | None, device) -> tuple[dict, list[str]]:
     """The judge nets: those named, else every registered judge (``dgnam.nets.list_judges``: EfficientNet-Lite1,
     -Lite2 and the out-of-family SqueezeNet v1.1). A default judge whose weights are not installed is skipped
     with its reason; a named one that cannot load is an error."""
-    from .infra.hub import WeightsError
-    from .nets import list_judges, load_net
+    from ..infra.hub import WeightsError
+    from ..nets import list_judges, load_net
 
     judges, skipped = {}, []
     for name in dict.fromkeys(names or list_judges()):
@@ -219,16 +174,17 @@ def _family_note(judge: dict) -> str:
     return f" ({judge['family']})" if judge.get("family") else ""
 
 
-def _cmd_evaluate(args) -> int:
+def run_evaluate(args: argparse.Namespace) -> int:
+    """``dgnam evaluate RUN``: the run's scores into evaluation.json."""
     import time
 
     import torch
 
-    from .eval.score import EvaluateConfig, evaluate_run
-    from .io.report import EVALUATION_FILE
-    from .io.read import read_run
-    from .io.write import json_safe, versions
-    from .infra.files import write_json_atomic
+    from ..eval.score import EvaluateConfig, evaluate_run
+    from ..io.report import EVALUATION_FILE
+    from ..io.read import read_run
+    from ..io.write import json_safe, versions
+    from ..infra.files import write_json_atomic
 
     record, images = read_run(args.run_dir)
     device = torch.device(args.device)
@@ -238,7 +194,7 @@ def _cmd_evaluate(args) -> int:
     judges, skipped = _load_judges(args.judge, device)
     natural, natural_info = (None, None)
     if args.natural:
-        from .pool.store import heldout_sample
+        from ..pool.store import heldout_sample
 
         natural, natural_info = heldout_sample(args.natural, size=args.natural_size)
     config = EvaluateConfig(feature_layer=args.feature_layer, natural_images=args.natural_images, batch_size=args.batch_size)
@@ -251,9 +207,9 @@ def _cmd_evaluate(args) -> int:
         print(f"dgnam: {note}", file=sys.stderr)
     faith = None
     if args.data:
-        from .eval.score import item_unit
-        from .eval.exemplars import open_images
-        from .eval.psychophysics import units_faithfulness
+        from ..eval.score import item_unit
+        from ..eval.exemplars import open_images
+        from ..eval.psychophysics import units_faithfulness
 
         if target is None:
             raise ValueError("--data scores faithfulness in the target's layers: give --net (the run records none)")
@@ -282,29 +238,28 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
-
 def _output_layer(net_name: str | None) -> str | None:
-    from .nets import get_net_spec, list_nets
+    from ..nets import get_net_spec, list_nets
 
     return get_net_spec(net_name).output_layer if net_name in list_nets() else None
 
 
-
-def _cmd_neighbors(args) -> int:
+def run_neighbors(args: argparse.Namespace) -> int:
+    """``dgnam neighbors RUN``: each image of a run beside its nearest natural images."""
     import numpy as np
     import torch
 
-    from . import load_net
-    from .eval.score import find_neighbors
-    from .io.report import NEIGHBORS_DIR, NEIGHBORS_FILE, neighbors_sheet
-    from .io.read import read_run
-    from .io.write import json_safe, save_png
-    from .infra.files import write_json_atomic
+    from ..nets import load_net
+    from ..eval.score import find_neighbors
+    from ..io.report import NEIGHBORS_DIR, NEIGHBORS_FILE, neighbors_sheet
+    from ..io.read import read_run
+    from ..io.write import json_safe, save_png
+    from ..infra.files import write_json_atomic
 
     record, images = read_run(args.run_dir)
     if not len(images):
         raise ValueError(f"{args.run_dir} has no images")
-    from .pool.store import load_any
+    from ..pool.store import load_any
 
     data, meta = load_any(args.data, size=args.size, mmap=True)  # every image of a pool (memory-mapped) or folder
     records, available = meta.get("records") or [], len(data)
@@ -344,16 +299,15 @@ def _cmd_neighbors(args) -> int:
     return 0
 
 
-
-def _cmd_exemplars(args) -> int:
+def run_exemplars(args: argparse.Namespace) -> int:
+    """``dgnam exemplars NET UNIT...``: each unit's top and bottom natural images into ``--out``."""
     import torch
 
-    from . import parse_units
-    from .cli import net_from_args
-    from .eval.exemplars import check_k, exemplars, layer_activations, open_images, save_exemplars, unit_receptive_field
-    from .core.objectives import check_units
-    from .io.rundir import prepare_run_folder
-    from .io.write import unit_label
+    from ..core.units import parse_units
+    from ..eval.exemplars import check_k, exemplars, layer_activations, open_images, save_exemplars, unit_receptive_field
+    from ..core.objectives import check_units
+    from ..io.rundir import prepare_run_folder
+    from ..io.write import unit_label
 
     net = net_from_args(args).to(torch.device(args.device))
     units = list(dict.fromkeys(parse_units(args.unit, net.categories)))
@@ -379,43 +333,16 @@ def _cmd_exemplars(args) -> int:
     return 0
 
 
-
-def _cmd_report(args) -> int:
-    from .io.report import build_report, check_report_out
+def run_report(args: argparse.Namespace) -> int:
+    """``dgnam report RUN...``: one HTML page of the runs."""
+    from ..infra.files import write_text_atomic
+    from ..io.report import build_report, check_report_out
 
     out = Path(args.out) if args.out else (Path(args.run_dirs[0]) / "report.html" if len(args.run_dirs) == 1 else Path("report.html"))
     if out.is_dir():  # --out DIR: the page goes inside it
         out = out / "report.html"
     check_report_out(out)  # never over a file dgnam did not write as a report (a run's results.json)
-    out.write_text(build_report(args.run_dirs, title=args.title), encoding="utf-8")
+    write_text_atomic(out, build_report(args.run_dirs, title=args.title))  # a full disk: one line, the old page kept
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
 
-
-
-def repro_config(args):
-    """The :class:`~dgnam.repro.fashion.ReproConfig` that ``dgnam repro fashion-mnist`` flags ask for."""
-    from .repro.fashion import ReproConfig
-
-    base = ReproConfig.quick() if args.quick else ReproConfig()
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
-    return base.with_budget(epochs=args.epochs, generator_steps=args.generator_steps, am_steps=args.am_steps,
-                            seeds=args.seeds, methods=methods, train_images=args.train_images)
-
-
-
-def _cmd_repro(args) -> int:
-    from .repro.fashion import load_fashion_mnist, run_repro, summary_markdown, synthetic_shapes
-
-    config = repro_config(args)
-    log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
-    try:
-        data = synthetic_shapes() if args.synthetic else load_fashion_mnist(args.cache)
-    except (RuntimeError, FileNotFoundError) as exc:  # FileNotFoundError: no apt-get (not a Debian system)
-        message = f"{exc.filename} not found: Fashion-MNIST comes from Debian's registry (apt-get download)" if isinstance(exc, FileNotFoundError) and exc.filename else exc
-        print(f"dgnam: error: {message}\n(`--synthetic` runs the same pipeline on generated shapes, without the package)", file=sys.stderr)
-        return 2
-    record = run_repro(data, args.out, config, reuse=args.reuse, progress=not args.quiet, log=log)
-    print(summary_markdown(record))
-    print(f"\nwrote {Path(args.out) / 'results.json'}")
-    return 0
