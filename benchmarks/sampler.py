@@ -29,10 +29,10 @@ import numpy as np
 import torch
 
 import dgnam
-from dgnam.eval.metrics import diversity, mean_saturation, spectrum_slope
+from dgnam.eval.metrics import diversity, image_diversity, mean_saturation, spectrum_slope
 from dgnam.core.hooks import capture
 from dgnam.infra.images import to_pil
-from dgnam.methods.ppgn import SampleConfig, image_diversity, sample
+from dgnam.methods.ppgn import SampleConfig, sample
 from dgnam.core.units import Unit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

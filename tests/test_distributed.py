@@ -10,7 +10,8 @@ from PIL import Image
 
 import dgnam
 from dgnam import cli
-from dgnam.distributed import World, init_world, merge_parts, part_dir, part_settings, shard_jobs
+from dgnam.distributed import World, init_world, part_dir, part_settings, shard_jobs
+from dgnam.io.merge import merge_parts
 from dgnam.generators import GeneratorSpec
 from dgnam.infra.hub import WeightSource
 from dgnam.nets import InputSpec, NetSpec
@@ -37,10 +38,10 @@ def test_shards_are_balanced_whole_batches_in_order(n, world, batch):
 def _register(home, net_file, gen_file):
     """The tiny net and generator of the CLI tests, registered in this process (a spawned rank too)."""
     os.environ["DGNAM_HOME"] = str(home)
-    dgnam.nets._ensure_builtin()
-    dgnam.generators._ensure_builtin()
-    dgnam.nets._REGISTRY["tiny"] = NetSpec("tiny", TinyNet, WeightSource("tiny_net.pth"), InputSpec(size=(32, 32), min_size=8), CATEGORIES)
-    dgnam.generators._REGISTRY["tiny_gen"] = GeneratorSpec(
+    dgnam.nets.catalog._ensure_builtin()
+    dgnam.generators.catalog._ensure_builtin()
+    dgnam.nets.spec._REGISTRY["tiny"] = NetSpec("tiny", TinyNet, WeightSource("tiny_net.pth"), InputSpec(size=(32, 32), min_size=8), CATEGORIES)
+    dgnam.generators.spec._REGISTRY["tiny_gen"] = GeneratorSpec(
         "tiny_gen", TinyGenerator, WeightSource("tiny_gen.pth"), encoder="tiny:pool", bounds=lambda g: g.set_bounds(0.0, 1.5), default=True
     )
 
@@ -69,10 +70,10 @@ def tiny_files(tmp_path, monkeypatch):
     torch.save(TinyGenerator().state_dict(), gen_file)
     home = tmp_path / "home"
     monkeypatch.setenv("DGNAM_HOME", str(home))
-    dgnam.nets._ensure_builtin()
-    dgnam.generators._ensure_builtin()
-    monkeypatch.setitem(dgnam.nets._REGISTRY, "tiny", None)  # restored after the test; _register fills it
-    monkeypatch.setitem(dgnam.generators._REGISTRY, "tiny_gen", None)
+    dgnam.nets.catalog._ensure_builtin()
+    dgnam.generators.catalog._ensure_builtin()
+    monkeypatch.setitem(dgnam.nets.spec._REGISTRY, "tiny", None)  # restored after the test; _register fills it
+    monkeypatch.setitem(dgnam.generators.spec._REGISTRY, "tiny_gen", None)
     _register(home, net_file, gen_file)
     return home, net_file, gen_file
 

@@ -12,7 +12,8 @@ from dgnam import cli
 from dgnam.generators import GeneratorSpec
 from dgnam.infra.hub import WeightSource
 from dgnam.nets import InputSpec, NetSpec
-from dgnam.methods.ppgn import SampleConfig, image_diversity, layer_encoder, load_encoder, sample, sample_diversity
+from dgnam.eval.metrics import image_diversity, sample_diversity
+from dgnam.methods.ppgn import SampleConfig, layer_encoder, load_encoder, sample
 
 from conftest import TinyGenerator, TinyNet
 
@@ -170,8 +171,8 @@ def test_prior_generator_update_in_whitened_units(tmp_path, monkeypatch):
     (tmp_path / "home" / "weights").mkdir(parents=True)
     torch.save(TinyNet().state_dict(), tmp_path / "home" / "weights" / "tiny_enc.pth")
     monkeypatch.setenv("DGNAM_HOME", str(tmp_path / "home"))
-    dgnam.nets._ensure_builtin()
-    monkeypatch.setitem(dgnam.nets._REGISTRY, "tiny_enc", NetSpec("tiny_enc", TinyNet, WeightSource("tiny_enc.pth"), InputSpec(size=(32, 32), min_size=8)))
+    dgnam.nets.catalog._ensure_builtin()
+    monkeypatch.setitem(dgnam.nets.spec._REGISTRY, "tiny_enc", NetSpec("tiny_enc", TinyNet, WeightSource("tiny_enc.pth"), InputSpec(size=(32, 32), min_size=8)))
     prior = PriorGenerator(PriorConfig(encoder="tiny_enc", layer="pool", code_shape=(6,), output_size=16, fc_width=16, channels=(16, 8, 8))).eval()
     std = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
     prior.set_code_stats(torch.full((6,), 5.0), std, torch.full((6,), -10.0))
@@ -214,8 +215,8 @@ def test_class_units_are_found_by_value_or_by_the_registry(monkeypatch):
     assert _class_terms(view, units, "auto") == ["log_softmax", "activation", "log_softmax"]
     tempered = dgnam.wrap_model(TemperedNet(), spec, name="tempered")  # not registered: only `output` is the return value
     assert _class_terms(tempered, units, "auto") == ["activation", "activation", "log_softmax"]
-    dgnam.nets._ensure_builtin()
-    monkeypatch.setitem(dgnam.nets._REGISTRY, "tempered", NetSpec("tempered", TemperedNet, WeightSource("t.pth"), spec))
+    dgnam.nets.catalog._ensure_builtin()
+    monkeypatch.setitem(dgnam.nets.spec._REGISTRY, "tempered", NetSpec("tempered", TemperedNet, WeightSource("t.pth"), spec))
     assert _class_terms(tempered, units, "auto") == ["log_softmax", "activation", "log_softmax"]  # its output_layer: logits
 
 
@@ -238,12 +239,12 @@ def _register(tmp_path, monkeypatch):
     torch.save(model.state_dict(), net_file)
     torch.save(PoolGen().state_dict(), gen_file)
     monkeypatch.setenv("DGNAM_HOME", str(tmp_path / "home"))
-    dgnam.nets._ensure_builtin()
-    dgnam.generators._ensure_builtin()
+    dgnam.nets.catalog._ensure_builtin()
+    dgnam.generators.catalog._ensure_builtin()
     categories = ("cat", "dog", "bell pepper", "crane", "goldfish")
-    monkeypatch.setitem(dgnam.nets._REGISTRY, "tinyc", NetSpec("tinyc", TinyNet, WeightSource("tiny_net.pth"), InputSpec(size=(32, 32), min_size=8), categories))
+    monkeypatch.setitem(dgnam.nets.spec._REGISTRY, "tinyc", NetSpec("tinyc", TinyNet, WeightSource("tiny_net.pth"), InputSpec(size=(32, 32), min_size=8), categories))
     spec = GeneratorSpec("pool_gen", PoolGen, WeightSource("pool_gen.pth"), encoder="tinyc:pool", bounds=lambda g: g.set_bounds(0.0, 3.0))
-    monkeypatch.setitem(dgnam.generators._REGISTRY, "pool_gen", spec)
+    monkeypatch.setitem(dgnam.generators.spec._REGISTRY, "pool_gen", spec)
     return net_file, gen_file
 
 

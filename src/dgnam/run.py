@@ -133,7 +133,7 @@ def _batches(target, jobs, generator, config, batch_size, progress, init=None) -
                 start = None if init is None else init.expand(len(chunk), *init.shape)
                 result = pixel_am(target, units, seeds, config, progress=progress, init_images=start)
             bar.update(len(chunk))
-            result.categories = target.categories  # labels for display (AMResult._repr_png_)
+            result.categories = target.categories  # labels for dgnam.show and dgnam.save_result
             yield result
 
 

@@ -7,13 +7,15 @@ hooks exactly those.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
 from .hooks import OUTPUT, StopForward, addressable_layers, capture, output_names
-from ..nets import Target
 from .units import Unit, UnitError, check_unit, read_unit
+
+if TYPE_CHECKING:  # for annotations only: the core sits below the nets (any module with Target's interface works)
+    from ..nets import Target
 
 Acts = dict[str, torch.Tensor]
 

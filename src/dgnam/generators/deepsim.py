@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..infra.hub import WeightsError, WeightSource, dgnam_home, resolve_weights
-from . import Generator
+from .base import Generator
 
 # Caffe's ImageNet mean in RGB order (the generators were trained on BGR images minus (104, 117, 123)).
 CAFFE_MEAN_RGB = (123.0, 117.0, 104.0)

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import Generator
+from .base import Generator
 
 
 @dataclass
@@ -216,7 +216,7 @@ def load_prior(path: str | Path) -> PriorGenerator:
     gen = PriorGenerator(config)
     load_strict(gen, state, what=f"prior {path}")
     gen.update_bounds()
-    gen.dgn_am_defaults = defaults
+    gen.dgn_am = defaults
     return gen.eval()
 
 

@@ -1,12 +1,12 @@
-"""Built-in generator registry entries. Imported lazily by :func:`dgnam.generators._ensure_builtin`."""
+"""Built-in generator registry entries. Imported lazily by :func:`dgnam.generators.catalog._ensure_builtin`."""
 
 from __future__ import annotations
 
 from functools import partial
 
 from ..infra.hub import WeightSource
-from . import GeneratorSpec, register_generator
 from .deepsim import DeePSiMGenerator, paper_bounds
+from .spec import GeneratorSpec, register_generator
 
 # DeePSiM generators (Dosovitskiy & Brox 2016) translated to PyTorch state dicts by Binxu Wang
 # (huggingface.co/binxu/DeePSim_DosovitskiyBrox2016, card licence MIT). The Caffe originals
@@ -41,15 +41,17 @@ for _name, (_layer, _file, _sha, _desc) in _DEEPSIM.items():
     )
 
 # dgnam's own priors, trained here and shipped inside the package (weights and model card in
-# src/dgnam/data; the safetensors file carries the architecture, code statistics and the DGN-AM step
-# measured for it). The middle-block prior is EfficientNet-Lite0's default (`dgnam visualize` and
+# src/dgnam/data; the safetensors file carries the architecture, code statistics and the DGN-AM settings
+# measured for it: its header's `dgn_am`, the one place they are stored, read by
+# dgnam.methods.dgn_am.dgn_am_settings; `dgnam generators` prints them. The paper's step of 8 saturates these
+# codes: BENCHMARKS.md, "The shipped default"). The middle-block prior is EfficientNet-Lite0's default (`dgnam visualize` and
 # `dgnam sample` use it unless told otherwise): with the random transforms it carries, its judge top-5
 # rate matched the best pixel baseline's on the 50-class quality benchmark (top-1 94 vs 98 %); the
 # last-block one stayed far below (BENCHMARKS.md, "Priors by layer" and "The shipped default").
 _OWN_LICENSE = "MIT (dgnam); trained on the offline pool, whose images keep their own licences (the pool's POOL.md)"
 
 
-def _own_prior(name: str, sha256: str, encoder: str, description: str, dgn_am: dict, default: bool = False) -> GeneratorSpec:
+def _own_prior(name: str, sha256: str, encoder: str, description: str, default: bool = False) -> GeneratorSpec:
     """A prior shipped as package data (``dgnam/data/NAME.safetensors``, model card ``NAME.md`` beside it)."""
     return GeneratorSpec(
         name=name,
@@ -60,7 +62,6 @@ def _own_prior(name: str, sha256: str, encoder: str, description: str, dgn_am: d
         default=default,
         description=f"{description} (model card: dgnam/data/{name}.md).",
         output_size=(128, 128),
-        dgn_am=dgn_am,
     )
 
 
@@ -68,13 +69,11 @@ register_generator(_own_prior(
     "lite0_blocks15_conv", "8bbcb5237ace208fc18dc9b3777934fcaa3a45031f94c98b70fd7341ce38a465", "efficientnet_lite0:_blocks.15",
     "dgnam prior for EfficientNet-Lite0: 320x7x7 last-block code -> 128 px image, conv front end, 2.2M parameters, "
     "trained 915 steps on a CPU on the offline pool",
-    dgn_am={"lr_start": 0.05},  # measured: the paper's step of 8 saturates these codes (BENCHMARKS.md)
 ))  # fmt: skip
 register_generator(_own_prior(
     "lite0_blocks7_conv_resize", "10447ea152effc3c78324cbb414cf30606de505f6cae2a491ebb8c31ec7223fc", "efficientnet_lite0:_blocks.7",
     "dgnam prior for EfficientNet-Lite0: 80x14x14 middle-block code -> 128 px image, conv front end, resize-convolutions, "
     "0.37M parameters, trained 4000 steps on a CPU on the offline pool; DGN-AM through it ascends through random "
     "transforms of the image (carried setting)",
-    dgn_am={"lr_start": 0.05, "transforms": "standard"},  # measured (BENCHMARKS.md, "The shipped default")
     default=True,
 ))  # fmt: skip

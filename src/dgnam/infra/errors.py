@@ -51,11 +51,10 @@ def error_line(exc: BaseException) -> str | None:
         "runs/x is a folder, not a file: give a file name"
     """
     from .hub import WeightsError
-    from ..core.units import UnitError
 
     if isinstance(exc, json.JSONDecodeError):
         return f"invalid JSON ({short(exc, 120)}): fix the file, or give the one dgnam wrote"
-    if isinstance(exc, (UnitError, WeightsError, ValueError)):
+    if isinstance(exc, (WeightsError, ValueError)):  # ValueError includes units' UnitError, records' RunFolderError
         return _first_line(exc)
     if isinstance(exc, KeyError):
         text = str(exc.args[0]) if exc.args else ""

@@ -1,4 +1,5 @@
-"""Images in and out: reading image files, tensors to PIL images, contact sheets."""
+"""Images in and out: reading image files, tensors to PIL images and PNG bytes, contact sheets, and the pixel
+operations every room shares (:func:`to_rgb`, :func:`crop_resize`, :func:`center_square_resize`)."""
 
 from __future__ import annotations
 
@@ -144,6 +145,15 @@ def to_pil(image: torch.Tensor) -> Image.Image:
     return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
 
 
+def png_bytes(image: Image.Image) -> bytes:
+    """``image`` as PNG bytes (PIL's default PNG settings: what ``image.save("x.png")`` writes). A run's PNGs
+    (:func:`dgnam.io.write.save_png`) and a notebook's display (:mod:`dgnam.io.display`) are both encoded
+    here, so what a notebook shows is byte for byte what a run saves."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 
 def contact_sheet(tiles: Sequence[tuple[Image.Image, str]], tile: int = 160, columns: int | None = None) -> Image.Image:
     """A grid of labelled thumbnails (label under each image)."""
@@ -166,3 +176,67 @@ def contact_sheet(tiles: Sequence[tuple[Image.Image, str]], tile: int = 160, col
 def _fit(label: str, width: int, char_px: int = 6) -> str:
     limit = max(4, width // char_px)
     return "\n".join(line if len(line) <= limit else line[: limit - 1] + "…" for line in label.splitlines())
+
+
+# ---------------------------------------------------------------------------------------------
+# Pixel operations (pure: arrays in, arrays out), shared by the pool, the accentuation and the evaluation
+# ---------------------------------------------------------------------------------------------
+
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    """Convert grey, grey+alpha, RGB or RGBA pixels to RGB uint8 (alpha is dropped).
+
+    Args:
+        image: (H, W), (H, W, 1), (H, W, 2), (H, W, 3) or (H, W, 4) array, uint8 or bool.
+
+    Returns:
+        (H, W, 3) uint8 array.
+    """
+    image = np.asarray(image)
+    if image.dtype == bool:
+        image = image.astype(np.uint8) * 255
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected uint8 pixels, got {image.dtype}")
+    if image.ndim == 2:
+        image = image[..., None]
+    channels = image.shape[-1]
+    if channels in (1, 2):
+        image = np.repeat(image[..., :1], 3, axis=-1)
+    elif channels in (3, 4):
+        image = image[..., :3]
+    else:
+        raise ValueError(f"unsupported shape {image.shape}")
+    return np.ascontiguousarray(image)
+
+
+def crop_resize(image: Image.Image, box: tuple[int, int, int], size: int) -> np.ndarray:
+    """Cut a square out of a PIL image and resize it.
+
+    Args:
+        image: RGB PIL image.
+        box: ``(top, left, side)`` as from :func:`sample_crop_box`.
+        size: output side.
+
+    Returns:
+        (size, size, 3) uint8 array.
+    """
+    top, left, side = box
+    region = (left, top, left + side, top + side)
+    out = image.resize((size, size), Image.Resampling.BICUBIC, box=region, reducing_gap=3.0)
+    return np.asarray(out, dtype=np.uint8)
+
+
+def center_square_resize(image: np.ndarray, size: int) -> np.ndarray:
+    """The central square of an image, resized (the usual ImageNet evaluation view).
+
+    Args:
+        image: (H, W, C) uint8.
+        size: output side.
+
+    Returns:
+        (size, size, 3) uint8.
+    """
+    h, w = image.shape[:2]
+    side = min(h, w)
+    box = ((h - side) // 2, (w - side) // 2, side)
+    return crop_resize(Image.fromarray(to_rgb(image)), box, size)

@@ -1,5 +1,9 @@
 """Reading a run folder back: its ``results.json`` and its images, in the order of its items.
 
+A record names files relative to its folder, and those names come from a file anyone can edit: every reader
+goes through :func:`inside_run` before it opens, embeds or moves anything (an absolute path, a ``..`` or a
+symlink that leads out of the folder is refused); :func:`refuse_repeated` refuses items dgnam never writes twice.
+
 Every JSON record dgnam reads back (a run's ``results.json``, a torchrun part's, ``evaluation.json``,
 ``neighbors.json``, an atlas ``unit.json``) is checked here, in one place, against a small declarative
 schema (:class:`Field`): what a field holds (object, list, string, integer, number, true/false, null) and
@@ -11,14 +15,76 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Mapping
 
 import numpy as np
 
 from ..infra.images import read_image
-from .rundir import ITEM_KEYS, RunFolderError, inside_run
 from ..infra.messages import short
+
+
+# --------------------------------------------------------------------------------------------------
+# What a record may name: paths kept inside the run folder, items as dgnam writes them
+# --------------------------------------------------------------------------------------------------
+
+ITEM_KEYS = ("file", "unit", "layer", "index", "seed")  # what every image record of a run holds
+
+
+class RunFolderError(ValueError):
+    """A run folder, or a JSON file in it, is not what dgnam wrote (or would overwrite something)."""
+
+
+def inside_run(run_dir: str | Path, name: object, what: str = "a file") -> Path:
+    """``run_dir / name``, refused unless ``name`` is a relative path that stays inside ``run_dir``.
+
+    Args:
+        run_dir: The run folder.
+        name: The path as written in the run's JSON (``item["file"]``, ``best_file``, a sheet ...).
+        what: What the path is, for the error message (``"items[3].file"``).
+
+    Returns:
+        ``Path(run_dir) / name`` (not resolved: callers keep the folder's own spelling).
+
+    Raises:
+        RunFolderError: ``name`` is not a non-empty string, is absolute, contains ``..``, or resolves
+            (following symlinks) outside ``run_dir``.
+
+    Example:
+        >>> inside_run("runs/demo", "best/logits_0001_seed0.png").as_posix()
+        'runs/demo/best/logits_0001_seed0.png'
+        >>> inside_run("runs/demo", "../../etc/passwd")  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        dgnam.io.read.RunFolderError: runs/demo: a file '../../etc/passwd' leaves the run folder ...
+    """
+    fix = "(absolute paths, '..' and symlinks out of it are refused); the run's JSON was edited or is not dgnam's"
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise RunFolderError(f"{run_dir}: {what} is {short(repr(name))}, not a file name inside the run folder; the run's JSON was edited or is not dgnam's")
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive or ".." in parts:
+        raise RunFolderError(f"{run_dir}: {what} {short(repr(name))} leaves the run folder {fix}")
+    path = Path(run_dir) / name
+    root = Path(run_dir).resolve()
+    if not path.resolve().is_relative_to(root):
+        raise RunFolderError(f"{run_dir}: {what} {short(repr(name))} leaves the run folder through a symlink {fix}")
+    return path
+
+
+def refuse_repeated(items: list[dict], path: str | Path, *groups: tuple[str, ...]) -> None:
+    """Refuse a record in which two items are alike in a group of keys (``("unit", "seed")``, ``("file",)``):
+    dgnam writes one image per unit and seed and one item per file, so such a record was edited.
+
+    Raises:
+        RunFolderError: naming both items and the fix.
+    """
+    for group in groups:
+        seen: dict[str, int] = {}
+        for k, item in enumerate(items):
+            value = json.dumps([item.get(key) for key in group], default=str)
+            if value in seen:
+                raise RunFolderError(f"{path}: items[{k}] repeats items[{seen[value]}] ({', '.join(group)} {short(value, 60)}), which dgnam never "
+                                     f"writes: restore the results.json dgnam wrote, or start again with --overwrite")
+            seen[value] = k
 
 
 # --------------------------------------------------------------------------------------------------
@@ -264,5 +330,5 @@ def require_items(record: dict, path: str | Path, keys: tuple[str, ...] = ITEM_K
     return record.get("items", [])
 
 
-__all__ = ["read_record", "read_run", "Field", "RecordError", "check_record", "load_record", "require_items", "need", "obj", "list_of",
+__all__ = ["ITEM_KEYS", "RunFolderError", "inside_run", "refuse_repeated", "read_record", "read_run", "Field", "RecordError", "check_record", "load_record", "require_items", "need", "obj", "list_of",
            "SCHEMAS", "RESULTS", "PART", "PART_RECORD", "EVALUATION", "NEIGHBORS", "UNIT", "ITEM"]

@@ -23,8 +23,8 @@ from typing import Mapping, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .read import read_record, read_run
-from .rundir import RunFolderError, check_items, inside_run, read_json_object
+from .read import RunFolderError, inside_run, read_record, read_run, require_items
+from .rundir import read_json_object
 from ..infra.messages import short
 
 EVALUATION_FILE = "evaluation.json"
@@ -219,7 +219,7 @@ def load_run_page(run_dir: str | Path) -> RunPage:
     """Read what the report shows of one run folder (results.json, PNGs, evaluation, neighbours)."""
     run_dir = Path(run_dir)
     record = read_record(run_dir)
-    items = check_items(record, run_dir / "results.json", ("file",)) if record.get("kind") != "exemplars" else []  # exemplars: their sheets, below
+    items = require_items(record, run_dir / "results.json", ("file",)) if record.get("kind") != "exemplars" else []  # exemplars: their sheets, below
     wanted = {it["file"]: f"items[{k}].file" for k, it in enumerate(items)}
     for k, it in enumerate(items):  # a method's maps beside the image (MACO's transparency)
         maps = it.get("maps") if isinstance(it.get("maps"), dict) else {}

@@ -1,9 +1,9 @@
-"""Rules for run folders: paths read from a run's JSON stay inside it, and its JSON is read and written safely.
+"""Preparing a run folder: refuse a used one, ``--resume`` it with the same settings and runtime, or ``--overwrite``
+only what dgnam wrote there (:class:`RunOutputs`).
 
-A run folder's ``results.json`` (and ``evaluation.json``, ``neighbors/neighbors.json``, a part's
-``results.json``) names files relative to the folder. Those names come from a file anyone can edit, so
-every reader goes through :func:`inside_run` before it opens, embeds or moves anything: an absolute
-path, a ``..`` or a symlink that leads out of the folder is refused.
+A run folder's records name files relative to the folder, and those names come from a file anyone can edit:
+what they name is found through :func:`dgnam.io.read.inside_run` (no absolute path, ``..`` or symlink out of
+the folder), and the records themselves are checked by :func:`dgnam.io.read.load_record`.
 """
 
 from __future__ import annotations
@@ -11,54 +11,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 
-from ..infra.files import write_json_atomic
 from ..infra.messages import short
+from .read import RunFolderError, inside_run, load_record
 
 #: What dgnam writes at the top of a run folder besides the files its records list (``--overwrite`` removes both).
 RUN_FILES = ("results.json", "contact_sheet.png", "evaluation.json", "report.html")
 RUN_FOLDERS = ("best", "rf", "raw", "parts", "neighbors", "transparency")  # folders dgnam makes (transparency: MACO's maps)
-
-
-class RunFolderError(ValueError):
-    """A run folder, or a JSON file in it, is not what dgnam wrote (or would overwrite something)."""
-
-
-def inside_run(run_dir: str | Path, name: object, what: str = "a file") -> Path:
-    """``run_dir / name``, refused unless ``name`` is a relative path that stays inside ``run_dir``.
-
-    Args:
-        run_dir: The run folder.
-        name: The path as written in the run's JSON (``item["file"]``, ``best_file``, a sheet ...).
-        what: What the path is, for the error message (``"items[3].file"``).
-
-    Returns:
-        ``Path(run_dir) / name`` (not resolved: callers keep the folder's own spelling).
-
-    Raises:
-        RunFolderError: ``name`` is not a non-empty string, is absolute, contains ``..``, or resolves
-            (following symlinks) outside ``run_dir``.
-
-    Example:
-        >>> inside_run("runs/demo", "best/logits_0001_seed0.png").as_posix()
-        'runs/demo/best/logits_0001_seed0.png'
-        >>> inside_run("runs/demo", "../../etc/passwd")  # doctest: +IGNORE_EXCEPTION_DETAIL
-        Traceback (most recent call last):
-        dgnam.io.rundir.RunFolderError: runs/demo: a file '../../etc/passwd' leaves the run folder ...
-    """
-    fix = "(absolute paths, '..' and symlinks out of it are refused); the run's JSON was edited or is not dgnam's"
-    if not isinstance(name, str) or not name or "\x00" in name:
-        raise RunFolderError(f"{run_dir}: {what} is {short(repr(name))}, not a file name inside the run folder; the run's JSON was edited or is not dgnam's")
-    parts = PurePosixPath(name.replace("\\", "/")).parts
-    if PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive or ".." in parts:
-        raise RunFolderError(f"{run_dir}: {what} {short(repr(name))} leaves the run folder {fix}")
-    path = Path(run_dir) / name
-    root = Path(run_dir).resolve()
-    if not path.resolve().is_relative_to(root):
-        raise RunFolderError(f"{run_dir}: {what} {short(repr(name))} leaves the run folder through a symlink {fix}")
-    return path
 
 
 def read_json_object(path: str | Path, what: str = "results.json") -> dict:
@@ -68,40 +28,7 @@ def read_json_object(path: str | Path, what: str = "results.json") -> dict:
         FileNotFoundError: no such file.
         RunFolderError: the file is not valid JSON, not a JSON object, or a field is not as dgnam writes it.
     """
-    from .read import load_record  # the one place records are checked (it imports this module)
-
     return load_record(path, what)
-
-
-ITEM_KEYS = ("file", "unit", "layer", "index", "seed")  # what every image record of a run holds
-
-
-def check_items(record: dict, path: str | Path, keys: tuple[str, ...] = ITEM_KEYS) -> list[dict]:
-    """``record["items"]``, checked: a list of objects that each hold ``keys`` (:func:`dgnam.io.read.require_items`).
-
-    Raises:
-        RunFolderError: naming the first item (and key) that is not as dgnam writes it.
-    """
-    from .read import require_items
-
-    return require_items(record, path, keys)
-
-
-def refuse_repeated(items: list[dict], path: str | Path, *groups: tuple[str, ...]) -> None:
-    """Refuse a record in which two items are alike in a group of keys (``("unit", "seed")``, ``("file",)``):
-    dgnam writes one image per unit and seed and one item per file, so such a record was edited.
-
-    Raises:
-        RunFolderError: naming both items and the fix.
-    """
-    for group in groups:
-        seen: dict[str, int] = {}
-        for k, item in enumerate(items):
-            value = json.dumps([item.get(key) for key in group], default=str)
-            if value in seen:
-                raise RunFolderError(f"{path}: items[{k}] repeats items[{seen[value]}] ({', '.join(group)} {short(value, 60)}), which dgnam never "
-                                     f"writes: restore the results.json dgnam wrote, or start again with --overwrite")
-            seen[value] = k
 
 
 #: Keys of a record's items that name a file (relative to the record's folder); also ``maps`` and exemplars' ``top``/``bottom``.
@@ -342,4 +269,4 @@ def check_same_runtime(out: str | Path, recorded: object, now: dict) -> None:
                          f"from an uninterrupted run's: resume with {' and '.join(fixes)}, or start again with --overwrite")
 
 
-__all__ = ["RunFolderError", "RunOutputs", "ITEM_KEYS", "ITEM_FILE_KEYS", "check_items", "refuse_repeated", "RUN_FILES", "RUN_FOLDERS", "inside_run", "read_json_object", "prepare_run_folder", "check_same_settings", "check_same_runtime"]
+__all__ = ["RunOutputs", "ITEM_FILE_KEYS", "RUN_FILES", "RUN_FOLDERS", "read_json_object", "prepare_run_folder", "check_same_settings", "check_same_runtime"]

@@ -6,7 +6,6 @@ so a run folder alone says how its images were made.
 
 from __future__ import annotations
 
-import io
 import math
 import platform
 import sys
@@ -20,10 +19,10 @@ from PIL import Image
 
 from ..methods.base import AMResult
 from ..core.units import Unit
-from .display import png_bytes
-from ..infra.images import contact_sheet, read_image, to_pil
-from .rundir import RunFolderError
-from ..infra.files import write_bytes_atomic
+from ..infra.images import contact_sheet, png_bytes, read_image, to_pil
+from .read import ITEM_KEYS, RunFolderError, inside_run, refuse_repeated, require_items
+from ..infra.files import write_bytes_atomic, write_npy_atomic
+from ..infra.version import __version__
 
 
 def unit_label(unit: Unit, categories: Sequence[str] | None, output_layers: Sequence[str] | None = None) -> str:
@@ -46,13 +45,6 @@ def save_png(image: Image.Image, path: str | Path) -> Path:
     """``image`` as a PNG at ``path``, atomically (:func:`~dgnam.infra.files.write_bytes_atomic`): a full
     disk or a kill leaves the old file or none, never a truncated one."""
     return write_bytes_atomic(path, png_bytes(image))
-
-
-def save_npy(array: np.ndarray, path: str | Path) -> Path:
-    """``array`` as a ``.npy`` file at ``path``, atomically."""
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    return write_bytes_atomic(path, buffer.getvalue())
 
 
 def image_name(unit: Unit, seed: int) -> str:
@@ -107,7 +99,7 @@ class RunWriter:
             raw = None
             if result.images.shape[1] not in (1, 3):  # an N-channel net's image: the PNG shows the channel mean
                 raw = f"raw/{Path(name).stem}.npy"
-                save_npy(result.images[i].detach().cpu().numpy().astype(np.float32), self.out / raw)
+                write_npy_atomic(self.out / raw, result.images[i].detach().cpu().numpy().astype(np.float32))
             save_png(to_pil(result.best_images[i]), self.out / "best" / name)
             maps = {}
             for key, values in result.maps.items():  # a method's per-image maps (MACO's transparency): grey PNGs
@@ -190,9 +182,7 @@ class RunWriter:
         Raises:
             RunFolderError: an item's image is missing or its name leaves the folder.
         """
-        from .rundir import ITEM_KEYS, check_items, inside_run, refuse_repeated
-
-        items = check_items(record, self.out / "results.json", ITEM_KEYS + ("label", "final_activation"))
+        items = require_items(record, self.out / "results.json", ITEM_KEYS + ("label", "final_activation"))
         refuse_repeated(items, self.out / "results.json", ("unit", "seed"), ("file",))  # else a resume would run the repeated one again
         tiles = []
         for k, item in enumerate(items):
@@ -220,6 +210,26 @@ class RunWriter:
             "seconds_per_image": round(wall / n, 4) if n else None,
             "images_per_minute": round(60.0 * n / wall, 3) if n and wall > 0 else None,
         }
+
+
+def save_result(result: AMResult, out_dir: str | Path, settings: dict | None = None) -> Path:
+    """Write ``result`` as a run folder (images, best/, contact_sheet.png, results.json) with :class:`RunWriter`.
+
+    Args:
+        result: What a method or :func:`dgnam.visualize` returned (its ``categories`` label the images).
+        out_dir: The run folder (created; files of the same names are replaced).
+        settings: More settings to record in results.json besides the result's ``method`` and ``config``.
+
+    Returns:
+        The path of results.json. The folder's ``contact_sheet.png`` holds exactly the bytes that
+        :func:`dgnam.show` displays for ``result``.
+
+    Example:
+        >>> path = dgnam.save_result(result, "runs/notebook")  # doctest: +SKIP
+    """
+    writer = RunWriter(out_dir, {"method": result.method, "config": result.config, **(settings or {})}, result.categories)
+    writer.add(result, seconds=0.0)
+    return writer.finish()
 
 
 def run_header(settings: dict, started: float, n_items: int, interrupted: bool, requested: int | None) -> dict:
@@ -321,9 +331,7 @@ class SampleWriter:
         Raises:
             RunFolderError: a sample's image is missing or its name leaves the folder.
         """
-        from .rundir import check_items, inside_run, refuse_repeated
-
-        items = check_items(record, self.out / "results.json", ("file", "unit", "seed", "step", "label", "activation"))
+        items = require_items(record, self.out / "results.json", ("file", "unit", "seed", "step", "label", "activation"))
         refuse_repeated(items, self.out / "results.json", ("unit", "seed", "step"), ("file",))
         by_chain: dict[tuple[str, int], list[tuple[Image.Image, str]]] = {}
         for k, item in enumerate(items):
@@ -341,7 +349,7 @@ class SampleWriter:
 
     def finish(self, interrupted: bool = False, requested: int | None = None) -> Path:
         """Write the contact sheet and results.json (with the diversity of the samples); return its path."""
-        from ..methods.ppgn import image_diversity
+        from ..eval.metrics import image_diversity
         from ..infra.files import write_json_atomic
 
         columns = max((len(row) for row in self.rows), default=0)
@@ -381,8 +389,7 @@ def _sample_caption(item: dict) -> str:
 
 
 def versions() -> dict:
-    from .. import __version__
-
+    """The versions a run records: dgnam, torch, numpy, Python and the platform."""
     return {"dgnam": __version__, "torch": torch.__version__, "numpy": np.__version__, "python": sys.version.split()[0], "platform": platform.platform()}
 
 

