@@ -42,8 +42,7 @@ import torch
 
 import dgnam
 from dgnam.eval.metrics import judge_topk, natural_max_activations, relative_activation, spectrum_slope
-from dgnam.methods.dgn_am import dgnam_config
-from dgnam.methods.pixel import PixelConfig
+from dgnam.methods.choose import resolve
 from dgnam.pool import heldout_sample
 from dgnam.infra.images import to_pil
 from dgnam.io.write import versions
@@ -102,8 +101,7 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     generator = dgnam.load_generator(args.generator)
-    dgn_config = dgnam_config(generator, steps=args.steps, lr_start=args.lr_start)
-    methods = {"dgn-am": (generator, dgn_config), "fourier": (None, PixelConfig(method="fourier", steps=args.steps))}
+    dgn_config = None
     nat, _ = heldout_sample(args.pool, args.natural, seed=0)
     band = tuple(round(float(v), 3) for v in np.nanpercentile(spectrum_slope(nat), [5, 50, 95]))
     rows, sheets, judged = [], [], []
@@ -113,6 +111,9 @@ def main(argv=None) -> int:
         if net_name not in wanted:
             continue
         net = load_target(net_name, args.vgg_px)
+        # the two methods as `dgnam visualize --net NET --generator G` and `--pixel fourier` resolve them
+        dgn_config = resolve(net, generator, overrides={"steps": args.steps, "lr_start": args.lr_start}).config
+        methods = {"dgn-am": (generator, dgn_config), "fourier": (None, resolve(net, pixel="fourier", overrides={"steps": args.steps}).config)}
         if layers == ("logits",):
             units = [Unit("logits", c) for c, _, _ in quality_classes()[: args.classes]]
         else:
@@ -143,7 +144,7 @@ def main(argv=None) -> int:
     (args.out / "results.json").write_text(json.dumps({
         "photo_slope_p5_p50_p95": band, "foreign_rule": FOREIGN_RULE, "decision": decision, "judged": judged,
         "command": " ".join(shlex.quote(a) for a in ["python", "benchmarks/generalization.py", *(argv if argv is not None else sys.argv[1:])]),
-        "generator": args.generator, "dgn_am": dgn_config.__dict__, "steps": args.steps, "natural_images": len(nat),
+        "generator": args.generator, "dgn_am": dgn_config and dgn_config.__dict__, "steps": args.steps, "natural_images": len(nat),
         "vgg_px": args.vgg_px, "versions": versions(), "summary": summary, "rows": rows}, indent=1))
     (args.out / "table.md").write_text(markdown(summary))
     for label, images in sheets:

@@ -21,7 +21,8 @@ import torch
 
 import dgnam
 from dgnam.generators.prior import PriorConfig, PriorGenerator
-from dgnam.methods.dgn_am import DGNAMConfig, dgn_am
+from dgnam.methods.choose import resolve
+from dgnam.methods.dgn_am import dgn_am
 from dgnam.core.units import Unit
 
 
@@ -42,7 +43,7 @@ def time_dgn_am(target, gen, batch: int, steps: int, transforms: str) -> float:
     times = []
     for n in (1, 1 + steps):
         t0 = time.perf_counter()
-        dgn_am(target, gen, units, seeds, DGNAMConfig(steps=n, transforms=transforms), progress=False)
+        dgn_am(target, gen, units, seeds, resolve(target, gen, overrides={"steps": n, "transforms": transforms}).config, progress=False)
         times.append(time.perf_counter() - t0)
     return (times[1] - times[0]) / steps
 
@@ -61,7 +62,7 @@ def main() -> None:
     gen = make_generator(args.generator)
     rows = []
     for b in map(int, args.batches.split(",")):
-        dgn_am(forms["fast"], gen, [Unit("logits", 0)] * b, list(range(b)), DGNAMConfig(steps=1), progress=False)  # warm-up
+        dgn_am(forms["fast"], gen, [Unit("logits", 0)] * b, list(range(b)), resolve(plain, gen, overrides={"steps": 1}).config, progress=False)  # warm-up
         step_s: dict[str, list[float]] = {name: [] for name in forms}
         for _ in range(args.repeats):  # the forms alternate: a noisy machine slows both alike
             for name, target in forms.items():

@@ -11,7 +11,8 @@ import torch
 
 import dgnam
 from dgnam.infra.hub import WeightsError, sha256_file
-from dgnam.methods.maco import SPECTRA, MacoConfig, MacoImage, average_spectrum, decorrelate, load_spectrum, maco_am, resize_spectrum, spectrum_path
+from dgnam.core.param import MacoImage, resize_spectrum
+from dgnam.methods.maco import SPECTRA, MacoConfig, average_spectrum, decorrelate, load_spectrum, maco_am, spectrum_path
 from dgnam.core.param import color_correlation_normalized
 
 from conftest import needs
@@ -124,7 +125,7 @@ def test_magnitude_stays_fixed_and_the_phase_changes():
 
 def test_maco_raises_the_activation_and_saves_a_transparency_map(tiny_target):
     units = dgnam.parse_units(["logits:2", "conv2:3@center"])
-    r = maco_am(tiny_target, units, [0, 1], MacoConfig(steps=25, pad=2, jitter=2, fine_jitter=1), progress=False)
+    r = maco_am(tiny_target, units, [0, 1], MacoConfig(steps=25), progress=False)  # the 224 px transforms, scaled to 32 px (2, 2, 1)
     assert r.method == "maco" and r.config["lr"] == 1.0 and r.config["size"] == (32, 32)
     assert r.images.shape == (2, 3, 32, 32) and 0 <= float(r.images.min()) and float(r.images.max()) <= 1
     # the logit beats the best of 64 random phases of the same spectrum; the hidden unit rises several-fold
@@ -139,7 +140,7 @@ def test_maco_raises_the_activation_and_saves_a_transparency_map(tiny_target):
     centre, corner = float(alpha[1, 12:20, 12:20].mean()), float(alpha[1, :6, :6].mean())
     assert centre > 2 * corner, (centre, corner)
     # each element depends only on its own seed and unit, not on the batch
-    alone = maco_am(tiny_target, units[:1], [0], MacoConfig(steps=25, pad=2, jitter=2, fine_jitter=1), progress=False)
+    alone = maco_am(tiny_target, units[:1], [0], MacoConfig(steps=25), progress=False)
     assert torch.allclose(alone.images[0], r.images[0], atol=1e-5)
 
 
@@ -167,8 +168,8 @@ def test_pixel_maco_from_the_cli_saves_the_transparency_maps(tmp_path, monkeypat
     net_file = tmp_path / "tiny_net.pth"
     torch.save(TinyNet().state_dict(), net_file)
     monkeypatch.setenv("DGNAM_HOME", str(tmp_path / "home"))
-    dgnam.nets._ensure_builtin()
-    monkeypatch.setitem(dgnam.nets._REGISTRY, "tiny", NetSpec("tiny", TinyNet, WeightSource("tiny_net.pth"), InputSpec(size=(32, 32), min_size=8), CATEGORIES))
+    dgnam.nets.catalog._ensure_builtin()
+    monkeypatch.setitem(dgnam.nets.spec._REGISTRY, "tiny", NetSpec("tiny", TinyNet, WeightSource("tiny_net.pth"), InputSpec(size=(32, 32), min_size=8), CATEGORIES))
     assert "maco" in METHODS and PixelConfig(method="maco").resolved().lr == 1.0 and PixelConfig(method="maco").resolved().noise == MacoConfig().noise
     out = tmp_path / "run"
     assert cli.main(["visualize", "--net", "tiny", "--net-weights", str(net_file), "--pixel", "maco", "--unit", "logits:0-2",

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import dgnam
-from dgnam.generators import _REGISTRY as GEN_REGISTRY
+from dgnam.generators.spec import _REGISTRY as GEN_REGISTRY
 from dgnam.generators import get_generator_spec, load_generator
 from dgnam.generators.deepsim import BOUNDS_SOURCES, DeePSiMGenerator, read_bounds
 from dgnam.core.hooks import capture
@@ -531,10 +531,14 @@ def test_convert_state_dict_from_an_index_layout(caffenet_weights):
 
 
 def test_paper_preset():
-    cfg = PAPER_PRESET.apply()
+    from dgnam.methods.choose import resolve
+
+    choice = resolve("caffenet", preset="paper")  # the one preset path, for the CLI and the API
+    cfg = choice.config
     assert (cfg.steps, cfg.lr_start, cfg.lr_end, cfg.decay) == (200, 8.0, 1e-10, 0.99)
     assert cfg.optimizer == "paper" and cfg.clip and cfg.init_std == 1.0
-    assert PAPER_PRESET.apply(steps=10).steps == 10
+    assert (choice.generator, choice.fit, choice.generator_clamp) == ("deepsim_fc6", "center-crop", False)
+    assert resolve("caffenet", preset="paper", overrides={"steps": 10}).config.steps == 10
     assert PAPER_PRESET.net in list_nets() and PAPER_PRESET.generator in dgnam.list_generators()
     assert cfg == dgnam.DGNAMConfig()  # the paper's settings are DGNAMConfig's defaults, stated once
     assert get_net_spec(PAPER_PRESET.net).input.size == (227, 227) and PAPER_PRESET.fit == "center-crop"  # 227 crop of 256

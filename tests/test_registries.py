@@ -16,6 +16,7 @@ import torch
 import dgnam
 from dgnam.generators import get_generator_spec, load_generator
 from dgnam.generators.prior import prior_metadata
+from dgnam.methods.dgn_am import dgn_am_settings
 from dgnam.core.hooks import capture
 from dgnam.infra.hub import resolve_weights
 from dgnam.nets import Target, get_net_spec
@@ -57,15 +58,18 @@ def test_generator_entry(name, tmp_path, monkeypatch):
     check_source(spec.weights, spec.license)
     assert spec.output_size is not None and len(spec.output_size) == 2, "the entry states its output size (`dgnam generators` prints it)"
     known = {f.name for f in dataclasses.fields(dgnam.DGNAMConfig)}
-    assert set(spec.dgn_am) <= known
+    settings = dgn_am_settings(name)  # the prior's measured DGN-AM settings, by name
+    assert set(settings) <= known
+    assert not hasattr(spec, "dgn_am"), "the settings are stored once, in the prior's file header, not in the registry"
     net, _, layer = spec.encoder.partition(":")
     assert net in dgnam.list_nets() and layer
-    if spec.builder is None:  # a shipped prior: the real file, from the package
+    if spec.builder is None:  # a shipped prior: the real file, from the package, is the one source
         gen = load_generator(name)
         header = prior_metadata(resolve_weights(spec.weights))
-        assert header.get("dgn_am", {}) == spec.dgn_am  # the registry and the file say the same
-        assert gen.dgn_am_defaults == spec.dgn_am
+        assert settings == header["dgn_am"] == gen.dgn_am and settings.get("lr_start") == 0.05  # the paper's 8 saturates it
+        assert dgn_am_settings(gen) == dgn_am_settings(str(resolve_weights(spec.weights))) == settings  # object, file, name agree
     else:
+        assert settings == {}  # built by code, no header: the paper's settings
         torch.manual_seed(0)
         gen = spec.builder().eval()
         if spec.bounds is not None:

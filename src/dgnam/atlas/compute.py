@@ -34,7 +34,6 @@ class AtlasConfig:
     EfficientNet-Lite0 (three DGN-AM seeds, one pixel baseline, one accentuation, 200 steps each)."""
 
     seeds: tuple[int, ...] = (0, 1, 2)  # DGN-AM facets per unit: different seeds find different optima
-    steps: int | None = None  # optimization steps of every image; None: each method's default (200)
     k: int = 9  # top and bottom dataset exemplars per unit (a 3x3 grid each)
     bins: int = 40  # bins of the activation histogram over the data
     pixel_baseline: bool = True  # also the best pixel-space method, one seed, beside DGN-AM

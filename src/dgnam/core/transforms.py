@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Sequence, Union
 
 import torch
@@ -209,17 +210,52 @@ class GaussianBlur(Transform):
         return gaussian_blur(x, self.sigma)
 
 
-def standard_transforms(pad: int = 12, jitter: int = 8, scale: tuple[float, float] = (0.9, 1.1), angle: int = 10, fine_jitter: int = 4) -> Compose:
+#: The one size rule of the random transforms: their pixel amounts (pad, jitter) are stated for an image this
+#: many pixels on a side and scaled to the image's own side (:func:`at_side`), for DGN-AM and the pixel methods alike.
+REFERENCE_SIDE = 224
+
+#: The pixel methods' amounts ("fourier", "deepinversion", "maco"), at 224 px: lucent's ``standard_transforms``
+#: (pad 12, jitter 8, jitter 4), which lucent runs at 128 px and upsamples to 224, so here a little larger
+#: (lucent's x ~1.75 would be 21, 14 and 7). DGN-AM's "standard" transforms use lucent's own amounts
+#: (:func:`standard_transforms`' defaults).
+PIXEL_AMOUNTS = MappingProxyType({"pad": 16, "jitter": 16, "scale": (0.9, 1.1), "angle": 10, "fine_jitter": 8})
+
+
+def at_side(pixels: int, side: int | None, least: int = 1) -> int:
+    """An amount of ``pixels`` stated for a :data:`REFERENCE_SIDE` image, for an image ``side`` px on a side:
+    rounded, and at least ``least`` unless it is 0 (None: ``side`` unknown, the amount as stated).
+
+    Example:
+        >>> at_side(8, 128), at_side(4, 32), at_side(0, 32), at_side(12, 128, least=0)
+        (5, 1, 0, 7)
+    """
+    if side is None or not pixels:
+        return pixels
+    return max(least, round(pixels * side / REFERENCE_SIDE))
+
+
+def image_size(size: int | Sequence[int] | None, native: Sequence[int]) -> tuple[int, int]:
+    """``(height, width)`` of an image: ``size`` (one int: square) or, when None, the ``native`` size (a net's)."""
+    if size is None:
+        return tuple(int(s) for s in native)
+    return (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
+
+
+def standard_transforms(pad: int = 12, jitter: int = 8, scale: tuple[float, float] = (0.9, 1.1), angle: int = 10, fine_jitter: int = 4,
+                        side: int | None = None) -> Compose:  # fmt: skip
     """lucid/lucent's ``standard_transforms``: pad, jitter, scale, rotate, jitter.
 
     lucent: ``pad(12, constant 0.5), jitter(8), random_scale(0.9..1.1 in 11 steps),
-    random_rotate(-10..10 degrees, with 0 weighted 6x), jitter(4)``.
+    random_rotate(-10..10 degrees, with 0 weighted 6x), jitter(4)``. With ``side`` the pixel amounts are
+    those of a 224 px image, scaled to an image of ``side`` px (:func:`at_side`); None: as given.
     """
     angles = list(range(-angle, angle + 1)) + 5 * [0]
+    pad, jitter, fine_jitter = at_side(pad, side, least=0), at_side(jitter, side), at_side(fine_jitter, side)
     return Compose([Pad(pad), Jitter(jitter), RandomScale(scales(*scale, 11)), RandomRotate(angles), Jitter(fine_jitter)])
 
 
 __all__ = [
     "Compose", "GaussianBlur", "Generators", "Jitter", "Pad", "RandomRotate", "RandomScale", "Transform",
-    "TRANSFORM_STREAM", "gaussian_blur", "gaussian_kernel1d", "scales", "standard_transforms", "transform_generators",
+    "PIXEL_AMOUNTS", "REFERENCE_SIDE", "TRANSFORM_STREAM", "at_side", "gaussian_blur", "gaussian_kernel1d", "image_size", "scales",
+    "standard_transforms", "transform_generators",
 ]

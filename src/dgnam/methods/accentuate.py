@@ -39,8 +39,7 @@ def load_photo(path: str | Path, size: int | None = None) -> torch.Tensor:
     Raises:
         FileNotFoundError: no such file.
     """
-    from ..pool import center_square_resize
-    from ..infra.images import read_image
+    from ..infra.images import center_square_resize, read_image
 
     path = Path(path)
     if not path.is_file():
@@ -117,7 +116,8 @@ def accentuate(
         units: One unit per image.
         seeds: One seed per image (it still seeds the random transforms).
         generator: A prior for DGN-AM, or None for the pixel method of ``config``.
-        config: :class:`~dgnam.methods.dgn_am.DGNAMConfig` / :class:`~dgnam.methods.pixel.PixelConfig`; None: defaults.
+        config: :class:`~dgnam.methods.dgn_am.DGNAMConfig` / :class:`~dgnam.methods.pixel.PixelConfig`; None: what
+            :func:`~dgnam.methods.choose.resolve` gives (the prior's measured settings, or the net's default pixel method).
         init_images: (N, 3, H, W) photos in [0, 1], one per unit, or None (the usual random start).
         encoder: The prior's encoder (default :func:`prior_encoder`); only used with a generator and photos.
         generator_name: Registry name of the generator, to find its encoder when the file does not say.
@@ -129,16 +129,16 @@ def accentuate(
     if generator is not None:
         from .dgn_am import dgn_am, dgnam_config
 
-        config = config or dgnam_config(generator)
+        config = config if config is not None else dgnam_config(generator)  # as dgn_am would: the target's form depends on it
         init_code = None
         if init_images is not None:
             encoder = encoder or prior_encoder(generator, target, generator_name)
             init_code = photo_codes(generator, encoder, init_images)
         fast = target.fast([u.layer for u in units]) if getattr(config, "bn_weight", 0) == 0 else target
         return dgn_am(fast, generator, list(units), list(seeds), config, progress=progress, init_code=init_code)
-    from .pixel import PixelConfig, pixel_am
+    from .pixel import pixel_am
 
-    return pixel_am(target, list(units), list(seeds), config or PixelConfig(), progress=progress, init_images=init_images)
+    return pixel_am(target, list(units), list(seeds), config, progress=progress, init_images=init_images)
 
 
 __all__ = ["Encoder", "load_photo", "encoder_name", "prior_encoder", "photo_codes", "accentuate"]

@@ -1,12 +1,16 @@
-"""What every activation-maximization method shares: its result, the best-image tracker, the code clip."""
+"""What every activation-maximization method shares: its result, the best-image tracker, one step's tracked forward
+pass, the step rules. The result is a plain data object: :func:`dgnam.io.write.save_result` saves it and
+:func:`dgnam.io.display.show` displays it."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 
+from ..core.objectives import Objective, run_objective
 from ..core.units import Unit
 
 
@@ -68,36 +72,6 @@ class AMResult:
                 idx.extend(i for i, u in enumerate(self.units) if str(u) == str(item))
         return idx
 
-    def show(self, which=None) -> "AMResult":
-        """A subset to display in a notebook (``result.show([0, 2])``, ``result.show("logits:3")``); None: all.
-
-        Jupyter renders the returned result as its labelled grid (:meth:`_repr_png_`): the same PNG
-        bytes as the ``contact_sheet.png`` that :class:`~dgnam.io.write.RunWriter` saves for it.
-        """
-        return self if which is None else self.subset(which)
-
-    def save(self, out_dir, settings: dict | None = None):
-        """Write a run folder (images, best/, contact_sheet.png, results.json) with :class:`~dgnam.io.write.RunWriter`.
-
-        Returns:
-            The path of results.json. The folder's ``contact_sheet.png`` holds exactly the bytes of :meth:`_repr_png_`.
-        """
-        from ..io.write import RunWriter
-
-        writer = RunWriter(out_dir, {"method": self.method, "config": self.config, **(settings or {})}, self.categories)
-        writer.add(self, seconds=0.0)
-        return writer.finish()
-
-    def _repr_png_(self) -> bytes:
-        from ..io.display import sheet_png
-
-        return sheet_png(self)
-
-    def _repr_html_(self) -> str:
-        from ..io.display import sheet_html
-
-        return sheet_html(self)
-
 
 class NonFiniteError(ValueError):
     """An activation or code became NaN or infinite during a run (it would give black images and NaN records)."""
@@ -158,9 +132,49 @@ def normalized_step(x: torch.Tensor, grad: torch.Tensor, lr: float) -> torch.Ten
     return x + lr * grad / scale
 
 
-def initial_code(generator, seeds: Sequence[int], std: float = 1.0, clip: bool = True, start: torch.Tensor | None = None) -> torch.Tensor:
-    """The start of a search in a generator's code space: ``generator.random_code(seeds, std)`` (one RNG
-    per seed, so a start depends only on its seed) or a copy of ``start``, clipped to the code's bounds
-    unless ``clip`` is False. DGN-AM, PPGN-h sampling and the gradient-free searches all start here."""
-    code = generator.random_code(list(seeds), std) if start is None else start.detach().to(generator.lower).clone()
-    return generator.clip(code) if clip else code
+def check_batch(units: Sequence[Unit], seeds: Sequence[int]) -> None:
+    """Raise ValueError unless there is one seed per unit (every loop's first check)."""
+    if len(units) != len(seeds):
+        raise ValueError(f"{len(units)} units but {len(seeds)} seeds: give one seed per unit")
+
+
+def quiet_objective(net, images: torch.Tensor, objective: Objective, bn=None) -> torch.Tensor:
+    """The objective of ``images`` without gradients, in a pass that a BatchNorm-statistics loss ``bn`` does not record."""
+    with torch.no_grad(), bn.paused() if bn is not None else nullcontext():
+        return run_objective(net, images, objective)
+
+
+def track_step(step: int, images: torch.Tensor, tracker: BestTracker, objective: Objective, ascend, watch, transform=None, gens=None,
+               bn=None) -> torch.Tensor:  # fmt: skip
+    """One step's forward pass(es), shared by the gradient loops: the activation to ascend (through ``ascend``), with
+    ``tracker`` updated. Without ``transform`` that one pass is recorded; with it the history and the best image
+    follow the activation of the untransformed images through ``watch`` (:func:`quiet_objective`), and the ascent
+    runs on ``transform(images, gens)``."""
+    if transform is None:
+        acts = run_objective(ascend, images, objective)
+        tracker.update(step, acts, images)
+    else:
+        tracker.update(step, quiet_objective(watch, images, objective, bn), images)
+        acts = run_objective(ascend, transform(images, gens), objective)
+    return acts
+
+
+def tracked_result(tracker: BestTracker, units: Sequence[Unit], seeds: Sequence[int], images: torch.Tensor, final: torch.Tensor, method: str,
+                   config: dict, codes: torch.Tensor | None = None) -> AMResult:  # fmt: skip
+    """The :class:`AMResult` of a finished loop: ``final`` (the activation of the last ``images``) recorded by
+    ``tracker`` as the step after the last, then the last and best images, history and ``codes`` on the CPU."""
+    steps = tracker.history.shape[1]
+    tracker.update(steps, final, images)
+    return AMResult(
+        units=list(units),
+        seeds=list(seeds),
+        images=images.detach().cpu(),
+        best_images=tracker.best_images,
+        history=tracker.history,
+        final=final.detach().cpu(),
+        best=tracker.best,
+        best_step=tracker.best_step,
+        codes=None if codes is None else codes.cpu(),
+        method=method,
+        config=config,
+    )

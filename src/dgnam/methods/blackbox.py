@@ -59,7 +59,8 @@ from ..generators import Generator, code_center_scale
 from ..nets import Target
 from ..core.objectives import check_units, run_objective, units_objective
 from ..core.units import Unit
-from .base import AMResult, BestTracker, initial_code
+from ..core.param import initial_code
+from .base import AMResult, BestTracker
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]
 """A black-box unit: images (N, 3, H, W) in [0, 1] -> scores (N,), higher is better."""

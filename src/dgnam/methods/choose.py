@@ -3,21 +3,25 @@
 What the user said (a net, maybe a generator or a pixel method or an optimizer, maybe a preset, maybe
 some settings) goes through :func:`resolve`, which returns a :class:`Choice`: the method, the
 generator (if any) and the fully resolved config. ``dgnam visualize``, ``dgnam sample``,
-``dgnam atlas``, :func:`dgnam.run.visualize` and the benchmarks all call it, so the command line and
-the API run the same thing for the same request (``tests/test_choose.py`` checks it for every
-registered net).
+``dgnam atlas``, :func:`dgnam.run.visualize` and the benchmarks all call it, and the loops given no
+config (:func:`~dgnam.methods.dgn_am.dgn_am`, :func:`~dgnam.methods.pixel.pixel_am`, feature accentuation)
+run what it gives, by the same functions (:func:`~dgnam.methods.dgn_am.dgnam_config`,
+:func:`~dgnam.methods.pixel.default_pixel_method`), so every entry point runs the same thing for the same
+request (``tests/test_choose.py`` checks it for every registered net and generator).
 
 The rules, in order:
 
-1. A **preset** (``--preset``) names the net, the generator and the DGN-AM settings (the paper's
-   reproduction); flags still override single settings.
+1. A **preset** (``--preset``) names the net, the generator, the DGN-AM settings, the net's input fit and
+   the generator's clamp (the paper's reproduction): the :class:`Choice` carries them all, and
+   :func:`prepare` applies the fit and the clamp; flags still override single settings.
 2. A **generator** given by name, file or object is used; else, unless a **pixel method** is asked
    for, the net's registered default prior (:func:`default_generator`, the ``default`` flag of a
    :class:`~dgnam.generators.GeneratorSpec` whose encoder is that net).
 3. With a generator: ``optimizer`` ``cmaes``/``ga`` searches its code space without gradients
-   (:mod:`dgnam.methods.blackbox`); otherwise DGN-AM with the paper's settings, then the generator's
-   measured ones (its registry entry's ``dgn_am``, or a prior file's header), then the overrides.
-4. Without one: the pixel method asked for, else :func:`default_pixel_method` (DeepInversion where
+   (:mod:`dgnam.methods.blackbox`); otherwise DGN-AM with the paper's settings, then the prior's
+   measured ``dgn_am`` settings (stored once, in its file's header), then the overrides
+   (:func:`~dgnam.methods.dgn_am.dgnam_config`).
+4. Without one: the pixel method asked for, else :func:`~dgnam.methods.pixel.default_pixel_method` (DeepInversion where
    the net has BatchNorm statistics to match, else the Fourier baseline), with its own per-method
    defaults (:class:`~dgnam.methods.pixel.PixelConfig`). This is also what a net without a prior of its
    own (``torchvision:``, ``hf:``, ``my_model.py:build`` ...) gets: by ``FOREIGN_RULE`` in
@@ -33,10 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..core.regularizers import has_batchnorm
+from ..nets import Target
+from .dgn_am import dgn_am_settings, dgnam_config
+from .pixel import DEFAULT_PIXEL_METHOD, PixelConfig, default_pixel_method
 
-DEFAULT_PIXEL_METHOD = "deepinversion"  # a net with BatchNorm statistics: DeepInversion matches them
-FALLBACK_PIXEL_METHOD = "fourier"  # ... a net without them: the Fourier baseline
 OPTIMIZERS = ("gradient", "paper", "adam", "cmaes", "ga")  # "gradient" = "paper", the paper's normalized steps
 
 _BLACKBOX_KEYS = ("evals",)  # the one setting of a gradient-free search a caller may give
@@ -55,6 +59,8 @@ class Choice:
             :class:`~dgnam.methods.blackbox.GAConfig` or :class:`~dgnam.methods.pixel.PixelConfig`.
         preset: The preset's name, if one was used.
         why: One line saying where the method came from (printed by ``dgnam visualize``).
+        fit: How the net's input is fitted (``InputSpec.fit``), where a preset says; None: the net's own.
+        generator_clamp: Whether the generator clamps its images, where a preset says; None: the generator's own.
     """
 
     method: str
@@ -62,22 +68,12 @@ class Choice:
     config: Any
     preset: str | None = None
     why: str = ""
+    fit: str | None = None
+    generator_clamp: bool | None = None
 
     @property
     def uses_generator(self) -> bool:
         return not self.method.startswith("pixel:")
-
-
-def default_pixel_method(net) -> str:
-    """The pixel-space default for a net (a :class:`~dgnam.nets.Target` or an ``nn.Module``):
-    DeepInversion where it has BatchNorm statistics to match, else the Fourier baseline.
-
-    Also the default of nets without a prior of their own (foreign nets): by ``FOREIGN_RULE`` of
-    ``benchmarks/generalization.py`` DGN-AM through the Lite0 prior would need to match it on every foreign
-    layer, and it tied Fourier on SqueezeNet's logits (BENCHMARKS.md, "Which method a foreign net gets by default").
-    """
-    model = getattr(net, "model", net)
-    return DEFAULT_PIXEL_METHOD if has_batchnorm(model) else FALLBACK_PIXEL_METHOD
 
 
 def default_generator(net: str) -> str | None:
@@ -89,29 +85,6 @@ def default_generator(net: str) -> str | None:
         if spec.default and spec.encoder.split(":")[0] == net:
             return name
     return None
-
-
-def generator_dgn_am(generator) -> dict:
-    """The DGN-AM settings measured for a generator: a registered name (its entry's ``dgn_am``), a
-    ``.safetensors`` prior file (its header; read without loading the weights) or a
-    :class:`~dgnam.generators.Generator` (its ``dgn_am_defaults``)."""
-    if generator is None:
-        return {}
-    if not isinstance(generator, (str, Path)):
-        return dict(getattr(generator, "dgn_am_defaults", None) or {})
-    from ..generators import get_generator_spec, is_generator_file
-
-    if is_generator_file(str(generator)):
-        from ..generators.prior import prior_metadata
-        from ..infra.hub import WeightsError
-
-        if not Path(generator).is_file():
-            return {}  # load_generator names the missing file
-        try:
-            return dict(prior_metadata(generator).get("dgn_am") or {})
-        except Exception as exc:  # not a safetensors prior: load_generator says so in full
-            raise WeightsError(f"cannot read the DGN-AM settings of {generator} ({str(exc)[:120]}): give a .safetensors prior") from exc
-    return dict(get_generator_spec(str(generator)).dgn_am)
 
 
 def _net_name(net) -> str | None:
@@ -189,7 +162,8 @@ def _generator_choice(generator, name: str | None, optimizer: str | None, preset
         config = CMAESConfig() if optimizer == "cmaes" else GAConfig()
         if "evals" in given:
             config = dataclasses.replace(config, evals=given["evals"])
-        return Choice(f"{optimizer}{label}", name, config, getattr(preset, "name", None), f"gradient-free search ({optimizer}) in the code space of {name or 'the generator'}")
+        return Choice(f"{optimizer}{label}", name, config, why=f"gradient-free search ({optimizer}) in the code space of {name or 'the generator'}",
+                      **_preset_fields(preset))  # fmt: skip
     if "lr" in given:
         raise ValueError("--lr is the pixel methods' learning rate: DGN-AM's step is --lr-start (and --lr-end)")
     if "evals" in given:
@@ -200,38 +174,39 @@ def _generator_choice(generator, name: str | None, optimizer: str | None, preset
         given["steps"] = given.pop("evals") - 1
     if optimizer in ("paper", "adam", "gradient"):
         given["optimizer"] = "paper" if optimizer == "gradient" else optimizer
-    config = dgn_am_config(generator, preset, given)
-    if preset is not None:
-        why = f"preset {preset.name}"
+    if preset is not None:  # the preset's settings in place of the prior's (the paper's: DGNAMConfig's defaults)
+        config, why = dgnam_config(None, **{**preset.config, **given}), f"preset {preset.name}"
     else:
-        measured = generator_dgn_am(generator)
+        config, measured = dgnam_config(generator, **given), dgn_am_settings(generator)
         why = f"DGN-AM through {name or 'the generator'}" + (f" with its measured settings {measured}" if measured else " with the paper's settings")
-    return Choice(f"dgn-am{label}", name, config, getattr(preset, "name", None), why)
+    return Choice(f"dgn-am{label}", name, config, why=why, **_preset_fields(preset))
 
 
-def dgn_am_config(generator=None, preset=None, overrides: Mapping[str, Any] | None = None):
-    """The :class:`~dgnam.methods.dgn_am.DGNAMConfig` of a run through ``generator``: the paper's settings,
-    then the generator's measured ones (:func:`generator_dgn_am`) or a preset's, then ``overrides``
-    (None values ignored).
+def _preset_fields(preset) -> dict:
+    """What a preset says beyond the settings: its name, the net's input fit and the generator's clamp."""
+    if preset is None:
+        return {}
+    return {"preset": preset.name, "fit": preset.fit, "generator_clamp": preset.generator_clamp}
 
-    Raises:
-        ValueError: a setting DGNAMConfig does not have (named, with the known ones).
+
+def prepare(choice: Choice, target: Target, generator=None) -> tuple[Target, Any]:
+    """The target and generator as ``choice`` runs them, for the command line and the API alike: a preset's
+    input fit on the target (a new :class:`~dgnam.nets.Target` around the same model, on its device) and its
+    clamp set on the generator (in place). Without a preset both come back as they were.
+
+    Example:
+        >>> choice = resolve(net, preset="paper")  # CaffeNet + DeePSiM fc6: centre crop, unclamped images
+        >>> net, gen = prepare(choice, net, load_generator(choice.generator))
     """
-    from .dgn_am import DGNAMConfig
-
-    known = {f.name for f in dataclasses.fields(DGNAMConfig)}
-    base = dict(preset.config) if preset is not None else generator_dgn_am(generator)
-    given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    for what, keys in (("the generator's DGN-AM defaults", base), ("the DGN-AM settings", given)):
-        unknown = sorted(set(keys) - known)
-        if unknown:
-            raise ValueError(f"{what} name unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return DGNAMConfig(**{**base, **given})
+    if choice.fit is not None and target.spec.fit != choice.fit:
+        spec = dataclasses.replace(target.spec, fit=choice.fit)
+        target = Target(target.model, spec, target.categories, name=target.name).to(target.mean.device)
+    if generator is not None and choice.generator_clamp is not None and hasattr(generator, "clamp"):
+        generator.clamp = choice.generator_clamp
+    return target, generator
 
 
 def _pixel_choice(net, pixel: str | None, given: dict) -> Choice:
-    from .pixel import PixelConfig
-
     if "transforms" in given:
         raise ValueError("--transforms applies only to DGN-AM through a generator prior (give --generator); "
                          "the pixel methods use their own transforms")
@@ -249,4 +224,4 @@ def _pixel_choice(net, pixel: str | None, given: dict) -> Choice:
     return Choice(f"pixel:{pixel}", None, PixelConfig(method=pixel, **given).resolved(), None, why)
 
 
-__all__ = ["Choice", "resolve", "default_generator", "default_pixel_method", "generator_dgn_am", "dgn_am_config"]
+__all__ = ["Choice", "resolve", "prepare", "default_generator"]

@@ -16,8 +16,9 @@ unit by ``lr`` of its own std on average and the decay pulls towards the data me
 
 from __future__ import annotations
 
-from contextlib import ExitStack, nullcontext
-from dataclasses import asdict, dataclass
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -26,16 +27,19 @@ from tqdm.auto import tqdm
 from ..generators import Generator, code_center_scale
 from ..nets import Target
 from ..core.objectives import Objective, run_objective, units_objective
+from ..core.param import CodeParam
 from ..core.regularizers import BatchNormStatsLoss
 from ..core.transforms import Transform, standard_transforms, transform_generators
 from ..core.units import Unit
-from .base import AMResult, BestTracker, initial_code, linear_lr, normalized_step
+from .base import AMResult, BestTracker, check_batch, linear_lr, normalized_step, track_step, tracked_result
 from ..core.codes import clip_to
+from ..infra.messages import short
 
 
 @dataclass
 class DGNAMConfig:
-    """Settings of the code-space optimization; the defaults are the paper's."""
+    """Settings of the code-space optimization; the defaults are the paper's. A run through a prior gets the
+    prior's measured settings over them (:func:`dgnam_config`; :func:`dgn_am` and ``resolve`` without a config)."""
 
     steps: int = 200  # the paper's number of iterations
     lr_start: float = 8.0  # step size at the first step (paper: 8)
@@ -66,17 +70,70 @@ class DGNAMConfig:
         return linear_lr(self.lr_start, self.lr_end, step, self.steps)
 
 
-def dgnam_config(generator: Generator | None = None, **settings) -> DGNAMConfig:
-    """A :class:`DGNAMConfig`: the paper's defaults, then the generator's measured ones (a registered
-    name's entry, a prior file's header, or a loaded generator's ``dgn_am_defaults``), then ``settings``
-    (None values are ignored). The same rule as :func:`dgnam.methods.choose.resolve`.
+def dgn_am_settings(generator) -> dict:
+    """A prior's ``dgn_am`` settings: the :class:`DGNAMConfig` fields measured for it, stored once, in its file's
+    header (``save_prior(extra={"dgn_am": ...})``; empty: the paper's settings).
+
+    Args:
+        generator: A loaded :class:`~dgnam.generators.Generator` (its ``dgn_am``, read from the header when it
+            was loaded), a ``.safetensors`` prior file (its header, read without the weights) or a registered
+            name (a shipped prior's file header; entries built by code, as DeePSiM's, have none); None: none.
+
+    Raises:
+        WeightsError: a file that is not a safetensors prior, or a registered prior whose file is not here.
+    """
+    if generator is None:
+        return {}
+    if not isinstance(generator, (str, Path)):
+        return dict(getattr(generator, "dgn_am", None) or {})
+    from ..generators import get_generator_spec, is_generator_file
+    from ..generators.prior import prior_metadata
+    from ..infra.hub import WeightsError, resolve_weights
+
+    if is_generator_file(str(generator)):
+        if not Path(generator).is_file():
+            return {}  # load_generator names the missing file
+        path = generator
+    else:
+        spec = get_generator_spec(str(generator))
+        if spec.builder is not None:
+            return {}
+        path = resolve_weights(spec.weights)
+    try:
+        return dict(prior_metadata(path).get("dgn_am") or {})
+    except Exception as exc:  # not a safetensors prior: load_generator says so in full
+        raise WeightsError(f"cannot read the DGN-AM settings of {short(str(generator))} ({str(exc)[:120]}): give a .safetensors prior") from exc
+
+
+def dgnam_config(generator=None, **settings) -> DGNAMConfig:
+    """The :class:`DGNAMConfig` of a run through ``generator``: the paper's settings (the defaults of
+    :class:`DGNAMConfig`), then the prior's measured ones (:func:`dgn_am_settings`), then ``settings`` (None
+    values are ignored). What :func:`dgnam.methods.choose.resolve` gives, and :func:`dgn_am` runs without a config.
+
+    Args:
+        generator: A loaded generator, a ``.safetensors`` prior file or a registered name; None: the paper's settings.
+        **settings: :class:`DGNAMConfig` fields that win over both.
+
+    Raises:
+        ValueError: a setting :class:`DGNAMConfig` does not have (named, with the known ones).
 
     Example:
         >>> dgnam_config(load_generator("my_prior.safetensors"), steps=100).lr_start  # the prior's own step
     """
-    from .choose import dgn_am_config
-
-    return dgn_am_config(generator, overrides=settings)
+    known = {f.name for f in fields(DGNAMConfig)}
+    base = dgn_am_settings(generator)
+    given = {k: v for k, v in settings.items() if v is not None}
+    for what, keys in (("the prior's dgn_am settings", base), ("the DGN-AM settings", given)):
+        unknown = sorted(set(keys) - known)
+        if unknown:
+            raise ValueError(f"{what} name unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    for key, value in base.items():  # read from a file: data, checked before it reaches the config
+        default = getattr(DGNAMConfig, key)
+        kind = (int, float) if isinstance(default, float) else type(default)
+        if not isinstance(value, kind) or (isinstance(value, bool) and not isinstance(default, bool)):
+            raise ValueError(f"the prior's dgn_am settings give {key} = {short(repr(value), 40)}, which is not of type {type(default).__name__}: "
+                             "export the prior again with right settings (scripts/ship_prior.py --dgn-am)")
+    return DGNAMConfig(**{**base, **given})
 
 
 def dgn_am_step(code: torch.Tensor, grad: torch.Tensor, lr: float, decay: float, bounds: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
@@ -88,12 +145,9 @@ def dgn_am_step(code: torch.Tensor, grad: torch.Tensor, lr: float, decay: float,
     return clip_to(normalized_step(code, grad, lr), bounds) * decay
 
 
-def _dgn_am_transforms(kind: str, size: int) -> Transform | None:
-    """The random transforms of ``DGNAMConfig.transforms`` for generator images of ``size`` px."""
-    if kind == "none":
-        return None
-    k = size / 224  # lucid's sizes are for 224 px images
-    return standard_transforms(pad=round(12 * k), jitter=max(1, round(8 * k)), angle=10, fine_jitter=max(1, round(4 * k)))
+def _dgn_am_transforms(config: DGNAMConfig, size: int) -> Transform | None:
+    """The random transforms of ``config.transforms`` for generator images of ``size`` px: lucid's, scaled from 224 px."""
+    return None if config.transforms == "none" else standard_transforms(side=size)
 
 
 def dgn_am(
@@ -113,7 +167,7 @@ def dgn_am(
         generator: The image prior (:func:`dgnam.load_generator`).
         units: One unit per batch element (repeat a unit to run it from several seeds).
         seeds: One seed per batch element; the initial code depends only on its seed.
-        config: Step schedule and optimizer.
+        config: Step schedule and optimizer; None: :func:`dgnam_config` of the generator, as ``resolve`` gives it.
         objective: Override of the score to maximize; default ``units_objective(units)``.
         progress: Show a tqdm bar.
         init_code: (N, *code_shape) codes to start from instead of random ones (feature
@@ -127,60 +181,40 @@ def dgn_am(
         >>> r = dgn_am(net, gen, parse_unit("fc8:945") * 2, seeds=[0, 1])
         >>> r.final  # activation of each returned image
     """
-    config = config if config is not None else DGNAMConfig()  # a fresh default per call, never shared
-    if len(units) != len(seeds):
-        raise ValueError(f"{len(units)} units but {len(seeds)} seeds: give one seed per unit")
+    config = config if config is not None else dgnam_config(generator)  # a fresh one per call, never shared
+    check_batch(units, seeds)
     objective = objective or units_objective(units)
     if init_code is not None and tuple(init_code.shape) != (len(units), *generator.code_shape):
         raise ValueError(f"init_code has shape {tuple(init_code.shape)}; expected ({len(units)}, {', '.join(map(str, generator.code_shape))})")
-    code = initial_code(generator, seeds, config.init_std, config.clip, start=init_code)
     # the optimization variable: whitened code z, code = center + scale * z
-    center, scale = code_center_scale(generator) if config.whiten else (torch.zeros_like(generator.lower), torch.ones_like(generator.lower))
-    z = (code - center) / scale
-    bounds = ((generator.lower - center) / scale, (generator.upper - center) / scale) if config.clip else None
+    center, scale = code_center_scale(generator) if config.whiten else (None, None)
+    param = CodeParam(seeds, generator, config.init_std, config.clip, center, scale, init=init_code)
     tracker = BestTracker(len(units), config.steps, units)
-    adam = torch.optim.Adam([z.requires_grad_(True)], lr=config.adam_lr) if config.optimizer == "adam" else None
-    transform = _dgn_am_transforms(config.transforms, min(generator.output_size))
-    gens = transform_generators(seeds)
+    _ascend_code(target, generator, param, config, objective, tracker, transform_generators(seeds), progress)
+    with torch.no_grad():
+        code = param().detach()
+        images = generator(code)
+        final = run_objective(target, images, objective)
+    return tracked_result(tracker, units, seeds, images, final, "dgn-am", asdict(config), codes=code)
+
+
+def _ascend_code(target: Target, generator: Generator, param: CodeParam, config: DGNAMConfig, objective: Objective, tracker: BestTracker,
+                 gens, progress: bool) -> None:  # fmt: skip
+    """The loop of :func:`dgn_am`: ``config.steps`` tracked steps on the code ``param`` (the paper's update or Adam)."""
+    adam = torch.optim.Adam(param.parameters(), lr=config.adam_lr) if config.optimizer == "adam" else None
+    transform = _dgn_am_transforms(config, min(generator.output_size))
     with ExitStack() as stack:
         bn = stack.enter_context(BatchNormStatsLoss(target.model)) if config.bn_weight > 0 else None
         for step in tqdm(range(config.steps), desc="dgn-am", disable=not progress, leave=False):
-            if adam is None:
-                z = z.detach().requires_grad_(True)
-            images = generator(center + scale * z)
-            if transform is None:
-                acts = run_objective(target, images, objective)
-                tracker.update(step, acts, images)
-            else:  # the history and the best image follow the activation without transforms
-                with torch.no_grad(), bn.paused() if bn is not None else nullcontext():
-                    tracker.update(step, run_objective(target, images, objective), images)
-                acts = run_objective(target, transform(images, gens), objective)
+            images = generator(param())
+            acts = track_step(step, images, tracker, objective, target, target, transform, gens, bn)
             gain = acts.sum() - (config.bn_weight * bn.loss() if bn is not None else 0.0)
             if adam is None:
-                (grad,) = torch.autograd.grad(gain, z)
+                (grad,) = torch.autograd.grad(gain, param.z)
                 with torch.no_grad():
-                    z = dgn_am_step(z, grad, config.lr_at(step), config.decay, bounds)
+                    param.z.copy_(dgn_am_step(param.z, grad, config.lr_at(step), config.decay, param.bounds))
             else:
                 adam.zero_grad()
-                (config.adam_l2 * z.pow(2).sum() - gain).backward()
+                (config.adam_l2 * param.z.pow(2).sum() - gain).backward()
                 adam.step()
-                with torch.no_grad():
-                    z.copy_(clip_to(z, bounds))
-    with torch.no_grad():
-        code = center + scale * z.detach()
-        images = generator(code)
-        final = run_objective(target, images, objective)
-    tracker.update(config.steps, final, images)
-    return AMResult(
-        units=list(units),
-        seeds=list(seeds),
-        images=images.cpu(),
-        best_images=tracker.best_images,
-        history=tracker.history,
-        final=final.cpu(),
-        best=tracker.best,
-        best_step=tracker.best_step,
-        codes=code.cpu(),
-        method="dgn-am",
-        config=asdict(config),
-    )
+                param.clamp_()

@@ -17,7 +17,7 @@ The spectrum ships with the package (:data:`SPECTRA`, a few KB of float16, sha25
 mean amplitude spectrum of photos computed by ``scripts/maco_spectrum.py``: ``pool`` (the default) from
 the ``dgnam pool build`` pool, ``skimage_photos`` from scikit-image's colour photos (reproducible on any
 machine; a little flatter: more energy at high frequencies). It is stored at 64 x 64 and
-brought to any image size by :func:`resize_spectrum` (bilinear in log-amplitude over frequency in
+brought to any image size by :func:`dgnam.core.param.resize_spectrum` (bilinear in log-amplitude over frequency in
 cycles per pixel, the DC term handled apart so its ratio to the image's contrast is kept).
 
 Differences from the reference implementations, each for the comparison at equal budgets in this
@@ -37,17 +37,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 from tqdm.auto import tqdm
 
 from ..infra.hub import WeightsError, sha256_file
 from ..nets import Target
 from ..core.objectives import Objective, run_objective, units_objective
-from ..core.param import color_correlation_normalized
-from ..core.transforms import standard_transforms, transform_generators
+from ..core.param import MacoImage, color_correlation_normalized
+from ..core.transforms import PIXEL_AMOUNTS, image_size, standard_transforms, transform_generators
 from ..core.units import Unit
 from .base import AMResult, BestTracker
 
@@ -79,7 +76,7 @@ NOISE_STREAM = 2_000_003
 
 
 def decorrelate(images: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) RGB -> lucid's decorrelated colour space (the inverse of the colour mixing of :class:`MacoImage`)."""
+    """(N, 3, H, W) RGB -> lucid's decorrelated colour space (the inverse of the colour mixing of :class:`~dgnam.core.param.MacoImage`)."""
     inverse = torch.linalg.inv(color_correlation_normalized().double()).to(images.dtype)
     return torch.einsum("ij,njhw->nihw", inverse, images)
 
@@ -97,42 +94,6 @@ def average_spectrum(images: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"expected images of shape (N, 3, S, S), got {tuple(images.shape)}")
     spectra = torch.fft.rfft2(decorrelate(images.double()), norm="ortho").abs()
     return spectra.mean(0)
-
-
-def _without_dc(magnitude: torch.Tensor) -> torch.Tensor:
-    """The spectrum with its DC term replaced by the mean of its four lowest neighbours (for interpolation)."""
-    m = magnitude.clone()
-    neighbours = torch.stack([m[:, 1, 0], m[:, -1, 0], m[:, 0, 1], m[:, 1, 1]], 0)
-    m[:, 0, 0] = neighbours.mean(0)
-    return m
-
-
-def resize_spectrum(magnitude: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bring a (3, S, S // 2 + 1) amplitude spectrum to images of ``size = (H, W)``.
-
-    Each entry of the new rfft grid takes the amplitude of the same frequency (cycles per pixel) in
-    the stored one: bilinear interpolation of log-amplitude on the centred grid (photos' spectra
-    are close to scale-invariant, so a 64 px spectrum read in cycles per pixel fits a 224 px image).
-    The DC term is kept out of the interpolation (it would inflate its neighbours) and scaled by
-    ``sqrt(H * W) / S``, which keeps the ratio of the mean colour to the contrast (Parseval, ortho FFT).
-
-    Returns:
-        (3, H, W // 2 + 1) float32.
-    """
-    h, w = size
-    s = magnitude.shape[-2]
-    if magnitude.dim() != 3 or magnitude.shape[0] != 3 or magnitude.shape[-1] != s // 2 + 1:
-        raise ValueError(f"expected a (3, S, S // 2 + 1) spectrum, got {tuple(magnitude.shape)}")
-    log = torch.fft.fftshift(_without_dc(magnitude.double()), dim=-2).clamp_min(1e-12).log()
-    fy = torch.fft.fftfreq(h, dtype=torch.float64)  # target rows, in cycles per pixel
-    fx = torch.fft.rfftfreq(w, dtype=torch.float64)
-    # source index of a frequency: row = fy * S + S // 2 (centred), column = fx * S
-    row = (fy * s + s // 2) / (s - 1) * 2 - 1
-    col = (fx * s) / (s // 2) * 2 - 1
-    grid = torch.stack(torch.meshgrid(col, row, indexing="xy"), -1)  # (H, W//2+1, 2) as (x, y)
-    out = F.grid_sample(log[None], grid[None], mode="bilinear", padding_mode="border", align_corners=True)[0].exp()
-    out[:, 0, 0] = magnitude[:, 0, 0].double() * (h * w) ** 0.5 / s
-    return out.float()
 
 
 def spectrum_path(name: str = DEFAULT_SPECTRUM) -> Path:
@@ -171,54 +132,6 @@ def load_spectrum(spectrum: str | Path = DEFAULT_SPECTRUM) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------------------
-# The parameterization
-# --------------------------------------------------------------------------------------------------
-
-
-def _standardize(x: torch.Tensor) -> torch.Tensor:
-    """Per batch element: zero mean, unit standard deviation over all other axes."""
-    dims = tuple(range(1, x.dim()))
-    x = x - x.mean(dims, keepdim=True)
-    return x / (x.std(dims, keepdim=True, unbiased=False) + 1e-5)
-
-
-class MacoImage(nn.Module):
-    """Images whose Fourier amplitude is fixed and whose phase is the optimized parameter.
-
-    Args:
-        seeds: One seed per batch element (its initial phase ~ N(0, init_std) from its own generator).
-        size: ``(height, width)`` or one int.
-        magnitude: (3, S, S // 2 + 1) amplitude spectrum of decorrelated colour (:func:`load_spectrum`),
-            resized to ``size`` here.
-        init_std: Standard deviation of the initial phase (the references: 1; it is standardized anyway).
-
-    ``magnitude`` is a buffer (never optimized); ``phase`` (N, 3, H, W // 2 + 1) is the parameter.
-    """
-
-    def __init__(self, seeds: Sequence[int], size: int | Sequence[int], magnitude: torch.Tensor, init_std: float = 1.0):
-        super().__init__()
-        h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-        self.size = (h, w)
-        self.register_buffer("magnitude", resize_spectrum(magnitude, (h, w))[None], persistent=False)
-        self.register_buffer("color", color_correlation_normalized(), persistent=False)
-        shape = (3, h, w // 2 + 1)
-        init = torch.stack([torch.randn(*shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
-        self.phase = nn.Parameter(init_std * init)
-
-    def spectrum(self) -> torch.Tensor:
-        """The complex spectrum ``magnitude * exp(i * standardized phase)``, (N, 3, H, W // 2 + 1)."""
-        phase = _standardize(self.phase)
-        return torch.polar(self.magnitude.expand_as(phase), phase)
-
-    def linear_image(self) -> torch.Tensor:
-        """The standardized image in decorrelated colour, before the colour mixing and the sigmoid."""
-        return _standardize(torch.fft.irfft2(self.spectrum(), s=self.size, norm="ortho"))
-
-    def forward(self) -> torch.Tensor:
-        return torch.sigmoid(torch.einsum("ij,njhw->nihw", self.color, self.linear_image()))
-
-
-# --------------------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------------------
 
@@ -234,12 +147,13 @@ class MacoConfig:
     #   uniform noise of the same width (Xplique: 0.08 on a [-1, 1] input, i.e. 0.04 here)
     spectrum: str = DEFAULT_SPECTRUM  # a name in SPECTRA or a .safetensors file with a 'magnitude' tensor
     init_std: float = 1.0  # initial phase std (standardized in the forward pass)
-    # random transforms before each forward pass: those of "fourier" (lucid's, scaled to 224 px)
-    pad: int = 16
-    jitter: int = 16
-    scale: tuple[float, float] = (0.9, 1.1)
-    angle: int = 10
-    fine_jitter: int = 8
+    # random transforms before each forward pass: those of "fourier" (dgnam.core.transforms.PIXEL_AMOUNTS), pixel
+    #   amounts stated for a 224 px image and scaled to the image's side (at_side: the one size rule)
+    pad: int = PIXEL_AMOUNTS["pad"]
+    jitter: int = PIXEL_AMOUNTS["jitter"]
+    scale: tuple[float, float] = PIXEL_AMOUNTS["scale"]
+    angle: int = PIXEL_AMOUNTS["angle"]
+    fine_jitter: int = PIXEL_AMOUNTS["fine_jitter"]
 
     def __post_init__(self):
         if self.steps < 1:
@@ -247,12 +161,6 @@ class MacoConfig:
         if self.noise < 0:
             raise ValueError("noise must be >= 0")
         self.scale = tuple(self.scale)
-
-
-def _native_size(size, target: Target) -> tuple[int, int]:
-    if size is None:
-        return tuple(target.spec.size)
-    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
 def maco_am(
@@ -284,13 +192,13 @@ def maco_am(
     if len(units) != len(seeds):
         raise ValueError(f"{len(units)} units but {len(seeds)} seeds: give one seed per unit")
     config = MacoConfig(**asdict(config)) if config is not None else MacoConfig()
-    config.size = _native_size(config.size, target)
+    config.size = image_size(config.size, target.spec.size)
     objective = objective or units_objective(units)
     device = next(target.buffers()).device
     seeds = [int(s) for s in seeds]
     gens = transform_generators(seeds)
     noise_gens = [torch.Generator().manual_seed(s + NOISE_STREAM) for s in seeds]
-    transform = standard_transforms(config.pad, config.jitter, config.scale, config.angle, config.fine_jitter)
+    transform = standard_transforms(config.pad, config.jitter, config.scale, config.angle, config.fine_jitter, side=min(config.size))
     param = MacoImage(seeds, config.size, load_spectrum(config.spectrum), config.init_std).to(device)
     optimizer = torch.optim.NAdam([param.phase], lr=config.lr)
     fast = target.fast(objective.layers)
@@ -337,6 +245,5 @@ def maco_am(
 
 
 __all__ = [
-    "DEFAULT_SPECTRUM", "MacoConfig", "MacoImage", "SPECTRA", "average_spectrum", "decorrelate", "load_spectrum",
-    "maco_am", "resize_spectrum", "spectrum_path",
+    "DEFAULT_SPECTRUM", "MacoConfig", "SPECTRA", "average_spectrum", "decorrelate", "load_spectrum", "maco_am", "spectrum_path",
 ]  # fmt: skip

@@ -14,7 +14,7 @@ Each method optimizes an image directly (no generator) to maximize the same obje
   rotation.
 - ``"deepinversion"``: ``"fourier"`` plus DeepInversion's BatchNorm-statistics prior (Yin et al.
   2020) and small total-variation and L2 terms.
-- ``"maco"``: Fel et al. 2023 (:mod:`dgnam.maco`): the Fourier amplitude fixed to that of photos, only
+- ``"maco"``: Fel et al. 2023 (:mod:`dgnam.methods.maco`): the Fourier amplitude fixed to that of photos, only
   the phase optimized (NAdam), through the same random transforms plus pixel noise; its result also
   carries a transparency map (``AMResult.maps["transparency"]``).
 """
@@ -29,15 +29,17 @@ import torch
 from tqdm.auto import tqdm
 
 from ..nets import Target
-from ..core.objectives import Objective, run_objective, units_objective
+from ..core.objectives import Objective, units_objective
 from ..core.param import FourierImage, PixelImage
-from ..core.regularizers import BatchNormStatsLoss, l2, total_variation
-from ..core.transforms import Compose, Jitter, Transform, gaussian_blur, standard_transforms, transform_generators
+from ..core.regularizers import BatchNormStatsLoss, has_batchnorm, l2, total_variation
+from ..core.transforms import PIXEL_AMOUNTS, Compose, Jitter, Transform, at_side, gaussian_blur, image_size, standard_transforms, transform_generators
 from ..core.units import Unit
-from .base import AMResult, BestTracker, linear_lr, normalized_step
+from .base import AMResult, BestTracker, check_batch, linear_lr, normalized_step, quiet_objective, track_step, tracked_result
 from .maco import MacoConfig, maco_am
 
 METHODS = ("pixel", "yosinski", "fourier", "deepinversion", "maco")
+DEFAULT_PIXEL_METHOD = "deepinversion"  # a net with BatchNorm statistics: DeepInversion matches them
+FALLBACK_PIXEL_METHOD = "fourier"  # ... a net without them: the Fourier baseline
 
 # Per-method defaults for the fields of PixelConfig left at None. Tuned on efficientnet_lite0
 # (224 px, 200 steps); the reasons are next to each value.
@@ -63,46 +65,23 @@ _DEFAULTS: dict[str, dict] = {
         jitter=4,
     ),
     # lucent's render_vis defaults: Adam(lr=0.05), fft_image(sd=0.01), decorrelated colour, sigmoid,
-    # standard_transforms (pad 12, jitter 8, scale 0.9-1.1, rotate +-10 deg, jitter 4). lucent runs
-    # these at 128 px and upsamples to 224, so at 224 px the pixel amounts are scaled by ~1.75.
+    # standard_transforms with the pixel methods' amounts (PIXEL_AMOUNTS: lucent's, stated for 224 px).
     # Unlike lucent, the lr falls linearly to 0.005: with a constant lr the last image of a 200-step
     # run oscillates (lite0: final logits 12-24 vs best 17-27); with the decay final ~ best (21-27).
-    "fourier": dict(
-        lr=0.05,
-        lr_end=0.005,
-        init_std=0.01,
-        pad=16,
-        jitter=16,
-        scale=(0.9, 1.1),
-        angle=10,
-        fine_jitter=8,
-    ),
-    # As "fourier", plus DeepInversion's priors. DeepInversion (ResNet-50, cross-entropy, 2k steps)
-    # uses r_feature 0.01-0.05 with first_bn_multiplier 10 and tiny TV/L2 terms. Here the main term
-    # is a raw logit over only 200 steps and a small batch. On lite0 (4 classes, 1 seed, judged by
-    # lite1): bn=0.05 (tv 1, l2 0.1, constant lr) gave natural-looking scenes of the wrong content
-    # (final logits 2-14, 1/4 top-1); with the values below, bn=0.01 gave logits 22-34 (3/4),
-    # bn=0.003 32-46 (4/4) and bn=0.001 39-53 (3/4), looking more like "fourier". tv and l2 are set so that their gradients are a few percent of the logit's (DeepInversion's
-    # values, 1e-4 and 1e-5, would do nothing here). No grey pad: the statistics are measured on the
-    # transformed image, and with a border the optimizer would match the statistics of image +
-    # border, not of the image (DeepInversion itself only rolls and flips, which keep them).
-    "deepinversion": dict(
-        lr=0.05,
-        lr_end=0.005,
-        init_std=0.01,
-        pad=0,
-        jitter=16,
-        scale=(0.9, 1.1),
-        angle=10,
-        fine_jitter=8,
-        bn=0.003,
-        bn_first=10.0,
-        tv=200.0,
-        l2=1.0,
-    ),
+    "fourier": dict(lr=0.05, lr_end=0.005, init_std=0.01, **PIXEL_AMOUNTS),
 }
+# As "fourier", plus DeepInversion's priors. DeepInversion (ResNet-50, cross-entropy, 2k steps)
+# uses r_feature 0.01-0.05 with first_bn_multiplier 10 and tiny TV/L2 terms. Here the main term
+# is a raw logit over only 200 steps and a small batch. On lite0 (4 classes, 1 seed, judged by
+# lite1): bn=0.05 (tv 1, l2 0.1, constant lr) gave natural-looking scenes of the wrong content
+# (final logits 2-14, 1/4 top-1); with the values below, bn=0.01 gave logits 22-34 (3/4),
+# bn=0.003 32-46 (4/4) and bn=0.001 39-53 (3/4), looking more like "fourier". tv and l2 are set so that their gradients are a few percent of the logit's (DeepInversion's
+# values, 1e-4 and 1e-5, would do nothing here). No grey pad: the statistics are measured on the
+# transformed image, and with a border the optimizer would match the statistics of image +
+# border, not of the image (DeepInversion itself only rolls and flips, which keep them).
+_DEFAULTS["deepinversion"] = {**_DEFAULTS["fourier"], "pad": 0, "bn": 0.003, "bn_first": 10.0, "tv": 200.0, "l2": 1.0}
 
-# MACO (Fel et al. 2023; dgnam.maco): its own loop and defaults (MacoConfig: the authors' NAdam(1.0) and
+# MACO (Fel et al. 2023; dgnam.methods.maco): its own loop and defaults (MacoConfig: the authors' NAdam(1.0) and
 # pixel noise, the "fourier" transforms), read from there so that they are stated in one place.
 _DEFAULTS["maco"] = {f.name: f.default for f in fields(MacoConfig) if f.name not in ("steps", "size")}
 
@@ -128,7 +107,8 @@ class PixelConfig:
     blur_every: int | None = None  # yosinski: blur every this many steps (theta_b_every)
     norm_pct: float | None = None  # yosinski: zero pixels whose RGB norm is under this percentile (theta_n_pct)
     contrib_pct: float | None = None  # yosinski: zero pixels whose |contribution| is under this percentile (theta_c_pct)
-    # transforms (yosinski uses jitter only)
+    # transforms (yosinski uses jitter only), pixel amounts stated for a 224 px image and scaled to the image's side
+    #   (dgnam.core.transforms.at_side: the one size rule, also DGN-AM's)
     jitter: int | None = None  # random translation, pixels
     pad: int | None = None  # grey border added before the random transforms, pixels
     scale: tuple[float, float] | None = None  # random zoom range (11 evenly spaced factors)
@@ -145,7 +125,7 @@ class PixelConfig:
     l2: float | None = None  # weight of the L2 loss (RMS distance from grey)
     # maco (lr: NAdam's on the phase; init_std: the initial phase's std)
     noise: float | None = None  # std of the pixel noise added to each transformed view, [0, 1] units
-    spectrum: str | None = None  # the fixed amplitude spectrum: a name in dgnam.maco.SPECTRA or a .safetensors file
+    spectrum: str | None = None  # the fixed amplitude spectrum: a name in dgnam.methods.maco.SPECTRA or a .safetensors file
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -170,7 +150,7 @@ class PixelConfig:
         return self.method in ("fourier", "deepinversion")
 
     def maco_config(self) -> MacoConfig:
-        """This config as :class:`~dgnam.maco.MacoConfig` (method ``"maco"`` only)."""
+        """This config as :class:`~dgnam.methods.maco.MacoConfig` (method ``"maco"`` only)."""
         if self.method != "maco":
             raise ValueError(f"maco_config() is for method 'maco', not {self.method!r}")
         return MacoConfig(**{f.name: getattr(self, f.name) for f in fields(MacoConfig)})
@@ -180,21 +160,27 @@ class PixelConfig:
             return self.lr
         return linear_lr(self.lr, self.lr_end, step, self.steps)
 
-    def transforms(self) -> Transform | None:
-        """The random transforms this config applies before each forward pass (None: none)."""
+    def transforms(self, side: int | None = None) -> Transform | None:
+        """The random transforms this config applies before each forward pass (None: none), for images of
+        ``side`` px (the amounts are stated for 224 px and scaled to it; None: as stated)."""
         if self.uses_adam:
-            return standard_transforms(self.pad, self.jitter, self.scale, self.angle, self.fine_jitter)
+            return standard_transforms(self.pad, self.jitter, self.scale, self.angle, self.fine_jitter, side=side)
         if self.jitter:
-            return Compose([Jitter(self.jitter)])
+            return Compose([Jitter(at_side(self.jitter, side))])
         return None
 
 
-def _native_size(size, target: Target) -> tuple[int, int]:
-    if size is None:
-        return tuple(target.spec.size)
-    if isinstance(size, int):
-        return size, size
-    return tuple(int(s) for s in size)
+def default_pixel_method(net) -> str:
+    """The pixel-space default for a net (a :class:`~dgnam.nets.Target` or an ``nn.Module``):
+    DeepInversion where it has BatchNorm statistics to match, else the Fourier baseline. What
+    :func:`~dgnam.methods.choose.resolve` picks for a net without a prior, and :func:`pixel_am` runs without a config.
+
+    Also the default of nets without a prior of their own (foreign nets): by ``FOREIGN_RULE`` of
+    ``benchmarks/generalization.py`` DGN-AM through the Lite0 prior would need to match it on every foreign
+    layer, and it tied Fourier on SqueezeNet's logits (BENCHMARKS.md, "Which method a foreign net gets by default").
+    """
+    model = getattr(net, "model", net)
+    return DEFAULT_PIXEL_METHOD if has_batchnorm(model) else FALLBACK_PIXEL_METHOD
 
 
 def _percentile_mask(values: torch.Tensor, pct: float) -> torch.Tensor:
@@ -239,7 +225,8 @@ def pixel_am(
         seeds: One seed per batch element; the initial image depends only on its seed, and so do the
             random transforms (each element has its own generator). With ``"deepinversion"`` the
             images still interact through the batch statistics (see below).
-        config: The method and its settings (:class:`PixelConfig`).
+        config: The method and its settings (:class:`PixelConfig`); None: the net's default method
+            (:func:`default_pixel_method`) with its defaults, what :func:`~dgnam.methods.choose.resolve` gives.
         objective: Override of the score to maximize; default ``units_objective(units)``.
         progress: Show a tqdm bar.
         init_images: (N, 3, H, W) images in [0, 1] to start from instead of noise (feature
@@ -266,102 +253,102 @@ def pixel_am(
         >>> r = pixel_am(net, parse_unit("logits:945"), seeds=[0], config=PixelConfig(method="fourier"))
         >>> r.final, r.method
     """
-    config = config if config is not None else PixelConfig()  # a fresh default per call, never shared
-    if len(units) != len(seeds):
-        raise ValueError(f"{len(units)} units but {len(seeds)} seeds: give one seed per unit")
+    config = config if config is not None else PixelConfig(method=default_pixel_method(target))  # a fresh one per call
+    check_batch(units, seeds)
     config = config.resolved()
-    if config.method == "maco":  # its own loop: phase of a fixed spectrum, transparency map (dgnam.maco)
-        if init_images is not None:
-            raise ValueError("maco starts from a random phase: init_images (feature accentuation) needs another pixel method")
-        if target.spec.channels != 3:
-            raise ValueError(f"maco makes RGB images; {target.name} takes {target.spec.channels} channel(s): use --pixel fourier")
-        return maco_am(target, units, seeds, config.maco_config(), objective, progress)
+    if config.method == "maco":  # its own loop: phase of a fixed spectrum, transparency map (dgnam.methods.maco)
+        return _maco(target, units, seeds, config, objective, progress, init_images)
     objective = objective or units_objective(units)
-    size = _native_size(config.size, target)
-    config = replace(config, size=size)
-    device = next(target.buffers()).device
+    config = replace(config, size=image_size(config.size, target.spec.size))
     seeds = [int(s) for s in seeds]
     gens = transform_generators(seeds)
-    transform = config.transforms()
+    init = _start_images(init_images, len(units), target.spec.channels, config.size)
+    param = _pixel_param(config, seeds, target.spec.channels, init).to(next(target.buffers()).device)
+    tracker = BestTracker(len(units), config.steps, units)
+    images, final = _ascend_pixels(target, param, config, objective, tracker, gens, progress)
+    return tracked_result(tracker, units, seeds, images, final, config.method, asdict(config))
 
-    channels = target.spec.channels  # images in the net's own channels (RGB for 3-channel nets)
+
+def _maco(target: Target, units: Sequence[Unit], seeds: Sequence[int], config: PixelConfig, objective: Objective | None, progress: bool,
+          init_images: torch.Tensor | None) -> AMResult:  # fmt: skip
+    """:func:`pixel_am` with method "maco": :func:`~dgnam.methods.maco.maco_am`, once its limits are checked."""
     if init_images is not None:
-        if init_images.dim() != 4 or len(init_images) != len(units):
-            raise ValueError(f"init_images has shape {tuple(init_images.shape)}; expected ({len(units)}, {channels}, H, W)")
-        if channels == 1 and init_images.shape[1] == 3:  # a colour photo for a grey net: its luminance
-            init_images = (init_images * torch.tensor([0.299, 0.587, 0.114], device=init_images.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
-        if init_images.shape[1] != channels:
-            raise ValueError(f"init_images have {init_images.shape[1]} channels; the net takes {channels}")
-        init_images = torch.nn.functional.interpolate(init_images.float().cpu(), size=size, mode="bilinear", align_corners=False, antialias=True)
+        raise ValueError("maco starts from a random phase: init_images (feature accentuation) needs another pixel method")
+    if target.spec.channels != 3:
+        raise ValueError(f"maco makes RGB images; {target.name} takes {target.spec.channels} channel(s): use --pixel fourier")
+    return maco_am(target, units, seeds, config.maco_config(), objective, progress)
+
+
+def _start_images(init_images: torch.Tensor | None, n: int, channels: int, size: tuple[int, int]) -> torch.Tensor | None:
+    """``init_images`` checked (``n`` images), in the net's ``channels`` (a colour photo's luminance for a grey net)
+    and resized to ``size`` on the CPU; None stays None (a start from noise)."""
+    if init_images is None:
+        return None
+    if init_images.dim() != 4 or len(init_images) != n:
+        raise ValueError(f"init_images has shape {tuple(init_images.shape)}; expected ({n}, {channels}, H, W)")
+    if channels == 1 and init_images.shape[1] == 3:  # a colour photo for a grey net: its luminance
+        init_images = (init_images * torch.tensor([0.299, 0.587, 0.114], device=init_images.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    if init_images.shape[1] != channels:
+        raise ValueError(f"init_images have {init_images.shape[1]} channels; the net takes {channels}")
+    return torch.nn.functional.interpolate(init_images.float().cpu(), size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def _pixel_param(config: PixelConfig, seeds: list[int], channels: int, init: torch.Tensor | None) -> torch.nn.Module:
+    """The image parameterization of ``config``'s method: a FourierImage for the Adam methods, else PixelImage."""
     if config.uses_adam:
-        param = FourierImage(seeds, size, sd=config.init_std, decay_power=config.decay_power, decorrelate=config.decorrelate, channels=channels,
-                             init=init_images)  # fmt: skip
-    else:
-        param = PixelImage(seeds, size, init_std=config.init_std, channels=channels, init=init_images)
-    param = param.to(device)
-    mean = getattr(param, "mean", None)  # PixelImage's start colour: the "zero" of the mean-subtracted updates
+        return FourierImage(seeds, config.size, sd=config.init_std, decay_power=config.decay_power, decorrelate=config.decorrelate,
+                            channels=channels, init=init)  # fmt: skip
+    return PixelImage(seeds, config.size, init_std=config.init_std, channels=channels, init=init)
+
+
+def _ascend_pixels(target: Target, param: torch.nn.Module, config: PixelConfig, objective: Objective, tracker: BestTracker, gens,
+                   progress: bool) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """The loop of :func:`pixel_am`: ``config.steps`` tracked steps on ``param``; returns the last images and their activation."""
+    transform = config.transforms(min(config.size))
     adam = torch.optim.Adam(param.parameters(), lr=config.lr, betas=config.betas) if config.uses_adam else None
     bn = BatchNormStatsLoss(target.model, config.bn_first) if config.method == "deepinversion" else None
     # BatchNorm-folded where the model offers it (same activations, faster); the BatchNorm loss
     # needs the BatchNorm layers, so "deepinversion" ascends through the original model.
     fast = target.fast(objective.layers)
     ascend = target if bn is not None else fast
-    tracker = BestTracker(len(units), config.steps, units)
-
-    def evaluate(images: torch.Tensor) -> torch.Tensor:
-        """The activation without random transforms (a pass the BatchNorm loss does not record)."""
-        with torch.no_grad(), bn.paused() if bn is not None else nullcontext():
-            return run_objective(fast, images, objective)
-
     with bn if bn is not None else nullcontext():
         for step in tqdm(range(config.steps), desc=config.method, disable=not progress, leave=False):
             images = param()
-            if transform is None:
-                acts = run_objective(ascend, images, objective)
-                tracker.update(step, acts, images)
-            else:
-                tracker.update(step, evaluate(images), images)
-                acts = run_objective(ascend, transform(images, gens), objective)
-
+            acts = track_step(step, images, tracker, objective, ascend, fast, transform, gens, bn)
             if adam is not None:
-                # The mean over the batch, as DeepInversion's cross-entropy: the balance between the
-                # activation and the (batch-level) BatchNorm loss does not depend on the batch size.
-                loss = -acts.mean()
-                if bn is not None:
-                    loss = loss + config.bn * bn.loss() + config.tv * total_variation(images).mean() + config.l2 * l2(images).mean()
-                for group in adam.param_groups:
-                    group["lr"] = config.lr_at(step)
-                adam.zero_grad()
-                loss.backward()
-                adam.step()
+                _adam_step(adam, acts, images, step, config, bn)
             else:
-                (grad,) = torch.autograd.grad(acts.sum(), param.pixels)
-                with torch.no_grad():
-                    centered = param.pixels - mean
-                    if config.method == "pixel":
-                        centered = normalized_step(centered, grad, config.lr_at(step)) * config.decay
-                    else:
-                        centered = normalized_step(centered, grad, config.lr_at(step))
-                        centered = yosinski_regularize(centered, grad, step, config)
-                    param.pixels.copy_(centered + mean)
-                    param.clamp_()
-
+                _pixel_step(param, acts, step, config)
         images = param().detach()
-        final = evaluate(images)
-    tracker.update(config.steps, final, images)
-    return AMResult(
-        units=list(units),
-        seeds=seeds,
-        images=images.detach().cpu(),
-        best_images=tracker.best_images,
-        history=tracker.history,
-        final=final.detach().cpu(),
-        best=tracker.best,
-        best_step=tracker.best_step,
-        codes=None,
-        method=config.method,
-        config=asdict(config),
-    )
+        return images, quiet_objective(fast, images, objective, bn)
 
 
-__all__ = ["METHODS", "PixelConfig", "pixel_am", "yosinski_regularize"]
+def _adam_step(adam: torch.optim.Optimizer, acts: torch.Tensor, images: torch.Tensor, step: int, config: PixelConfig, bn) -> None:
+    """One Adam step of the Fourier methods on minus the mean activation (plus DeepInversion's priors where ``bn``)."""
+    # The mean over the batch, as DeepInversion's cross-entropy: the balance between the
+    # activation and the (batch-level) BatchNorm loss does not depend on the batch size.
+    loss = -acts.mean()
+    if bn is not None:
+        loss = loss + config.bn * bn.loss() + config.tv * total_variation(images).mean() + config.l2 * l2(images).mean()
+    for group in adam.param_groups:
+        group["lr"] = config.lr_at(step)
+    adam.zero_grad()
+    loss.backward()
+    adam.step()
+
+
+def _pixel_step(param: PixelImage, acts: torch.Tensor, step: int, config: PixelConfig) -> None:
+    """One normalized ascent step of "pixel" / "yosinski" on the mean-subtracted pixels (then their regularizers)."""
+    (grad,) = torch.autograd.grad(acts.sum(), param.pixels)
+    with torch.no_grad():
+        centered = param.pixels - param.mean  # PixelImage's start colour: the "zero" of the mean-subtracted updates
+        if config.method == "pixel":
+            centered = normalized_step(centered, grad, config.lr_at(step)) * config.decay
+        else:
+            centered = normalized_step(centered, grad, config.lr_at(step))
+            centered = yosinski_regularize(centered, grad, step, config)
+        param.pixels.copy_(centered + param.mean)
+        param.clamp_()
+
+
+__all__ = ["DEFAULT_PIXEL_METHOD", "FALLBACK_PIXEL_METHOD", "METHODS", "PixelConfig", "default_pixel_method", "pixel_am", "yosinski_regularize"]

@@ -38,7 +38,7 @@ from ..core.hooks import OUTPUT, capture, forward_until
 from ..nets import Target, frozen_eval
 from ..core.objectives import check_units
 from ..core.units import Unit, layer_kind, read_unit
-from .base import initial_code
+from ..core.param import initial_code
 
 #: Maps images (N, 3, H, W) in [0, 1] to codes (N, *code_shape): the E in R(h) = E(G(h)).
 Encoder = Callable[[torch.Tensor], torch.Tensor]
@@ -126,7 +126,7 @@ class SampleResult:
 
 def layer_encoder(target: Target, layer: str) -> Encoder:
     """E(x) = the output of ``layer`` of ``target`` for images in [0, 1] (the target's preprocessing
-    included, as :func:`dgnam.train.trainer.encode_views` fed the encoder when the prior was trained)."""
+    included, as :func:`dgnam.train.codes.encode_views` fed the encoder when the prior was trained)."""
 
     @torch.no_grad()
     def encode(images: torch.Tensor) -> torch.Tensor:
@@ -252,7 +252,6 @@ def sample(
     if config.eps1 > 0 and encoder is None:
         encoder = encoder_for(generator)
     read_layers = [u.layer for u in units] + ([own_layer] if own_layer else [])
-    device = generator.lower.device
     _, scale = code_center_scale(generator)  # whitened units: code_std where the prior has it, else 1
     noise_rngs = [torch.Generator().manual_seed(s + _NOISE_STREAM) for s in seeds]
     keep = set(config.sample_steps)
@@ -263,21 +262,9 @@ def sample(
     images_kept, codes_kept, acts_kept, scores_kept = [], [], [], []
     for step in tqdm(range(config.steps + 1), desc="ppgn-h", disable=not progress, leave=False):
         code = code.detach().requires_grad_(config.eps2 > 0)
-        with torch.set_grad_enabled(config.eps2 > 0):
-            images = generator(code)
-            with capture(target.model, read_layers) as layer_acts:
-                out = target(images)
-            acts = dict(layer_acts)
-            acts[OUTPUT] = out
-            activation, score = _read(acts, units, terms)
+        images, acts, activation, score = _forward(target, generator, code, read_layers, units, terms, grad=config.eps2 > 0)
         trajectory[:, step], score_trajectory[:, step] = activation.detach().cpu(), score.detach().cpu()
-        bad = (~torch.isfinite(trajectory[:, step])).nonzero().flatten()
-        if len(bad):  # NaN weights or a step too large: stop here instead of writing black images
-            from .base import NonFiniteError
-
-            i = int(bad[0])
-            raise NonFiniteError(f"the activation of unit {units[i]} (seed {seeds[i]}) became {float(trajectory[i, step])} at step {step}: "
-                                 f"check the net's weights (NaN?) and input spec, or take smaller steps (--eps2, --eps3)")
+        _check_finite(trajectory[:, step], units, seeds, step)
         if step in keep:
             images_kept.append(images.detach().cpu())
             codes_kept.append(code.detach().cpu())
@@ -285,25 +272,8 @@ def sample(
             scores_kept.append(score.detach().cpu())
         if step == config.steps:
             break
-        drift = torch.zeros_like(code)
-        if config.eps2 > 0:
-            (grad,) = torch.autograd.grad(score.sum(), code)
-            drift = drift + config.eps2 * scale.pow(2) * grad
-        with torch.no_grad():
-            if config.eps1 > 0:
-                recon = (acts[own_layer] if own_layer else encoder(images.detach())).detach()
-                if recon.numel() != code.numel():
-                    raise ValueError(
-                        f"the encoder gives codes of shape {tuple(recon.shape[1:])}, the generator takes {generator.code_shape}: "
-                        "pass the encoder (and layer) that the generator inverts, or eps1=0"
-                    )
-                drift = drift + config.eps1 * (recon.reshape(code.shape).to(code.dtype) - code)
-            if config.eps3 > 0:
-                noise = torch.stack([torch.randn(generator.code_shape, generator=g) for g in noise_rngs]).to(device)
-                drift = drift + config.eps3 * scale * noise
-            code = code.detach() + drift
-            if config.clip:
-                code = generator.clip(code)
+        recon = acts[own_layer] if own_layer else None
+        code = _step(generator, code, images, score, recon, encoder, scale, noise_rngs, config)
     return SampleResult(
         units=units,
         seeds=seeds,
@@ -320,31 +290,59 @@ def sample(
     )
 
 
-def sample_diversity(result: SampleResult) -> dict:
-    """:func:`dgnam.eval.metrics.diversity` of the samples of each unit (every chain, every kept step);
-    see :func:`image_diversity`."""
-    groups: dict[str, list[torch.Tensor]] = {}
-    for c, u in enumerate(result.units):
-        groups.setdefault(str(u), []).append(result.images[c])
-    return image_diversity({name: torch.cat(parts) for name, parts in groups.items()})
+
+def _forward(
+    target: Target, generator: Generator, code: torch.Tensor, read_layers: list[str], units: Sequence[Unit], terms: Sequence[str], grad: bool,
+) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """G(h) and the target's pass over it: the images, the layers read, and each chain's activation and score."""
+    with torch.set_grad_enabled(grad):
+        images = generator(code)
+        with capture(target.model, read_layers) as layer_acts:
+            out = target(images)
+        acts = dict(layer_acts)
+        acts[OUTPUT] = out
+        activation, score = _read(acts, units, terms)
+    return images, acts, activation, score
 
 
-def image_diversity(images_by_unit: dict[str, torch.Tensor]) -> dict:
-    """Diversity of each unit's images (N, 3, H, W): :func:`dgnam.eval.metrics.diversity` of the pixels of
-    each image minus the image's own mean, so ``1 - cos`` is one minus the images' correlation:
-    0 for identical samples, about 1 for unrelated ones.
+def _check_finite(activation: torch.Tensor, units: Sequence[Unit], seeds: Sequence[int], step: int) -> None:
+    """Stop a chain whose activation is NaN or infinite (NaN weights, or a step too large) instead of writing black images."""
+    bad = (~torch.isfinite(activation)).nonzero().flatten()
+    if len(bad):
+        from .base import NonFiniteError
 
-    Returns:
-        ``{"pixels": mean over units, "per_unit": {unit: value}}`` (NaN where a unit has one image).
-    """
-    from ..eval.metrics import diversity
-
-    def centred(images: torch.Tensor) -> torch.Tensor:
-        flat = images.flatten(1).float()
-        return flat - flat.mean(dim=1, keepdim=True)
-
-    per_unit = {name: diversity([centred(images)]) for name, images in images_by_unit.items()}
-    return {"pixels": diversity([centred(images) for images in images_by_unit.values()]), "per_unit": per_unit}
+        i = int(bad[0])
+        raise NonFiniteError(f"the activation of unit {units[i]} (seed {seeds[i]}) became {float(activation[i])} at step {step}: "
+                             f"check the net's weights (NaN?) and input spec, or take smaller steps (--eps2, --eps3)")
 
 
-__all__ = ["SampleConfig", "SampleResult", "sample", "sample_diversity", "image_diversity", "layer_encoder", "load_encoder", "encoder_for", "Encoder"]
+def _step(
+    generator: Generator, code: torch.Tensor, images: torch.Tensor, score: torch.Tensor, recon: torch.Tensor | None,
+    encoder: Encoder | None, scale: torch.Tensor, noise_rngs: Sequence[torch.Generator], config: SampleConfig,
+) -> torch.Tensor:  # fmt: skip
+    """One update of the chains: ``h + eps1 (E(G(h)) - h) + eps2 s^2 d score / dh + eps3 s noise``, clipped when
+    ``config.clip``. ``recon`` is E(G(h)) when the encoder is a layer of the target (read in its pass), else
+    ``encoder`` computes it from ``images``; ``s`` is the code's ``scale``."""
+    drift = torch.zeros_like(code)
+    if config.eps2 > 0:
+        (grad,) = torch.autograd.grad(score.sum(), code)
+        drift = drift + config.eps2 * scale.pow(2) * grad
+    with torch.no_grad():
+        if config.eps1 > 0:
+            recon = (recon if recon is not None else encoder(images.detach())).detach()
+            if recon.numel() != code.numel():
+                raise ValueError(
+                    f"the encoder gives codes of shape {tuple(recon.shape[1:])}, the generator takes {generator.code_shape}: "
+                    "pass the encoder (and layer) that the generator inverts, or eps1=0"
+                )
+            drift = drift + config.eps1 * (recon.reshape(code.shape).to(code.dtype) - code)
+        if config.eps3 > 0:
+            noise = torch.stack([torch.randn(generator.code_shape, generator=g) for g in noise_rngs]).to(generator.lower.device)
+            drift = drift + config.eps3 * scale * noise
+        code = code.detach() + drift
+        if config.clip:
+            code = generator.clip(code)
+    return code
+
+
+__all__ = ["SampleConfig", "SampleResult", "sample", "layer_encoder", "load_encoder", "encoder_for", "Encoder"]

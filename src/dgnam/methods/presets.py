@@ -1,4 +1,8 @@
-"""Named settings bundles, as data: what the CLI's ``--preset`` applies to a run.
+"""Named settings bundles, as data: what ``--preset`` (and ``resolve(..., preset=NAME)``) applies to a run.
+
+A preset is applied in one place, :func:`dgnam.methods.choose.resolve` (its DGN-AM settings; the
+:class:`~dgnam.methods.choose.Choice` carries its fit and clamp, which :func:`~dgnam.methods.choose.prepare`
+sets on the net and the generator), for the command line and the API alike.
 
 :data:`PAPER_PRESET` is Nguyen et al. 2016 as their released code ran it (``act_max.py`` with the
 ``1_activate_output.sh`` / ``2_activate_hidden.sh`` settings of Evolving-AI-Lab/synthesizing):
@@ -11,13 +15,13 @@
 - hidden conv units are read at the centre of the map (``xy = 6`` of conv5's 13x13).
 
 The paper fed the generator's *unclamped* output to CaffeNet, hence ``generator_clamp=False``
-(apply it with ``gen.clamp = False``; images then need clamping before they are saved). One
+(:func:`~dgnam.methods.choose.prepare` sets it; images then need clamping before they are saved). One
 difference remains: the paper did not clip the *initial* code, ``dgn_am`` does.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -30,7 +34,7 @@ class Preset:
 
     Attributes:
         name: What the CLI calls it.
-        config: Field values for :class:`dgnam.methods.dgn_am.DGNAMConfig` (applied with :meth:`apply`).
+        config: Field values for :class:`dgnam.methods.dgn_am.DGNAMConfig`, in place of a prior's measured ones.
         net: Registry name of the target net.
         generator: Registry name of the generator (the prior).
         fit: How the generator's image is brought to the net's input size (``InputSpec.fit``).
@@ -51,15 +55,6 @@ class Preset:
         unknown = sorted(set(self.config) - known)
         if unknown:
             raise ValueError(f"preset {self.name!r} sets unknown DGNAMConfig fields {unknown}; known: {sorted(known)}")
-
-    def apply(self, config: DGNAMConfig | None = None, **overrides: Any) -> DGNAMConfig:
-        """``config`` (default: ``DGNAMConfig()``) with this preset's values, then ``overrides``.
-
-        Example:
-            >>> PAPER_PRESET.apply(steps=50).lr_start
-            8.0
-        """
-        return replace(config or DGNAMConfig(), **{**self.config, **overrides})
 
 
 PAPER_PRESET = Preset(
