@@ -190,21 +190,6 @@ def test_missing_library_weights_name_cache_flag_and_extra(monkeypatch):
     assert "--download" in str(err.value) and "dgnam[hf]" in str(err.value) and "cache" in str(err.value)
 
 
-@pytest.mark.parametrize("library", ["torchvision", "timm"])
-def test_torchvision_and_timm_adapters_where_they_import(library):
-    try:
-        __import__(library + (".models" if library == "torchvision" else ""))
-    except Exception as exc:  # torchvision 0.28 beside torch 2.13 CPU: "operator torchvision::nms does not exist"
-        pytest.skip(f"{library} does not import beside this torch ({type(exc).__name__}); its spec mapping is tested on metadata above")
-    name = "torchvision:resnet18" if library == "torchvision" else "timm:resnet18.a1_in1k"
-    try:
-        net = load_target(name)  # only from the cache: tests never download
-    except WeightsError as exc:
-        assert "--download" in str(exc)
-        pytest.skip(f"{name} weights are not cached")
-    assert net.spec.size[0] >= 160 and len(net.categories) == 1000
-
-
 # --- Hugging Face: a tiny randomly initialised ViT from a local config folder ----------------------
 
 
@@ -312,9 +297,9 @@ def test_explicit_weight_file_with_another_hash_loads_with_a_warning(tmp_path, m
     published, converted = tmp_path / "tiny_net.pth", tmp_path / "converted.pth"
     torch.save(TinyNet().state_dict(), published)
     torch.save(TinyNet().state_dict(), converted)  # same keys and shapes, other values: another sha256
-    dgnam.nets._ensure_builtin()
+    dgnam.nets.catalog._ensure_builtin()
     source = WeightSource("tiny_net.pth", sha256=sha256_file(published))
-    monkeypatch.setitem(dgnam.nets._REGISTRY, "tiny", NetSpec("tiny", TinyNet, source, InputSpec(size=(32, 32), min_size=8)))
+    monkeypatch.setitem(dgnam.nets.spec._REGISTRY, "tiny", NetSpec("tiny", TinyNet, source, InputSpec(size=(32, 32), min_size=8)))
     with pytest.warns(WeightsHashWarning) as caught:
         net = dgnam.load_net("tiny", weights=converted)
     message = str(caught[0].message)
@@ -345,10 +330,12 @@ def test_displayed_grid_is_byte_for_byte_the_saved_contact_sheet(tiny_target, tm
     units = dgnam.parse_units(["logits:dog", "logits:0", "conv2:1"], tiny_target.categories)
     result = dgnam.visualize(tiny_target, units, seeds=[0, 1], config=PixelConfig(method="fourier", steps=3), progress=False)
     assert result.categories == tiny_target.categories
-    png = result._repr_png_()
-    result.save(tmp_path / "run")
+    assert not hasattr(result, "_repr_png_") and not hasattr(result, "save")  # a plain data object: io/ saves and shows it
+    shown = dgnam.show(result)
+    png = shown._repr_png_()
+    assert dgnam.save_result(result, tmp_path / "run") == tmp_path / "run" / "results.json"
     assert (tmp_path / "run" / "contact_sheet.png").read_bytes() == png
-    assert base64.b64encode(png).decode() in result._repr_html_() and "6 image(s)" in result._repr_html_()
+    assert base64.b64encode(png).decode() in shown._repr_html_() and "6 image(s)" in shown._repr_html_()
     # what the CLI's writer saves for the same images is the same file too
     from dgnam.io.write import RunWriter
 
@@ -358,12 +345,13 @@ def test_displayed_grid_is_byte_for_byte_the_saved_contact_sheet(tiny_target, tm
     writer.finish()
     assert (tmp_path / "cli" / "contact_sheet.png").read_bytes() == png
     assert Image.open(tmp_path / "run" / "logits_0001_seed0.png").tobytes() == dgnam.infra.images.to_pil(result.images[0]).tobytes()
-    some = result.show("logits:1")
-    assert [str(u) for u in some.units] == ["logits:1", "logits:1"] and some.seeds == [0, 1]
-    assert torch.equal(some.images, result.images[:2]) and some._repr_png_() != png
-    assert result.show([-1]).units == [units[2]] and result.show() is result
+    some = dgnam.show(result, "logits:1")
+    assert [str(u) for u in some.result.units] == ["logits:1", "logits:1"] and some.result.seeds == [0, 1]
+    assert torch.equal(some.result.images, result.images[:2]) and some._repr_png_() != png
+    assert dgnam.show(result, [-1]).result.units == [units[2]] and dgnam.show(result).result is result
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["method"] == result.method
     with pytest.raises(ValueError, match="picks no element"):
-        result.show("logits:4")
+        dgnam.show(result, "logits:4")
 
 
 def test_example_notebook_runs_headless(tmp_path):

@@ -78,9 +78,9 @@ def photos(tmp_path):
     return folder
 
 
-def _build(net, gen, site, data, units=("logits:0-2,conv2:0-1",), **config):
-    method = AtlasMethod(gen, dgnam_config(gen), PixelConfig(method="fourier"), "tiny_prior")
-    settings = {"seeds": (0, 1), "steps": 3, "k": 3, "batch_size": 4, **config}
+def _build(net, gen, site, data, units=("logits:0-2,conv2:0-1",), steps=3, **config):
+    method = AtlasMethod(gen, dgnam_config(gen, steps=steps), PixelConfig(method="fourier", steps=steps), "tiny_prior")
+    settings = {"seeds": (0, 1), "k": 3, "batch_size": 4, **config}
     return build_atlas(net, "tiny", site, open_data(data, size=32), method, ["logits", "conv2"], list(units), AtlasConfig(**settings), progress=False)
 
 
@@ -177,6 +177,32 @@ def test_a_change_of_steps_computes_the_units_again(tiny, photos, tmp_path):
     assert _build(net, gen, site, photos, ("logits:0",), steps=4, **small).computed == 0  # and that key is reused
 
 
+def test_steps_show_a_progress_bar_unless_quiet(tiny, photos, tmp_path, capsys):
+    net, gen = tiny
+    method = AtlasMethod(gen, dgnam_config(gen, steps=5), PixelConfig(method="fourier", steps=5), "tiny_prior")
+    config = AtlasConfig(seeds=(0,), k=2, batch_size=2)
+    for progress in (True, False):  # progress=False is `dgnam atlas --quiet`
+        build_atlas(net, "tiny", tmp_path / f"site{progress}", open_data(photos, size=32), method, ["logits"], ["logits:0"], config, progress=progress)
+        err = capsys.readouterr().err
+        if progress:  # as visualize: a bar over each optimization's steps (DGN-AM, the pixel baseline, the accentuation)
+            assert "dgn-am:" in err and "fourier:" in err and "/5 [" in err and "atlas units" in err, err
+        else:
+            assert err == ""
+
+
+def test_k_is_capped_at_half_the_images(tiny, photos, tmp_path, capsys):
+    net, gen = tiny
+    _build(net, gen, tmp_path / "site", photos, ("logits:0-1",), k=5, seeds=(0,), accentuate=False, pixel_baseline=False)
+    assert "-k 5 capped to 3, half the 6 images" in capsys.readouterr().out
+    for unit in ("0000", "0001"):
+        record = json.loads((tmp_path / "site" / "units/logits" / unit / "unit.json").read_text())
+        top, bottom = [e["index"] for e in record["top"]], [e["index"] for e in record["bottom"]]
+        assert len(top) == len(bottom) == 3 and not set(top) & set(bottom) and set(top) | set(bottom) == set(range(6))
+    assert json.loads((tmp_path / "site" / "atlas.json").read_text())["k"] == 3
+    _build(net, gen, tmp_path / "site2", photos, ("logits:0",), k=3, seeds=(0,), accentuate=False, pixel_baseline=False)
+    assert "capped" not in capsys.readouterr().out
+
+
 def test_accentuation_starts_from_the_photo(tiny, photos):
     net, gen = tiny
     from dgnam.methods.accentuate import accentuate, photo_codes, prior_encoder
@@ -203,7 +229,25 @@ def test_accentuation_starts_from_the_photo(tiny, photos):
 
 def test_histogram_svg_marks_each_synthesized_image():
     svg = histogram_svg({"counts": [1, 3, 2], "edges": [0.0, 1.0, 2.0, 3.0]}, [(5.0, "a <b>", "#000"), (None, "none", "#111")])
-    assert svg.count("<rect") == 3 and svg.count("stroke-width=\"2\"") == 1 and "a &lt;b&gt;" in svg
+    plot = svg.split("</g>", 1)[1]
+    assert plot.count("<rect") == 3 and plot.count("stroke-width=\"2\"") == 1 and "a &lt;b&gt;" in plot
+
+
+def test_histogram_has_a_legend_for_the_data_and_each_marker_colour():
+    markers = [(5.0, "DGN-AM seed 0", "#0072B2"), (6.0, "DGN-AM seed 1", "#0072B2"), (2.0, "pixel fourier", "#D55E00"), (None, "accentuated", "#009E73")]
+    svg = histogram_svg({"counts": [1, 3, 2], "edges": [0.0, 1.0, 2.0, 3.0]}, markers, legend={"#0072B2": "DGN-AM <2 seeds>"})
+    legend = re.search(r'<g class="legend">(.*?)</g>', svg).group(1)
+    texts = re.findall(r"<text[^>]*>([^<]*)</text>", legend)
+    assert texts == ["data images (6)", "DGN-AM &lt;2 seeds&gt;", "pixel fourier"]  # one entry a colour; no line, no entry
+    assert 'fill="#bbb"' in legend and 'stroke="#0072B2"' in legend and 'stroke="#D55E00"' in legend and "#009E73" not in legend
+    xs = [float(x) for x in re.findall(r'<text x="([\d.]+)"', legend)]
+    assert xs == sorted(xs) and len(set(xs)) == 3  # side by side, not on top of each other
+    long = {"#0072B2": "DGN-AM (lite0_blocks7_conv_resize), 3 seed(s)", "#D55E00": "pixel baseline", "#009E73": "accentuated"}
+    markers[3] = (4.0, "accentuated", "#009E73")
+    legend = re.search(r'<g class="legend">(.*?)</g>', histogram_svg({"counts": [1], "edges": [0.0, 1.0]}, markers, legend=long)).group(1)
+    placed = [(float(x), float(y), text) for x, y, text in re.findall(r'<text x="([\d.]+)" y="([\d.]+)"[^>]*>([^<]*)</text>', legend)]
+    assert len(placed) == 4 and len({y for _, y, _ in placed}) == 2  # too wide for one row: a second row
+    assert all(x + 6 * len(text) <= 560 for x, _, text in placed)  # nothing runs off the 560-px figure
 
 
 # --------------------------------------------------------------------------------------------------
@@ -214,10 +258,10 @@ def test_histogram_svg_marks_each_synthesized_image():
 def _register(home: Path) -> None:
     """The tiny net and prior registered by name (in this process, or a spawned rank), weights in the cache at ``home``."""
     os.environ["DGNAM_HOME"] = str(home)
-    dgnam.nets._ensure_builtin()
-    dgnam.generators._ensure_builtin()
-    dgnam.nets._REGISTRY["tiny"] = NetSpec("tiny", TinyNet, WeightSource("tiny.pth"), SPEC, NAMES)
-    dgnam.generators._REGISTRY["tiny_prior"] = GeneratorSpec(
+    dgnam.nets.catalog._ensure_builtin()
+    dgnam.generators.catalog._ensure_builtin()
+    dgnam.nets.spec._REGISTRY["tiny"] = NetSpec("tiny", TinyNet, WeightSource("tiny.pth"), SPEC, NAMES)
+    dgnam.generators.spec._REGISTRY["tiny_prior"] = GeneratorSpec(
         "tiny_prior", TinyPrior, WeightSource("tiny_prior.pth"), encoder="tiny:pool", bounds=lambda g: g.set_bounds(0.0, 3.0), default=True)
 
 
@@ -231,10 +275,10 @@ def registered(tmp_path, monkeypatch):
     torch.save(TinyNet().state_dict(), home / "weights" / "tiny.pth")
     torch.manual_seed(1)
     torch.save(TinyPrior().state_dict(), home / "weights" / "tiny_prior.pth")
-    dgnam.nets._ensure_builtin()
-    dgnam.generators._ensure_builtin()
-    monkeypatch.setitem(dgnam.nets._REGISTRY, "tiny", None)  # restored after the test; _register fills them
-    monkeypatch.setitem(dgnam.generators._REGISTRY, "tiny_prior", None)
+    dgnam.nets.catalog._ensure_builtin()
+    dgnam.generators.catalog._ensure_builtin()
+    monkeypatch.setitem(dgnam.nets.spec._REGISTRY, "tiny", None)  # restored after the test; _register fills them
+    monkeypatch.setitem(dgnam.generators.spec._REGISTRY, "tiny_prior", None)
     _register(home)
     return home
 
@@ -372,19 +416,23 @@ def test_site_in_headless_chromium_from_file_and_server(tiny, photos, tmp_path):
     net, gen = tiny
     site = tmp_path / "site"
     _build(net, gen, site, photos, k=2)
+    _add_probe(site)
     server = serve(site, port=0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         base_http = f"http://127.0.0.1:{server.server_address[1]}/"
         for base in (site.as_uri() + "/", base_http):
-            # the index: every image loads, the search box filters (a query in the address), no console message
-            dom, console = _browse(found, base + "index.html#q=pepper", "--dump-dom")
+            # the index: every image loads, the search box filters (a query in the address), no console message,
+            # and the cards it hides are not rendered (laid out with a box), not only left out of the count
+            dom, console = _browse(found, base + "probe.html#q=pepper", "--dump-dom")
             body = re.search(r"<body[^>]*>", dom).group(0)
             assert 'data-broken-images="0"' in body and 'data-shown="1"' in body, body
+            assert _rendered(body) == ["units/logits/0002.html"], body
             assert console == "", console
-            dom, _ = _browse(found, base + "index.html#q=conv2", "--dump-dom")
-            assert 'data-shown="2"' in re.search(r"<body[^>]*>", dom).group(0)
+            dom, _ = _browse(found, base + "probe.html#q=conv2", "--dump-dom")
+            body = re.search(r"<body[^>]*>", dom).group(0)
+            assert 'data-shown="2"' in body and _rendered(body) == ["units/conv2/0000.html", "units/conv2/0001.html"], body
             # a unit page, screenshotted: the top exemplars' colours and the synthesized images are on screen
             shot = tmp_path / "shot.png"
             _, console = _browse(found, base + "units/logits/0001.html", f"--screenshot={shot}", "--window-size=1200,1400")
@@ -401,6 +449,32 @@ def test_site_in_headless_chromium_from_file_and_server(tiny, photos, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+#: Appended to a copy of the index: after the page's own script ran, which cards has the browser laid out
+#: (a box with an area and a display other than none)?
+PROBE = """<script>window.addEventListener("load", function () {
+  var shown = [];
+  document.querySelectorAll(".card").forEach(function (c) {
+    var box = c.getBoundingClientRect();
+    if (box.width > 0 && box.height > 0 && getComputedStyle(c).display !== "none") shown.push(c.getAttribute("href"));
+  });
+  document.body.setAttribute("data-rendered", shown.join(" "));
+});</script>"""
+
+
+def _add_probe(site: Path) -> None:
+    """``probe.html``: the atlas's index with :data:`PROBE` before ``</body>`` (the site's own files untouched)."""
+    page = (site / "index.html").read_text()
+    assert page.count("</body>") == 1
+    (site / "probe.html").write_text(page.replace("</body>", PROBE + "</body>"))
+
+
+def _rendered(body: str) -> list[str]:
+    """The cards the probe found rendered, from the ``<body>`` tag of a dumped DOM."""
+    found = re.search(r'data-rendered="([^"]*)"', body)
+    assert found, f"the probe did not run: {body}"
+    return found.group(1).split()
 
 
 def _found_in(screen: np.ndarray, image: np.ndarray, tolerance: float = 12.0) -> bool:

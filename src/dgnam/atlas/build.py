@@ -129,7 +129,8 @@ def ensure_pool(path: Path | None = None, progress: bool = True) -> Path:
 @dataclass
 class AtlasMethod:
     """How images are synthesized: DGN-AM through ``generator`` (with ``config``), else the pixel
-    method ``pixel``; ``pixel`` is also the baseline beside DGN-AM."""
+    method ``pixel``; ``pixel`` is also the baseline beside DGN-AM. The configs run as given: resolve them
+    with their settings (``resolve(net, gen, overrides={"steps": 50}).config``, as ``dgnam atlas`` does)."""
 
     generator: object | None = None
     config: object | None = None  # DGNAMConfig with a generator
@@ -157,7 +158,7 @@ class AtlasSummary:
     exit_code: int = 0  # 0, or 130 (SIGINT) / 143 (SIGTERM) when a signal stopped the build
 
 
-def _settings(net_name: str, method: AtlasMethod, config: AtlasConfig, data, steps_override: dict) -> dict:
+def _settings(net_name: str, method: AtlasMethod, config: AtlasConfig, data) -> dict:
     """What decides a unit's results: its hash is the cache key."""
     # None-valued fields are left out: a field a later dgnam adds (None for the methods that do not use it)
     # must not invalidate the units already computed
@@ -166,12 +167,8 @@ def _settings(net_name: str, method: AtlasMethod, config: AtlasConfig, data, ste
         "net": net_name, "method": method.name, "generator": method.generator_name,
         "dgn_am": asdict(method.config) if method.generator is not None else None, "pixel": asdict(method.pixel),
         "seeds": list(config.seeds), "k": config.k, "bins": config.bins, "pixel_baseline": config.pixel_baseline,
-        "accentuate": config.accentuate, "batch_size": config.batch_size, "data": data.fingerprint, **steps_override,
+        "accentuate": config.accentuate, "batch_size": config.batch_size, "data": data.fingerprint,
     }  # fmt: skip
-
-
-def _with_steps(cfg, steps: int | None):
-    return cfg if cfg is None or steps is None else dataclasses.replace(cfg, steps=steps)
 
 
 def build_atlas(
@@ -215,33 +212,37 @@ def build_atlas(
     config = config or AtlasConfig()
     world = world or World(device=next(target.buffers()).device)
     site = Path(site)
-    method = dataclasses.replace(method, config=_with_steps(method.config, config.steps), pixel=_with_steps(method.pixel, config.steps))
     layers, shapes, plan = plan_units(target, layers, units)
-    settings = _settings(net_name, method, config, data, {})
+    settings = _settings(net_name, method, config, data)
     key = store.settings_key(settings)
     # a new or empty folder, or an atlas dgnam made, and no page over a file dgnam did not write: checked by every
     # rank before any work, then rank 0 creates the folder and lists the pages in its manifest
     pages = [store.SETTINGS_FILE, *page_files(layers, [{"layer": u.layer, "slug": store.unit_slug(u)} for u in plan])]
     claim_files(site, pages, write=False)
     pending = [u for u in plan if store.read_unit_record(site, u, key) is None]
+    k = exemplar_count(config.k, len(data))
+    if k < config.k and pending and world.rank == 0:
+        print(f"dgnam atlas: note: -k {config.k} capped to {k}, half the {len(data)} images of the data, so the top and bottom "
+              "natural images never share an image", flush=True)  # fmt: skip
     barrier(world)
     if world.rank == 0:
         claim_files(site, pages)
     barrier(world)
     computed, passes = 0, 0
-    with stop_on_signals() as stop:
-        if pending:
-            acts, passes = _data_activations(target, site, data, pending, config, world, progress)
-            mine = shard_jobs(pending, world.rank, world.size, config.units_per_batch)
-            for _ in _compute(target, site, key, mine, acts, data, shapes, method, config, progress and world.rank == 0, world.rank):
-                computed += 1  # counted as each unit is written, so an interrupt keeps the count
-    interrupted = stop.interrupted
-    if interrupted:
-        print(f"\ndgnam atlas: interrupted ({stop.signal}); keeping the finished units", flush=True)
-    barrier(world)
     index = None
-    if world.rank == 0:
-        index = _write_pages(site, settings, key, layers, shapes, plan, method, config, data, command)
+    with stop_on_signals() as stop:
+        with stop.interruptible():  # a signal stops the units; after them a second SIGTERM cannot cut the pages short
+            if pending:
+                acts, passes = _data_activations(target, site, data, pending, config, world, progress)
+                mine = shard_jobs(pending, world.rank, world.size, config.units_per_batch)
+                for _ in _compute(target, site, key, mine, acts, data, shapes, method, config, progress and world.rank == 0, world.rank):
+                    computed += 1  # counted as each unit is written, so an interrupt keeps the count
+        interrupted = stop.interrupted
+        if interrupted:
+            print(f"\ndgnam atlas: interrupted ({stop.signal}); keeping the finished units", flush=True)
+        barrier(world)
+        if world.rank == 0:
+            index = _write_pages(site, settings, key, layers, shapes, plan, method, config, data, command)
     return AtlasSummary(index, len(plan), computed, len(plan) - len(pending), interrupted, round(time.time() - started, 2), passes, stop.exit_code)
 
 
@@ -271,7 +272,7 @@ def _compute(target, site, key, units, acts, data, shapes, method, config, progr
 
     encoder = _encoder(target, method) if config.accentuate else None
     device = next(target.buffers()).device
-    k = min(config.k, len(data))
+    k = exemplar_count(config.k, len(data))
     with tqdm(total=len(units), desc="atlas units", unit="unit", disable=not progress) as bar:
         for start in range(0, len(units), config.units_per_batch):
             batch = units[start : start + config.units_per_batch]
@@ -279,14 +280,14 @@ def _compute(target, site, key, units, acts, data, shapes, method, config, progr
             found = [exemplars(acts[u.layer], u, k) for u in batch]
             seeds = list(config.seeds)
             facets = synthesize(target, [u for u in batch for _ in seeds], seeds * len(batch), method.generator,
-                                method.config if method.generator is not None else method.pixel)
+                                method.config if method.generator is not None else method.pixel, progress=progress)  # the step bar
             pixel = None
             if config.pixel_baseline and method.generator is not None and method.pixel is not None:
-                pixel = synthesize(target, batch, [seeds[0]] * len(batch), None, method.pixel)
+                pixel = synthesize(target, batch, [seeds[0]] * len(batch), None, method.pixel, progress=progress)
             accent = None
             if config.accentuate and (encoder is not None or method.generator is None):
                 photos = to_tensor(np.stack([data.image(int(ex.top[0])) for ex in found])).to(device)
-                accent = _accentuate(target, batch, seeds[0], method, photos, encoder)
+                accent = _accentuate(target, batch, seeds[0], method, photos, encoder, progress)
             seconds = ((time.perf_counter() - tick) / len(batch), (time.process_time() - cpu) / len(batch))
             for i, unit in enumerate(batch):
                 box = unit_receptive_field(target, unit, data.size) if layer_kind((1, *acts[unit.layer].shape)) == "map" else None
@@ -297,6 +298,12 @@ def _compute(target, site, key, units, acts, data, shapes, method, config, progr
                 store.write_unit(site, unit, record)
                 bar.update(1)
                 yield unit
+
+
+def exemplar_count(k: int, images: int) -> int:
+    """Top and bottom natural images per unit: ``k``, at most half the ``images`` (at least 1), so the top and the
+    bottom never share an image."""
+    return max(1, min(k, images // 2))
 
 
 def _encoder(target, method):
@@ -312,11 +319,12 @@ def _encoder(target, method):
         return None
 
 
-def _accentuate(target, batch, seed, method, photos, encoder) -> list[Synthesized]:
+def _accentuate(target, batch, seed, method, photos, encoder, progress=False) -> list[Synthesized]:
     from ..methods.accentuate import accentuate
 
     cfg = method.config if method.generator is not None else method.pixel
-    result = accentuate(target, batch, [seed] * len(batch), method.generator, cfg, photos, encoder=encoder, generator_name=method.generator_name)
+    result = accentuate(target, batch, [seed] * len(batch), method.generator, cfg, photos, encoder=encoder, generator_name=method.generator_name,
+                        progress=progress)  # fmt: skip
     return [Synthesized(result.images[i], float(result.final[i]), seed) for i in range(len(batch))]
 
 
@@ -381,7 +389,7 @@ def _write_pages(site, settings, key, layers, shapes, plan, method, config, data
               "done": sum(1 for r in records if r["layer"] == layer)} for layer in sorted(extra)]
     order = {l["name"]: k for k, l in enumerate(info)}
     records.sort(key=lambda r: (order.get(r["layer"], len(order)), r["index"], str(r.get("location"))))
-    shown = {**settings, "key": key, "seeds": list(config.seeds), "steps": (method.config or method.pixel).steps,
+    shown = {**settings, "k": exemplar_count(config.k, len(data)), "key": key, "seeds": list(config.seeds), "steps": (method.config or method.pixel).steps,
              "pixel_method": method.pixel.method if method.pixel is not None else None, "data": str(data.path),
              "data_images": next((r["natural"]["images"] for r in records), None), "requested": sorted(wanted),
              "command": list(command), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip

@@ -15,10 +15,10 @@ import math
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path, PurePosixPath
-from typing import Sequence
+from typing import Mapping, Sequence
 from urllib.parse import unquote, urlsplit
 
-from ..io.rundir import RunFolderError
+from ..io.read import RunFolderError
 from ..infra.files import write_text_atomic
 from ..infra.messages import short
 from .store import SETTINGS_FILE, layer_slug, safe_name
@@ -137,12 +137,14 @@ def layer_page(settings: dict, layer: dict, records: Sequence[dict]) -> str:
     return page(f"{layer['name']} · dgnam atlas", body, 1)
 
 
-def histogram_svg(histogram: dict, markers: Sequence[tuple[float, str, str]], width: int = 560, height: int = 170) -> str:
-    """Bars of the activation histogram over the data, with a vertical line per synthesized image.
+def histogram_svg(histogram: dict, markers: Sequence[tuple[float, str, str]], width: int = 560, height: int = 200,
+                  legend: Mapping[str, str] | None = None) -> str:  # fmt: skip
+    """Bars of the activation histogram over the data, with a vertical line per synthesized image and a legend.
 
     Args:
         histogram: ``{"counts": [...], "edges": [...]}``.
         markers: ``(activation, label, colour)`` per line.
+        legend: Colour -> text of its legend entry; default: the first marker label of each colour.
     """
     counts, edges = histogram.get("counts") or [], histogram.get("edges") or []
     if not isinstance(counts, list) or not isinstance(edges, list) or not counts or len(edges) != len(counts) + 1:
@@ -154,11 +156,13 @@ def histogram_svg(histogram: dict, markers: Sequence[tuple[float, str, str]], wi
     values = [v for v, _, _ in markers if v is not None]
     lo, hi = min([edges[0]] + values), max([edges[-1]] + values)
     hi = hi if hi > lo else lo + 1.0
-    left, right, top, bottom = 40, 10, 10, 28
+    key, rows = _legend(markers, legend or {}, int(sum(counts)), 40, width - 10)
+    left, right, top, bottom = 40, 10, 12 + 14 * rows, 28
     plot_w, plot_h = width - left - right, height - top - bottom
     x = lambda v: left + (v - lo) / (hi - lo) * plot_w  # noqa: E731
     peak = max(counts) or 1
     parts = [f"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" role=\"img\" aria-label=\"activation histogram\">"]
+    parts.append(key)
     for c, a, b in zip(counts, edges[:-1], edges[1:]):
         h = c / peak * plot_h
         parts.append(f"<rect x=\"{x(a):.1f}\" y=\"{top + plot_h - h:.1f}\" width=\"{max(0.5, x(b) - x(a) - 0.5):.1f}\" height=\"{h:.1f}\" fill=\"#bbb\"/>")
@@ -171,9 +175,31 @@ def histogram_svg(histogram: dict, markers: Sequence[tuple[float, str, str]], wi
             continue
         parts.append(f"<line x1=\"{x(value):.1f}\" y1=\"{top}\" x2=\"{x(value):.1f}\" y2=\"{top + plot_h}\" stroke=\"{esc(colour)}\" stroke-width=\"2\">"
                      f"<title>{esc(label)}: {esc(fmt(value))}</title></line>")
-    parts.append(f"<text x=\"{left + plot_w / 2:.1f}\" y=\"{height - 1}\" font-size=\"10\" text-anchor=\"middle\">activation "
-                 "(grey: data images; lines: synthesized)</text></svg>")
+    parts.append(f"<text x=\"{left + plot_w / 2:.1f}\" y=\"{height - 1}\" font-size=\"10\" text-anchor=\"middle\">activation</text></svg>")
     return "".join(parts)
+
+
+def _legend(markers: Sequence[tuple[float | None, str, str]], names: Mapping[str, str], images: int, left: int, right: int) -> tuple[str, int]:
+    """The histogram's legend: a grey box for the data, then a line in each marker colour with its name, in rows
+    that fit between ``left`` and ``right``; returns the SVG group and its number of rows."""
+    entries = [("rect", "#bbb", f"data images ({images})")]
+    for value, label, colour in markers:
+        if value is not None and colour not in [c for _, c, _ in entries]:
+            entries.append(("line", colour, names.get(colour, label)))
+    parts, x, row = [], left, 0
+    for shape, colour, text in entries:
+        text = short(text, 60)
+        size = 16 + 6 * len(text) + 14  # ~6 px a character at 10 px
+        if x > left and x + size > right:
+            x, row = left, row + 1
+        y = 4 + 14 * row
+        if shape == "rect":
+            parts.append(f"<rect x=\"{x}\" y=\"{y}\" width=\"10\" height=\"10\" fill=\"{esc(colour)}\"/>")
+        else:
+            parts.append(f"<line x1=\"{x}\" y1=\"{y + 5}\" x2=\"{x + 12}\" y2=\"{y + 5}\" stroke=\"{esc(colour)}\" stroke-width=\"2\"/>")
+        parts.append(f"<text x=\"{x + 16}\" y=\"{y + 9}\" font-size=\"10\">{esc(text)}</text>")
+        x += size
+    return "<g class=\"legend\">" + "".join(parts) + "</g>", row + 1
 
 
 def _figure(src: str, caption: str, css: str = "big", alt: str = "") -> str:
@@ -226,7 +252,8 @@ def unit_page(settings: dict, record: dict, neighbours: Sequence[dict], position
         markers.append((accent["activation"], "accentuated", COLORS["accent"]))
     if side:
         parts.append(f"<div class=\"columns\">{''.join(side)}</div>")
-    svg = histogram_svg((record.get("natural") or {}).get("histogram") or {}, markers)
+    names = {COLORS["facet"]: f"{method}, {len(facets)} seed(s)", COLORS["pixel"]: "pixel baseline", COLORS["accent"]: "accentuated"}
+    svg = histogram_svg((record.get("natural") or {}).get("histogram") or {}, markers, legend=names)
     if svg:
         parts.append(f"<h2>Activation over the data</h2>{svg}")
     columns = []

@@ -5,9 +5,9 @@ The ``--net`` syntax (:func:`load_target`):
 - ``NAME``: a registered net (``dgnam nets``).
 - ``torchvision:NAME[:WEIGHTS]``: ``torchvision.models.get_model``; input size, mean and std from the
   weights' ``transforms()``, class names from ``weights.meta["categories"]`` (``WEIGHTS`` defaults
-  to ``DEFAULT``).
-- ``timm:NAME``: ``timm.create_model(pretrained=True)``; input size, mean and std from its
-  ``pretrained_cfg``; ImageNet class names when the head has 1000 classes.
+  to ``DEFAULT``; ``none``: the architecture untrained, with the default weights' spec).
+- ``timm:NAME[.TAG][:none]``: ``timm.create_model(pretrained=True)``; input size, mean and std from its
+  ``pretrained_cfg``; ImageNet class names when the head has 1000 classes (``:none``: untrained).
 - ``hf:REPO_ID`` or ``hf:DIR``: ``transformers.AutoModelForImageClassification`` (a repo in the
   Hugging Face cache, or a local folder with ``config.json``); size, mean and std from the image
   processor's ``preprocessor_config.json`` (else the config's ``image_size`` and transformers'
@@ -21,10 +21,13 @@ The ``--net`` syntax (:func:`load_target`):
 
 Weights come from those libraries' own caches; nothing downloads without ``download=True``
 (``--download``), and a missing file raises :class:`~dgnam.infra.hub.WeightsError` naming the cache, the
-flag and the pip extra. The adapters only map metadata: the spec derivation is in the pure
-functions :func:`torchvision_spec`, :func:`timm_spec` and :func:`hf_spec`. Resize or crop settings
-of the libraries (``resize_size``, ``crop_pct``, interpolation) concern photos and are not used:
-synthesized images are made at the net's size or resized to it (``fit="resize"``).
+flags and the pip extra. A local weight file (``weights=``, ``--net-weights``) always wins: the net is
+built untrained and the file loaded, with no cache look-up. Untrained nets are built under seed 0 (the
+same net every time). Misspelt model and weight names get the nearest valid ones. The adapters only
+map metadata: the spec derivation is in the pure functions :func:`torchvision_spec`, :func:`timm_spec`
+and :func:`hf_spec`. Resize or crop settings of the libraries (``resize_size``, ``crop_pct``,
+interpolation) concern photos and are not used: synthesized images are made at the net's size or
+resized to it (``fit="resize"``).
 """
 
 from __future__ import annotations
@@ -42,10 +45,12 @@ from typing import Any, Mapping, Sequence
 from torch import nn
 
 from ..infra.hub import WeightsError, load_state_dict, load_strict
-from . import InputSpec, Target, imagenet_categories, wrap_model
+from ..infra.messages import nearest_names, short
+from .spec import imagenet_categories
+from .target import InputSpec, Target, wrap_model
 
 LIBRARIES = ("torchvision", "timm", "hf")
-SYNTAX = "NAME (`dgnam nets`), torchvision:NAME[:WEIGHTS], timm:NAME, hf:REPO_ID or hf:DIR, PATH.py:FUNC or package.module:FUNC"
+SYNTAX = "NAME (`dgnam nets`), torchvision:NAME[:WEIGHTS|:none], timm:NAME[:none], hf:REPO_ID or hf:DIR, PATH.py:FUNC or package.module:FUNC"
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,7 @@ def parse_net_ref(ref: str) -> tuple[str, str]:
 #: a library's model name or a Hugging Face repo id, never a path (``hf:DIR``, timm's ``local-dir:``) or a URL.
 RECORDED_NAMES = {
     "torchvision": re.compile(r"[A-Za-z0-9_]+(:[A-Za-z0-9_.]+)?"),
-    "timm": re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*"),
+    "timm": re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(:none)?"),
     "hf": re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?"),
 }
 
@@ -143,8 +148,6 @@ def check_recorded_ref(ref: object, where: str) -> str:
         Traceback (most recent call last):
         ValueError: runs/x/results.json names the net '/tmp/evil.py:build', code or a path: ... pass --net ...
     """
-    from ..infra.messages import short
-
     fix = "a run folder is data, and dgnam runs no code and opens no path it names; pass --net explicitly to re-create that net"
     if not isinstance(ref, str) or not ref or "\x00" in ref:
         raise ValueError(f"{where} names the net {short(repr(ref))}, not a net string: {fix}")
@@ -158,40 +161,53 @@ def check_recorded_ref(ref: object, where: str) -> str:
 
 
 def load_target(ref: str, weights: str | Path | None = None, download: bool = False, overrides: SpecOverrides | None = None,
-                fit: str | None = None) -> Target:  # fmt: skip
+                fit: str | None = None, pretrained: bool = True) -> Target:  # fmt: skip
     """Any net by its ``--net`` string (see the module docstring), as a :class:`Target`.
 
+    Local weights always win: with ``weights`` a library net is built untrained and the file loaded into
+    it, so no cache is looked at and nothing downloads (the spec still comes from the library's metadata).
+
     Args:
-        ref: e.g. ``"efficientnet_lite0"``, ``"torchvision:resnet50"``, ``"hf:./tiny_vit"``, ``"net.py:build"``.
+        ref: e.g. ``"efficientnet_lite0"``, ``"torchvision:resnet50"``, ``"hf:./tiny_vit"``, ``"net.py:build"``;
+            ``"torchvision:NAME:none"`` / ``"timm:NAME:none"``: the architecture untrained (seeded).
         weights: A local weight file loaded after a strict key/shape check (for registered nets, a
             file whose sha256 differs from the registry's loads with a warning).
         download: Let the library download weights missing from its cache.
         overrides: Input-spec values that replace the net's own.
         fit: Override of the spec's fit rule.
+        pretrained: False: build the net without its weights (seeded, :func:`untrained`) unless ``weights``
+            is given; for what needs only the architecture (``dgnam layers``).
 
     Returns:
         The net in eval mode with frozen parameters.
 
     Raises:
-        ValueError: the string does not parse, or the callable returns something else than a module.
+        ValueError: the string does not parse (misspelt library names get the nearest valid ones), or the
+            callable returns something else than a module.
         WeightsError: weights not in the cache and ``download`` is False.
         ImportError: the library is missing (the message names the pip extra).
 
     Example:
         >>> net = load_target("my_model.py:build", overrides=SpecOverrides(size=(64, 64)))
     """
-    from . import load_net
+    from .catalog import get_net_spec, load_net
 
     overrides = overrides or SpecOverrides()
     kind, rest = parse_net_ref(ref)
     if kind == "registered":
-        target = load_net(ref, weights=weights, download=download, fit=fit)
+        if pretrained or weights is not None:
+            target = load_net(ref, weights=weights, download=download, fit=fit)
+        else:
+            entry = get_net_spec(ref)
+            model = untrained(entry.builder).eval().requires_grad_(False)
+            target = Target(model, entry.input if fit is None else replace(entry.input, fit=fit), entry.categories, name=ref)
         if overrides == SpecOverrides():
             return target
         model, spec, categories = target.model, target.spec, target.categories
     else:
         builders = {"torchvision": torchvision_net, "timm": timm_net, "hf": hf_net}
-        model, spec, categories = builders[kind](rest, download) if kind in builders else callable_net(rest)
+        wanted = pretrained and weights is None  # a weight file replaces the library's: never look for those
+        model, spec, categories = builders[kind](rest, download, wanted) if kind in builders else callable_net(rest)
         if weights is not None:
             load_strict(model, load_state_dict(weights), what=ref)
         spec = spec or InputSpec()
@@ -315,44 +331,109 @@ def _library(module: str, extra: str):
                           "(with a torch build it supports)") from None  # fmt: skip
 
 
-def _missing(what: str, cache: Path | str, extra: str) -> WeightsError:
-    return WeightsError(f"{what} is not in the cache {cache}; pass --download (download=True) to fetch it, "
-                        f"with the library installed: pip install 'dgnam[{extra}]'")  # fmt: skip
+def _missing(what: str, cache: Path | str, extra: str, ref: str | None = None) -> WeightsError:
+    untrained_hint = f", or --net {ref}:{UNTRAINED} for an untrained net" if ref else ""
+    return WeightsError(f"{what} is not in the cache {cache}; give a local file with --net-weights FILE (weights=) or pass --download "
+                        f"(download=True) to fetch it{untrained_hint}; with the library installed: pip install 'dgnam[{extra}]'")  # fmt: skip
 
 
-def torchvision_net(rest: str, download: bool = False) -> tuple[nn.Module, InputSpec, tuple[str, ...] | None]:
-    """``torchvision:NAME[:WEIGHTS]``: the model with its weights, spec and class names."""
+#: The weights suffix of ``torchvision:NAME:none`` / ``timm:NAME:none``: the architecture with a seeded random init.
+UNTRAINED = "none"
+
+
+def did_you_mean(name: str, names: Sequence[str]) -> str:
+    """`` Did you mean a, b?`` for the nearest of ``names`` (``infra.messages.nearest_names``), or ""."""
+    close = nearest_names(name, names, n=3)
+    return f" Did you mean {', '.join(close)}?" if close else ""
+
+
+def untrained(build):
+    """``build()`` under a fixed seed (0), the caller's random state untouched: ``NAME:none`` is the same net every time
+    (so ``dgnam evaluate`` re-creates the net a run used)."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return build()
+
+
+def torchvision_net(rest: str, download: bool = False, pretrained: bool = True) -> tuple[nn.Module, InputSpec, tuple[str, ...] | None]:
+    """``torchvision:NAME[:WEIGHTS]``: the model with its weights, spec and class names.
+
+    ``WEIGHTS`` ``none`` (or ``pretrained=False``: a weight file will be loaded, or only shapes are wanted) builds
+    the architecture untrained (:func:`untrained`), sized for the named (else ``DEFAULT``) weights' classes; the spec and
+    class names still come from those weights' metadata (nothing is read from the cache or downloaded).
+    """
     import torch
 
     tv = _library("torchvision.models", "torchvision")
     name, _, weights_name = rest.partition(":")
-    try:
-        weights = tv.get_model_weights(name)[weights_name or "DEFAULT"]
-    except (KeyError, ValueError) as exc:
-        raise ValueError(f"torchvision has no model {name!r} with weights {weights_name or 'DEFAULT'!r} ({exc})") from None
+    models = tv.list_models(module=tv)  # the classifiers: detection, segmentation and video models take other inputs
+    if name not in models:
+        if name in tv.list_models():
+            raise ValueError(f"torchvision's {short(repr(name))} is not an image classifier: dgnam takes torchvision.models' classifiers "
+                             "(torchvision.models.list_models(module=torchvision.models))")  # fmt: skip
+        raise ValueError(f"torchvision has no classifier {short(repr(name))}.{did_you_mean(name, models)} "
+                         "(torchvision.models.list_models(module=torchvision.models) lists them)")  # fmt: skip
+    enum = tv.get_model_weights(name)
+    random = weights_name.lower() == UNTRAINED
+    choices = [w.name for w in enum]
+    if weights_name and not random and weights_name not in choices + ["DEFAULT"]:
+        raise ValueError(f"torchvision's {name} has no weights {short(repr(weights_name))}.{did_you_mean(weights_name, choices)} "
+                         f"Its weights: {', '.join(choices + ['DEFAULT', UNTRAINED])}")  # fmt: skip
+    weights = enum[weights_name if weights_name and not random else "DEFAULT"]
+    spec, categories = torchvision_spec(weights.transforms(), weights.meta)
+    if random or not pretrained:
+        kwargs = {"num_classes": len(categories)} if categories else {}
+        return untrained(lambda: tv.get_model(name, weights=None, **kwargs)), spec, categories
     cache = Path(torch.hub.get_dir()) / "checkpoints"
     if not download and not (cache / Path(weights.url).name).is_file():
-        raise _missing(f"torchvision weights {weights}", cache, "torchvision")
-    model = tv.get_model(name, weights=weights)
-    spec, categories = torchvision_spec(weights.transforms(), weights.meta)
-    return model, spec, categories
+        raise _missing(f"torchvision weights {weights}", cache, "torchvision", f"torchvision:{name}")
+    return tv.get_model(name, weights=weights), spec, categories
 
 
-def timm_net(name: str, download: bool = False) -> tuple[nn.Module, InputSpec, tuple[str, ...] | None]:
-    """``timm:NAME``: the pretrained model from timm's cache (the Hugging Face hub cache or torch hub's)."""
+def timm_net(name: str, download: bool = False, pretrained: bool = True) -> tuple[nn.Module, InputSpec, tuple[str, ...] | None]:
+    """``timm:NAME[.TAG]``: the pretrained model from timm's cache (the Hugging Face hub cache or torch hub's).
+
+    ``timm:NAME:none`` (or ``pretrained=False``) builds the architecture untrained (:func:`untrained`) with the
+    tag's pretrained config (class count, spec): nothing is read from a cache or downloaded.
+    """
     timm = _library("timm", "timm")
-    overlay = None
-    if not download:
-        cfg = timm.models.get_pretrained_cfg(name)
-        if cfg is None:
-            raise ValueError(f"timm has no pretrained model {name!r} (timm.list_pretrained() lists them)")
-        path = _timm_cached_file(cfg)
-        if path is None:
-            raise _missing(f"timm weights for {name!r}", _hf_cache() if getattr(cfg, "hf_hub_id", None) else _torch_hub_cache(), "timm")
-        overlay = {"file": str(path)}
-    model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay)
+    random = name.endswith(":" + UNTRAINED)
+    name = name[: -len(UNTRAINED) - 1] if random else name
+    cfg = _timm_cfg(timm, name)
+    if random or not pretrained:
+        model = untrained(lambda: timm.create_model(name, pretrained=False))
+    else:
+        overlay = None
+        if not download:
+            path = _timm_cached_file(cfg) if cfg is not None else None
+            if path is None:
+                cache = _hf_cache() if getattr(cfg, "hf_hub_id", None) else _torch_hub_cache()
+                raise _missing(f"timm weights for {short(repr(name))}", cache, "timm", f"timm:{name}" if cfg is not None else None)
+            overlay = {"file": str(path)}
+        model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay)
     spec, categories = timm_spec(dict(model.pretrained_cfg), getattr(model, "num_classes", None))
     return model, spec, categories
+
+
+def _timm_cfg(timm, name: str):
+    """timm's pretrained cfg of ``NAME[.TAG]``; a misspelt model or tag is a ValueError naming the nearest valid
+    ones. None for a name with a source prefix (``hf-hub:``, ``local-dir:``), which timm resolves itself."""
+    if ":" in name:
+        return None
+    arch = name.partition(".")[0]
+    if not timm.is_model(arch):
+        raise ValueError(f"timm has no model {short(repr(arch))}.{did_you_mean(arch, timm.list_models())} (timm.list_models() lists them)")
+    try:
+        cfg = timm.models.get_pretrained_cfg(name)
+    except RuntimeError:  # timm 1.0: "Invalid pretrained tag (...) for ..."
+        cfg = None
+    if cfg is None:
+        tags = timm.list_pretrained(f"{arch}.*")
+        raise ValueError(f"timm has no pretrained {short(repr(name))}.{did_you_mean(name, tags)} Its tags: {', '.join(tags[:12]) or 'none'}"
+                         + (" ..." if len(tags) > 12 else ""))  # fmt: skip
+    return cfg
 
 
 def _torch_hub_cache() -> Path:
@@ -388,12 +469,21 @@ def _timm_cached_file(cfg) -> Path | None:
     return None
 
 
-def hf_net(ref: str, download: bool = False) -> tuple[nn.Module, InputSpec, tuple[str, ...] | None]:
-    """``hf:REPO_ID`` or ``hf:DIR``: an image classifier from transformers, offline unless ``download``."""
+def hf_net(ref: str, download: bool = False, pretrained: bool = True) -> tuple[nn.Module, InputSpec, tuple[str, ...] | None]:
+    """``hf:REPO_ID`` or ``hf:DIR``: an image classifier from transformers, offline unless ``download``.
+
+    ``pretrained=False`` reads only the model's ``config.json`` and builds it untrained (:func:`untrained`).
+    """
     transformers = _library("transformers", "hf")
     local = Path(ref).expanduser()
+    source = str(local) if local.is_dir() else ref
+    auto = transformers.AutoModelForImageClassification
     try:
-        model = transformers.AutoModelForImageClassification.from_pretrained(str(local) if local.is_dir() else ref, local_files_only=not download)
+        if pretrained:
+            model = auto.from_pretrained(source, local_files_only=not download)
+        else:
+            config = transformers.AutoConfig.from_pretrained(source, local_files_only=not download)
+            model = untrained(lambda: auto.from_config(config))
     except OSError as exc:
         if local.is_dir() or download:
             raise ValueError(f"cannot load hf:{ref} as an image classifier: {exc}") from None
