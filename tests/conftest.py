@@ -81,10 +81,10 @@ def tiny_registry(tmp_path, monkeypatch):
     torch.save(TinyNet().state_dict(), net_file)
     torch.save(TinyGenerator().state_dict(), gen_file)
     monkeypatch.setenv("DGNAM_HOME", str(tmp_path / "home"))
-    dgnam.nets._ensure_builtin()
-    dgnam.generators._ensure_builtin()
+    dgnam.nets.catalog._ensure_builtin()
+    dgnam.generators.catalog._ensure_builtin()
     monkeypatch.setitem(
-        dgnam.nets._REGISTRY,
+        dgnam.nets.spec._REGISTRY,
         "tiny",
         NetSpec("tiny", TinyNet, WeightSource("tiny_net.pth"), InputSpec(size=(32, 32), min_size=8), CATEGORIES),
     )
@@ -93,7 +93,7 @@ def tiny_registry(tmp_path, monkeypatch):
         gen.set_bounds(0.0, 1.5)
 
     monkeypatch.setitem(
-        dgnam.generators._REGISTRY,
+        dgnam.generators.spec._REGISTRY,
         "tiny_gen",
         GeneratorSpec("tiny_gen", TinyGenerator, WeightSource("tiny_gen.pth"), encoder="tiny:pool", bounds=bounds, default=True),
     )

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import dgnam
-from dgnam.cli import build_parser
-from dgnam.commands import repro_config
+from dgnam.cli.parser import build_parser
+from dgnam.cli.repro import repro_config
 from dgnam.pool import DebPackage
 from dgnam.repro.fashion import CLASSES, IDX_DIR, IDX_FILES, ReproConfig, load_fashion_mnist, load_fashion_net, read_idx, run_repro, synthetic_shapes, to_tensor
 from dgnam.repro.fashion_am import METHODS, AMConfig, GeneratorConfig, build_generator

@@ -11,9 +11,11 @@ from PIL import Image
 
 from dgnam import pool
 from dgnam.pool.store import ImageFolderPool, choose_heldout, load_image_folder, load_pool, split_indices
-from dgnam.pool.crops import alpha_composite, center_square_resize, composite_batch, crop_resize, crops_per_original, image_detail, place_stamp, random_crops, sample_crop_box, stamp_statistics, to_rgb, trim_dark_borders, video_crops
+from dgnam.infra.images import center_square_resize, crop_resize, to_rgb
+from dgnam.pool.crops import alpha_composite, composite_batch, crops_per_original, image_detail, place_stamp, random_crops, sample_crop_box, stamp_statistics, trim_dark_borders, video_crops
 from dgnam.pool.build import build_pool
-from dgnam.pool.sources import is_photographic_stamp, licence_for, parse_dep5
+from dgnam.pool.debian import licence_for, parse_dep5
+from dgnam.pool.sources import is_photographic_stamp
 
 
 def noise(h: int, w: int, seed: int = 0, channels: int = 3) -> np.ndarray:
@@ -334,9 +336,9 @@ def fake_cache(cache: Path) -> None:
     flat = np.zeros((60, 60, 4), np.uint8)
     flat[..., 3] = 255
     save_png(stamps / "animals/cartoon/toon.png", flat)
-    from test_pool_extra import encoded, photo, write_rcc
+    from test_pool_gcompris_tuxpaint_palapeli import encoded, photo, write_rcc
 
-    from dgnam.pool.extra import GCOMPRIS_RCC_DIR, PALAPELI_COLLECTION_DIR, TUXPAINT_DATA_DIR
+    from dgnam.pool.gcompris_tuxpaint_palapeli import GCOMPRIS_RCC_DIR, PALAPELI_COLLECTION_DIR, TUXPAINT_DATA_DIR
 
     rcc = package("gcompris-qt-data") / GCOMPRIS_RCC_DIR
     rcc.mkdir(parents=True)
@@ -349,7 +351,7 @@ def fake_cache(cache: Path) -> None:
     save_png(pal / "p.jpg", noise(180, 200, 52))
     save_png(pal / "twin.jpg", photo(300, 400, 9))  # the same smooth picture as the gcompris one below, larger
     (rcc / "details.rcc").write_bytes(write_rcc({"/gcompris/src/activities/details/resource/image/x.webp": encoded(photo(200, 266, 9))}))
-    from dgnam.pool.more import MORE_PHOTOS, QABCS_PICS_DIR
+    from dgnam.pool.photo_folders import MORE_PHOTOS, QABCS_PICS_DIR
 
     for spec in MORE_PHOTOS:
         package(spec.package)

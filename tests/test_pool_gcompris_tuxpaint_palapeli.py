@@ -1,5 +1,4 @@
-"""The extra photo sources (GCompris' Qt resource files, Tux Paint templates, Palapeli) and
-near-duplicate removal by perceptual hash."""
+"""The photo sources of dgnam.pool.gcompris_tuxpaint_palapeli: GCompris' Qt resource files and its photo rule."""
 
 from __future__ import annotations
 
@@ -11,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dgnam.pool.sources import DebPackage, Original, Source
-from dgnam.pool.extra import GCOMPRIS_RCC_DIR, drop_near_duplicates, gcompris_photos, gcompris_source, hamming, near_duplicates, perceptual_hash, read_rcc
+from dgnam.pool.debian import DebPackage
+from dgnam.pool.gcompris_tuxpaint_palapeli import GCOMPRIS_RCC_DIR, gcompris_photos, gcompris_source, read_rcc
 
 
 def write_rcc(files: dict[str, bytes], compress_over: int = 1000) -> bytes:
@@ -100,33 +99,3 @@ def test_gcompris_source_reads_the_package_and_its_licences(tmp_path):
     assert source.kind == "photo" and [o.file for o in source.originals] == [f"{res[1:]}/a.webp", f"{res[1:]}/b.webp"]
     assert [o.licence for o in source.originals] == ["GPL-3+", "CC-BY-SA-3.0"]  # the .jpg stanza names the .webp's source
     assert source.originals[1].load().shape == (220, 300, 3)
-
-
-def test_perceptual_hash_survives_resizing_and_compression_and_tells_photos_apart():
-    a, b = photo(240, 320, 1), photo(240, 320, 2)
-    resized = np.asarray(Image.fromarray(a).resize((160, 120), Image.Resampling.BILINEAR))
-    recompressed = np.asarray(Image.open(io.BytesIO(encoded(a, "JPEG"))))
-    ha = perceptual_hash(a)
-    assert hamming(ha, perceptual_hash(resized)) <= 4
-    assert hamming(ha, perceptual_hash(recompressed)) <= 4
-    assert hamming(ha, perceptual_hash(b)) > 12
-    assert hamming(ha, perceptual_hash(a[:, ::-1].copy())) > 12  # a mirror image is another picture here
-
-
-def test_near_duplicates_keeps_the_first_of_each_group():
-    h = [0b0, 0b1, 0xFFFF, 0b11, 0xFFFE]
-    assert near_duplicates(h, max_bits=2) == [1, 3, 4]
-    assert near_duplicates(h, max_bits=0) == []
-
-
-def test_drop_near_duplicates_across_sources_leaves_stamps_alone():
-    a, b, c = photo(200, 200, 1), photo(200, 200, 2), photo(200, 200, 3)
-    big_a = np.asarray(Image.fromarray(a).resize((300, 300)))
-
-    def src(name, kind, images):
-        return Source(name, name, "1", kind, "", [Original(f"f{i}", "L", lambda x=x: x) for i, x in enumerate(images)])
-
-    sources = [src("s1", "photo", [a, b]), src("s2", "photo", [c, big_a]), src("stamps", "stamp", [a, a])]
-    kept, report = drop_near_duplicates(sources)
-    assert [len(s.originals) for s in kept] == [2, 1, 2]
-    assert report.removed == [("s2", "f1", "s1:f0")]

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from dgnam.pool.build import proportional_shares
-from dgnam.pool.more import ENLIGHTENMENT_BACKGROUNDS_DIR, MORE_PHOTOS, QABCS_PICS_DIR, PhotoFolderSpec, enlightenment_source, folder_source, largest_embedded_jpeg, more_sources, qabcs_stamp_source, read_upright
-from dgnam.pool.sources import DebPackage
+from dgnam.pool.photo_folders import ENLIGHTENMENT_BACKGROUNDS_DIR, MORE_PHOTOS, QABCS_PICS_DIR, PhotoFolderSpec, enlightenment_source, folder_source, largest_embedded_jpeg, more_sources, qabcs_stamp_source, read_upright
+from dgnam.pool.debian import DebPackage
 
 
 def noise(h: int, w: int, seed: int, channels: int = 3) -> np.ndarray:

@@ -86,7 +86,7 @@ def test_shipped_lite0_prior_inverts_its_encoder_and_drives_a_class(name, layer,
 
     gen = dgnam.load_generator(name)  # from the package, sha256 checked
     net = dgnam.load_net("efficientnet_lite0")
-    assert gen.code_shape == code_shape and gen.config.layer == layer and gen.dgn_am_defaults == carried
+    assert gen.code_shape == code_shape and gen.config.layer == layer and gen.dgn_am == carried
     psnr = lambda a, b: float(10 * torch.log10(1 / (a - b).pow(2).mean()))  # noqa: E731
     x = torch.cat([F.interpolate(photo(p), size=(128, 128), mode="bilinear", antialias=True, align_corners=False) for p in ("chelsea", "coffee")])
     with torch.no_grad():

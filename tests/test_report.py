@@ -24,7 +24,7 @@ from dgnam.nets import InputSpec, NetSpec
 from dgnam.io.report import build_report, neighbors_sheet, svg_curves
 from dgnam.io.read import read_run
 
-from conftest import CATEGORIES, TinyNet
+from conftest import CATEGORIES, TinyNet, missing
 from test_assess import write_color_run
 
 SPEC = InputSpec(size=(32, 32), min_size=8)
@@ -41,9 +41,9 @@ def tiny_nets(tmp_path, monkeypatch):
     torch.save(TinyNet().state_dict(), net_file)
     torch.manual_seed(5)
     torch.save(TinyNet().state_dict(), home / "weights" / "tiny_judge.pth")
-    dgnam.nets._ensure_builtin()
-    monkeypatch.setitem(dgnam.nets._REGISTRY, "tiny", NetSpec("tiny", TinyNet, WeightSource("tiny_net.pth"), SPEC, CATEGORIES))
-    monkeypatch.setitem(dgnam.nets._REGISTRY, "tiny_judge", NetSpec("tiny_judge", TinyNet, WeightSource("tiny_judge.pth"), SPEC, CATEGORIES))
+    dgnam.nets.catalog._ensure_builtin()
+    monkeypatch.setitem(dgnam.nets.spec._REGISTRY, "tiny", NetSpec("tiny", TinyNet, WeightSource("tiny_net.pth"), SPEC, CATEGORIES))
+    monkeypatch.setitem(dgnam.nets.spec._REGISTRY, "tiny_judge", NetSpec("tiny_judge", TinyNet, WeightSource("tiny_judge.pth"), SPEC, CATEGORIES))
     return net_file
 
 
@@ -293,9 +293,7 @@ def test_report_screenshot_in_headless_chromium(tmp_path):
     .ci/run installs one) a crash or a missing screenshot fails the test."""
     found = find_chromium()
     if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI is set but no Chromium was found: .ci/run installs Debian's chromium-headless-shell (see DEVELOPERS.md)")
-        pytest.skip("no Chromium: set DGNAM_CHROMIUM, or unpack Debian's chromium-headless-shell (see DEVELOPERS.md)")
+        missing("no Chromium was found: set DGNAM_CHROMIUM, or unpack Debian's chromium-headless-shell (.ci/run installs it; see DEVELOPERS.md)")
     command, extra_env = found
     run = write_color_run(tmp_path / "run", size=64)  # solid red, pink, green and blue images
     page = tmp_path / "report.html"
@@ -331,5 +329,5 @@ def test_a_browser_that_crashes_fails_the_screenshot_test(tmp_path, monkeypatch)
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     monkeypatch.setenv("CI", "1")
     if find_chromium() is None:  # (a browser in /work/cache/chromium is still found)
-        with pytest.raises(pytest.fail.Exception, match="CI is set but no Chromium"):
+        with pytest.raises(pytest.fail.Exception, match="CI is set, but no Chromium"):
             test_report_screenshot_in_headless_chromium(tmp_path / "u")

@@ -249,12 +249,12 @@ def test_visualizing_a_judge_says_its_images_cannot_be_judged_by_it(tmp_path, mo
     net_file = tmp_path / "tiny_net.pth"
     torch.save(TinyNet().state_dict(), net_file)
     monkeypatch.setenv("DGNAM_HOME", str(tmp_path / "home"))
-    dgnam.nets._ensure_builtin()
+    dgnam.nets.catalog._ensure_builtin()
     spec = NetSpec("tiny_judge", TinyNet, WeightSource("tiny_net.pth"), InputSpec(size=(32, 32), min_size=8), CATEGORIES, role="judge")
-    monkeypatch.setitem(dgnam.nets._REGISTRY, "tiny_judge", spec)
+    monkeypatch.setitem(dgnam.nets.spec._REGISTRY, "tiny_judge", spec)
     argv = ["visualize", "--net", "tiny_judge", "--net-weights", str(net_file), "--pixel", "fourier", "--unit", "logits:0", "--steps", "1", "--quiet"]
     assert cli.main(argv + ["--out", str(tmp_path / "run")]) == 0
     assert "tiny_judge is one of the judges" in capsys.readouterr().err
-    monkeypatch.setitem(dgnam.nets._REGISTRY, "tiny_judge", NetSpec(**{**spec.__dict__, "role": "target"}))
+    monkeypatch.setitem(dgnam.nets.spec._REGISTRY, "tiny_judge", NetSpec(**{**spec.__dict__, "role": "target"}))
     assert cli.main(argv + ["--out", str(tmp_path / "run2")]) == 0
     assert "judges" not in capsys.readouterr().err

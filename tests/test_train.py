@@ -11,7 +11,8 @@ import dgnam
 from dgnam.generators.prior import PriorConfig, PriorGenerator, load_prior, save_prior
 from dgnam.infra.hub import WeightSource
 from dgnam.nets import InputSpec, NetSpec
-from dgnam.train.trainer import TrainConfig, Trainer, clip_gradients, code_stats, learning_rate, load_trained, stage_weights
+from dgnam.train.codes import code_stats
+from dgnam.train.trainer import TrainConfig, Trainer, clip_gradients, learning_rate, load_trained, stage_weights
 
 from conftest import TinyNet, join_or_kill
 
@@ -23,9 +24,9 @@ def register_tiny_encoder(home, monkeypatch):
     (home / "weights").mkdir(parents=True, exist_ok=True)
     torch.save(TinyNet().state_dict(), home / "weights" / "tiny_enc.pth")
     monkeypatch.setenv("DGNAM_HOME", str(home))
-    dgnam.nets._ensure_builtin()
+    dgnam.nets.catalog._ensure_builtin()
     spec = NetSpec("tiny_enc", TinyNet, WeightSource("tiny_enc.pth"), InputSpec(size=(32, 32), min_size=8))
-    monkeypatch.setitem(dgnam.nets._REGISTRY, "tiny_enc", spec)
+    monkeypatch.setitem(dgnam.nets.spec._REGISTRY, "tiny_enc", spec)
 
 
 def write_pool(folder, n=40, size=20, seed=0):
@@ -315,13 +316,13 @@ def test_a_prior_carries_its_measured_dgn_am_settings(tiny_setup):
     trainer = Trainer(config(steps=1), pool, tmp / "run", progress=False)
     save_prior(trainer.gen, tmp / "tuned.safetensors", {"dgn_am": {"lr_start": 0.5, "decay": 0.98}})
     gen = load_prior(tmp / "tuned.safetensors")
-    assert gen.dgn_am_defaults == {"lr_start": 0.5, "decay": 0.98}
+    assert gen.dgn_am == {"lr_start": 0.5, "decay": 0.98}
     cfg = dgnam_config(gen, steps=20, decay=None)  # the caller's settings win; None leaves the prior's
     assert (cfg.lr_start, cfg.decay, cfg.steps) == (0.5, 0.98, 20)
     assert dgnam_config(gen, lr_start=2.0).lr_start == 2.0
     assert dgnam_config(None).lr_start == dgnam.DGNAMConfig().lr_start == 8.0  # no generator: the paper's
     assert dgnam_config(load_prior(tmp / "tuned.safetensors")).lr_start == 0.5
-    gen.dgn_am_defaults = {"learning_rate": 1.0}
+    gen.dgn_am = {"learning_rate": 1.0}
     with pytest.raises(ValueError, match="unknown setting"):
         dgnam_config(gen)
     # the command line: the prior's step unless --lr-start is given
@@ -337,7 +338,9 @@ def test_a_prior_carries_its_measured_dgn_am_settings(tiny_setup):
 
 def test_registered_prior_loads_from_its_own_file(tiny_setup, monkeypatch):
     """A registry entry without a builder: the safetensors file carries config and statistics."""
-    from dgnam.generators import GeneratorSpec, _REGISTRY, _ensure_builtin
+    from dgnam.generators import GeneratorSpec
+    from dgnam.generators.catalog import _ensure_builtin
+    from dgnam.generators.spec import _REGISTRY
     from dgnam.methods.choose import default_generator
 
     pool, tmp = tiny_setup
@@ -362,8 +365,8 @@ def _ddp_worker(rank, world, port, pool, out, home):
     torch.set_num_threads(1)
     import dgnam.nets as nets
 
-    nets._ensure_builtin()
-    nets._REGISTRY["tiny_enc"] = NetSpec("tiny_enc", TinyNet, WeightSource("tiny_enc.pth"), InputSpec(size=(32, 32), min_size=8))
+    nets.catalog._ensure_builtin()
+    nets.spec._REGISTRY["tiny_enc"] = NetSpec("tiny_enc", TinyNet, WeightSource("tiny_enc.pth"), InputSpec(size=(32, 32), min_size=8))
     trainer = Trainer(config(steps=6), pool, out, progress=False)
     trainer.train()
     torch.save(trainer.gen.state_dict(), out / f"rank{rank}.pt")
@@ -418,7 +421,7 @@ def test_ship_script_writes_a_prior_and_its_card(tiny_setup):
     sha = dgnam.infra.hub.sha256_file(out / "tiny_prior.safetensors")
     assert sha in card and "40 images" in card and "PSNR" in card and '{"lr_start": 0.05}' in card
     gen = load_prior(out / "tiny_prior.safetensors")
-    assert gen.dgn_am_defaults == {"lr_start": 0.05}
+    assert gen.dgn_am == {"lr_start": 0.05}
     code = trainer.gen.clip(trainer.gen.random_code([0]))
     with torch.no_grad():
         assert torch.allclose(gen(code), trainer.gen.eval()(code), atol=2e-3)

@@ -15,8 +15,10 @@ from PIL import Image
 
 import dgnam
 from dgnam import cli
+from dgnam.cli.visualize import distinct_units
 from dgnam.infra import files
-from dgnam.io.rundir import RunFolderError, prepare_run_folder
+from dgnam.io.read import RunFolderError
+from dgnam.io.rundir import prepare_run_folder
 from dgnam.infra.files import write_text_atomic
 from dgnam.io.write import RunWriter
 from dgnam.methods.base import AMResult
@@ -146,7 +148,7 @@ def _part(out, units):
 
 @pytest.mark.parametrize("name", ["results.json", "parts/rank000/results.json", "contact_sheet.png"])
 def test_merge_refuses_a_part_that_names_a_record(tmp_path, name):
-    from dgnam.distributed import merge_parts
+    from dgnam.io.merge import merge_parts
 
     out = tmp_path / "run"
     part = _part(out, [dgnam.Unit("logits", 0)])
@@ -285,7 +287,7 @@ def test_a_seed_or_unit_given_twice_is_made_once(tmp_path, tiny_registry, capsys
     record = json.loads((out / "results.json").read_text())
     assert [(i["unit"], i["seed"]) for i in record["items"]] == [("logits:0", 0), ("logits:1", 0), ("logits:2", 0)]
     with pytest.raises(ValueError, match="would write the same files"):
-        cli._distinct_units([dgnam.Unit("conv.1", 0), dgnam.Unit("conv-1", 0)])
+        distinct_units([dgnam.Unit("conv.1", 0), dgnam.Unit("conv-1", 0)])
 
 
 def test_a_record_listing_an_item_twice_is_refused_on_resume(tmp_path, tiny_registry, capsys):

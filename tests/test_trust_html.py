@@ -17,7 +17,7 @@ from dgnam import cli
 from dgnam.atlas import serve
 from dgnam.atlas.site import write_site
 from dgnam.io.report import build_report
-from dgnam.io.rundir import RunFolderError
+from dgnam.io.read import RunFolderError
 
 from test_assess import write_color_run
 from test_atlas import _build, photos, registered, tiny  # noqa: F401 (fixtures)

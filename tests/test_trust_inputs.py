@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from dgnam import cli, parse_unit
+from dgnam.cli import info as cli_info
 from dgnam.infra.errors import error_line
 from dgnam.infra.images import ImageFileError, read_image
 from dgnam.run import MAX_JOBS, make_jobs
@@ -141,7 +142,7 @@ def test_os_errors_without_a_file_name_are_one_line(exc, expected, monkeypatch, 
     def fail(_args):
         raise exc
 
-    monkeypatch.setattr(cli, "_cmd_nets", fail)
+    monkeypatch.setattr(cli_info, "run_nets", fail)
     assert expected in one_line_error(capsys, ["nets"])
 
 

@@ -42,8 +42,8 @@ def tiny(tmp_path, monkeypatch):
     monkeypatch.setenv("DGNAM_HOME", str(home))
     torch.manual_seed(0)
     torch.save(TinyNet().state_dict(), home / "weights" / "tiny_net.pth")
-    dgnam.nets._ensure_builtin()
-    monkeypatch.setitem(dgnam.nets._REGISTRY, "tiny", NetSpec("tiny", TinyNet, WeightSource("tiny_net.pth"), SPEC, CATEGORIES))
+    dgnam.nets.catalog._ensure_builtin()
+    monkeypatch.setitem(dgnam.nets.spec._REGISTRY, "tiny", NetSpec("tiny", TinyNet, WeightSource("tiny_net.pth"), SPEC, CATEGORIES))
     return home / "weights" / "tiny_net.pth"
 
 

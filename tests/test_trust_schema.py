@@ -242,6 +242,28 @@ def test_a_missing_test_dependency_skips_here_and_fails_under_ci(monkeypatch):
     assert require("json", "x") is json
 
 
+def _reads_ci(node) -> bool:
+    """``os.environ.get("CI")``, ``os.getenv("CI")``, ``os.environ["CI"]`` or ``"CI" in os.environ``."""
+    import ast
+
+    ci = lambda n: isinstance(n, ast.Constant) and n.value == "CI"  # noqa: E731
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("get", "getenv"):
+        return bool(node.args) and ci(node.args[0])
+    return (isinstance(node, ast.Subscript) and ci(node.slice)) or (isinstance(node, ast.Compare) and ci(node.left))
+
+
+def test_only_conftest_decides_between_skip_and_fail_under_ci():
+    """A test that skips for want of something calls conftest.missing/require/needs, which fail under CI; one that
+    reads CI itself (test_report.py's screenshot test did) is a second rule that can drift from the first."""
+    import ast
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    readers = [f"{path.name}:{node.lineno}" for path in sorted(here.glob("*.py")) if path.name != "conftest.py"
+               for node in ast.walk(ast.parse(path.read_text())) if _reads_ci(node)]  # fmt: skip
+    assert readers == []
+
+
 @pytest.fixture
 def ignored_sigint():
     """SIGINT ignored, as a shell script that starts pytest in the background leaves it."""

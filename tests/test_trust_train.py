@@ -19,7 +19,8 @@ import dgnam
 from dgnam import cli
 from dgnam.infra.hub import WeightsError, load_state_dict
 from dgnam.nets.squeezenet import cached_conversion, load_squeezenet_weights
-from dgnam.train.trainer import Trainer, cached_codes, make_views
+from dgnam.train.codes import cached_codes, make_views
+from dgnam.train.trainer import Trainer
 
 from test_squeezenet import fake_weights
 from test_train import TINY_PRIOR, config, register_tiny_encoder, write_pool
@@ -128,7 +129,7 @@ def test_a_rebuilt_pool_with_as_many_images_is_encoded_again(tiny, monkeypatch):
     assert views2.shape == views.shape and not torch.equal(views2, views)
     second = cached_codes(pool / "cache", views2, cfg, progress=False)
     assert not torch.equal(first, second)
-    monkeypatch.setattr("dgnam.train.trainer.encode_views", lambda *a, **k: pytest.fail("encoded although the pool is the same"))
+    monkeypatch.setattr("dgnam.train.codes.encode_views", lambda *a, **k: pytest.fail("encoded although the pool is the same"))
     assert torch.equal(cached_codes(pool / "cache", views2, cfg, progress=False), second)  # unchanged data: the cache
 
 

@@ -198,7 +198,7 @@ def test_load_net_uses_the_registry_input_spec_and_loader(tmp_path, monkeypatch)
         loader=lambda p: convert_keras_state(*read_keras_h5(p), blocks=TINY),
         input=replace(spec.input, size=(20, 28)),
     )
-    monkeypatch.setitem(dgnam.nets._REGISTRY, "vgg16_hed", tiny)
+    monkeypatch.setitem(dgnam.nets.spec._REGISTRY, "vgg16_hed", tiny)
     net = load_net("vgg16_hed", weights=path)
     rgb = np.random.default_rng(2).uniform(0, 1, (20, 28, 3))
     with torch.no_grad(), capture(net.model, ["conv1_1", "conv4_2"]) as acts:
