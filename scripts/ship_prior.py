@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 from dgnam.generators.prior import load_prior, save_prior
-from dgnam.train.trainer import TrainConfig, load_checkpoint, load_trained
+from dgnam.train.checkpoint import load_checkpoint
+from dgnam.train.trainer import TrainConfig, load_trained
 
 DATA = Path(__file__).resolve().parents[1] / "src" / "dgnam" / "data"
 

@@ -8,6 +8,10 @@ so an image depends only on its seed, never on the rest of the batch or on the g
 - :class:`FourierImage`: lucid's decorrelated parameterization (Olah et al. 2017, "Feature
   Visualization"): the real-FFT spectrum, scaled by 1/frequency so that gradient steps are
   whitened, then a linear colour decorrelation and a sigmoid.
+- :class:`MacoImage`: MACO's (Fel et al. 2023): the Fourier amplitude fixed to that of photographs
+  (:func:`resize_spectrum` of a stored spectrum), the phase optimized (:mod:`dgnam.methods.maco`).
+- :class:`CodeParam`: DGN-AM's (Nguyen et al. 2016): a generator's code, in whitened units; calling it
+  returns the code, which the loop decodes with its generator (:mod:`dgnam.methods.dgn_am`).
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from .codes import clip_to
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's ImageNet normalisation, the default of every net's InputSpec
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -156,4 +163,129 @@ class FourierImage(nn.Module):
         return torch.sigmoid(self.linear_image())
 
 
-__all__ = ["PixelImage", "FourierImage", "COLOR_CORRELATION_SVD_SQRT", "color_correlation_normalized", "rfft2d_freqs"]
+def _without_dc(magnitude: torch.Tensor) -> torch.Tensor:
+    """The spectrum with its DC term replaced by the mean of its four lowest neighbours (for interpolation)."""
+    m = magnitude.clone()
+    neighbours = torch.stack([m[:, 1, 0], m[:, -1, 0], m[:, 0, 1], m[:, 1, 1]], 0)
+    m[:, 0, 0] = neighbours.mean(0)
+    return m
+
+
+def resize_spectrum(magnitude: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bring a (3, S, S // 2 + 1) amplitude spectrum to images of ``size = (H, W)``.
+
+    Each entry of the new rfft grid takes the amplitude of the same frequency (cycles per pixel) in
+    the stored one: bilinear interpolation of log-amplitude on the centred grid (photos' spectra
+    are close to scale-invariant, so a 64 px spectrum read in cycles per pixel fits a 224 px image).
+    The DC term is kept out of the interpolation (it would inflate its neighbours) and scaled by
+    ``sqrt(H * W) / S``, which keeps the ratio of the mean colour to the contrast (Parseval, ortho FFT).
+
+    Returns:
+        (3, H, W // 2 + 1) float32.
+    """
+    h, w = size
+    s = magnitude.shape[-2]
+    if magnitude.dim() != 3 or magnitude.shape[0] != 3 or magnitude.shape[-1] != s // 2 + 1:
+        raise ValueError(f"expected a (3, S, S // 2 + 1) spectrum, got {tuple(magnitude.shape)}")
+    log = torch.fft.fftshift(_without_dc(magnitude.double()), dim=-2).clamp_min(1e-12).log()
+    fy = torch.fft.fftfreq(h, dtype=torch.float64)  # target rows, in cycles per pixel
+    fx = torch.fft.rfftfreq(w, dtype=torch.float64)
+    # source index of a frequency: row = fy * S + S // 2 (centred), column = fx * S
+    row = (fy * s + s // 2) / (s - 1) * 2 - 1
+    col = (fx * s) / (s // 2) * 2 - 1
+    grid = torch.stack(torch.meshgrid(col, row, indexing="xy"), -1)  # (H, W//2+1, 2) as (x, y)
+    out = F.grid_sample(log[None], grid[None], mode="bilinear", padding_mode="border", align_corners=True)[0].exp()
+    out[:, 0, 0] = magnitude[:, 0, 0].double() * (h * w) ** 0.5 / s
+    return out.float()
+
+
+def _standardize(x: torch.Tensor) -> torch.Tensor:
+    """Per batch element: zero mean, unit standard deviation over all other axes."""
+    dims = tuple(range(1, x.dim()))
+    x = x - x.mean(dims, keepdim=True)
+    return x / (x.std(dims, keepdim=True, unbiased=False) + 1e-5)
+
+
+class MacoImage(nn.Module):
+    """Images whose Fourier amplitude is fixed and whose phase is the optimized parameter.
+
+    Args:
+        seeds: One seed per batch element (its initial phase ~ N(0, init_std) from its own generator).
+        size: ``(height, width)`` or one int.
+        magnitude: (3, S, S // 2 + 1) amplitude spectrum of decorrelated colour (:func:`dgnam.methods.maco.load_spectrum`),
+            resized to ``size`` here.
+        init_std: Standard deviation of the initial phase (the references: 1; it is standardized anyway).
+
+    ``magnitude`` is a buffer (never optimized); ``phase`` (N, 3, H, W // 2 + 1) is the parameter.
+    """
+
+    def __init__(self, seeds: Sequence[int], size: int | Sequence[int], magnitude: torch.Tensor, init_std: float = 1.0):
+        super().__init__()
+        h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        self.size = (h, w)
+        self.register_buffer("magnitude", resize_spectrum(magnitude, (h, w))[None], persistent=False)
+        self.register_buffer("color", color_correlation_normalized(), persistent=False)
+        shape = (3, h, w // 2 + 1)
+        init = torch.stack([torch.randn(*shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+        self.phase = nn.Parameter(init_std * init)
+
+    def spectrum(self) -> torch.Tensor:
+        """The complex spectrum ``magnitude * exp(i * standardized phase)``, (N, 3, H, W // 2 + 1)."""
+        phase = _standardize(self.phase)
+        return torch.polar(self.magnitude.expand_as(phase), phase)
+
+    def linear_image(self) -> torch.Tensor:
+        """The standardized image in decorrelated colour, before the colour mixing and the sigmoid."""
+        return _standardize(torch.fft.irfft2(self.spectrum(), s=self.size, norm="ortho"))
+
+    def forward(self) -> torch.Tensor:
+        return torch.sigmoid(torch.einsum("ij,njhw->nihw", self.color, self.linear_image()))
+
+
+def initial_code(generator, seeds: Sequence[int], std: float = 1.0, clip: bool = True, start: torch.Tensor | None = None) -> torch.Tensor:
+    """The start of a search in a generator's code space: ``generator.random_code(seeds, std)`` (one RNG
+    per seed, so a start depends only on its seed) or a copy of ``start``, clipped to the code's bounds
+    unless ``clip`` is False. DGN-AM (:class:`CodeParam`), PPGN-h sampling and the gradient-free searches all start here."""
+    code = generator.random_code(list(seeds), std) if start is None else start.detach().to(generator.lower).clone()
+    return generator.clip(code) if clip else code
+
+
+class CodeParam(nn.Module):
+    """A generator's code as the optimized parameter (DGN-AM), in whitened units ``z = (code - center) / scale``.
+
+    Calling it returns the code ``center + scale * z`` (N, *code_shape); the loop decodes it with its generator,
+    which is read here (its ``random_code``, ``clip``, ``lower``, ``upper``) but not kept.
+
+    Args:
+        seeds: One seed per batch element: the start is :func:`initial_code` (one RNG per seed).
+        generator: The generator whose codes these are (a :class:`~dgnam.generators.Generator`).
+        init_std: Standard deviation of the initial code (the paper: 1).
+        clip: Clip the start to the generator's ``[lower, upper]`` and keep :attr:`bounds` (in z units) for
+            :meth:`clamp_`; False: unbounded.
+        center, scale: The code statistics of the whitening (:func:`~dgnam.generators.code_center_scale`); None:
+            0 and 1 (raw code units).
+        init: (N, *code_shape) codes to start from instead (copied, clipped as random ones).
+    """
+
+    def __init__(self, seeds: Sequence[int], generator, init_std: float = 1.0, clip: bool = True, center: torch.Tensor | None = None,
+                 scale: torch.Tensor | None = None, init: torch.Tensor | None = None):  # fmt: skip
+        super().__init__()
+        lower, upper = generator.lower, generator.upper
+        center = torch.zeros_like(lower) if center is None else center
+        scale = torch.ones_like(lower) if scale is None else scale
+        code = initial_code(generator, seeds, init_std, clip, start=init)
+        self.register_buffer("center", center, persistent=False)
+        self.register_buffer("scale", scale, persistent=False)
+        self.bounds = ((lower - center) / scale, (upper - center) / scale) if clip else None
+        self.z = nn.Parameter((code - center) / scale)
+
+    @torch.no_grad()
+    def clamp_(self) -> None:
+        """Clip ``z`` to :attr:`bounds` in place (no-op when unbounded)."""
+        self.z.copy_(clip_to(self.z, self.bounds))
+
+    def forward(self) -> torch.Tensor:
+        return self.center + self.scale * self.z
+
+
+__all__ = ["PixelImage", "FourierImage", "MacoImage", "CodeParam", "initial_code", "COLOR_CORRELATION_SVD_SQRT", "color_correlation_normalized", "resize_spectrum", "rfft2d_freqs"]

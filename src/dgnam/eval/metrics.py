@@ -11,7 +11,8 @@ What each measure answers:
 - :func:`spectrum_slope`: does the image have the 1/f^2 power spectrum of photographs, or the
   high-frequency excess of adversarial patterns (flatter slope) or blur (steeper)?
 - :func:`mean_saturation`: pixel-space AM tends to oversaturated colours; photos sit much lower.
-- :func:`diversity`: do different seeds of one unit give different images?
+- :func:`diversity`: do different seeds of one unit give different images? (:func:`image_diversity` and
+  :func:`sample_diversity`: of PPGN-h samples' mean-centred pixels, as ``dgnam sample`` records it)
 - :func:`frechet_distance`: how far are two sets of features, as Gaussians (FID's formula)?
 
 Images are accepted in the two layouts of the package: a ``torch.Tensor`` is (N, 3, H, W) in
@@ -21,7 +22,7 @@ in [0, 255] (as a pool's ``images.npy``) or float in [0, 1].
 
 from __future__ import annotations
 
-from typing import Iterator, Mapping, Sequence, Union
+from typing import TYPE_CHECKING, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 import torch
@@ -29,6 +30,9 @@ import torch
 from ..core.hooks import OUTPUT, capture
 from ..nets import Target
 from ..core.units import Unit, read_unit
+
+if TYPE_CHECKING:  # for annotations only
+    from ..methods.ppgn import SampleResult
 
 Images = Union[torch.Tensor, np.ndarray]
 
@@ -341,6 +345,32 @@ def diversity(features_by_unit: Mapping[object, np.ndarray | torch.Tensor] | Seq
     return float(np.mean(per_unit)) if per_unit else float("nan")
 
 
+def sample_diversity(result: "SampleResult") -> dict:
+    """:func:`diversity` of the samples of each unit (every chain, every kept step);
+    see :func:`image_diversity`."""
+    groups: dict[str, list[torch.Tensor]] = {}
+    for c, u in enumerate(result.units):
+        groups.setdefault(str(u), []).append(result.images[c])
+    return image_diversity({name: torch.cat(parts) for name, parts in groups.items()})
+
+
+def image_diversity(images_by_unit: dict[str, torch.Tensor]) -> dict:
+    """Diversity of each unit's images (N, 3, H, W): :func:`diversity` of the pixels of
+    each image minus the image's own mean, so ``1 - cos`` is one minus the images' correlation:
+    0 for identical samples, about 1 for unrelated ones.
+
+    Returns:
+        ``{"pixels": mean over units, "per_unit": {unit: value}}`` (NaN where a unit has one image).
+    """
+
+    def centred(images: torch.Tensor) -> torch.Tensor:
+        flat = images.flatten(1).float()
+        return flat - flat.mean(dim=1, keepdim=True)
+
+    per_unit = {name: diversity([centred(images)]) for name, images in images_by_unit.items()}
+    return {"pixels": diversity([centred(images) for images in images_by_unit.values()]), "per_unit": per_unit}
+
+
 def _trace_sqrt_product(sigma_a: np.ndarray, sigma_b: np.ndarray, method: str) -> float:
     """``Tr(sqrt(sigma_a @ sigma_b))`` for covariance matrices (symmetric, positive semi-definite)."""
     if method == "scipy":
@@ -400,6 +430,6 @@ def frechet_distance(feats_a: np.ndarray | torch.Tensor, feats_b: np.ndarray | t
 
 
 __all__ = [
-    "LUMA", "SLOPE_BAND", "diversity", "frechet_distance", "judge_pass", "judge_topk", "mean_saturation",
+    "LUMA", "SLOPE_BAND", "diversity", "frechet_distance", "image_diversity", "sample_diversity", "judge_pass", "judge_topk", "mean_saturation",
     "natural_max_activations", "relative_activation", "spectrum_slope",
 ]  # fmt: skip

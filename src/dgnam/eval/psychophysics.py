@@ -28,7 +28,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -95,24 +95,6 @@ def embed_images(subject: Target, layer: str, images: Sequence[np.ndarray], size
 # --------------------------------------------------------------------------------------------------
 # 2AFC (Borowski et al. 2021)
 # --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class TwoAFCConfig:
-    """Settings of the 2AFC task.
-
-    Attributes:
-        references: Max and min references per unit (Borowski et al.: 9 each).
-        trials: Query pairs per unit: the t-th strongest and t-th weakest image of the query split,
-            t < ``trials`` (more trials, less noise per unit; all still far out in the tails).
-        query_fraction: Fraction of the natural images held out as queries (never references).
-        seed: Seed of the reference/query split.
-    """
-
-    references: int = 9
-    trials: int = 5
-    query_fraction: float = 0.5
-    seed: int = 0
 
 
 def split_references_queries(n: int, query_fraction: float = 0.5, seed: int = 0, groups: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -413,6 +395,31 @@ def _held_out_top(values: np.ndarray, top: np.ndarray, groups: Sequence[str], n:
     return picked
 
 
+def _layer_faithfulness(
+    target: Target, early: str, distinct: list, units: list, pick: Callable[[list[int]], object], acts, data, k: int, natural_images: int, batch_size: int,
+) -> tuple[Faithfulness, Faithfulness, list[int]]:  # fmt: skip
+    """:func:`faithfulness` of the images of one layer's ``distinct`` units (``pick(rows)`` gives the images of
+    ``units[rows]``) and of their natural ceiling, in ``early``'s features over each unit's window; with the rows
+    of ``units`` in the order of the first result's ranks."""
+    from .exemplars import exemplars
+    from ..core.objectives import receptive_field_box
+
+    sets, natural, natural_owners = {}, [], []
+    own_feats, owners, rows_all = [], [], []
+    for u in distinct:
+        top = exemplars(acts, u, k).top
+        box = receptive_field_box(target, u, tuple(target.spec.size))
+        sets[u] = window_features(target, early, data.batch(top), box, batch_size)
+        held = _held_out_top(acts.values(u), top, data.groups, natural_images)
+        natural.append(window_features(target, early, data.batch(held), box, batch_size))
+        natural_owners += [u] * len(held)
+        rows = [i for i, v in enumerate(units) if v == u]
+        own_feats.append(window_features(target, early, pick(rows), box, batch_size))
+        owners += [u] * len(rows)
+        rows_all += rows
+    return faithfulness(np.concatenate(own_feats), owners, sets), faithfulness(np.concatenate(natural), natural_owners, sets), rows_all
+
+
 def units_faithfulness(
     target: Target,
     units: Sequence[object],
@@ -450,8 +457,7 @@ def units_faithfulness(
         None], "notes": [...]}``; accuracies are over the images of all scored layers (None when
         no layer could be scored).
     """
-    from .exemplars import check_k, exemplars, layer_activations
-    from ..core.objectives import receptive_field_box
+    from .exemplars import check_k, layer_activations
 
     units = list(units)
     if len(units) != len(images):
@@ -473,21 +479,7 @@ def units_faithfulness(
             continue
         early = layer or earlier_layer(target, unit_layer)
         acts = layer_activations(target, unit_layer, data, units=distinct, cache_dir=cache_dir, batch_size=batch_size)
-        sets, natural, natural_owners = {}, [], []
-        own_feats, owners, rows_all = [], [], []
-        for u in distinct:
-            top = exemplars(acts, u, k).top
-            box = receptive_field_box(target, u, tuple(target.spec.size))
-            sets[u] = window_features(target, early, data.batch(top), box, batch_size)
-            held = _held_out_top(acts.values(u), top, data.groups, natural_images)
-            natural.append(window_features(target, early, data.batch(held), box, batch_size))
-            natural_owners += [u] * len(held)
-            rows = [i for i, v in enumerate(units) if v == u]
-            own_feats.append(window_features(target, early, pick(rows), box, batch_size))
-            owners += [u] * len(rows)
-            rows_all += rows
-        found = faithfulness(np.concatenate(own_feats), owners, sets)
-        ceiling = faithfulness(np.concatenate(natural), natural_owners, sets)
+        found, ceiling, rows_all = _layer_faithfulness(target, early, distinct, units, pick, acts, data, k, natural_images, batch_size)
         for i, r in zip(rows_all, found.rank):
             rank[i] = int(r)
         hits += list(found.rank == 1)
@@ -504,6 +496,6 @@ def units_faithfulness(
 
 
 __all__ = [
-    "Faithfulness", "NaturalTrials", "TwoAFCConfig", "earlier_layer", "embed_images", "faithfulness", "layer_outputs",
+    "Faithfulness", "NaturalTrials", "earlier_layer", "embed_images", "faithfulness", "layer_outputs",
     "natural_trials", "preference", "split_references_queries", "two_afc_choices", "units_faithfulness", "window", "window_features",
 ]  # fmt: skip

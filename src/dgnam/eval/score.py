@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 from .metrics import SLOPE_BAND, Images, _forward_layers, _to_nchw, diversity, frechet_distance, judge_pass, mean_saturation, natural_max_activations, relative_activation, spectrum_slope
-from ..core.hooks import OUTPUT
 from ..nets import Target, judge_family, known_class_layers
 from ..io.write import json_safe
 from ..core.units import Unit, read_unit
@@ -243,7 +242,6 @@ def evaluate_run(
         ValueError: the number of images does not match the record's items.
     """
     config = config or EvaluateConfig()
-    judges = dict(judges or {})
     items_in = list(record.get("items") or [])
     if len(items_in) != len(images):
         raise ValueError(f"{len(images)} images for {len(items_in)} items in results.json")
@@ -251,18 +249,7 @@ def evaluate_run(
         raise ValueError("the run has no images (results.json lists no items)")
     notes: list[str] = []
     units = [item_unit(it) for it in items_in]
-    n = len(units)
-    bs = config.batch_size
-
-    natural_sample = None
-    if natural is not None:
-        if len(natural) == 0:
-            raise ValueError("no natural images given")
-        idx = np.arange(len(natural))
-        if len(idx) > config.natural_images:
-            idx = np.sort(np.random.default_rng(0).choice(idx, size=config.natural_images, replace=False))
-        natural_sample = natural[idx] if isinstance(natural, torch.Tensor) else np.asarray(natural[idx])
-
+    natural_sample = _natural_sample(natural, config.natural_images)
     items = [
         {
             "unit": it.get("unit", str(u)), "label": it.get("label", str(u)), "seed": it.get("seed"), "file": it.get("file"),
@@ -271,15 +258,52 @@ def evaluate_run(
         for it, u in zip(items_in, units)
     ]  # fmt: skip
     shape = _to_nchw(images[:1]).shape
-    summary: dict = {"images": n, "units": len(set(units)), "image_px": [int(shape[2]), int(shape[3])]}
-
-    # --- the target: class rank and activations ---------------------------------------------------
+    summary: dict = {"images": len(units), "units": len(set(units)), "image_px": [int(shape[2]), int(shape[3])]}
     is_class = np.array([u.layer in config.output_layers and u.location is None for u in units])
     if target is not None:  # BatchNorm folded where that leaves the units' layers unchanged (EfficientNet-Lite)
         target = target.fast([u.layer for u in units])
-    judges = {name: judge.fast([config.feature_layer]) for name, judge in judges.items()}
+    judges = {name: judge.fast([config.feature_layer]) for name, judge in dict(judges or {}).items()}
     summary["class_images"] = int(is_class.sum())
-    summary["target_top1"] = None
+    summary.update(_score_target(target, units, images, is_class, natural_sample, items, notes, config.batch_size))
+    by_unit: dict[Unit, list[int]] = {}
+    for i, u in enumerate(units):
+        by_unit.setdefault(u, []).append(i)
+    summary["judges"] = {}
+    for name, judge in judges.items():
+        summary["judges"][name] = _score_judge(name, judge, record.get("net"), target, images, units, is_class, by_unit, natural_sample, items, notes, config)
+    # diversity in the first judge's features (the headline number), else none
+    first = next(iter(summary["judges"].values()), None)
+    summary["diversity"] = first["diversity"] if first else None
+    if first:
+        for item, u in zip(items, units):
+            item["diversity"] = first["diversity_per_unit"].get(str(u))
+    natural_info = _image_statistics(images, natural_sample, items, summary)
+    summary["spectrum_band_cycles_per_px"] = list(SLOPE_BAND)
+    summary["speed"] = run_speed(record)
+    if summary["speed"] is None:
+        notes.append("results.json records no timing: no speed")
+    return RunEvaluation(summary=summary, items=items, natural=natural_info, notes=list(dict.fromkeys(notes)), config=asdict(config))
+
+
+def _natural_sample(natural: Images | None, most: int) -> Images | None:
+    """At most ``most`` of the ``natural`` images (a fixed draw, seed 0, in their order); None for None."""
+    if natural is None:
+        return None
+    if len(natural) == 0:
+        raise ValueError("no natural images given")
+    idx = np.arange(len(natural))
+    if len(idx) > most:
+        idx = np.sort(np.random.default_rng(0).choice(idx, size=most, replace=False))
+    return natural[idx] if isinstance(natural, torch.Tensor) else np.asarray(natural[idx])
+
+
+def _score_target(
+    target: Target | None, units: list[Unit], images: Images, is_class: np.ndarray, natural_sample: Images | None,
+    items: list[dict], notes: list[str], bs: int,
+) -> dict:  # fmt: skip
+    """The target's class rank and the units' activations (absolute and relative to the natural maximum):
+    written into ``items``; returns the summary's ``target_top1``, ``activation`` and ``relative_activation``."""
+    summary: dict = {"target_top1": None}
     acts = rel = None
     if target is not None:
         acts, ranks, preds = _unit_pass(target, units, images, is_class, bs)
@@ -305,87 +329,82 @@ def evaluate_run(
                 notes.append("relative activation is undefined (null) where the natural maximum is <= 0")
     summary["activation"] = _stats(acts) if acts is not None else None
     summary["relative_activation"] = _stats(rel) if rel is not None else None
+    return summary
 
-    # --- judges ------------------------------------------------------------------------------------
-    summary["judges"] = {}
-    natural_info: dict | None = None
-    by_unit: dict[Unit, list[int]] = {}
-    for i, u in enumerate(units):
-        by_unit.setdefault(u, []).append(i)
-    for name, judge in judges.items():
-        entry: dict = {"net": judge.name, "input_px": list(judge.spec.size), "feature_layer": config.feature_layer,
-                       "family": judge_family(name, record.get("net"))}  # out-of-family: an independent vote
-        if record.get("net") in (name, judge.name):
-            notes.append(f"judge {name!r} is the optimized net: its top-k measures how well it was fooled, not recognition")
-        rows = np.flatnonzero(is_class)
-        reason = _same_classes(target, judge) if target is not None else None
-        ranked = len(rows) > 0 and reason is None
-        labels = np.array([u.index if c and ranked else -1 for u, c in zip(units, is_class)])
-        jranks, jpreds, feats = judge_pass(judge, images, labels, config.feature_layer, bs)  # one pass for both
-        if ranked:
-            cats = judge.categories
-            for i in rows:
-                rank, pred = int(jranks[i]), int(jpreds[i])
-                items[i].setdefault("judges", {})[name] = {
-                    "rank": rank, "pred": pred, "pred_label": cats[pred].split(",")[0] if cats and pred < len(cats) else str(pred),
-                    **{f"top{k}": rank <= k for k in config.ks},
-                }  # fmt: skip
-            for k in config.ks:
-                entry[f"top{k}"] = round(float((jranks[rows] <= k).mean()), 4)
-        elif reason:
-            notes.append(reason + ": no top-k")
-        per_unit = {str(u): diversity([feats[ix]]) for u, ix in by_unit.items() if len(ix) >= 2}
-        entry["diversity"] = None if not per_unit else round(diversity([feats[ix] for ix in by_unit.values()]), 4)
-        entry["diversity_per_unit"] = {u: round(v, 4) for u, v in per_unit.items()}
-        if natural_sample is not None:
-            nat = layer_features(judge, config.feature_layer, natural_sample, bs)
-            entry["frechet_distance"] = _fd_or_note(feats, nat, name, notes)
-            entry["frechet_natural_images"] = int(len(nat))
-            if len(feats) < 10 * feats.shape[1]:  # far too few samples for a D x D covariance
-                notes.append(
-                    f"{name}: {len(feats)} images for {feats.shape[1]}-d features: the Fréchet distance is biased "
-                    "upwards and depends on the number of images; compare runs of equal size only"
-                )
-        summary["judges"][name] = entry
 
-    # diversity in the first judge's features (the headline number), else none
-    first = next(iter(summary["judges"].values()), None)
-    summary["diversity"] = first["diversity"] if first else None
-    if first:
-        for item, u in zip(items, units):
-            item["diversity"] = first["diversity_per_unit"].get(str(u))
+def _score_judge(
+    name: str, judge: Target, run_net: str | None, target: Target | None, images: Images, units: list[Unit],
+    is_class: np.ndarray, by_unit: dict[Unit, list[int]], natural_sample: Images | None, items: list[dict],
+    notes: list[str], config: EvaluateConfig,
+) -> dict:  # fmt: skip
+    """One judge's top-k (written per image into ``items``), seed diversity and Fréchet distance: its summary entry."""
+    bs = config.batch_size
+    entry: dict = {"net": judge.name, "input_px": list(judge.spec.size), "feature_layer": config.feature_layer,
+                   "family": judge_family(name, run_net)}  # out-of-family: an independent vote
+    if run_net in (name, judge.name):
+        notes.append(f"judge {name!r} is the optimized net: its top-k measures how well it was fooled, not recognition")
+    rows = np.flatnonzero(is_class)
+    reason = _same_classes(target, judge) if target is not None else None
+    ranked = len(rows) > 0 and reason is None
+    labels = np.array([u.index if c and ranked else -1 for u, c in zip(units, is_class)])
+    jranks, jpreds, feats = judge_pass(judge, images, labels, config.feature_layer, bs)  # one pass for both
+    if ranked:
+        cats = judge.categories
+        for i in rows:
+            rank, pred = int(jranks[i]), int(jpreds[i])
+            items[i].setdefault("judges", {})[name] = {
+                "rank": rank, "pred": pred, "pred_label": cats[pred].split(",")[0] if cats and pred < len(cats) else str(pred),
+                **{f"top{k}": rank <= k for k in config.ks},
+            }  # fmt: skip
+        for k in config.ks:
+            entry[f"top{k}"] = round(float((jranks[rows] <= k).mean()), 4)
+    elif reason:
+        notes.append(reason + ": no top-k")
+    per_unit = {str(u): diversity([feats[ix]]) for u, ix in by_unit.items() if len(ix) >= 2}
+    entry["diversity"] = None if not per_unit else round(diversity([feats[ix] for ix in by_unit.values()]), 4)
+    entry["diversity_per_unit"] = {u: round(v, 4) for u, v in per_unit.items()}
+    if natural_sample is not None:
+        nat = layer_features(judge, config.feature_layer, natural_sample, bs)
+        entry["frechet_distance"] = _fd_or_note(feats, nat, name, notes)
+        entry["frechet_natural_images"] = int(len(nat))
+        if len(feats) < 10 * feats.shape[1]:  # far too few samples for a D x D covariance
+            notes.append(
+                f"{name}: {len(feats)} images for {feats.shape[1]}-d features: the Fréchet distance is biased "
+                "upwards and depends on the number of images; compare runs of equal size only"
+            )
+    return entry
 
-    # --- image statistics --------------------------------------------------------------------------
+
+def _image_statistics(images: Images, natural_sample: Images | None, items: list[dict], summary: dict) -> dict | None:
+    """Power-spectrum slope and saturation per image (into ``items``) and over the run (into ``summary``);
+    returns the natural reference's statistics (None without natural images)."""
     small = min(summary["image_px"]) < 16
-    slopes = np.full(n, np.nan) if small else spectrum_slope(images)
+    slopes = np.full(len(items), np.nan) if small else spectrum_slope(images)
     sat = mean_saturation(images)
     for item, s, m in zip(items, slopes, sat):
         item["spectrum_slope"] = None if np.isnan(s) else round(float(s), 3)
         item["saturation"] = round(float(m), 4)
     summary["spectrum_slope"] = _stats(slopes, 3)
     summary["saturation"] = _stats(sat)
-    if natural_sample is not None:
-        nat_px = _to_nchw(natural_sample[:1]).shape[-1]
-        nslopes = spectrum_slope(natural_sample) if nat_px >= 16 else np.full(len(natural_sample), np.nan)
-        nsat = mean_saturation(natural_sample)
-        ok = nslopes[np.isfinite(nslopes)]
-        natural_info = {
-            "images": int(len(natural_sample)),
-            "image_px": int(nat_px),
-            "spectrum_slope": _stats(nslopes, 3),
-            "spectrum_slope_p5": round(float(np.percentile(ok, 5)), 3) if len(ok) else None,
-            "spectrum_slope_p95": round(float(np.percentile(ok, 95)), 3) if len(ok) else None,
-            "saturation": _stats(nsat),
-        }
-        if len(ok) and np.isfinite(slopes).any():
-            lo, hi = natural_info["spectrum_slope_p5"], natural_info["spectrum_slope_p95"]
-            fin = slopes[np.isfinite(slopes)]
-            summary["spectrum_slope"]["within_natural_p5_p95"] = round(float(((fin >= lo) & (fin <= hi)).mean()), 4)
-    summary["spectrum_band_cycles_per_px"] = list(SLOPE_BAND)
-    summary["speed"] = run_speed(record)
-    if summary["speed"] is None:
-        notes.append("results.json records no timing: no speed")
-    return RunEvaluation(summary=summary, items=items, natural=natural_info, notes=list(dict.fromkeys(notes)), config=asdict(config))
+    if natural_sample is None:
+        return None
+    nat_px = _to_nchw(natural_sample[:1]).shape[-1]
+    nslopes = spectrum_slope(natural_sample) if nat_px >= 16 else np.full(len(natural_sample), np.nan)
+    nsat = mean_saturation(natural_sample)
+    ok = nslopes[np.isfinite(nslopes)]
+    natural_info = {
+        "images": int(len(natural_sample)),
+        "image_px": int(nat_px),
+        "spectrum_slope": _stats(nslopes, 3),
+        "spectrum_slope_p5": round(float(np.percentile(ok, 5)), 3) if len(ok) else None,
+        "spectrum_slope_p95": round(float(np.percentile(ok, 95)), 3) if len(ok) else None,
+        "saturation": _stats(nsat),
+    }
+    if len(ok) and np.isfinite(slopes).any():
+        lo, hi = natural_info["spectrum_slope_p5"], natural_info["spectrum_slope_p95"]
+        fin = slopes[np.isfinite(slopes)]
+        summary["spectrum_slope"]["within_natural_p5_p95"] = round(float(((fin >= lo) & (fin <= hi)).mean()), 4)
+    return natural_info
 
 
 # --------------------------------------------------------------------------------------------------

@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .crops import _rng, composite_batch, crops_per_original, random_crops, to_rgb, trim_dark_borders, video_crops
-from .sources import DEFAULT_HELDOUT_FRACTION, DebPackage, Source, SourceSummary, WALLPAPERS, _progress, default_cache_dir, fetch_deb, opencv_photo_source, opencv_video_source, skimage_source, tuxpaint_stamp_source, video_decoder, wallpaper_source
+from ..infra.images import to_rgb
+from .crops import _rng, composite_batch, crops_per_original, random_crops, trim_dark_borders, video_crops
+from .debian import DebPackage, default_cache_dir, fetch_deb
+from .sources import DEFAULT_HELDOUT_FRACTION, Source, SourceSummary, WALLPAPERS, _progress, opencv_photo_source, opencv_video_source, skimage_source, tuxpaint_stamp_source, video_decoder, wallpaper_source
 from .store import PoolCard, choose_heldout, save_pool
 
 
@@ -76,10 +78,10 @@ def collect_sources(
         warnings.warn(notes[-1], stacklevel=2)
     else:
         sources.append(skim)
-    from .extra import extra_sources
+    from .gcompris_tuxpaint_palapeli import extra_sources
 
     sources += extra_sources(fetch, cache_dir, per_source_limit)
-    from .more import more_sources
+    from .photo_folders import more_sources
 
     sources += more_sources(fetch, cache_dir, per_source_limit)
     sources.append(tuxpaint_stamp_source(fetch("tuxpaint-stamps-default", cache_dir), per_source_limit))
@@ -130,7 +132,7 @@ def build_pool(
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     notes: list[str] = []
     sources = collect_sources(cache, per_source_limit, video_frames_per_video, notes)
-    from .extra import drop_near_duplicates
+    from .duplicates import drop_near_duplicates
 
     sources, dups = drop_near_duplicates(sources)
     notes += [f"near-duplicate removed: {s}:{f} (repeats {twin})" for s, f, twin in dups.removed]

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+from ..infra.images import crop_resize, to_rgb
+
 
 # ---------------------------------------------------------------------------------------------
 # Pixel operations (pure: arrays in, arrays out)
@@ -25,32 +27,6 @@ def stable_hash(text: str) -> int:
         A non-negative int below 2**64.
     """
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
-
-
-def to_rgb(image: np.ndarray) -> np.ndarray:
-    """Convert grey, grey+alpha, RGB or RGBA pixels to RGB uint8 (alpha is dropped).
-
-    Args:
-        image: (H, W), (H, W, 1), (H, W, 2), (H, W, 3) or (H, W, 4) array, uint8 or bool.
-
-    Returns:
-        (H, W, 3) uint8 array.
-    """
-    image = np.asarray(image)
-    if image.dtype == bool:
-        image = image.astype(np.uint8) * 255
-    if image.dtype != np.uint8:
-        raise ValueError(f"expected uint8 pixels, got {image.dtype}")
-    if image.ndim == 2:
-        image = image[..., None]
-    channels = image.shape[-1]
-    if channels in (1, 2):
-        image = np.repeat(image[..., :1], 3, axis=-1)
-    elif channels in (3, 4):
-        image = image[..., :3]
-    else:
-        raise ValueError(f"unsupported shape {image.shape}")
-    return np.ascontiguousarray(image)
 
 
 def trim_dark_borders(image: np.ndarray, threshold: int = 12) -> np.ndarray:
@@ -94,23 +70,6 @@ def sample_crop_box(
     top = int(rng.integers(0, height - side + 1))
     left = int(rng.integers(0, width - side + 1))
     return top, left, side
-
-
-def crop_resize(image: Image.Image, box: tuple[int, int, int], size: int) -> np.ndarray:
-    """Cut a square out of a PIL image and resize it.
-
-    Args:
-        image: RGB PIL image.
-        box: ``(top, left, side)`` as from :func:`sample_crop_box`.
-        size: output side.
-
-    Returns:
-        (size, size, 3) uint8 array.
-    """
-    top, left, side = box
-    region = (left, top, left + side, top + side)
-    out = image.resize((size, size), Image.Resampling.BICUBIC, box=region, reducing_gap=3.0)
-    return np.asarray(out, dtype=np.uint8)
 
 
 def image_detail(image: np.ndarray) -> float:
@@ -168,22 +127,6 @@ def random_crops(
                 break
         out[i] = best[:, ::-1] if flip and rng.random() < 0.5 else best
     return out
-
-
-def center_square_resize(image: np.ndarray, size: int) -> np.ndarray:
-    """The central square of an image, resized (the usual ImageNet evaluation view).
-
-    Args:
-        image: (H, W, C) uint8.
-        size: output side.
-
-    Returns:
-        (size, size, 3) uint8.
-    """
-    h, w = image.shape[:2]
-    side = min(h, w)
-    box = ((h - side) // 2, (w - side) // 2, side)
-    return crop_resize(Image.fromarray(to_rgb(image)), box, size)
 
 
 def crops_per_original(height: int, width: int, size: int, density: float, cap: int) -> int:

@@ -1,5 +1,5 @@
-"""More photographs for the pool: GCompris' photo activities, Tux Paint's photo templates and
-Palapeli's puzzle photos, plus near-duplicate removal by perceptual hash.
+"""Photographs of three packages for the pool: GCompris' photo activities, Tux Paint's photo templates and
+Palapeli's puzzle photos.
 
 These grow the pool's distinct originals (issue 16). Each source keeps its licence, read from the
 package's Debian copyright file. Drawings and renders are left out by a rule and a deny list:
@@ -7,16 +7,14 @@ package's Debian copyright file. Drawings and renders are left out by a rule and
 - GCompris (``gcompris-qt-data``) packs each activity's files in a Qt resource file (``.rcc``),
   read here with :func:`read_rcc` (no Qt needed). The rule: only raster images (vector files are
   drawings by construction), fully opaque (alpha cut-outs are game sprites), short side at least
-  :data:`MIN_SHORT_SIDE`, and only from the activities whose pictures are photographs
+  :data:`dgnam.pool.sources.MIN_SHORT_SIDE`, and only from the activities whose pictures are photographs
   (:data:`GCOMPRIS_ACTIVITIES`, chosen by looking at every image). The deny list
   (:data:`GCOMPRIS_DENY`) removes the paintings and the one render inside those activities.
 - Tux Paint (``tuxpaint-data``): the photographic templates and two photographic starter backgrounds.
 - Palapeli (``palapeli-data``): the five photographs of its puzzle collection (its ``backgrounds``
   are wood textures, left out).
 
-:func:`drop_near_duplicates` then removes any photo original whose 64-bit DCT perceptual hash lies
-within a few bits of an earlier original's (the same photograph shipped twice, resized or
-recompressed), across all sources.
+Near-duplicates across all sources are then removed by :func:`dgnam.pool.duplicates.drop_near_duplicates`.
 """
 
 from __future__ import annotations
@@ -24,18 +22,12 @@ from __future__ import annotations
 import fnmatch
 import struct
 import zlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 from ..infra.images import image_size, read_image
-from .crops import to_rgb
-from .sources import DebPackage, Original, Source, _limited, licence_for, parse_dep5
-
-MIN_SHORT_SIDE = 160  # px; smaller pictures would be upsampled more than the crops allow (0.75 x 224 = 168)
+from .debian import DebPackage, parse_dep5
+from .sources import MIN_SHORT_SIDE, Loader, Original, Source, _limited, is_usable_photo_file, package_source, read_opaque
 
 GCOMPRIS_RCC_DIR = "usr/share/gcompris-qt/rcc"
 
@@ -117,30 +109,6 @@ def read_rcc(data: bytes) -> dict[str, bytes]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _decode(blob: bytes) -> np.ndarray:
-    rgba = read_image(blob, keep_alpha=True)
-    if rgba[..., 3].min() < 255:
-        raise ValueError("has transparent pixels")
-    return to_rgb(rgba[..., :3])
-
-
-def is_usable_photo_file(blob: bytes, min_short_side: int = MIN_SHORT_SIDE) -> bool:
-    """The rule for a raster picture: decodable, fully opaque, short side >= ``min_short_side``.
-
-    Args:
-        blob: encoded image bytes.
-        min_short_side: smallest short side in pixels.
-
-    Returns:
-        Whether the picture may be used (the activity allow-list and deny list decide the rest).
-    """
-    try:
-        pixels = _decode(blob)
-    except Exception:
-        return False
-    return min(pixels.shape[:2]) >= min_short_side
-
-
 def _gcompris_licence(path: str, stanzas: list[tuple[list[str], str]]) -> str:
     """Licence of a resource: the copyright file names the source files (``.jpg``/``.png``/
     ``.svg``) where the package ships ``.webp`` conversions, so each extension is tried."""
@@ -190,7 +158,7 @@ def gcompris_source(deb: DebPackage, limit: int | None = None) -> Source:
     folder = deb.root / GCOMPRIS_RCC_DIR
     files = {a: read_rcc((folder / f"{a}.rcc").read_bytes()) for a in GCOMPRIS_ACTIVITIES if (folder / f"{a}.rcc").exists()}
     originals = [
-        Original(path.lstrip("/"), _gcompris_licence(path, stanzas), lambda b=blob: _decode(b))
+        Original(path.lstrip("/"), _gcompris_licence(path, stanzas), lambda b=blob: read_opaque(b))
         for path, blob in gcompris_photos(files)
     ]
     return Source("gcompris-qt-data", deb.name, deb.version, "photo",
@@ -198,18 +166,11 @@ def gcompris_source(deb: DebPackage, limit: int | None = None) -> Source:
                   _limited(originals, limit))  # fmt: skip
 
 
-def _glob_source(deb: DebPackage, base_dir: str, globs: Sequence[str], name: str, usage: str,
-                 licence_prefix: str, limit: int | None) -> Source:
-    stanzas = parse_dep5(deb.copyright())
-    base = deb.root / base_dir
-    paths = sorted({p for g in globs for p in base.glob(g) if p.is_file()})
-    originals = []
-    for path in paths:
-        rel = path.relative_to(base).as_posix()
-        if min(image_size(path)) < MIN_SHORT_SIDE:
-            continue
-        originals.append(Original(rel, licence_for(f"{licence_prefix}{rel}", stanzas, "see copyright"), lambda p=path: read_image(p)))
-    return Source(name, deb.name, deb.version, "photo", usage, _limited(originals, limit))
+def _glob_files(base: Path, globs: Sequence[str]) -> Iterator[tuple[str, Loader]]:
+    """The files under ``base`` that the globs match whose short side is at least :data:`MIN_SHORT_SIDE`, sorted."""
+    for path in sorted({p for g in globs for p in base.glob(g) if p.is_file()}):
+        if min(image_size(path)) >= MIN_SHORT_SIDE:
+            yield path.relative_to(base).as_posix(), lambda p=path: read_image(p)
 
 
 def tuxpaint_template_source(deb: DebPackage, limit: int | None = None) -> Source:
@@ -222,8 +183,8 @@ def tuxpaint_template_source(deb: DebPackage, limit: int | None = None) -> Sourc
     Returns:
         A ``photo`` source.
     """
-    return _glob_source(deb, TUXPAINT_DATA_DIR, TUXPAINT_PHOTO_GLOBS, "tuxpaint-data",
-                        "random multi-scale crops of the photographic templates", "", limit)  # fmt: skip
+    return package_source(deb, "tuxpaint-data", "photo", "random multi-scale crops of the photographic templates",
+                          _glob_files(deb.root / TUXPAINT_DATA_DIR, TUXPAINT_PHOTO_GLOBS), limit=limit)  # fmt: skip
 
 
 def palapeli_source(deb: DebPackage, limit: int | None = None) -> Source:
@@ -236,8 +197,8 @@ def palapeli_source(deb: DebPackage, limit: int | None = None) -> Source:
     Returns:
         A ``photo`` source.
     """
-    return _glob_source(deb, PALAPELI_COLLECTION_DIR, ("*.jpg",), "palapeli-data",
-                        "random multi-scale crops of the puzzle photographs", "", limit)  # fmt: skip
+    return package_source(deb, "palapeli-data", "photo", "random multi-scale crops of the puzzle photographs",
+                          _glob_files(deb.root / PALAPELI_COLLECTION_DIR, ("*.jpg",)), limit=limit)  # fmt: skip
 
 
 #: (package, source builder) of the extra photo sources, in pool order.
@@ -262,101 +223,4 @@ def extra_sources(fetch: Callable[[str, Path], DebPackage], cache_dir: Path, lim
     return [build(fetch(package, cache_dir), limit) for package, build in EXTRA_SOURCES]
 
 
-# ---------------------------------------------------------------------------------------------
-# Near-duplicates
-# ---------------------------------------------------------------------------------------------
-
-
-def _dct_matrix(n: int) -> np.ndarray:
-    k = np.arange(n)[:, None]
-    m = np.cos(np.pi * (2 * np.arange(n)[None, :] + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
-    m[0] /= np.sqrt(2.0)
-    return m
-
-
-_DCT32 = _dct_matrix(32)
-
-
-def perceptual_hash(image: np.ndarray) -> int:
-    """64-bit DCT perceptual hash (pHash): grey 32x32, 2-D DCT, the 8x8 lowest frequencies
-    (DC left out of the median) thresholded at their median.
-
-    Args:
-        image: (H, W, 3) or (H, W) uint8.
-
-    Returns:
-        The hash as an int; near-identical pictures differ in few bits (:func:`hamming`).
-    """
-    grey = Image.fromarray(to_rgb(image)).convert("L").resize((32, 32), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    freq = _DCT32 @ np.asarray(grey, dtype=np.float64) @ _DCT32.T
-    low = freq[:8, :8].ravel()
-    bits = low > np.median(low[1:])
-    return int(sum(1 << i for i, b in enumerate(bits) if b))
-
-
-def hamming(a: int, b: int) -> int:
-    """Number of differing bits."""
-    return (a ^ b).bit_count()
-
-
-def near_duplicates(hashes: Sequence[int], max_bits: int = 6) -> list[int]:
-    """Indices of the items whose hash is within ``max_bits`` of an earlier kept item's.
-
-    Args:
-        hashes: perceptual hashes, in priority order (earlier ones are kept).
-        max_bits: largest Hamming distance counted as the same picture.
-
-    Returns:
-        Sorted indices to drop.
-    """
-    kept: list[int] = []
-    dropped = []
-    for i, h in enumerate(hashes):
-        if any(hamming(h, hashes[j]) <= max_bits for j in kept):
-            dropped.append(i)
-        else:
-            kept.append(i)
-    return dropped
-
-
-@dataclass
-class DuplicateReport:
-    """What :func:`drop_near_duplicates` removed: ``(source, file, kept source:file)`` triples."""
-
-    removed: list[tuple[str, str, str]]
-
-
-def drop_near_duplicates(sources: Sequence[Source], max_bits: int = 6) -> tuple[list[Source], DuplicateReport]:
-    """Remove photo originals that repeat an earlier one (perceptual hash within ``max_bits``).
-
-    Photo sources are compared across sources, in order; video and stamp sources pass unchanged.
-    Every photo original is loaded once here.
-
-    Args:
-        sources: the pool's sources, in pool order (earlier wins).
-        max_bits: see :func:`near_duplicates`.
-
-    Returns:
-        ``(sources without the repeats, report)``.
-    """
-    keys, hashes = [], []
-    for s in sources:
-        if s.kind == "photo":
-            for o in s.originals:
-                keys.append((s.name, o.file))
-                hashes.append(perceptual_hash(np.asarray(o.load())))
-    drop = set(near_duplicates(hashes, max_bits))
-    removed = []
-    for i in sorted(drop):
-        twin = next(j for j in range(i) if j not in drop and hamming(hashes[i], hashes[j]) <= max_bits)
-        removed.append((*keys[i], ":".join(keys[twin])))
-    gone = {keys[i] for i in drop}
-    out = [replace(s, originals=[o for o in s.originals if (s.name, o.file) not in gone]) if s.kind == "photo" else s for s in sources]
-    return out, DuplicateReport(removed)
-
-
-__all__ = [
-    "read_rcc", "gcompris_photos", "gcompris_source", "tuxpaint_template_source", "palapeli_source",
-    "extra_sources", "perceptual_hash", "hamming", "near_duplicates", "drop_near_duplicates",
-    "is_usable_photo_file",
-]  # fmt: skip
+__all__ = ["read_rcc", "gcompris_photos", "gcompris_source", "tuxpaint_template_source", "palapeli_source", "extra_sources"]

@@ -1,29 +1,29 @@
-"""Still more photographs for the pool: photo folders of seventeen more Debian packages,
-Enlightenment's wallpapers and Q ABCs' photographic cut-outs as stamps (issue 16).
+"""Photo folders of seventeen Debian packages for the pool (:data:`MORE_PHOTOS`), Enlightenment's wallpapers
+and Q ABCs' photographic cut-outs as stamps (issue 16).
 
 Each package ships its photographs in one folder, mixed with drawings, icons or edited copies, so a
 :class:`PhotoFolderSpec` names the folder, the files to use (glob patterns, chosen by looking at
 every image of the package) and a deny list (the drawings, paintings and murals the patterns would
-otherwise take). Every kept file must also pass the rule of :func:`dgnam.pool.extra.is_usable_photo_file`
+otherwise take). Every kept file must also pass the rule of :func:`dgnam.pool.sources.is_usable_photo_file`
 (decodable, fully opaque, short side at least 160 px). The licence of each file is read from the
 package's Debian copyright file (``licence_prefix`` maps the installed folder to the upstream path the
 copyright file names); where that file is not machine-readable the spec's ``licence`` says what it states.
 
-Near-duplicates across all sources are then removed by :func:`dgnam.pool.extra.drop_near_duplicates`.
+Near-duplicates across all sources are then removed by :func:`dgnam.pool.duplicates.drop_near_duplicates`.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..infra.images import open_image, read_image
-from .extra import is_usable_photo_file
-from .sources import DebPackage, Original, Source, _limited, is_photographic_stamp, licence_for, parse_dep5
+from .debian import DebPackage
+from .sources import Loader, Source, is_photographic_stamp, is_usable_photo_file, package_source
 
 
 @dataclass(frozen=True)
@@ -204,16 +204,11 @@ def enlightenment_source(deb: DebPackage, limit: int | None = None) -> Source:
     Returns:
         A ``photo`` source.
     """
-    stanzas = parse_dep5(deb.copyright())
     base = deb.root / ENLIGHTENMENT_BACKGROUNDS_DIR
-    originals = [
-        Original(f"{name}.edj", licence_for(f"data/backgrounds/{name}.edj", stanzas, "see copyright"),
-                 lambda p=base / f"{name}.edj": largest_embedded_jpeg(p.read_bytes()))
-        for name in ENLIGHTENMENT_PHOTOS
-        if (base / f"{name}.edj").exists()
-    ]  # fmt: skip
-    return Source("enlightenment-data", deb.name, deb.version, "photo",
-                  "random multi-scale crops of the photographic wallpapers", _limited(originals, limit))  # fmt: skip
+    files = ((f"{name}.edj", lambda p=base / f"{name}.edj": largest_embedded_jpeg(p.read_bytes()))
+             for name in ENLIGHTENMENT_PHOTOS if (base / f"{name}.edj").exists())  # fmt: skip
+    return package_source(deb, "enlightenment-data", "photo", "random multi-scale crops of the photographic wallpapers", files,
+                          "data/backgrounds/", limit=limit)  # fmt: skip
 
 
 QABCS_PICS_DIR = "usr/share/qabcs/abcs/all/pics"
@@ -281,13 +276,9 @@ def folder_source(deb: DebPackage, spec: PhotoFolderSpec, limit: int | None = No
     Returns:
         A ``photo`` source named after the package.
     """
-    stanzas = parse_dep5(deb.copyright())
     base = deb.root / spec.folder
-    originals = [
-        Original(rel, licence_for(spec.licence_prefix + rel, stanzas, spec.licence), lambda p=base / rel: read_upright(p))
-        for rel in folder_photos(deb.root, spec)
-    ]
-    return Source(spec.package, deb.name, deb.version, "photo", spec.usage, _limited(originals, limit))
+    files = ((rel, lambda p=base / rel: read_upright(p)) for rel in folder_photos(deb.root, spec))
+    return package_source(deb, spec.package, "photo", spec.usage, files, spec.licence_prefix, spec.licence, limit)
 
 
 def qabcs_stamp_source(deb: DebPackage, limit: int | None = None) -> Source:
@@ -305,17 +296,17 @@ def qabcs_stamp_source(deb: DebPackage, limit: int | None = None) -> Source:
     Returns:
         A ``stamp`` source.
     """
-    stanzas = parse_dep5(deb.copyright())
-    base = deb.root / QABCS_PICS_DIR
-    originals = []
+    return package_source(deb, "qabcs-data", "stamp", "photographic cut-outs alpha-composited like the Tux Paint stamps",
+                          _qabcs_stamps(deb.root / QABCS_PICS_DIR), "abcs/all/pics/", limit=limit)  # fmt: skip
+
+
+def _qabcs_stamps(base: Path) -> Iterator[tuple[str, Loader]]:
+    """The photographic cut-outs under ``base``, read now (the rule needs their pixels) and held in memory."""
     for path in sorted(base.rglob("*.png")) if base.is_dir() else []:
         rel = path.relative_to(base).as_posix()
         rgba = read_image(path, keep_alpha=True)
         if rgba[..., 3].min() < 255 and (rel in QABCS_ALLOW or is_photographic_stamp(rel, rgba, deny=QABCS_DENY)):
-            licence = licence_for(f"abcs/all/pics/{rel}", stanzas, "see copyright")
-            originals.append(Original(rel, licence, lambda a=rgba: a))
-    return Source("qabcs-data", deb.name, deb.version, "stamp",
-                  "photographic cut-outs alpha-composited like the Tux Paint stamps", _limited(originals, limit))  # fmt: skip
+            yield rel, lambda a=rgba: a
 
 
 def more_sources(fetch: Callable[[str, Path], DebPackage], cache_dir: Path, limit: int | None = None,

@@ -17,9 +17,9 @@ source                        what is used
 ``plasma-workspace-wallpapers``
 ``scikit-image``              the natural photos among ``skimage.data`` (skipped if not installed)
 ``gcompris-qt-data``,         photographs of GCompris' photo activities, Tux Paint's photo templates,
-``tuxpaint-data``,            Palapeli's puzzle photos (:mod:`dgnam.pool.extra`: rule + deny list;
+``tuxpaint-data``,            Palapeli's puzzle photos (:mod:`dgnam.pool.gcompris_tuxpaint_palapeli`: rule + deny list;
 ``palapeli-data``             near-duplicates across all sources removed by perceptual hash)
-``scratch``, ``krank``,       the photo folders of 17 more packages (:data:`dgnam.pool.more.MORE_PHOTOS`:
+``scratch``, ``krank``,       the photo folders of 17 more packages (:data:`dgnam.pool.photo_folders.MORE_PHOTOS`:
 ``kalzium-data``, ...         allow-list globs + deny list + the same rule), Enlightenment's photographic
 ``enlightenment-data``        wallpapers (JPEGs inside its Edje files)
 ``qabcs-data``                Q ABCs' photographic cut-outs, composited like the Tux Paint stamps
@@ -42,18 +42,15 @@ and the card says so.
 
 from __future__ import annotations
 
-import fnmatch
-import os
-import shutil
-import subprocess
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..infra.images import image_pixels, image_size, open_image, read_image
-from .crops import stamp_statistics, to_rgb
+from ..infra.images import image_pixels, image_size, open_image, read_image, to_rgb
+from .crops import stamp_statistics
+from .debian import DebPackage, licence_for, parse_dep5
 
 # ---------------------------------------------------------------------------------------------
 # Curated contents. Every list below was chosen by looking at the images.
@@ -217,133 +214,6 @@ class SourceSummary:
 
 
 # ---------------------------------------------------------------------------------------------
-# Licences (Debian machine-readable copyright files)
-# ---------------------------------------------------------------------------------------------
-
-
-def parse_dep5(text: str) -> list[tuple[list[str], str]]:
-    """Read the ``Files:`` stanzas of a DEP-5 copyright file.
-
-    Args:
-        text: contents of ``/usr/share/doc/PKG/copyright``.
-
-    Returns:
-        ``[(patterns, licence), ...]`` in file order (the last matching stanza wins).
-    """
-    stanzas = []
-    for para in text.replace("\r\n", "\n").split("\n\n"):
-        fields: dict[str, str] = {}
-        current = None
-        for line in para.split("\n"):
-            if line[:1] in (" ", "\t") and current:
-                fields[current] += "\n" + line.strip()
-            elif ":" in line and not line.startswith("#"):
-                current, _, value = line.partition(":")
-                current = current.strip().lower()
-                fields[current] = value.strip()
-        if "files" in fields and "license" in fields:
-            stanzas.append((fields["files"].split(), fields["license"].split("\n")[0].strip()))
-    return stanzas
-
-
-def licence_for(source_path: str, stanzas: list[tuple[list[str], str]], default: str) -> str:
-    """The licence of one file of the upstream source tree.
-
-    Args:
-        source_path: path as the copyright file names it, e.g. ``16.04/life.jpg``.
-        stanzas: from :func:`parse_dep5`.
-        default: returned when no stanza matches.
-
-    Returns:
-        The licence short name, e.g. ``CC-BY-4.0``.
-    """
-    found = default
-    for patterns, licence in stanzas:
-        if any(fnmatch.fnmatchcase(source_path, p) for p in patterns):
-            found = licence
-    return found
-
-
-# ---------------------------------------------------------------------------------------------
-# Debian packages (I/O)
-# ---------------------------------------------------------------------------------------------
-
-
-def default_cache_dir() -> Path:
-    """Returns:
-    ``$DGNAM_HOME/debs``, with ``DGNAM_HOME`` defaulting to ``~/.cache/dgnam``.
-    """
-    home = os.environ.get("DGNAM_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "dgnam")
-    return Path(home) / "debs"
-
-
-@dataclass
-class DebPackage:
-    """A Debian package unpacked (not installed) into the cache.
-
-    Attributes:
-        name: package name.
-        version: package version.
-        root: folder the package was unpacked into (holds ``usr/...``).
-    """
-
-    name: str
-    version: str
-    root: Path
-
-    def copyright(self) -> str:
-        """Returns:
-        Text of the package's ``usr/share/doc/NAME/copyright`` ('' if missing).
-        """
-        path = self.root / "usr/share/doc" / self.name / "copyright"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-
-def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-
-
-def fetch_deb(package: str, cache_dir: Path) -> DebPackage:
-    """Download a package with ``apt-get download`` and unpack it with ``dpkg -x``.
-
-    A package already unpacked in the cache is reused. ``apt-get update`` runs only if the
-    first download fails.
-
-    Args:
-        package: Debian package name.
-        cache_dir: folder holding one sub-folder per package.
-
-    Returns:
-        The unpacked package.
-
-    Raises:
-        RuntimeError: if the download or the unpacking fails.
-    """
-    pkg_dir = Path(cache_dir) / package
-    root, marker = pkg_dir / "root", pkg_dir / "root" / ".dgnam-version"
-    if marker.exists():
-        return DebPackage(package, marker.read_text().strip(), root)
-    pkg_dir.mkdir(parents=True, exist_ok=True)
-    for old in pkg_dir.glob("*.deb"):
-        old.unlink()
-    result = _run(["apt-get", "download", package], cwd=pkg_dir)
-    if result.returncode != 0:
-        _run(["apt-get", "update"])
-        result = _run(["apt-get", "download", package], cwd=pkg_dir)
-    debs = sorted(pkg_dir.glob("*.deb"))
-    if result.returncode != 0 or not debs:
-        raise RuntimeError(f"apt-get download {package} failed: {result.stderr.strip()}")
-    version = _run(["dpkg-deb", "-f", str(debs[0]), "Version"]).stdout.strip()
-    if root.exists():
-        shutil.rmtree(root)
-    unpack = _run(["dpkg", "-x", str(debs[0]), str(root)])
-    if unpack.returncode != 0:
-        raise RuntimeError(f"dpkg -x {debs[0]} failed: {unpack.stderr.strip()}")
-    marker.write_text(version + "\n")
-    return DebPackage(package, version, root)
-
-
-# ---------------------------------------------------------------------------------------------
 # Reading images and videos (I/O)
 # ---------------------------------------------------------------------------------------------
 
@@ -408,6 +278,32 @@ def _limited(items: Sequence, limit: int | None) -> list:
     return list(items if limit is None else items[:limit])
 
 
+#: What reads an original's pixels (see :class:`Original`).
+Loader = Callable[[], np.ndarray | list[np.ndarray]]
+
+
+def package_source(deb: DebPackage, name: str, kind: str, usage: str, files: Iterable[tuple[str, Loader]],
+                   licence_prefix: str = "", licence: str = "see copyright", limit: int | None = None) -> Source:  # fmt: skip
+    """A source of a Debian package's files, each with the licence its copyright file states.
+
+    Args:
+        deb: the unpacked package.
+        name, kind, usage: see :class:`Source`.
+        files: ``(file, load)`` in order: the file's path inside the source and what reads its pixels
+            (consumed after the copyright file is read).
+        licence_prefix: what the copyright file's ``Files:`` patterns call the files' folder: the licence
+            is that of ``licence_prefix + file``.
+        licence: the licence of a file that no stanza matches.
+        limit: use at most this many files.
+
+    Returns:
+        The source, named ``name``, with the package's name and version.
+    """
+    stanzas = parse_dep5(deb.copyright())
+    originals = [Original(file, licence_for(licence_prefix + file, stanzas, licence), load) for file, load in files]
+    return Source(name, deb.name, deb.version, kind, usage, _limited(originals, limit))
+
+
 def opencv_photo_source(deb: DebPackage, limit: int | None = None) -> Source:
     """The allow-listed photos of opencv-doc.
 
@@ -418,19 +314,9 @@ def opencv_photo_source(deb: DebPackage, limit: int | None = None) -> Source:
     Returns:
         A ``photo`` source.
     """
-    stanzas = parse_dep5(deb.copyright())
     data = deb.root / OPENCV_DATA_DIR
-    originals = [
-        Original(
-            name,
-            licence_for(f"samples/data/{name}", stanzas, "see copyright"),
-            lambda p=data / name: read_image(p),
-        )
-        for name in _limited(OPENCV_PHOTOS, limit)
-        if (data / name).exists()
-    ]
-    return Source("opencv-doc", deb.name, deb.version, "photo",
-                  "random multi-scale crops of hand-picked sample photos", originals)  # fmt: skip
+    files = ((name, lambda p=data / name: read_image(p)) for name in _limited(OPENCV_PHOTOS, limit) if (data / name).exists())
+    return package_source(deb, "opencv-doc", "photo", "random multi-scale crops of hand-picked sample photos", files, "samples/data/")
 
 
 def opencv_video_source(
@@ -450,20 +336,10 @@ def opencv_video_source(
     Returns:
         A ``video`` source.
     """
-    stanzas = parse_dep5(deb.copyright())
     data = deb.root / OPENCV_DATA_DIR
-    originals = [
-        Original(
-            name,
-            licence_for(f"samples/data/{name}", stanzas, "see copyright"),
-            lambda p=data / name: decode(p, frames_per_video),
-        )
-        for name in _limited(OPENCV_VIDEOS, limit)
-        if (data / name).exists()
-    ]
-    return Source("opencv-doc-video", deb.name, deb.version, "video",
-                  f"one random crop from each of up to {frames_per_video} evenly spaced frames",
-                  originals)  # fmt: skip
+    files = ((name, lambda p=data / name: decode(p, frames_per_video)) for name in _limited(OPENCV_VIDEOS, limit) if (data / name).exists())
+    usage = f"one random crop from each of up to {frames_per_video} evenly spaced frames"
+    return package_source(deb, "opencv-doc-video", "video", usage, files, "samples/data/")
 
 
 def _pixel_count(path: Path) -> int:
@@ -499,21 +375,19 @@ def wallpaper_source(deb: DebPackage, spec: WallpaperSpec, limit: int | None = N
     Returns:
         A ``photo`` source.
     """
-    stanzas = parse_dep5(deb.copyright())
     base = deb.root / spec.install_prefix
-    originals = []
-    for entry in _limited(spec.files, limit):
+    return package_source(deb, spec.package, "photo", "random multi-scale crops of hand-picked photographic wallpapers",
+                          _wallpaper_files(base, _limited(spec.files, limit)), f"{spec.source_prefix}/" if spec.source_prefix else "")  # fmt: skip
+
+
+def _wallpaper_files(base: Path, entries: Sequence[str]) -> Iterator[tuple[str, Loader]]:
+    """The image of each entry of a wallpaper list: the file, or a folder's largest image."""
+    for entry in entries:
         path = base / entry
         if path.is_dir():
             path = largest_image(path / "contents" / "images") or largest_image(path)
-        if path is None or not path.is_file():
-            continue
-        rel = path.relative_to(base).as_posix()
-        source_path = f"{spec.source_prefix}/{rel}" if spec.source_prefix else rel
-        licence = licence_for(source_path, stanzas, "see copyright")
-        originals.append(Original(rel, licence, lambda p=path: read_image(p)))
-    return Source(spec.package, deb.name, deb.version, "photo",
-                  "random multi-scale crops of hand-picked photographic wallpapers", originals)  # fmt: skip
+        if path is not None and path.is_file():
+            yield path.relative_to(base).as_posix(), lambda p=path: read_image(p)
 
 
 def tuxpaint_stamp_source(deb: DebPackage, limit: int | None = None) -> Source:
@@ -528,9 +402,12 @@ def tuxpaint_stamp_source(deb: DebPackage, limit: int | None = None) -> Source:
     Returns:
         A ``stamp`` source.
     """
-    stanzas = parse_dep5(deb.copyright())
-    base = deb.root / TUXPAINT_STAMPS_DIR
-    originals = []
+    usage = "photographic cut-outs alpha-composited at random scale/position/flip onto random crops of the photo sources"
+    return package_source(deb, "tuxpaint-stamps-default", "stamp", usage, _tuxpaint_stamps(deb.root / TUXPAINT_STAMPS_DIR), "stamps/", limit=limit)
+
+
+def _tuxpaint_stamps(base: Path) -> Iterator[tuple[str, Loader]]:
+    """The photographic stamps under ``base``, read now (the rule needs their pixels) and held in memory."""
     for path in sorted(base.rglob("*.png")):
         rel = path.relative_to(base).as_posix()
         with open_image(path) as im:
@@ -538,11 +415,7 @@ def tuxpaint_stamp_source(deb: DebPackage, limit: int | None = None) -> Source:
                 continue
             rgba = image_pixels(im, str(path), keep_alpha=True)
         if is_photographic_stamp(rel, rgba):
-            licence = licence_for(f"stamps/{rel}", stanzas, "see copyright")
-            originals.append(Original(rel, licence, lambda a=rgba: a))
-    return Source("tuxpaint-stamps-default", deb.name, deb.version, "stamp",
-                  "photographic cut-outs alpha-composited at random scale/position/flip onto "
-                  "random crops of the photo sources", _limited(originals, limit))  # fmt: skip
+            yield rel, lambda a=rgba: a
 
 
 def skimage_source(limit: int | None = None) -> Source | None:
@@ -574,6 +447,34 @@ def skimage_source(limit: int | None = None) -> Source | None:
     ]
     return Source("scikit-image", "scikit-image", skimage.__version__, "photo",
                   "random multi-scale crops of the natural sample photos", originals)  # fmt: skip
+
+
+MIN_SHORT_SIDE = 160  # px; smaller pictures would be upsampled more than the crops allow (0.75 x 224 = 168)
+
+
+def read_opaque(blob: bytes) -> np.ndarray:
+    """(H, W, 3) uint8 pixels of an encoded picture with no transparent pixel (ValueError for one with some)."""
+    rgba = read_image(blob, keep_alpha=True)
+    if rgba[..., 3].min() < 255:
+        raise ValueError("has transparent pixels")
+    return to_rgb(rgba[..., :3])
+
+
+def is_usable_photo_file(blob: bytes, min_short_side: int = MIN_SHORT_SIDE) -> bool:
+    """The rule for a raster picture: decodable, fully opaque, short side >= ``min_short_side``.
+
+    Args:
+        blob: encoded image bytes.
+        min_short_side: smallest short side in pixels.
+
+    Returns:
+        Whether the picture may be used (the activity allow-list and deny list decide the rest).
+    """
+    try:
+        pixels = read_opaque(blob)
+    except Exception:
+        return False
+    return min(pixels.shape[:2]) >= min_short_side
 
 
 def _progress(items: Sequence, enabled: bool, desc: str) -> Iterable:

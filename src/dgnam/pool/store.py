@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..infra.images import MAX_SIDE, read_image
-from .crops import _rng, center_square_resize, random_crops, stable_hash
+from ..infra.files import write_bytes_atomic, write_npy_atomic, write_text_atomic
+from ..infra.images import MAX_SIDE, center_square_resize, read_image
+from .crops import _rng, random_crops, stable_hash
 from .sources import DEFAULT_HELDOUT_FRACTION, IMAGE_EXTENSIONS, SourceSummary, _limited, _progress
 
 
@@ -95,11 +96,10 @@ def save_pool(out_dir: str | Path, images: np.ndarray, records: Sequence[dict], 
     if len(records) != len(images):
         raise ValueError(f"{len(images)} images but {len(records)} records")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    np.save(out / "images.npy", np.ascontiguousarray(images, dtype=np.uint8))
-    (out / "sources.json").write_text(json.dumps(list(records)))
-    (out / "card.json").write_text(json.dumps(card.to_dict(), indent=1))
-    (out / "POOL.md").write_text(card.to_markdown())
+    write_npy_atomic(out / "images.npy", np.ascontiguousarray(images, dtype=np.uint8))  # each file atomically: a full disk is one line
+    write_text_atomic(out / "sources.json", json.dumps(list(records)))
+    write_text_atomic(out / "card.json", json.dumps(card.to_dict(), indent=1))
+    write_text_atomic(out / "POOL.md", card.to_markdown())
 
 
 def load_pool(directory: str | Path, mmap: bool = False) -> tuple[np.ndarray, dict]:
@@ -396,9 +396,12 @@ def pack_pool(source: str | Path, out: str | Path, size: int = 128, max_mib: flo
     card = {k: v for k, v in meta.items() if k != "records"}
     card.update(size=size, n_images=len(encoded), packed={"format": fmt, "quality": quality, "bytes": sum(map(len, encoded)), "from": str(source)})
     offsets = np.cumsum([0] + [len(b) for b in encoded]).astype(np.int64)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, data=np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets=offsets,
+    import io
+
+    buffer = io.BytesIO()  # the packed pool is small (--max-mib): written whole, atomically
+    np.savez(buffer, data=np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets=offsets,
              card=np.frombuffer(json.dumps(card).encode(), dtype=np.uint8))
+    write_bytes_atomic(out, buffer.getbuffer())
     return card
 
 
@@ -419,12 +422,11 @@ def load_packed(path: str | Path, progress: bool = False) -> tuple[np.ndarray, d
 def save_folder_pool(out_dir: str | Path, images: np.ndarray, meta: dict) -> dict:
     """Write what :func:`load_image_folder` returned as a pool folder that :func:`load_pool` reads."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    np.save(out / "images.npy", np.ascontiguousarray(images, dtype=np.uint8))
+    write_npy_atomic(out / "images.npy", np.ascontiguousarray(images, dtype=np.uint8))  # each file atomically
     records = meta.get("records", [])
-    (out / "sources.json").write_text(json.dumps(records))
+    write_text_atomic(out / "sources.json", json.dumps(records))
     card = {k: v for k, v in meta.items() if k != "records"}
-    (out / "card.json").write_text(json.dumps(card))
+    write_text_atomic(out / "card.json", json.dumps(card))
     return card
 
 

@@ -42,12 +42,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..eval.score import nearest_neighbors
-from ..eval.score import layer_features as net_layer_features
 from ..generators import load_generator
 from ..generators.prior import prior_metadata, save_prior
 from ..nets import wrap_model
-from .fashion_am import AMConfig, GeneratorConfig, METHODS, PIXEL_AT_32, Reference, build_generator, class_diversity, judge, reconstruction_metrics, synthesize, train_generator
+from .fashion_am import AMConfig, Checks, GeneratorConfig, METHODS, MethodCheck, PIXEL_AT_32, Reference, build_generator, class_diversity, judge, reconstruction_metrics, synthesize, train_generator
 from .fashion_nets import ARCHS, FEATURE_LAYER, FashionCNN, FashionMLP, GreyInput, NetConfig, Normalization, SIZE, TinyResNet, accuracy, build_net, grey, layer_features, train_classifier
 
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -133,11 +131,11 @@ def read_idx(path: str | Path) -> np.ndarray:
 
 def load_fashion_mnist(cache_dir: str | Path | None = None, fetch: Callable | None = None) -> ImageData:
     """Fashion-MNIST from Debian's ``dataset-fashion-mnist``, downloaded and unpacked (not installed)
-    into the cache with :func:`dgnam.pool.sources.fetch_deb`.
+    into the cache with :func:`dgnam.pool.debian.fetch_deb`.
 
     Args:
         cache_dir: Folder of unpacked packages (default ``$DGNAM_HOME/debs``).
-        fetch: ``(package, cache_dir) -> DebPackage`` (default :func:`dgnam.pool.sources.fetch_deb`).
+        fetch: ``(package, cache_dir) -> DebPackage`` (default :func:`dgnam.pool.debian.fetch_deb`).
 
     Returns:
         60,000 training and 10,000 test images, 28 x 28 px.
@@ -394,8 +392,7 @@ def run_repro(
         >>> record = run_repro(load_fashion_mnist(), "runs/fashion")
         >>> print(summary_markdown(record))
     """
-    from ..infra.images import contact_sheet
-    from ..io.write import versions
+    from ..infra.files import write_text_atomic
 
     config = config or ReproConfig()
     out = Path(out_dir)
@@ -410,26 +407,7 @@ def run_repro(
     timings: dict = {}
 
     # 1-2. classifier (encoder + target) and judges
-    nets: dict[str, dict] = {}
-    modules: dict[str, nn.Module] = {}
-    for key, net_config in [("classifier", config.classifier)] + [(f"judge_{j.arch}", j) for j in config.judges]:
-        path = models / f"{key}.safetensors"
-        model, info, reused = None, None, False
-        if reuse and path.exists():
-            saved, saved_config, saved_norm, meta = load_fashion_net(path, len(classes))
-            if saved_config == net_config and saved_norm == norm and meta["data"] == data_id:
-                model, info, reused = saved, meta["training"], True
-            else:
-                log(f"{path.name}: saved with another config or data; training again")
-        if model is None:
-            model, info = train_classifier(net_config, x_train, y_train, norm, len(classes), progress)
-            _save_net(model, net_config, norm, data_id, info, path)
-            model = load_fashion_net(path, len(classes))[0]  # a fresh and a reused run then use identical weights
-        modules[key] = model
-        nets[key] = {**asdict(net_config), "file": f"models/{path.name}", "reused": reused, "seconds": info["seconds"], "steps": info["steps"],
-                     "test_accuracy": round(accuracy(model, x_test, y_test, norm), 4)}
-        timings[key] = info["seconds"]
-        log(f"{key}: {net_config.arch}, test top-1 {nets[key]['test_accuracy']:.3f}, {info['seconds']:.0f} s{' (reused)' if reused else ''}")
+    nets, modules = _trained_nets(config, norm, data_id, x_train, y_train, x_test, y_test, len(classes), models, timings, reuse, progress, log)
     classifier = modules["classifier"]
 
     # 3. generator
@@ -438,29 +416,11 @@ def run_repro(
     n_ref = min(config.reference_images, len(x_test))
     codes_test = layer_features(classifier, "code", x_test[:n_ref], norm)
     timings["codes"] = round(time.time() - t0, 2)
-    gen_path = models / "generator.safetensors"
-    gen, gen_info, gen_reused = None, None, False
-    gen_card = json.loads(json.dumps({"generator_config": asdict(config.generator), "classifier": asdict(config.classifier), "data": data_id, "normalization": asdict(norm)}))
-    if reuse and gen_path.exists():
-        meta = prior_metadata(gen_path)
-        if all(meta.get(k) == v for k, v in gen_card.items()):
-            gen, gen_info, gen_reused = load_generator(str(gen_path)), meta["training"], True
-        else:
-            log("generator.safetensors: saved with another config, classifier or data; training again")
-    if gen is None:
-        gen, gen_info = train_generator(classifier, x_train, codes_train, norm, config.generator, progress)
-        save_prior(gen, gen_path, {**gen_card, "training": gen_info})
-        gen = load_generator(str(gen_path))  # fp16 weights, frozen, as a reused run loads them
-    recon = reconstruction_metrics(gen, classifier, x_test[:n_ref], y_test[:n_ref], codes_test, norm)
-    generator_record = {**asdict(config.generator), "file": "models/generator.safetensors", "reused": gen_reused, "seconds": gen_info["seconds"],
-                        "final_losses": gen_info.get("final", {}), **recon,
-                        "code_bounds": {"lower_mean": round(float(gen.lower.mean()), 4), "upper_mean": round(float(gen.upper.mean()), 4)}}
-    timings["generator"] = gen_info["seconds"]
-    log(f"generator: PSNR {recon['heldout_psnr']:.1f} dB, recon top-1 {recon['heldout_recon_accuracy']:.3f}, {gen_info['seconds']:.0f} s{' (reused)' if gen_reused else ''}")
-    sample = torch.linspace(0, n_ref - 1, 20).long()
-    with torch.no_grad():
-        pairs = [(_tile(x_test[i]), f"real {data.classes[int(y_test[i])]}"[:16]) for i in sample] + [(_tile(gen(codes_test[int(i) : int(i) + 1])[0]), "G(E(x))") for i in sample]
-    contact_sheet(pairs, tile=64, columns=20).save(out / "reconstructions.png")
+    gen, generator_record = _trained_generator(models, config, norm, data_id, classifier, x_train, codes_train, reuse, progress, log)
+    generator_record.update(_generator_checks(gen, classifier, norm, x_test[:n_ref], y_test[:n_ref], codes_test, data.classes, out / "reconstructions.png"))
+    timings["generator"] = generator_record["seconds"]
+    log(f"generator: PSNR {generator_record['heldout_psnr']:.1f} dB, recon top-1 {generator_record['heldout_recon_accuracy']:.3f}, "
+        f"{generator_record['seconds']:.0f} s{' (reused)' if generator_record['reused'] else ''}")
 
     # 4. synthesis
     spec = norm.input_spec()
@@ -472,71 +432,35 @@ def run_repro(
 
     # 5. judging and neighbours
     t0 = time.time()
-    train_pixels = x_train.flatten(1)
-    scale = math.sqrt(train_pixels.shape[1])
-    ref_pix = nearest_neighbors(x_test[:n_ref].flatten(1), train_pixels, 1, "l2").distance[:, 0] / scale
-    ref_code = nearest_neighbors(codes_test, codes_train, 1, "l2").distance[:, 0]
     layers = {"classifier": FEATURE_LAYER["cnn"], **{f"judge_{j.arch}": FEATURE_LAYER[j.arch] for j in config.judges}}
-    real = x_test[:n_ref].expand(-1, 3, -1, -1)
-    real_feats = {name: torch.from_numpy(net_layer_features(judge_targets[name], layer, real, batch_size=500)) for name, layer in layers.items()}
-    real_feats["pixels"] = x_test[:n_ref].flatten(1)
-    centers = {name: f.mean(0) for name, f in real_feats.items()}
-    real_diversity = {name: class_diversity(f, y_test[:n_ref].tolist(), centers[name]) for name, f in real_feats.items()}
-    reference = Reference(ref_pix, ref_code, real_diversity, config.copy_percentile)
-    methods: dict[str, dict] = {}
-    neighbour_tiles = []
-    for method, (result, seconds) in results.items():
-        images = result.images
-        labels = [u.index for u in result.units]
-        verdict = judge(images, labels, judge_targets, layers, centers)
-        by_pixels = nearest_neighbors(grey(images).flatten(1), train_pixels, config.neighbours, "l2")
-        pix_d, pix_i = by_pixels.distance / scale, by_pixels.index
-        by_code = nearest_neighbors(layer_features(classifier, "code", images, norm), codes_train, config.neighbours, "l2")
-        code_d, code_i = by_code.distance, by_code.index
-        start, final = result.history[:, 0], result.final
-        items = []
-        for i, (unit, seed) in enumerate(zip(result.units, result.seeds)):
-            items.append({
-                "class": unit.index, "label": data.classes[unit.index], "seed": seed,
-                "logit_start": round(float(start[i]), 4), "logit_final": round(float(final[i]), 4), "logit_best": round(float(result.best[i]), 4),
-                "pred": {name: int(p[i]) for name, p in verdict["pred"].items()},
-                "nn_pixel": [{"index": int(j), "rms": round(float(d), 4), "label": int(data.train_y[j])} for d, j in zip(pix_d[i], pix_i[i])],
-                "nn_code": [{"index": int(j), "distance": round(float(d), 4), "label": int(data.train_y[j])} for d, j in zip(code_d[i], code_i[i])],
-                "near_copy": bool(pix_d[i, 0] < reference.copy_threshold),
-            })
-        near = int(sum(item["near_copy"] for item in items))
-        methods[method] = {
-            "seconds": seconds, "config": result.config,
-            "judging": {"top1": verdict["top1"], "diversity": verdict["diversity"]},
-            "logit_start_mean": round(float(start.mean()), 4), "logit_final_mean": round(float(final.mean()), 4),
-            "raised_fraction": round(float((final > start).float().mean()), 4),
-            "neighbours": {"pixel_rms_min": round(float(pix_d[:, 0].min()), 4), "pixel_rms_median": round(float(np.median(pix_d[:, 0])), 4),
-                           "code_distance_median": round(float(np.median(code_d[:, 0])), 4), "near_copies": near,
-                           "same_class_as_pixel_nn": round(float(np.mean([it["nn_pixel"][0]["label"] == it["class"] for it in items])), 4)},
-            "items": items,
-        }
-        # contact sheet: one row per seed, one column per class
-        order = sorted(range(len(items)), key=lambda i: (items[i]["seed"], items[i]["class"]))
-        marks = lambda i: " ".join(f"{k[0].upper() if k == 'classifier' else k.split('_')[1][0].upper()}{'+' if items[i]['pred'][k] == items[i]['class'] else '-'}" for k in verdict["pred"])  # noqa: E731
-        tiles = [(_tile(images[i]), f"{items[i]['label'][:10]} s{items[i]['seed']}\n{marks(i)} {items[i]['logit_final']:.1f}") for i in order]
-        contact_sheet(tiles, tile=96, columns=len(classes)).save(out / f"sheet_{method}.png")
-        first = [i for i in order if items[i]["seed"] == config.am.seeds[0]]
-        neighbour_tiles += [(_tile(images[i]), f"{method}\n{items[i]['label'][:12]}") for i in first]
-        neighbour_tiles += [(_tile(x_train[int(pix_i[i, 0])]), f"pixel NN\nrms {pix_d[i, 0]:.3f}") for i in first]
-        neighbour_tiles += [(_tile(x_train[int(code_i[i, 0])]), f"code NN\nd {code_d[i, 0]:.2f}") for i in first]
-    contact_sheet(neighbour_tiles, tile=80, columns=len(classes)).save(out / "neighbours.png")
+    checks = Checks(judge_targets, layers, classifier, norm, x_train, data.train_y, codes_train, x_test[:n_ref], y_test[:n_ref], codes_test,
+                    data.classes, config.neighbours, config.copy_percentile)  # fmt: skip
+    methods = _check_methods(results, checks, x_train, config.am.seeds[0], out)
     timings["judging"] = round(time.time() - t0, 2)
     timings["total_this_run"] = round(time.time() - started, 2)
 
-    record = {
+    record = _run_record(data, data_id, norm, config, list(results), nets, generator_record, checks.reference, methods, timings)
+    write_text_atomic(out / "results.json", json.dumps(record, indent=1))
+    write_text_atomic(out / "summary.md", summary_markdown(record) + "\n")
+    return record
+
+
+def _run_record(
+    data: ImageData, data_id: str, norm: Normalization, config: ReproConfig, method_names: list[str], nets: dict, generator: dict,
+    reference: Reference, methods: dict, timings: dict,
+) -> dict:  # fmt: skip
+    """The record of ``results.json``: what ran on which data, each step's results, timings and versions."""
+    from ..io.write import versions
+
+    return {
         "what": "DGN-AM vs pixel-space activation maximization on a classifier trained here (dgnam.repro.fashion)",
         "data": {**data.source, "identity": data_id, "train_images": len(data.train_x), "test_images": len(data.test_x)},
         "classes": list(data.classes),
         "normalization": asdict(norm),
         "config": config.to_dict(),
-        "am": {"seeds": list(config.am.seeds), "steps": config.am.steps, "methods": list(results)},
+        "am": {"seeds": list(config.am.seeds), "steps": config.am.steps, "methods": method_names},
         "nets": nets,
-        "generator": generator_record,
+        "generator": generator,
         "reference": reference.summary(),
         "methods": methods,
         "timings_s": timings,
@@ -544,9 +468,108 @@ def run_repro(
         "versions": versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    (out / "results.json").write_text(json.dumps(record, indent=1))
-    (out / "summary.md").write_text(summary_markdown(record) + "\n")
-    return record
+
+
+def _save_sheet(tiles: list, tile: int, columns: int, path: Path) -> None:
+    """A contact sheet of ``(image, caption)`` tiles, written atomically."""
+    from ..infra.images import contact_sheet
+    from ..io.write import save_png
+
+    save_png(contact_sheet(tiles, tile=tile, columns=columns), path)
+
+
+def _trained_nets(
+    config: ReproConfig, norm: Normalization, data_id: str, x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor,
+    y_test: torch.Tensor, n_classes: int, models: Path, timings: dict, reuse: bool, progress: bool, log: Callable[[str], None],
+) -> tuple[dict[str, dict], dict[str, nn.Module]]:  # fmt: skip
+    """Steps 1-2: the classifier (encoder + target) and the judges, each reused from ``models/KEY.safetensors`` when
+    ``reuse`` and its config, normalization and data match, else trained and saved there; their records and modules."""
+    nets: dict[str, dict] = {}
+    modules: dict[str, nn.Module] = {}
+    for key, net_config in [("classifier", config.classifier)] + [(f"judge_{j.arch}", j) for j in config.judges]:
+        path = models / f"{key}.safetensors"
+        model, info, reused = None, None, False
+        if reuse and path.exists():
+            saved, saved_config, saved_norm, meta = load_fashion_net(path, n_classes)
+            if saved_config == net_config and saved_norm == norm and meta["data"] == data_id:
+                model, info, reused = saved, meta["training"], True
+            else:
+                log(f"{path.name}: saved with another config or data; training again")
+        if model is None:
+            model, info = train_classifier(net_config, x_train, y_train, norm, n_classes, progress)
+            _save_net(model, net_config, norm, data_id, info, path)
+            model = load_fashion_net(path, n_classes)[0]  # a fresh and a reused run then use identical weights
+        modules[key] = model
+        nets[key] = {**asdict(net_config), "file": f"models/{path.name}", "reused": reused, "seconds": info["seconds"], "steps": info["steps"],
+                     "test_accuracy": round(accuracy(model, x_test, y_test, norm), 4)}
+        timings[key] = info["seconds"]
+        log(f"{key}: {net_config.arch}, test top-1 {nets[key]['test_accuracy']:.3f}, {info['seconds']:.0f} s{' (reused)' if reused else ''}")
+    return nets, modules
+
+
+def _trained_generator(
+    models: Path, config: ReproConfig, norm: Normalization, data_id: str, classifier: nn.Module, x_train: torch.Tensor,
+    codes_train: torch.Tensor, reuse: bool, progress: bool, log: Callable[[str], None],
+) -> tuple[nn.Module, dict]:  # fmt: skip
+    """Step 3: the generator, reused from ``models/generator.safetensors`` when its card matches, else trained and
+    saved there; returns it as loaded from the file and the start of its record."""
+    path = models / "generator.safetensors"
+    gen, info, reused = None, None, False
+    card = json.loads(json.dumps({"generator_config": asdict(config.generator), "classifier": asdict(config.classifier), "data": data_id, "normalization": asdict(norm)}))
+    if reuse and path.exists():
+        meta = prior_metadata(path)
+        if all(meta.get(k) == v for k, v in card.items()):
+            gen, info, reused = load_generator(str(path)), meta["training"], True
+        else:
+            log("generator.safetensors: saved with another config, classifier or data; training again")
+    if gen is None:
+        gen, info = train_generator(classifier, x_train, codes_train, norm, config.generator, progress)
+        save_prior(gen, path, {**card, "training": info})
+        gen = load_generator(str(path))  # fp16 weights, frozen, as a reused run loads them
+    return gen, {**asdict(config.generator), "file": "models/generator.safetensors", "reused": reused, "seconds": info["seconds"], "final_losses": info.get("final", {})}
+
+
+def _generator_checks(
+    gen: nn.Module, classifier: nn.Module, norm: Normalization, x_ref: torch.Tensor, y_ref: torch.Tensor, codes_ref: torch.Tensor,
+    names: Sequence[str], sheet: Path,
+) -> dict:  # fmt: skip
+    """Step 3's checks: the held-out reconstruction metrics and the code bounds (returned, for the generator's record),
+    and a sheet of 20 held-out images over their reconstructions G(E(x))."""
+    recon = reconstruction_metrics(gen, classifier, x_ref, y_ref, codes_ref, norm)
+    sample = torch.linspace(0, len(x_ref) - 1, 20).long()
+    with torch.no_grad():
+        pairs = [(_tile(x_ref[i]), f"real {names[int(y_ref[i])]}"[:16]) for i in sample] + [(_tile(gen(codes_ref[int(i) : int(i) + 1])[0]), "G(E(x))") for i in sample]
+    _save_sheet(pairs, 64, 20, sheet)
+    return {**recon, "code_bounds": {"lower_mean": round(float(gen.lower.mean()), 4), "upper_mean": round(float(gen.upper.mean()), 4)}}
+
+
+def _check_methods(results: dict, checks: Checks, x_train: torch.Tensor, first_seed: int, out: Path) -> dict[str, dict]:
+    """Step 5: check every method's images (:meth:`Checks.check`), write its contact sheet and ``neighbours.png``
+    (the first seed's images beside their nearest training images); returns each method's record."""
+    methods, neighbour_tiles = {}, []
+    columns = len(checks.class_names)
+    for method, (result, seconds) in results.items():
+        check = checks.check(result, seconds)
+        methods[method] = check.record
+        neighbour_tiles += _method_sheet(method, result.images, check, x_train, first_seed, columns, out / f"sheet_{method}.png")
+    _save_sheet(neighbour_tiles, 80, columns, out / "neighbours.png")
+    return methods
+
+
+def _method_sheet(method: str, images: torch.Tensor, check: MethodCheck, x_train: torch.Tensor, first_seed: int, columns: int, path: Path) -> list:
+    """A method's contact sheet (one row per seed, one column per class, each net's verdict and the final logit);
+    returns its tiles of ``neighbours.png``: the first seed's images, their nearest training images in pixels and in codes."""
+    items = check.record["items"]
+    pix_d, pix_i, code_d, code_i = check.pixel_distance, check.pixel_index, check.code_distance, check.code_index
+    order = sorted(range(len(items)), key=lambda i: (items[i]["seed"], items[i]["class"]))
+    marks = lambda i: " ".join(f"{k[0].upper() if k == 'classifier' else k.split('_')[1][0].upper()}{'+' if items[i]['pred'][k] == items[i]['class'] else '-'}" for k in items[i]["pred"])  # noqa: E731
+    tiles = [(_tile(images[i]), f"{items[i]['label'][:10]} s{items[i]['seed']}\n{marks(i)} {items[i]['logit_final']:.1f}") for i in order]
+    _save_sheet(tiles, 96, columns, path)
+    first = [i for i in order if items[i]["seed"] == first_seed]
+    neighbour_tiles = [(_tile(images[i]), f"{method}\n{items[i]['label'][:12]}") for i in first]
+    neighbour_tiles += [(_tile(x_train[int(pix_i[i, 0])]), f"pixel NN\nrms {pix_d[i, 0]:.3f}") for i in first]
+    neighbour_tiles += [(_tile(x_train[int(code_i[i, 0])]), f"code NN\nd {code_d[i, 0]:.2f}") for i in first]
+    return neighbour_tiles
 
 
 __all__ = [

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -13,6 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..eval.metrics import diversity, judge_pass
+from ..eval.score import layer_features as net_layer_features
+from ..eval.score import nearest_neighbors
 from ..generators.prior import PriorConfig, PriorGenerator
 from ..core.hooks import forward_until
 from ..methods.base import AMResult
@@ -20,21 +23,18 @@ from ..methods.dgn_am import DGNAMConfig, dgn_am
 from ..methods.pixel import PixelConfig, pixel_am
 from ..nets import Target
 from ..core.regularizers import has_batchnorm
-from ..train.trainer import Discriminator, code_stats, cosine_decay, deepsim_step, stage_weights
+from ..train.codes import code_stats
+from ..train.trainer import Discriminator, cosine_decay, deepsim_step, stage_weights
 from ..core.units import Unit
 from .fashion_nets import Normalization, SIZE, accuracy, grey, layer_features
 
 
 METHODS = ("dgn-am", "pixel", "yosinski", "fourier", "deepinversion")
 
-# The pixel baselines' transform amounts are in pixels of 224 px images (dgnam.methods.pixel._DEFAULTS);
-# at 32 px (1/7 of that) they are scaled down, to at least 1 px. Everything else stays at its default.
-PIXEL_AT_32: dict[str, dict] = {
-    "pixel": {},
-    "yosinski": dict(jitter=1, blur_sigma=0.5),  # 4 px jitter and a 1 px blur at 224 px
-    "fourier": dict(pad=2, jitter=2, fine_jitter=1),  # 16, 16 and 8 px at 224 px
-    "deepinversion": dict(jitter=2, fine_jitter=1),
-}
+# The pixel baselines' transform amounts are stated for 224 px images and scaled to these 32 px ones by the one
+# size rule (dgnam.core.transforms.at_side: 16, 16 and 8 px -> 2, 2 and 1; yosinski's 4 px jitter -> 1). The blur
+# is no transform amount: 1 px at 224 px, 0.5 px here. Everything else stays at its default.
+PIXEL_AT_32: dict[str, dict] = {"pixel": {}, "yosinski": dict(blur_sigma=0.5), "fourier": {}, "deepinversion": {}}
 
 # ==================================================================================================
 # Generator
@@ -44,7 +44,7 @@ PIXEL_AT_32: dict[str, dict] = {
 @dataclass
 class GeneratorConfig:
     """The DeePSiM-style generator and its training; loss weights and stages follow
-    :class:`dgnam.train.TrainConfig` (pixel loss first, then the feature loss, then the adversarial one)."""
+    :class:`dgnam.train.trainer.TrainConfig` (pixel loss first, then the feature loss, then the adversarial one)."""
 
     fc_width: int = 512  # hidden fully connected layer
     channels: tuple[int, ...] = (64, 64, 32, 16)  # 4x4 map, then 8, 16 and 32 px
@@ -60,7 +60,7 @@ class GeneratorConfig:
     adv_start: float = 0.5  # fraction of steps before the adversarial term
     ramp: float = 0.1  # fraction of steps over which each term ramps in
     comparator_layer: str = "block2"  # the encoder's second conv block (8 x 8 x 32): DeePSiM's comparator
-    disc_width: int = 8  # width of dgnam.train.Discriminator (its first conv layer)
+    disc_width: int = 8  # width of dgnam.train.trainer.Discriminator (its first conv layer)
     seed: int = 0
 
     def __post_init__(self):
@@ -94,7 +94,7 @@ def train_generator(
 
     Loss (DeePSiM): ``w_pix * MSE(G(y), x) + w_feat * MSE(C(G(y)), C(x)) / var(C) + w_adv * L_adv``,
     with C the encoder up to ``config.comparator_layer`` and a discriminator D(image, code)
-    (:class:`dgnam.train.Discriminator`); the weights ramp in by stages (:func:`dgnam.train.stage_weights`).
+    (:class:`dgnam.train.trainer.Discriminator`); the weights ramp in by stages (:func:`dgnam.train.trainer.stage_weights`).
     Targets are the grey images repeated on the three channels, so G learns grey images.
 
     Args:
@@ -278,3 +278,79 @@ def judge(
             out["diversity"][name] = class_diversity(torch.from_numpy(feats), labels, centers[name])
     out["diversity"]["pixels"] = class_diversity(grey(images).flatten(1), labels, centers["pixels"])
     return out
+
+
+@dataclass
+class MethodCheck:
+    """One method's checks: its ``results.json`` entry and each image's nearest training images
+    (``(N, k)`` arrays, nearest first: pixel RMS distance and index, code distance and index)."""
+
+    record: dict
+    pixel_distance: np.ndarray
+    pixel_index: np.ndarray
+    code_distance: np.ndarray
+    code_index: np.ndarray
+
+
+class Checks:
+    """What every method's images are checked against: the training images (pixels and the encoder's codes)
+    their nearest neighbours are searched in, and what real held-out images score (:attr:`reference`).
+
+    Args:
+        nets: name -> net (the target and the judges); ``layers``: name -> its penultimate layer.
+        classifier: The encoder (its ``code`` layer); ``norm`` its input normalization.
+        x_train, train_labels, codes_train: The training images (N, 1, 32, 32), labels and codes.
+        x_ref, y_ref, codes_ref: Held-out images, labels and codes, for scale.
+        class_names: Names by label; ``neighbours``: training images reported per image;
+            ``copy_percentile``: see :class:`Reference`.
+    """
+
+    def __init__(
+        self, nets: dict[str, Target], layers: dict[str, str], classifier: nn.Module, norm: Normalization,
+        x_train: torch.Tensor, train_labels: np.ndarray, codes_train: torch.Tensor,
+        x_ref: torch.Tensor, y_ref: torch.Tensor, codes_ref: torch.Tensor,
+        class_names: Sequence[str], neighbours: int = 3, copy_percentile: float = 1.0,
+    ) -> None:  # fmt: skip
+        self.nets, self.layers, self.classifier, self.norm = nets, layers, classifier, norm
+        self.train_labels, self.codes_train, self.class_names, self.neighbours = train_labels, codes_train, class_names, neighbours
+        self.train_pixels = x_train.flatten(1)
+        self.scale = math.sqrt(self.train_pixels.shape[1])
+        ref_pix = nearest_neighbors(x_ref.flatten(1), self.train_pixels, 1, "l2").distance[:, 0] / self.scale
+        ref_code = nearest_neighbors(codes_ref, codes_train, 1, "l2").distance[:, 0]
+        real = x_ref.expand(-1, 3, -1, -1)
+        real_feats = {name: torch.from_numpy(net_layer_features(nets[name], layer, real, batch_size=500)) for name, layer in layers.items()}
+        real_feats["pixels"] = x_ref.flatten(1)
+        self.centers = {name: f.mean(0) for name, f in real_feats.items()}
+        real_diversity = {name: class_diversity(f, y_ref.tolist(), self.centers[name]) for name, f in real_feats.items()}
+        self.reference = Reference(ref_pix, ref_code, real_diversity, copy_percentile)
+
+    def check(self, result: AMResult, seconds: float) -> MethodCheck:
+        """Judge a method's images and find their nearest training images (in pixels and in codes)."""
+        images, names, train_labels = result.images, self.class_names, self.train_labels
+        verdict = judge(images, [u.index for u in result.units], self.nets, self.layers, self.centers)
+        by_pixels = nearest_neighbors(grey(images).flatten(1), self.train_pixels, self.neighbours, "l2")
+        pix_d, pix_i = by_pixels.distance / self.scale, by_pixels.index
+        by_code = nearest_neighbors(layer_features(self.classifier, "code", images, self.norm), self.codes_train, self.neighbours, "l2")
+        code_d, code_i = by_code.distance, by_code.index
+        start, final = result.history[:, 0], result.final
+        items = []
+        for i, (unit, seed) in enumerate(zip(result.units, result.seeds)):
+            items.append({
+                "class": unit.index, "label": names[unit.index], "seed": seed,
+                "logit_start": round(float(start[i]), 4), "logit_final": round(float(final[i]), 4), "logit_best": round(float(result.best[i]), 4),
+                "pred": {name: int(p[i]) for name, p in verdict["pred"].items()},
+                "nn_pixel": [{"index": int(j), "rms": round(float(d), 4), "label": int(train_labels[j])} for d, j in zip(pix_d[i], pix_i[i])],
+                "nn_code": [{"index": int(j), "distance": round(float(d), 4), "label": int(train_labels[j])} for d, j in zip(code_d[i], code_i[i])],
+                "near_copy": bool(pix_d[i, 0] < self.reference.copy_threshold),
+            })  # fmt: skip
+        record = {
+            "seconds": seconds, "config": result.config,
+            "judging": {"top1": verdict["top1"], "diversity": verdict["diversity"]},
+            "logit_start_mean": round(float(start.mean()), 4), "logit_final_mean": round(float(final.mean()), 4),
+            "raised_fraction": round(float((final > start).float().mean()), 4),
+            "neighbours": {"pixel_rms_min": round(float(pix_d[:, 0].min()), 4), "pixel_rms_median": round(float(np.median(pix_d[:, 0])), 4),
+                           "code_distance_median": round(float(np.median(code_d[:, 0])), 4), "near_copies": int(sum(item["near_copy"] for item in items)),
+                           "same_class_as_pixel_nn": round(float(np.mean([it["nn_pixel"][0]["label"] == it["class"] for it in items])), 4)},
+            "items": items,
+        }  # fmt: skip
+        return MethodCheck(record, pix_d, pix_i, code_d, code_i)

@@ -18,12 +18,13 @@ import re
 import shutil
 from pathlib import Path
 
-from ..io.rundir import RunFolderError
+from ..io.read import RunFolderError
 from ..infra.files import write_text_atomic
 from ..infra.messages import short
 
 TRAIN_FILES = ("config.json", "log.csv", "checkpoint.pt", "checkpoint.pt.tmp")
-TRAIN_FOLDERS = {"samples": re.compile(r"step\d{6,}\.png"), "priors": re.compile(r"step\d{6,}\.safetensors"), "cache": None}
+TRAIN_FOLDERS = {"samples": re.compile(r"step\d{6,}\.png|\.step\d{6,}\.png\.[A-Za-z0-9_]+\.tmp"),  # (the temporary file of a killed write)
+                 "priors": re.compile(r"step\d{6,}\.safetensors"), "cache": None}
 
 
 def check_fields(cls: type, value: object, where: str) -> dict:

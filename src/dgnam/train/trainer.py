@@ -8,7 +8,7 @@ code. The losses come in by stages (pixel first, then feature, then adversarial)
 small budget an early feature or adversarial term swamps the pixel term and G collapses to texture.
 
 What makes it affordable on a CPU: the encoder codes of every training view are computed once and
-cached (the encoder is fixed, and augmentation happens before encoding so cached codes stay valid);
+cached (:mod:`dgnam.train.codes`; the encoder is fixed, and augmentation happens before encoding so cached codes stay valid);
 comparator features are only computed up to the comparator layer (:func:`dgnam.core.hooks.forward_until`).
 
 Multi-process: run under ``torchrun``; each process trains on its own slice of every batch with
@@ -18,7 +18,6 @@ Multi-process: run under ``torchrun``; each process trains on its own slice of e
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 import os
@@ -35,9 +34,10 @@ from torch import nn
 from ..distributed import init_process_group
 from ..generators.prior import PriorConfig, PriorGenerator, save_prior
 from ..core.hooks import forward_until
-from ..infra.hub import WeightsError, load_strict, read_torch_file
+from ..infra.hub import load_strict
 from ..infra.messages import short
-from ..nets import load_net
+from .checkpoint import load_checkpoint, load_optimizer
+from .codes import cached_codes, code_stats, frozen_features, make_views
 from .files import check_fields, trim_log
 
 
@@ -273,93 +273,6 @@ def warm_start(gen: PriorGenerator, source: nn.Module) -> dict[str, int]:
     return counts
 
 
-# ---------------------------------------------------------------- data: views and cached codes
-
-
-def make_views(images: np.ndarray, size: int, views: int) -> torch.Tensor:
-    """uint8 (N, H, W, 3) pool -> uint8 (N * views, 3, size, size): resized, and mirrored when views == 2."""
-    out = []
-    for start in range(0, len(images), 512):
-        x = torch.from_numpy(images[start : start + 512]).permute(0, 3, 1, 2).float()
-        if x.shape[-1] != size:
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        x = x.round().clamp(0, 255).to(torch.uint8)
-        out.append(torch.stack([x, x.flip(-1)], 1) if views == 2 else x[:, None])
-    return torch.cat(out).flatten(0, 1)
-
-
-def frozen_features(encoder: str, device: torch.device | str = "cpu"):
-    """The encoder as a :class:`~dgnam.nets.Target` for feature extraction only: BatchNorm folded
-    where the architecture offers it (``model.fused()``) and channels-last memory, about 2x faster
-    on CPU; block outputs keep their values."""
-    net = load_net(encoder)
-    if hasattr(net.model, "fused"):
-        net.model = net.model.fused()
-    net.model.to(memory_format=torch.channels_last)
-    return net.to(device)
-
-
-@torch.no_grad()
-def encode_views(views: torch.Tensor, encoder: str, layer: str, batch_size: int = 64, progress: bool = True,
-                 device: torch.device | str = "cpu") -> torch.Tensor:
-    """Codes E_layer(x) of uint8 views, fed to the encoder as the loop feeds generator images
-    (computed on ``device``, returned on the CPU)."""
-    from tqdm.auto import tqdm
-
-    net = frozen_features(encoder, device)
-    codes = []
-    for start in tqdm(range(0, len(views), batch_size), desc="encoding", disable=not progress):
-        x = net.preprocess(views[start : start + batch_size].to(device).float() / 255.0)
-        codes.append(forward_until(net.model, layer, x.contiguous(memory_format=torch.channels_last)).float().cpu())
-    return torch.cat(codes)
-
-
-def views_digest(views: torch.Tensor) -> str:
-    """sha256 of uint8 views (their shape and bytes): the code cache's key (about 1 s per GB)."""
-    h = hashlib.sha256(str(tuple(views.shape)).encode())
-    h.update(memoryview(views.contiguous().numpy()).cast("B"))
-    return h.hexdigest()
-
-
-def cached_codes(cache_dir: Path, views: torch.Tensor, config: TrainConfig, progress: bool = True,
-                 device: torch.device | str = "cpu") -> torch.Tensor:
-    """Encoder codes of the views, computed once per (views' content, encoder, layer, size, views) and cached.
-
-    The cache file records the sha256 of the views it encodes (:func:`views_digest`): a pool rebuilt
-    with other images, even as many, is encoded again; so is a cache that cannot be read. The file is
-    written atomically (a temporary file, then a rename).
-    """
-    p = config.prior
-    path = cache_dir / f"codes_{p.encoder}_{p.layer}_{p.output_size}px_{config.views}v.pt"
-    digest = views_digest(views)
-    if path.is_file():
-        try:
-            saved = read_torch_file(path, "code cache", "")
-        except (WeightsError, OSError):  # a damaged or foreign file where dgnam keeps its cache: encoded again below
-            saved = None
-        codes = saved.get("codes") if isinstance(saved, dict) and saved.get("views_sha256") == digest else None
-        if isinstance(codes, torch.Tensor) and len(codes) == len(views):
-            return codes
-    codes = encode_views(views, p.encoder, p.layer, batch_size=256 if torch.device(device).type == "cuda" else 64, progress=progress, device=device)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save({"codes": codes, "views_sha256": digest}, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return codes
-
-
-def code_stats(codes: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-unit statistics of codes (N, *code_shape): mean, std, min, max, 1/50/99th percentiles."""
-    flat = codes.flatten(1).double()
-    q = torch.quantile(flat[: min(len(flat), 20000)], torch.tensor([0.01, 0.5, 0.99], dtype=torch.float64), dim=0)
-    shape = codes.shape[1:]
-    stats = {"mean": flat.mean(0), "std": flat.std(0), "min": flat.min(0).values, "max": flat.max(0).values, "p01": q[0], "p50": q[1], "p99": q[2]}
-    return {k: v.float().view(shape) for k, v in stats.items()}
-
-
 # ---------------------------------------------------------------- one DeePSiM step
 
 
@@ -554,6 +467,7 @@ class Trainer:
     @torch.no_grad()
     def save_samples(self) -> None:
         from ..infra.images import to_pil
+        from ..io.write import save_png
 
         n = self.config.heldout_samples
         rows = self.held_rows[:: max(1, len(self.held_rows) // max(1, n))][:n]  # spread over the held-out originals
@@ -564,8 +478,7 @@ class Trainer:
         recon = self.gen(self.codes[rows].to(self.device))
         self.gen.train()
         grid = torch.cat([torch.cat(list(x.cpu()), 2), torch.cat(list(recon.cpu()), 2)], 1)
-        (self.out / "samples").mkdir(parents=True, exist_ok=True)
-        to_pil(grid).save(self.out / "samples" / f"step{self.step:06d}.png")
+        save_png(to_pil(grid), self.out / "samples" / f"step{self.step:06d}.png")  # atomically: a full disk leaves no half PNG
 
     # ---- loop
     def train(self, until: int | None = None) -> Path | None:
@@ -634,62 +547,6 @@ class Trainer:
         return save_prior(self.gen, path, extra)
 
 
-def load_checkpoint(path: str | Path, map_location: torch.device | str = "cpu") -> dict:
-    """A training checkpoint's state, read with ``torch.load(weights_only=True)``.
-
-    A checkpoint holds only tensors and plain values (step, state dicts, Adam's state, the config as
-    a dict), so the restricted unpickler reads it; a file that needs anything more (a pickled object
-    whose ``__reduce__`` would run code) is refused before any of it runs.
-
-    Args:
-        path: ``checkpoint.pt`` written by :meth:`Trainer.save_checkpoint`.
-        map_location: where the tensors go.
-
-    Returns:
-        The state dict (keys ``step``, ``gen``, ``disc``, ``opt_g``, ``opt_d``, ``config``).
-
-    Example:
-        >>> load_checkpoint("runs/prior/checkpoint.pt")["step"]  # doctest: +SKIP
-        4000
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"checkpoint {path} is not a file: give the checkpoint.pt of a train-generator run")
-    state = read_torch_file(path, "checkpoint", "use a checkpoint written by dgnam train-generator", map_location)
-    missing = {"step", "gen", "disc", "opt_g", "opt_d", "config"} - set(state if isinstance(state, dict) else ())
-    if missing:
-        raise WeightsError(f"checkpoint {path} lacks {sorted(missing)}: use a checkpoint written by dgnam train-generator")
-    tensors = lambda v: isinstance(v, dict) and all(isinstance(t, torch.Tensor) for t in v.values())  # noqa: E731
-    optimizer = lambda v: isinstance(v, dict) and {"state", "param_groups"} <= set(v)  # noqa: E731
-    checks = {"step": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a step count"),
-              "config": (lambda v: isinstance(v, dict), "an object"), "gen": (tensors, "a state dict of tensors"),
-              "disc": (tensors, "a state dict of tensors"), "opt_g": (optimizer, "an optimizer state"), "opt_d": (optimizer, "an optimizer state")}
-    for key, (ok, expected) in checks.items():
-        if not ok(state[key]):
-            raise WeightsError(f"checkpoint {path}: {key!r} is not {expected}: use a checkpoint written by dgnam train-generator")
-    return state
-
-
-def load_optimizer(opt: torch.optim.Optimizer, state: dict, what: str) -> None:
-    """Load an optimizer's state, checked: its parameter groups and every moment's shape must fit.
-
-    Raises:
-        WeightsError: one line naming ``what`` (the checkpoint and field).
-    """
-    try:
-        opt.load_state_dict(state)
-    except (ValueError, KeyError, TypeError, IndexError, AttributeError, RuntimeError) as exc:
-        raise WeightsError(f"{what} does not fit the optimizer ({type(exc).__name__}: {short(str(exc).splitlines()[0] if str(exc) else '', 120)}): "
-                           "use a checkpoint of this architecture written by dgnam train-generator") from None
-    params = [p for group in opt.param_groups for p in group["params"]]
-    for k, p in enumerate(params):
-        for name, value in opt.state.get(p, {}).items():
-            if not isinstance(value, torch.Tensor) or (value.dim() > 0 and value.shape != p.shape):
-                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-                raise WeightsError(f"{what}: state {k} {name!r} has shape {shape}, expected {tuple(p.shape)}: use a checkpoint "
-                                   "of this architecture written by dgnam train-generator")
-
-
 def load_trained(checkpoint: str | Path) -> PriorGenerator:
     """The generator of a training checkpoint (for evaluation or export)."""
     state = load_checkpoint(checkpoint)
@@ -700,4 +557,4 @@ def load_trained(checkpoint: str | Path) -> PriorGenerator:
     return gen.eval()
 
 
-__all__ = ["TrainConfig", "Trainer", "Discriminator", "PatchDiscriminator", "make_discriminator", "gan_loss", "warm_start", "stage_weights", "spectral_loss", "code_stats", "load_checkpoint", "load_trained"]
+__all__ = ["TrainConfig", "Trainer", "Discriminator", "PatchDiscriminator", "make_discriminator", "gan_loss", "warm_start", "stage_weights", "spectral_loss", "load_trained"]
