@@ -113,3 +113,25 @@ def test_misspelt_names_get_the_nearest_valid_ones(ref, nearest, capsys):
     assert cli.main(["layers", ref]) == 2
     err = capsys.readouterr().err
     assert nearest in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_torchvision_notebook_runs_headless(tmp_path):
+    """examples/torchvision_resnet.ipynb: resnet18 untrained, DGN-AM through the Lite0 prior and the pixel default,
+    each shown inline and saved; the reason for the default printed."""
+    import base64
+    from pathlib import Path
+
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    notebook = nbformat.read(Path(__file__).parents[1] / "examples" / "torchvision_resnet.ipynb", as_version=4)
+    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "DeepInversion" in text and "lite0_blocks7_conv_resize" in text and "dgn-am" in text and "deepinversion" in text
+    pngs = [o["data"]["image/png"] for o in outputs if "image/png" in o.get("data", {})]
+    assert len(pngs) == 2  # the prior's result, then the pixel default's
+    for png, run in zip(pngs, ["resnet18_prior", "resnet18_pixel"]):
+        assert base64.b64decode(png) == (tmp_path / "runs" / run / "contact_sheet.png").read_bytes()
+        assert json.loads((tmp_path / "runs" / run / "results.json").read_text())["items"][0]["label"]

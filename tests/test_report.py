@@ -331,3 +331,84 @@ def test_a_browser_that_crashes_fails_the_screenshot_test(tmp_path, monkeypatch)
     if find_chromium() is None:  # (a browser in /work/cache/chromium is still found)
         with pytest.raises(pytest.fail.Exception, match="CI is set, but no Chromium"):
             test_report_screenshot_in_headless_chromium(tmp_path / "u")
+
+
+def _svg_ends(svg_text: str) -> tuple[int, str]:
+    """The number of points of an SVG's first polyline and its x-axis end label."""
+    import re
+
+    points = re.search(r'<polyline [^>]*points="([^"]*)"', svg_text).group(1).split()
+    end = re.findall(r">(step \d+)</text>", svg_text)[-1]
+    return len(points), end
+
+
+def test_the_curve_reaches_the_best_step(tiny_run):
+    """The loops record the last image's activation as step ``steps`` (after ``history``'s steps 0 to steps - 1):
+    each curve ends there, so "best ... (step 4)" of a 4-step run lies on its curve."""
+    record = json.loads((tiny_run / "results.json").read_text())
+    text = build_report([tiny_run])
+    cards = text.split('<div class="card">')[1:]
+    assert len(cards) == len(record["items"]) == 6
+    for item, card in zip(record["items"], cards):
+        assert len(item["history"]) == 4 and 0 <= item["best_step"] <= 4
+        assert f"(step {item['best_step']})" in card
+        assert _svg_ends(card) == (5, "step 4")  # history and the final activation; before: 4 points, "step 3"
+    best_at_end = [it for it in record["items"] if it["best_step"] == 4]
+    assert best_at_end and all(it["best_activation"] == it["final_activation"] for it in best_at_end)
+    overview = text.split("<h3>Activation per step")[1]
+    assert _svg_ends(overview) == (5, "step 4")
+
+
+class _Grid(HTMLParser):
+    """The side-by-side table: its header cells and, per row, the first cell's text and each run's card count."""
+
+    def __init__(self):
+        super().__init__()
+        self.inside, self.cell, self.header, self.rows = False, None, [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table" and attrs.get("class") == "side-by-side":
+            self.inside = True
+        elif self.inside and tag == "tr":
+            self.rows.append([])
+        elif self.inside and tag in ("th", "td"):
+            self.cell = {"tag": tag, "text": "", "cards": 0}
+            self.rows[-1].append(self.cell)
+        elif self.inside and self.cell is not None and attrs.get("class") == "card":
+            self.cell["cards"] += 1
+
+    def handle_endtag(self, tag):
+        if tag == "table" and self.inside:
+            self.inside = False
+
+    def handle_data(self, data):
+        if self.inside and self.cell is not None and not self.cell["cards"]:  # a cell's own text, not its cards'
+            self.cell["text"] += data
+
+
+def test_a_report_of_two_runs_shows_each_unit_side_by_side(tmp_path):
+    """`dgnam report A B`: one row per unit (matched by label), one column per run, each cell that run's images of the
+    unit; a unit one run lacks is "–" there; every name is escaped."""
+    a, b = write_color_run(tmp_path / "a"), write_color_run(tmp_path / f"b{HOSTILE[:8]}")
+    record = json.loads((b / "results.json").read_text())
+    labels = list(dict.fromkeys(it["label"] for it in record["items"]))
+    assert len(labels) == 2
+    record["items"][3]["label"] = HOSTILE  # b's second image of the second unit becomes a unit of its own
+    (b / "results.json").write_text(json.dumps(record))
+    out = tmp_path / "multi.html"
+    assert cli.main(["report", str(a), str(b), "--out", str(out)]) == 0
+    text = out.read_text()
+    grid = _Grid()
+    grid.feed(text)
+    header, *rows = grid.rows
+    assert [c["text"] for c in header] == ["unit", str(a), str(b)]
+    assert [r[0]["text"] for r in rows] == [labels[0], labels[1], HOSTILE]
+    assert [[c["cards"] for c in r[1:]] for r in rows] == [[2, 2], [2, 1], [0, 1]]
+    assert rows[2][1]["text"] == "–"
+    assert "<script" not in text and ESCAPED in text
+    page = _parse(text)
+    assert len(page.imgs) == 2 * (4 + 1)  # each image once (in the grid), and each run's contact sheet
+    assert text.index("Side by side") < text.index('<section id="run0">')
+    one = build_report([a])  # one run: its cards in its own section, no grid
+    assert "side-by-side" not in one and one.count('<div class="card">') == 4

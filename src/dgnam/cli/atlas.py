@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import errno
+import sys
 from pathlib import Path
 
 from ..atlas.compute import AtlasConfig
 from ..methods.pixel import METHODS as PIXEL_METHODS
-from .common import add_device_flag, add_method_flags, add_net_flags, add_quiet_flag, net_from_args
+from .common import add_device_flag, add_method_flags, add_net_flags, add_quiet_flag, add_unit_flags, net_from_args, unit_texts
 from .values import int_in, seed_list, step_count
 
 
@@ -20,7 +21,7 @@ def add_atlas_parser(sub) -> None:
     add_net_flags(at, positional=True, help="target net (as --net takes it), or 'serve' to serve a built site", spec=True)
     at.add_argument("site", nargs="?", help="with 'serve': the site folder")
     at.add_argument("--layers", help="comma-separated layers, e.g. logits,_blocks.15 (default: those of --units)")
-    at.add_argument("--units", action="append", default=[], help="only these units, e.g. logits:0-7,_blocks.15:0-7 (repeatable; default: every unit of --layers)")
+    add_unit_flags(at, default="; only these units (default: every unit of --layers)")
     at.add_argument("--data", help="natural images: any image folder, a pool folder or a .npz pool (default: the offline pool "
                     "in $DGNAM_HOME/pool, built on first use as `dgnam pool build` does)")
     at.add_argument("--out", help="the site folder (an atlas already there is completed, not redone)")
@@ -74,12 +75,15 @@ def run_atlas(args: argparse.Namespace) -> int:
             method = AtlasMethod(generator, choice.config, pixel, generator_name)
         else:
             method = AtlasMethod(None, None, choice.config)
+        baseline_note = f"; pixel baseline beside it: {method.pixel.method}" if choice.uses_generator and method.pixel is not None else ""
+        if world.rank == 0 and not args.quiet:
+            print(f"dgnam: method {choice.method}: {choice.why}{baseline_note}", file=sys.stderr)
         data_path = Path(args.data) if args.data else ensure_pool(progress=not args.quiet)
         config = AtlasConfig(seeds=tuple(args.seeds), k=args.k, pixel_baseline=generator_name is not None and args.baseline != "none",
                              accentuate=not args.no_accentuate, batch_size=args.batch_size)  # fmt: skip
         layers = [l.strip() for l in (args.layers or "").split(",") if l.strip()]
         size = max(net.spec.size)
-        summary = build_atlas(net, args.net, args.out, open_data(data_path, size=size), method, layers, args.units, config,
+        summary = build_atlas(net, args.net, args.out, open_data(data_path, size=size), method, layers, unit_texts(args), config,
                               command=["dgnam"] + args.argv, progress=not args.quiet, world=world)  # fmt: skip
     finally:
         close_world(world)

@@ -41,6 +41,22 @@ def add_spec_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--categories", help="file of class names, one per line, for the output units")
 
 
+def add_unit_flags(parser: argparse.ArgumentParser, default: str = "") -> None:
+    """The units a command works on, the same three flags everywhere (``visualize``, ``atlas``): ``--unit`` (one unit
+    string), ``--units`` (a comma-separated list) and ``--units-file``, each read by :func:`unit_texts`."""
+    parser.add_argument("--unit", action="append", default=[], help="LAYER:UNIT[@LOC], repeatable; ranges 0-9, class names, @FILE" + default)
+    parser.add_argument("--units", action="append", default=[], help="a comma-separated list, e.g. logits:0-7,_blocks.15:0-7 (repeatable)")
+    parser.add_argument("--units-file", help="file with one unit per line")
+
+
+def unit_texts(args: argparse.Namespace) -> list[str]:
+    """The unit strings of ``--unit``, ``--units`` (each list split where a ``LAYER:`` follows a comma) and ``--units-file``."""
+    from ..atlas.build import split_unit_list
+
+    listed = [text for group in args.units for text in split_unit_list(group)]
+    return list(args.unit) + listed + ([f"@{args.units_file}"] if args.units_file else [])
+
+
 def add_method_flags(parser: argparse.ArgumentParser, generator_help: str, pixel_help: str | None = None) -> None:
     """``--generator`` and ``--generator-weights``; with ``pixel_help`` also ``--pixel`` (any registered pixel method),
     the one or the other."""

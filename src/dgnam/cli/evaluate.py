@@ -342,6 +342,7 @@ def run_report(args: argparse.Namespace) -> int:
     if out.is_dir():  # --out DIR: the page goes inside it
         out = out / "report.html"
     check_report_out(out)  # never over a file dgnam did not write as a report (a run's results.json)
+    out.parent.mkdir(parents=True, exist_ok=True)  # --out reports/multi.html: the folder is made
     write_text_atomic(out, build_report(args.run_dirs, title=args.title))  # a full disk: one line, the old page kept
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0

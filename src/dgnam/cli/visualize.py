@@ -12,18 +12,20 @@ from pathlib import Path
 from ..infra.messages import short
 from ..methods.choose import OPTIMIZERS
 from ..methods.presets import PRESETS
-from .common import NET_HELP, add_device_flag, add_method_flags, add_net_flags, add_quiet_flag, add_run_folder_flags, net_from_args, spec_overrides
+from .common import (NET_HELP, add_device_flag, add_method_flags, add_net_flags, add_quiet_flag, add_run_folder_flags, add_unit_flags, net_from_args,
+                     spec_overrides, unit_texts)
 from .values import finite_float, seed_list, step_count
 
 OUT_HELP = "output folder (new or empty; see --resume, --overwrite)"
+#: Recorded settings that --resume does not compare: the command as typed, and the sentence saying why the method runs.
+RESUME_IGNORES = ("command", "method_reason")
 
 
 def add_visualize_parser(sub) -> None:
     """``dgnam visualize``."""
     v = sub.add_parser("visualize", help="synthesize preferred inputs of units")
     add_net_flags(v, help=NET_HELP + "; default efficientnet_lite0, or the preset's", spec=True)
-    v.add_argument("--unit", action="append", default=[], help="LAYER:UNIT[@LOC], repeatable; ranges 0-9, class names, @FILE")
-    v.add_argument("--units-file", help="file with one unit per line")
+    add_unit_flags(v)
     add_method_flags(v, "registered generator prior (`dgnam generators`); default: the net's default prior",
                      pixel_help="pixel-space baseline instead of a generator")
     presets = "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values()).replace("%", "%%")
@@ -105,7 +107,7 @@ def run_visualize(args: argparse.Namespace) -> int:
     if args.net in list_judges():  # allowed, but its images then fool that judge: say so once
         print(f"dgnam: note: {args.net} is one of the judges (dgnam evaluate); images optimized against it say nothing "
               "about its judgement, so judge them with the others only", file=sys.stderr)  # fmt: skip
-    texts = list(args.unit) + ([f"@{args.units_file}"] if args.units_file else [])
+    texts = unit_texts(args)
     if not texts:
         print("dgnam: give at least one --unit (e.g. --unit logits:945)", file=sys.stderr)
         return 2
@@ -164,6 +166,7 @@ def _visualize_settings(args, net, units, choice, world) -> dict:
         "preset": args.preset,
         "generator_weights": args.generator_weights,
         "method": choice.method,
+        "method_reason": choice.why,  # shown, not compared on --resume (RESUME_IGNORES)
         "config": dataclasses.asdict(choice.config),
         "seeds": args.seeds,
         "units": [str(u) for u in units],
@@ -185,6 +188,8 @@ def _write_run(args, net, units, jobs, generator, config, init, settings, world)
     check_units(net, units)  # every rank checks every unit, before any work
     # then the folder, before anything is written (under torchrun every rank checks, rank 0 clears below)
     resuming = prepare_run_folder(args.out, resume=args.resume, overwrite=args.overwrite, apply=False)
+    if world.rank == 0 and not args.quiet:  # the run starts: which method runs, and why (the user may not have picked it)
+        print(f"dgnam: method {settings['method']}: {settings['method_reason']}", file=sys.stderr)
     mine = shard_jobs(jobs, world.rank, world.size, args.batch_size)  # all jobs in a one-process run
     size = generator.output_size if generator is not None else net.spec.size
     hidden = dict.fromkeys(j.unit for j in mine if j.unit.location != "mean" and j.unit.layer not in class_layers(args.net))
@@ -213,7 +218,7 @@ def _open_writer(args, net, settings, fields, total: int, mine, resuming, world)
     left = mine
     if resuming:
         record = read_json_object(Path(args.out) / "results.json")
-        check_same_settings(args.out, record, settings)
+        check_same_settings(args.out, record, settings, ignore=RESUME_IGNORES)
         finished = writer.resume(record)  # whole batches from the start: the rest batch as in an uninterrupted run
         left = [j for j in mine if (str(j.unit), j.seed) not in finished]
         print(f"resuming {args.out}: {len(mine) - len(left)} of {len(mine)} image(s) done", file=sys.stderr)
@@ -319,6 +324,7 @@ def run_sample(args: argparse.Namespace) -> int:
     if not choice.uses_generator:
         raise ValueError(f"dgnam sample needs a generator prior for {args.net}: --generator NAME or FILE.safetensors (`dgnam generators`)")
     name = choice.generator
+    reason = f"PPGN-h chains in the code space of {name}" + ("" if args.generator else f", the default prior of {args.net}")
     generator = load_generator(name, weights=args.generator_weights, download=args.download).to(device)
     chains = min(args.chains, args.samples)
     changes = {"burn_in": args.burn_in, "every": args.every, "eps1": args.eps1, "eps2": args.eps2, "eps3": args.eps3}
@@ -329,17 +335,19 @@ def run_sample(args: argparse.Namespace) -> int:
     target = net.fast([u.layer for u in units] + ([encoder] if shared else []))
     settings = {
         "command": ["dgnam"] + args.argv, "net": args.net, "net_weights": args.net_weights, "generator": name,
-        "generator_weights": args.generator_weights, "method": f"ppgn-h:{name}", "config": dataclasses.asdict(config),
+        "generator_weights": args.generator_weights, "method": f"ppgn-h:{name}", "method_reason": reason, "config": dataclasses.asdict(config),
         "encoder": encoder if isinstance(encoder, str) or encoder is None else "loaded", "samples_per_unit": args.samples,
         "chains_per_unit": chains, "seeds": seeds, "units": [str(u) for u in units], "batch_size": args.batch_size, "device": str(device),
         "runtime": runtime(device),
     }
     jobs = make_jobs(units, seeds)
     resuming = prepare_run_folder(args.out, resume=args.resume, overwrite=args.overwrite)  # refuse a folder in use
+    if not args.quiet:
+        print(f"dgnam: method ppgn-h:{name}: {reason}", file=sys.stderr)
     writer = SampleWriter(args.out, settings, net.categories)
     if resuming:
         record = read_json_object(Path(args.out) / "results.json")
-        check_same_settings(args.out, record, settings)
+        check_same_settings(args.out, record, settings, ignore=RESUME_IGNORES)
         finished = writer.resume(record)  # whole batches of chains; a chain does not depend on its batch
         print(f"resuming {args.out}: {len(finished)} of {len(jobs)} chain(s) done", file=sys.stderr)
         jobs = [j for j in jobs if (str(j.unit), j.seed) not in finished]

@@ -174,8 +174,11 @@ def contact_sheet(tiles: Sequence[tuple[Image.Image, str]], tile: int = 160, col
 
 
 def _fit(label: str, width: int, char_px: int = 6) -> str:
+    """Each line of ``label`` within ``width`` px, a long one cut in the middle (``encoder.lay…ers.11:10@cls``):
+    the unit and its location at the end stay visible."""
     limit = max(4, width // char_px)
-    return "\n".join(line if len(line) <= limit else line[: limit - 1] + "…" for line in label.splitlines())
+    head = (limit - 1) // 2
+    return "\n".join(line if len(line) <= limit else line[:head] + "…" + line[len(line) - (limit - 1 - head):] for line in label.splitlines())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -115,7 +115,7 @@ def svg_curves(curves: Sequence[Sequence[float]], labels: Sequence[str] = (), wi
     parts.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fafafa" stroke="#bbb"/>')
     for k, c in enumerate(curves):
         xs = left + plot_w * np.arange(len(c)) / max(steps - 1, 1)
-        ys = top + plot_h * (1.0 - (np.nan_to_num(c, nan=lo) - lo) / (hi - lo))
+        ys = top + plot_h * (1.0 - (np.nan_to_num(c, nan=lo, posinf=hi, neginf=lo) - lo) / (hi - lo))
         points = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
         parts.append(f'<polyline fill="none" stroke="{PALETTE[k % len(PALETTE)]}" stroke-width="1.5" points="{points}"/>')
     axis = 'font-size="10" fill="#444" font-family="sans-serif"'
@@ -269,7 +269,8 @@ ul.notes{font-size:.85em;color:#6b4e00}
 def render_report(runs: Sequence[RunPage], title: str = "dgnam report") -> str:
     """One self-contained HTML page for ``runs``: settings, images with activation curves, contact
     sheets, metric tables (when evaluated), neighbours (when computed), and a comparison table of
-    the evaluated runs.
+    the evaluated runs. Several runs show their images side by side: one row per unit (matched by its
+    label), one column per run.
 
     Args:
         runs: The runs, in page order (:func:`load_run_page`).
@@ -283,8 +284,11 @@ def render_report(runs: Sequence[RunPage], title: str = "dgnam report") -> str:
     if len(evaluated) > 1 or (evaluated and len(runs) > 1):
         body.append("<h2>Comparison</h2>")
         body.append(_comparison_table(evaluated))
+    shown = [r for r in runs if r.record.get("kind") != "exemplars" and r.record.get("items")]
+    if len(shown) > 1:  # the same unit side by side, each run's section then without its images
+        body.append(_side_by_side(shown))
     for k, run in enumerate(runs):
-        body.append(_run_section(run, k))
+        body.append(_run_section(run, k, cards=len(shown) < 2))
     return (
         _REPORT_HEAD + '<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
@@ -359,7 +363,44 @@ def _settings_rows(record: Mapping) -> list[list]:
     return rows
 
 
-def _run_section(run: RunPage, k: int) -> str:
+def _label(item: Mapping) -> str:
+    """The name an item's unit is shown (and matched across runs) by: its label, else its unit."""
+    return str(item.get("label", item.get("unit")))
+
+
+def _cards(run: RunPage) -> list[str]:
+    """One card per item of ``run``: its image, label and seed, activations, judges' verdicts, maps and curve."""
+    ev_items = {(it.get("file")): it for it in (run.evaluation or {}).get("items", [])}
+    cards = []
+    for item in run.record.get("items") or []:
+        cap = [f'<div class="lbl">{html.escape(_label(item))} · seed {html.escape(str(item.get("seed")))}</div>',
+               f'<div>final {_num(item.get("final_activation"))}, best {_num(item.get("best_activation"))} (step {_num(item.get("best_step"))})</div>']  # fmt: skip
+        ev = ev_items.get(item.get("file"))
+        if ev:
+            for name, j in (ev.get("judges") or {}).items():
+                cls = "ok" if j.get("rank") == 1 else "bad"
+                cap.append(f'<div>{html.escape(name)}: <span class="{cls}">{html.escape(str(j.get("pred_label")))}</span> (rank {_num(j.get("rank"))})</div>')
+        curve = svg_curves([_curve(item)], width=200, height=70, title=f"activation of {item.get('unit')} per step")
+        maps = "".join(f'<div>{html.escape(str(key))}</div>{_img(run.files.get(name), str(name))}'
+                       for key, name in (item.get("maps") if isinstance(item.get("maps"), dict) else {}).items() if run.files.get(name))  # fmt: skip
+        cards.append(f'<div class="card">{_img(run.files.get(item["file"]), item["file"])}{"".join(cap)}{maps}{curve}</div>')
+    return cards
+
+
+def _side_by_side(runs: Sequence[RunPage]) -> str:
+    """The comparison grid of several runs: one row per unit (matched by label), one column per run, each cell
+    the unit's cards in that run (every seed), "–" where the run lacks the unit."""
+    by_label: dict[str, dict[int, list[str]]] = {}
+    for k, run in enumerate(runs):
+        for item, card in zip(run.record.get("items") or [], _cards(run)):
+            by_label.setdefault(_label(item), {}).setdefault(k, []).append(card)
+    rows = [[label] + [_Raw(f'<div class="grid">{"".join(cells[k])}</div>') if k in cells else None for k in range(len(runs))]
+            for label, cells in by_label.items()]  # fmt: skip
+    return "<h2>Side by side</h2>" + _table(rows, ["unit"] + [r.name for r in runs], "side-by-side")
+
+
+def _run_section(run: RunPage, k: int, cards: bool = True) -> str:
+    """One run's section; without ``cards`` its images are left to the side-by-side grid (:func:`_side_by_side`)."""
     rec = run.record
     if rec.get("kind") == "exemplars":
         return (f'<section id="run{k}"><h2>{html.escape(run.name)}</h2>' + _exemplars_html(rec, run.files)
@@ -368,25 +409,10 @@ def _run_section(run: RunPage, k: int) -> str:
     out = [f'<section id="run{k}"><h2>{html.escape(run.name)}</h2>']
     out.append(f'<p class="meta">{html.escape(str(rec.get("method", "?")))} on {html.escape(str(rec.get("net", "?")))}: '
                f"{len(items)} image(s)" + ("" if rec.get("complete", True) else " (incomplete run)") + "</p>")  # fmt: skip
-    ev_items = {(it.get("file")): it for it in (run.evaluation or {}).get("items", [])}
-
-    # images, each with its activation curve
-    out.append("<h3>Images</h3><div class=\"grid\">")
-    for item in items:
-        cap = [f'<div class="lbl">{html.escape(str(item.get("label", item.get("unit"))))} · seed {html.escape(str(item.get("seed")))}</div>',
-               f'<div>final {_num(item.get("final_activation"))}, best {_num(item.get("best_activation"))} (step {_num(item.get("best_step"))})</div>']  # fmt: skip
-        ev = ev_items.get(item.get("file"))
-        if ev:
-            for name, j in (ev.get("judges") or {}).items():
-                cls = "ok" if j.get("rank") == 1 else "bad"
-                cap.append(f'<div>{html.escape(name)}: <span class="{cls}">{html.escape(str(j.get("pred_label")))}</span> (rank {_num(j.get("rank"))})</div>')
-        curve = svg_curves([item.get("history") or []], width=200, height=70, title=f"activation of {item.get('unit')} per step")
-        maps = "".join(f'<div>{html.escape(str(key))}</div>{_img(run.files.get(name), str(name))}'
-                       for key, name in (item.get("maps") if isinstance(item.get("maps"), dict) else {}).items() if run.files.get(name))  # fmt: skip
-        out.append(f'<div class="card">{_img(run.files.get(item["file"]), item["file"])}{"".join(cap)}{maps}{curve}</div>')
-    out.append("</div>")
+    if cards:  # images, each with its activation curve
+        out.append('<h3>Images</h3><div class="grid">' + "".join(_cards(run)) + "</div>")
     if items:
-        histories = [it.get("history") or [] for it in items[:8]]
+        histories = [_curve(it) for it in items[:8]]
         labels = [f"{it.get('unit')} s{it.get('seed')}" for it in items[:8]]
         more = f" (first 8 of {len(items)})" if len(items) > 8 else ""
         out.append(f"<h3>Activation per step{more}</h3>")
@@ -402,6 +428,15 @@ def _run_section(run: RunPage, k: int) -> str:
     out.append("<h3>Settings</h3>" + _table(_settings_rows(rec), ["setting", "value"], "settings"))
     out.append("</section>")
     return "\n".join(out)
+
+
+def _curve(item: Mapping) -> list:
+    """An item's activation per step as drawn: ``history`` (steps 0 to steps - 1) then ``final_activation``, the
+    activation of the last image, which the loops record as step ``steps`` (its ``best_step`` when it is the best)."""
+    history = item.get("history")
+    history = list(history) if isinstance(history, list) else []
+    final = item.get("final_activation")
+    return history + [final] if history and _is_number(final) else history
 
 
 def _summary_rows(ev: Mapping) -> list[list]:

@@ -159,6 +159,14 @@ def _slug(text: object) -> str | None:
     except ValueError:
         return None
 
+def _complete_run(out: Path) -> bool:
+    """Whether ``out`` holds a finished run (its results.json reads and says ``complete: true``); False for anything else."""
+    try:
+        return (out / "results.json").is_file() and read_json_object(out / "results.json").get("complete") is True
+    except (OSError, ValueError):  # a broken or foreign record: the usual refusal names it no worse
+        return False
+
+
 def prepare_run_folder(out: str | Path, resume: bool = False, overwrite: bool = False, apply: bool = True) -> bool:
     """Make ``out`` ready for a run, refusing to mix two runs in one folder.
 
@@ -203,6 +211,9 @@ def prepare_run_folder(out: str | Path, resume: bool = False, overwrite: bool = 
     elif entries and not overwrite:
         names = ", ".join(e.name for e in entries[:3]) + (", ..." if len(entries) > 3 else "")
         parts = f" (parts/ holds an unmerged torchrun run: `dgnam merge {short(out)}` keeps it)" if (out / "parts").is_dir() else ""
+        if _complete_run(out):  # nothing left for --resume to do: do not suggest it
+            raise RunFolderError(f"the run folder {short(out)} is not empty: this run is already complete (its results.json says so): "
+                                 "give another --out, or --overwrite to run it again")
         raise RunFolderError(f"the run folder {short(out)} is not empty ({len(entries)} entries: {short(names)}){parts}: give --resume to continue "
                              f"its run, --overwrite to replace it, or another --out")
     elif entries:

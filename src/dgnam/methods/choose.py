@@ -144,7 +144,10 @@ def resolve(
         generator = name
     name = str(name) if name is not None else None
     if generator is not None:
-        return _generator_choice(generator, name, optimizer, preset, given)
+        choice = _generator_choice(generator, name, optimizer, preset, given)
+        if preset is None and name is not None and name == default_generator(_net_name(net) or ""):
+            choice = dataclasses.replace(choice, why=f"{choice.why} (the default prior of {_net_name(net)})")
+        return choice
     if optimizer in ("cmaes", "ga") or "evals" in given:
         raise ValueError("--optimizer cmaes/ga and --evals search a generator's code space: give --generator NAME or FILE.safetensors")
     return _pixel_choice(net, pixel, given)
@@ -217,10 +220,13 @@ def _pixel_choice(net, pixel: str | None, given: dict) -> Choice:
         if isinstance(net, str):
             raise ValueError(f"{net} has no default prior: the pixel default depends on its layers, so pass the loaded net")
         pixel = default_pixel_method(net)
-        why = f"{_net_name(net)} has no prior of its own: " + ("DeepInversion (it has BatchNorm statistics)" if pixel == DEFAULT_PIXEL_METHOD
-                                                              else "the Fourier baseline (no BatchNorm statistics)")
+        why = f"no prior for {_net_name(net)} -> " + ("DeepInversion (the net has BatchNorm statistics to match)" if pixel == DEFAULT_PIXEL_METHOD
+                                                     else "the Fourier baseline (the net has no BatchNorm statistics)")
+        lite0 = default_generator("efficientnet_lite0")
+        if lite0 is not None:
+            why += f"; --generator {lite0} for DGN-AM through the Lite0 prior"
     else:
-        why = f"pixel method {pixel}"
+        why = f"pixel method {pixel} (--pixel)"
     return Choice(f"pixel:{pixel}", None, PixelConfig(method=pixel, **given).resolved(), None, why)
 
 
