@@ -18,6 +18,32 @@ from dgnam.generators import GeneratorSpec
 from dgnam.infra.hub import WeightSource
 from dgnam.nets import InputSpec, NetSpec
 
+#: Runs in .ci/run's second venv (torch 2.14.1 + torchvision + timm + transformers), where DGNAM_REAL_ADAPTERS is set.
+REAL_ADAPTERS = "test_adapters_real.py"
+
+
+def _torchvision_imports() -> bool:
+    try:
+        import torchvision.models  # noqa: F401  (beside the CPU torch 2.13.0: "operator torchvision::nms does not exist")
+    except Exception:
+        return False
+    return True
+
+
+def pytest_ignore_collect(collection_path, config):
+    """The real adapters' module belongs to the second venv: the main venv (no torchvision beside its torch) does not
+    collect it, so the main suite's skips are only the GPU test; the header says where it runs instead."""
+    if collection_path.name == REAL_ADAPTERS and not os.environ.get("DGNAM_REAL_ADAPTERS") and not _torchvision_imports():
+        return True
+    return None
+
+
+def pytest_report_header(config):
+    if not os.environ.get("DGNAM_REAL_ADAPTERS") and not _torchvision_imports():
+        return [f"tests/{REAL_ADAPTERS} is not collected here (no torchvision beside this torch): .ci/run runs it in its "
+                "second venv with DGNAM_REAL_ADAPTERS=1 (README 'Set-up')"]
+    return []
+
 
 class TinyNet(nn.Module):
     """A small conv classifier with named layers of each kind: maps, a vector and logits."""

@@ -12,6 +12,8 @@ from dgnam.cli.parser import EXAMPLES, build_parser
 from dgnam.infra.images import _fit
 from dgnam.methods.choose import resolve
 
+from test_local_weights import fake_libraries  # noqa: F401  (the fake torchvision and timm, a fixture)
+
 
 def _visualize(tmp_path, tiny_registry, out="run", units=("logits:dog",), extra=(), quiet=True):
     net_file, gen_file = tiny_registry
@@ -146,3 +148,90 @@ def test_records_and_pages_are_written_0644(tmp_path, tiny_registry):
         os.umask(old)
     for path in (run / "results.json", run / "report.html"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+
+
+# item 5: --net the same way in every command
+
+
+@pytest.mark.parametrize("argv, net, rest", [
+    (["layers", "--net", "tiny"], "tiny", None),
+    (["layers", "tiny", "--net=tiny"], "tiny", None),  # both, the same: fine
+    (["sample", "--net", "tiny", "logits:1", "logits:2", "--out", "o"], "tiny", ["logits:1", "logits:2"]),
+    (["sample", "tiny", "logits:1", "--net", "tiny", "--out", "o"], "tiny", ["logits:1"]),
+    (["sample", "tiny", "--samples", "4", "logits:1", "--out", "o"], "tiny", ["logits:1"]),  # the positional form as before
+    (["exemplars", "logits:0", "--net", "tiny", "--data", "d", "--out", "o"], "tiny", ["logits:0"]),
+    (["atlas", "--net", "tiny", "--out", "site"], "tiny", None),
+    (["atlas", "serve", "site"], "serve", "site"),
+])  # fmt: skip
+def test_net_is_taken_as_a_flag_in_every_command(argv, net, rest):
+    args = build_parser().parse_args(argv)
+    assert args.net == net
+    assert (args.site if argv[0] == "atlas" else getattr(args, "unit", None)) == rest
+
+
+@pytest.mark.parametrize("argv", [["layers", "tiny", "--net", "other"], ["layers", "--net", "a", "--net", "b"]])
+def test_two_different_nets_are_one_error_line(argv, capsys):
+    with pytest.raises(SystemExit) as exit:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and err.count("\n") == 1 and err.startswith("dgnam: error:") and "give one" in err
+
+
+# item 5: a failed weights download is one line
+
+
+def test_a_failed_library_download_is_one_line(fake_libraries, monkeypatch, tmp_path, capsys):
+    import sys
+    import urllib.error
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError(OSError(101, "Network is unreachable"))
+
+    monkeypatch.setattr(sys.modules["torchvision.models"], "get_model", offline)
+    monkeypatch.setattr(sys.modules["timm"], "create_model", offline)
+    for ref in ("torchvision:tinynet", "timm:tinynet"):
+        argv = ["visualize", "--net", ref, "--download", "--unit", "logits:0", "--pixel", "fourier", "--out", str(tmp_path / "run")]
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "could not download or read" in err and "Network is unreachable" in err, err
+        assert "--net-weights FILE" in err and f"--net {ref}:none" in err
+
+
+# item 5: hf: without a preprocessor config says so
+
+
+def test_a_hf_folder_without_preprocessor_config_warns_once(tmp_path):
+    import warnings
+
+    from conftest import require
+    from dgnam.nets.adapters import NoPreprocessorWarning, SpecOverrides, load_target
+
+    transformers = require("transformers", "the hf: adapter")
+    config = transformers.ViTConfig(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                    intermediate_size=32, num_labels=3)  # fmt: skip
+    config.save_pretrained(tmp_path / "vit")  # config.json only
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        target = load_target(f"hf:{tmp_path / 'vit'}", pretrained=False)
+    mine = [w for w in caught if issubclass(w.category, NoPreprocessorWarning)]
+    assert len(mine) == 1 and "--mean and --std" in str(mine[0].message) and target.spec.mean == (0.5, 0.5, 0.5)
+    with warnings.catch_warnings(record=True) as caught:  # given: nothing to warn about
+        warnings.simplefilter("always")
+        target = load_target(f"hf:{tmp_path / 'vit'}", pretrained=False, overrides=SpecOverrides(mean=(0.4,) * 3, std=(0.2,) * 3))
+    assert not [w for w in caught if issubclass(w.category, NoPreprocessorWarning)] and target.spec.mean == (0.4, 0.4, 0.4)
+    (tmp_path / "vit" / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.1] * 3, "image_std": [0.3] * 3}))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        target = load_target(f"hf:{tmp_path / 'vit'}", pretrained=False)
+    assert not [w for w in caught if issubclass(w.category, NoPreprocessorWarning)] and target.spec.mean == (0.1, 0.1, 0.1)
+
+
+# item 5: --quiet is quiet
+
+
+def test_quiet_writes_nothing_to_stderr(tmp_path, tiny_registry, capfd):
+    code, out = _visualize(tmp_path, tiny_registry, units=("logits:dog", "logits:0"), quiet=True)
+    assert code == 0 and (out / "results.json").is_file()
+    assert capfd.readouterr().err == ""
+    code, out = _visualize(tmp_path, tiny_registry, out="loud", units=("logits:dog", "logits:0"), quiet=False)
+    assert code == 0 and "units" in capfd.readouterr().err  # the bar is there without --quiet: the check above can fail

@@ -116,7 +116,7 @@ def iter_visualize(
 def _batches(target, jobs, generator, config, batch_size, progress, init=None) -> Iterator[AMResult]:
     from tqdm.auto import tqdm
 
-    with tqdm(total=len(jobs), desc="units", unit="img", disable=not progress) as bar:
+    with tqdm(total=len(jobs), desc="units", unit="img", disable=not progress, leave=None) as bar:  # None: left only if outermost
         for start in range(0, len(jobs), batch_size):
             chunk = jobs[start : start + batch_size]
             units, seeds = [j.unit for j in chunk], [j.seed for j in chunk]

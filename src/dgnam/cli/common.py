@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..methods.pixel import METHODS as PIXEL_METHODS
 from .values import finite_float, float_list, input_size, int_in, torch_device
@@ -18,16 +19,60 @@ def add_net_flags(parser: argparse.ArgumentParser, *, positional: bool = False, 
                   weights_help: str | None = WEIGHTS_HELP, download: bool = True, spec: bool = False) -> None:
     """The net a command runs: ``--net`` (or, ``positional``, a NET argument), ``--net-weights`` (none where
     ``weights_help`` is None), ``--download`` and, with ``spec``, the input-spec flags: what :func:`net_from_args` reads."""
-    if positional:
+    if positional:  # NET, or --net NAME in its place (as every other command takes it): _NetParser reads both
         parser.add_argument("net", help=help)
-    else:
-        parser.add_argument("--net", default=default, help=help)
+        parser.__class__ = _NetParser
+    parser.add_argument("--net", **({"dest": "net_flag", "metavar": "NAME", "help": "the net, as NET (the one or the other)"}
+                                    if positional else {"default": default, "help": help}))  # fmt: skip
     if weights_help is not None:
         parser.add_argument("--net-weights", help=weights_help)
     if download:
         parser.add_argument("--download", action="store_true", help="allow downloading registered weights not found offline")
     if spec:
         add_spec_flags(parser)
+
+
+class _NetParser(argparse.ArgumentParser):
+    """A sub-command whose net is a positional NET that ``--net NAME`` may give instead; both, differing: one error line."""
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        rest, flags = _pop_net_flags(list(sys.argv[1:] if args is None else args))
+        if not flags:
+            return super().parse_known_args(rest, namespace)
+        if len(set(flags)) > 1:
+            self.exit(2, f"dgnam: error: --net given twice, {flags[0]!r} and {flags[1]!r}: give one\n")
+        parsed, extras = super().parse_known_args([flags[0], *rest], namespace)
+        if extras and not extras[0].startswith("-"):  # a positional NET too: parse as given, and the two must agree
+            parsed, extras = super().parse_known_args(rest, namespace)
+            if parsed.net != flags[0]:
+                self.exit(2, f"dgnam: error: two nets, NET {parsed.net!r} and --net {flags[0]!r}: give one of them\n")
+        after = [a for a in self._actions if not a.option_strings][1:2]  # the positional after NET (sample's units, atlas's site)
+        value = getattr(parsed, after[0].dest, None) if after else None
+        if isinstance(value, list) and len(value) > 1 and value[0] == flags[0]:  # NET given as --net too, the same
+            setattr(parsed, after[0].dest, value[1:])
+        elif value is not None and value == flags[0]:
+            setattr(parsed, after[0].dest, None)
+        return parsed, extras
+
+
+def _pop_net_flags(args: list[str]) -> tuple[list[str], list[str]]:
+    """``args`` without its ``--net NAME`` / ``--net=NAME`` (up to a ``--``), and the names they gave."""
+    rest, flags, i = [], [], 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest += args[i:]
+            break
+        if arg == "--net" and i + 1 < len(args):
+            flags.append(args[i + 1])
+            i += 2
+            continue
+        if arg.startswith("--net="):
+            flags.append(arg[len("--net="):])
+        else:
+            rest.append(arg)
+        i += 1
+    return rest, flags
 
 
 def add_spec_flags(parser: argparse.ArgumentParser) -> None:

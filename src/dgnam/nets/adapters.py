@@ -32,12 +32,14 @@ resized to it (``fit="resize"``).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import json
 import os
 import re
 import sys
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -207,7 +209,10 @@ def load_target(ref: str, weights: str | Path | None = None, download: bool = Fa
     else:
         builders = {"torchvision": torchvision_net, "timm": timm_net, "hf": hf_net}
         wanted = pretrained and weights is None  # a weight file replaces the library's: never look for those
-        model, spec, categories = builders[kind](rest, download, wanted) if kind in builders else callable_net(rest)
+        with warnings.catch_warnings():
+            if overrides.mean is not None and overrides.std is not None:  # the user's mean/std replace the assumed ones
+                warnings.simplefilter("ignore", NoPreprocessorWarning)
+            model, spec, categories = builders[kind](rest, download, wanted) if kind in builders else callable_net(rest)
         if weights is not None:
             load_strict(model, load_state_dict(weights), what=ref)
         spec = spec or InputSpec()
@@ -337,6 +342,17 @@ def _missing(what: str, cache: Path | str, extra: str, ref: str | None = None) -
                         f"(download=True) to fetch it{untrained_hint}; with the library installed: pip install 'dgnam[{extra}]'")  # fmt: skip
 
 
+@contextlib.contextmanager
+def _fetching(what: str, ref: str):
+    """A failed download or read of a library's weights (no network, an HTTP error, a truncated file: urllib's URLError is an
+    OSError) as one :class:`WeightsError` line naming the ways round it, not the library's traceback."""
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        raise WeightsError(f"could not download or read {what} ({type(exc).__name__}: {short(str(exc))}); give a local file with "
+                           f"--net-weights FILE, or --net {ref}:{UNTRAINED} for an untrained net") from None  # fmt: skip
+
+
 #: The weights suffix of ``torchvision:NAME:none`` / ``timm:NAME:none``: the architecture with a seeded random init.
 UNTRAINED = "none"
 
@@ -389,7 +405,8 @@ def torchvision_net(rest: str, download: bool = False, pretrained: bool = True) 
     cache = Path(torch.hub.get_dir()) / "checkpoints"
     if not download and not (cache / Path(weights.url).name).is_file():
         raise _missing(f"torchvision weights {weights}", cache, "torchvision", f"torchvision:{name}")
-    return tv.get_model(name, weights=weights), spec, categories
+    with _fetching(f"torchvision weights {weights}", f"torchvision:{name}"):
+        return tv.get_model(name, weights=weights, progress=sys.stderr.isatty()), spec, categories  # no download bar in logs
 
 
 def timm_net(name: str, download: bool = False, pretrained: bool = True) -> tuple[nn.Module, InputSpec, tuple[str, ...] | None]:
@@ -412,7 +429,8 @@ def timm_net(name: str, download: bool = False, pretrained: bool = True) -> tupl
                 cache = _hf_cache() if getattr(cfg, "hf_hub_id", None) else _torch_hub_cache()
                 raise _missing(f"timm weights for {short(repr(name))}", cache, "timm", f"timm:{name}" if cfg is not None else None)
             overlay = {"file": str(path)}
-        model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay)
+        with _fetching(f"timm weights for {short(repr(name))}", f"timm:{name}"):
+            model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay)
     spec, categories = timm_spec(dict(model.pretrained_cfg), getattr(model, "num_classes", None))
     return model, spec, categories
 
@@ -489,8 +507,16 @@ def hf_net(ref: str, download: bool = False, pretrained: bool = True) -> tuple[n
             raise ValueError(f"cannot load hf:{ref} as an image classifier: {exc}") from None
         raise _missing(f"Hugging Face model {ref!r}", _hf_cache(), "hf") from None
     processor = _hf_processor_config(local, ref, download)
+    if processor is None:
+        warnings.warn(f"hf:{ref} has no preprocessor_config.json: its inputs are taken as mean 0.5, std 0.5 per channel at the "
+                      "config's image_size (transformers' defaults); if it was trained otherwise, give --mean and --std (and "
+                      "--input-size)", NoPreprocessorWarning, stacklevel=3)  # fmt: skip
     spec, categories = hf_spec(model.config.to_dict(), processor)
     return model.eval(), spec, categories
+
+
+class NoPreprocessorWarning(UserWarning):
+    """An ``hf:`` net without its ``preprocessor_config.json``: transformers' default mean/std are assumed."""
 
 
 def _hf_processor_config(local: Path, ref: str, download: bool) -> dict | None:
