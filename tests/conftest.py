@@ -189,6 +189,18 @@ def join_or_kill(procs, timeout: float) -> list[int]:
     return [p.exitcode for p in procs]
 
 
+def run_notebook(name: str, folder: Path) -> list:
+    """Execute examples/NAME headless (working folder ``folder``); its code cells' outputs, none an error."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    notebook = nbformat.read(Path(__file__).resolve().parents[1] / "examples" / name, as_version=4)
+    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    return outputs
+
+
 def load_benchmark(name: str):
     """benchmarks/NAME.py as a module (its folder on sys.path only while it loads, for its sibling imports)."""
     import importlib.util

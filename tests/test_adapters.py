@@ -5,6 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import run_notebook
 from PIL import Image
 from torch import nn
 
@@ -355,15 +356,7 @@ def test_displayed_grid_is_byte_for_byte_the_saved_contact_sheet(tiny_target, tm
 
 
 def test_example_notebook_runs_headless(tmp_path):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    pytest.importorskip("ipykernel")
-    from pathlib import Path
-
-    notebook = nbformat.read(Path(__file__).parents[1] / "examples" / "your_model.ipynb", as_version=4)
-    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
+    outputs = run_notebook("your_model.ipynb", tmp_path)
     pngs = [o["data"]["image/png"] for o in outputs if "image/png" in o.get("data", {})]
     assert len(pngs) == 2  # the whole result, then the subset
     import base64

@@ -119,15 +119,10 @@ def test_torchvision_notebook_runs_headless(tmp_path):
     """examples/torchvision_resnet.ipynb: resnet18 untrained, DGN-AM through the Lite0 prior and the pixel default,
     each shown inline and saved; the reason for the default printed."""
     import base64
-    from pathlib import Path
 
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    pytest.importorskip("ipykernel")
-    notebook = nbformat.read(Path(__file__).parents[1] / "examples" / "torchvision_resnet.ipynb", as_version=4)
-    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
+    from conftest import run_notebook
+
+    outputs = run_notebook("torchvision_resnet.ipynb", tmp_path)
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "DeepInversion" in text and "lite0_blocks7_conv_resize" in text and "dgn-am" in text and "deepinversion" in text
     pngs = [o["data"]["image/png"] for o in outputs if "image/png" in o.get("data", {})]
