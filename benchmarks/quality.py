@@ -105,7 +105,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("methods", nargs="+", help="dgn-am:<generator name or .safetensors path>, dgn-am-bn:<generator> "
                     "(DGN-AM plus the BatchNorm-statistics term in code space, --bn-weight) or pixel:<pixel|yosinski|fourier|deepinversion|maco>")
     ap.add_argument("--lr-start", type=float, default=None, help="DGN-AM's first step, in code stds (default: the prior's measured one, else the paper's 8)")
-    ap.add_argument("--transforms", choices=("none", "standard"), default=None,
+    ap.add_argument("--eot", type=int, default=None, help="DGN-AM: random views averaged per step (DGNAMConfig.eot; default 1)")
+    ap.add_argument("--schedule", choices=("linear", "cosine"), default=None, help="DGN-AM's step-size schedule (DGNAMConfig.schedule; default linear)")
+    ap.add_argument("--transforms", choices=("none", "standard", "harsh"), default=None,
                     help="DGN-AM through random pad/jitter/scale/rotation of G(y) or not (DGNAMConfig.transforms; "
                     "default: the setting the prior carries, else the paper's none)")
     ap.add_argument("--bn-weight", type=float, default=0.003, help="weight of the BatchNorm-statistics term of dgn-am-bn (default: DeepInversion's 0.003)")
@@ -169,7 +171,7 @@ def method_setup(spec: str, args) -> tuple:
     if kind in ("dgn-am", "dgn-am-bn"):
         generator = dgnam.load_generator(name).to(args.device)
         overrides = {"steps": args.steps, "bn_weight": args.bn_weight if kind == "dgn-am-bn" else 0.0, "lr_start": args.lr_start,
-                     "transforms": args.transforms}  # fmt: skip
+                     "transforms": args.transforms, "eot": args.eot, "schedule": args.schedule}  # fmt: skip
         return generator, resolve(TARGET, generator, overrides=overrides).config
     return None, resolve(TARGET, pixel=name, overrides={"steps": args.steps}).config
 

@@ -180,3 +180,44 @@ def test_dgn_am_equals_a_hand_rolled_reference_loop(tiny_target):
     # a loop that stepped at lr_start throughout ends elsewhere: the schedule is really used
     flat = dgn_am(tiny_target, gen, units, seeds, DGNAMConfig(steps=6, lr_start=0.8, lr_end=0.8, decay=0.97), progress=False)
     assert not torch.allclose(flat.codes, code, atol=1e-3)
+
+
+def test_eot_averages_the_gain_over_k_views_per_step(tiny_target):
+    """eot K: each step's gradient is that of the mean gain over K views drawn in turn from the element's own transform
+    RNG (the first view is the one K = 1 takes), checked against a loop written out here; K = 1 is the one-view loop."""
+    from dgnam.core.transforms import standard_transforms, transform_generators
+
+    gen = whitened_prior(mean=0.3, std=0.5)
+    units, seeds = [Unit("logits", 1), Unit("logits", 3)], [0, 1]
+    cfg = DGNAMConfig(steps=3, lr_start=0.8, lr_end=0.1, decay=0.97, transforms="standard", eot=3)
+    result = dgn_am(tiny_target, gen, units, seeds, cfg, progress=False)
+
+    mean, std = gen.code_mean.reshape(6), gen.code_std.reshape(6)
+    lo, hi = (gen.lower - mean) / std, (gen.upper - mean) / std
+    z = (torch.maximum(torch.minimum(gen.random_code(seeds), gen.upper), gen.lower) - mean) / std
+    views, rngs = standard_transforms(side=16), transform_generators(seeds)
+    for t in range(3):
+        z = z.detach().requires_grad_(True)
+        images = gen(mean + std * z)
+        gains = [tiny_target(views(images, rngs))[[0, 1], [1, 3]] for _ in range(3)]
+        (g,) = torch.autograd.grad(torch.stack(gains).mean(0).sum(), z)
+        with torch.no_grad():
+            z = torch.minimum(torch.maximum(z + (0.8 + (0.1 - 0.8) * t / 3) * g / g.abs().mean(1, keepdim=True), lo), hi) * 0.97
+    assert torch.allclose(result.codes, mean + std * z.detach(), atol=1e-5)
+    one = dgn_am(tiny_target, gen, units, seeds, DGNAMConfig(steps=3, lr_start=0.8, lr_end=0.1, decay=0.97, transforms="standard"), progress=False)
+    assert not torch.allclose(one.codes, result.codes, atol=1e-3)  # the extra views changed the path
+    assert result.config["eot"] == 3
+    with pytest.raises(ValueError, match="eot 2 averages over random views"):
+        DGNAMConfig(eot=2)
+    with pytest.raises(ValueError, match="eot must be 1-16"):
+        DGNAMConfig(eot=0, transforms="standard")
+
+
+def test_cosine_schedule_falls_along_half_a_cosine():
+    cfg = DGNAMConfig(steps=100, lr_start=1.0, lr_end=0.0, schedule="cosine")
+    assert cfg.lr_at(0) == pytest.approx(1.0)
+    assert cfg.lr_at(50) == pytest.approx(0.5)
+    assert cfg.lr_at(25) == pytest.approx(0.5 * (1 + 2**-0.5))  # above the linear schedule's 0.75 early on
+    assert cfg.lr_at(75) == pytest.approx(0.5 * (1 - 2**-0.5))
+    with pytest.raises(ValueError, match="schedule must be one of linear, cosine"):
+        DGNAMConfig(schedule="step")

@@ -67,3 +67,22 @@ def test_amounts_too_large_for_the_image_are_refused_with_their_size():
     k = gaussian_kernel1d(1.5)
     assert k.numel() == 2 * 6 + 1 and float(k.sum()) == pytest.approx(1.0) and int(k.argmax()) == 6
     assert torch.equal(Pad(0)(images(), torch.Generator()), images())
+
+
+def test_harsh_transforms_flip_shift_and_scale_more_than_standard():
+    from dgnam.core.transforms import RandomFlip, TRANSFORM_SETS, harsh_transforms
+
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    flipped = [RandomFlip()(x, torch.Generator().manual_seed(s)) for s in range(8)]
+    # each image is either itself or its mirror, and both happen
+    kinds = {(bool(torch.equal(f[i], x[i])), bool(torch.equal(f[i], x[i].flip(-1)))) for f in flipped for i in range(2)}
+    assert kinds == {(True, False), (False, True)}
+    harsh = harsh_transforms(side=128)
+    jitters = [t.max_shift for t in harsh.transforms if type(t).__name__ == "Jitter"]
+    assert jitters == [15, 2]  # 12 % of 128 px, then lucid's fine jitter of 4 px at 224 scaled to 128
+    scale = next(t for t in harsh.transforms if type(t).__name__ == "RandomScale")
+    assert min(scale.scales) == 0.75 and max(scale.scales) == 1.15
+    assert set(TRANSFORM_SETS) == {"standard", "harsh"}
+    img = torch.rand(3, 3, 128, 128)
+    out = harsh(img, torch.Generator().manual_seed(0))
+    assert out.shape == (3, 3, 142, 142)  # lucid's pad of 12 px at 224, 7 px at 128, on each side

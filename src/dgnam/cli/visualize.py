@@ -35,9 +35,13 @@ def add_visualize_parser(sub) -> None:
     v.add_argument("--lr-start", type=finite_float, help="DGN-AM step size at the first step, in code stds (default: the prior's measured step, else the paper's 8)")
     v.add_argument("--lr-end", type=finite_float, help="DGN-AM step size at the last step (default: the prior's, else the paper's 1e-10)")
     v.add_argument("--decay", type=finite_float, help="DGN-AM code decay per step (default: the prior's, else the paper's 0.99)")
-    v.add_argument("--transforms", choices=["none", "standard"],
+    v.add_argument("--transforms", choices=["none", "standard", "harsh"],
                    help="DGN-AM: ascend through random pad/jitter/scale/rotation of the generated image (standard; "
-                   "larger, more object-like shapes, lower activation, ~1.45x the time) or not (none; default: the prior's, else the paper's none)")
+                   "larger, more object-like shapes, lower activation, ~1.45x the time), through larger ones with flips (harsh) "
+                   "or not (none; default: the prior's, else the paper's none)")
+    v.add_argument("--eot", type=int, help="DGN-AM: average the gain over K random views per step (expectation over transformations; "
+                   "each view costs a forward and backward pass; default 1)")
+    v.add_argument("--schedule", choices=["linear", "cosine"], help="DGN-AM: step size from --lr-start to --lr-end, linearly (the paper's) or along half a cosine")
     v.add_argument("--optimizer", choices=OPTIMIZERS,
                    help="search in the generator's code space: paper (default; 'gradient' is the same), adam, or gradient-free cmaes / ga")
     v.add_argument("--evals", type=int, help="image evaluations per unit and seed: the budget of cmaes/ga (default 1000); "
@@ -131,7 +135,7 @@ def _method(args, net, preset, device):
     from ..methods.choose import prepare, resolve
 
     overrides = {"steps": args.steps, "lr_start": args.lr_start, "lr_end": args.lr_end, "decay": args.decay, "transforms": args.transforms,
-                 "evals": args.evals, "lr": args.lr}  # fmt: skip
+                 "eot": args.eot, "schedule": args.schedule, "evals": args.evals, "lr": args.lr}  # fmt: skip
     if args.optimizer == "cmaes":
         from ..methods.blackbox import require_cma
 

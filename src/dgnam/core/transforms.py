@@ -150,6 +150,15 @@ class RandomScale(Transform):
 
 
 @dataclass(frozen=True)
+class RandomFlip(Transform):
+    """Mirror each image left-right with probability 1/2 (a draw per image)."""
+
+    def __call__(self, x: torch.Tensor, gen: Generators) -> torch.Tensor:
+        flip = _randint(gen, x.shape[0], 0, 2)[:, 0].bool()
+        return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+@dataclass(frozen=True)
 class RandomRotate(Transform):
     """Rotate each image about its centre by an angle (degrees) drawn from ``angles``."""
 
@@ -254,8 +263,22 @@ def standard_transforms(pad: int = 12, jitter: int = 8, scale: tuple[float, floa
     return Compose([Pad(pad), Jitter(jitter), RandomScale(scales(*scale, 11)), RandomRotate(angles), Jitter(fine_jitter)])
 
 
+def harsh_transforms(side: int | None = None) -> Compose:
+    """A harsher view set than lucid's (issue 29's candidate): pad, a shift of up to 12 % of the side, scale 0.75-1.15,
+    rotation up to 15 degrees, a left-right flip, a fine jitter. Pixel amounts as :func:`standard_transforms`' (at
+    ``side`` px; None: 224 px)."""
+    ref = side or REFERENCE_SIDE
+    angles = list(range(-15, 16)) + 5 * [0]
+    return Compose([Pad(at_side(12, side, least=0)), Jitter(max(1, round(0.12 * ref))), RandomScale(scales(0.75, 1.15, 9)), RandomRotate(angles),
+                    RandomFlip(), Jitter(at_side(4, side))])  # fmt: skip
+
+
+#: The named random view sets of DGN-AM's ``transforms`` setting: name -> builder(side=) of the transform.
+TRANSFORM_SETS = MappingProxyType({"standard": standard_transforms, "harsh": harsh_transforms})
+
+
 __all__ = [
-    "Compose", "GaussianBlur", "Generators", "Jitter", "Pad", "RandomRotate", "RandomScale", "Transform",
-    "PIXEL_AMOUNTS", "REFERENCE_SIDE", "TRANSFORM_STREAM", "at_side", "gaussian_blur", "gaussian_kernel1d", "image_size", "scales",
-    "standard_transforms", "transform_generators",
+    "Compose", "GaussianBlur", "Generators", "Jitter", "Pad", "RandomFlip", "RandomRotate", "RandomScale", "Transform",
+    "PIXEL_AMOUNTS", "REFERENCE_SIDE", "TRANSFORM_SETS", "TRANSFORM_STREAM", "at_side", "gaussian_blur", "gaussian_kernel1d",
+    "harsh_transforms", "image_size", "scales", "standard_transforms", "transform_generators",
 ]

@@ -16,6 +16,7 @@ unit by ``lr`` of its own std on average and the decay pulls towards the data me
 
 from __future__ import annotations
 
+import math
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -29,11 +30,17 @@ from ..nets import Target
 from ..core.objectives import Objective, run_objective, units_objective
 from ..core.param import CodeParam
 from ..core.regularizers import BatchNormStatsLoss
-from ..core.transforms import Transform, standard_transforms, transform_generators
+from ..core.transforms import TRANSFORM_SETS, Transform, transform_generators
 from ..core.units import Unit
 from .base import AMResult, BestTracker, check_batch, linear_lr, normalized_step, track_step, tracked_result
 from ..core.codes import clip_to
 from ..infra.messages import short
+
+
+#: The step-size schedules of :attr:`DGNAMConfig.schedule`.
+SCHEDULES = ("linear", "cosine")
+#: Most random views per step (:attr:`DGNAMConfig.eot`): each costs a forward and backward pass of the target.
+MAX_EOT = 16
 
 
 @dataclass
@@ -55,18 +62,30 @@ class DGNAMConfig:
     bn_weight: float = 0.0  # beyond the paper: weight of DeepInversion's BatchNorm-statistics loss on the
     #   target, subtracted from the objective in code space (0 = the paper's method; needs BatchNorm layers)
     transforms: str = "none"  # beyond the paper: "standard" ascends through lucid's random pad, jitter, scale and
-    #   rotation of G(y) (sizes relative to a 224 px image), as the pixel baselines do; "none" = the paper
+    #   rotation of G(y) (sizes relative to a 224 px image), as the pixel baselines do; "harsh" through larger ones
+    #   (scale 0.75-1.15, rotation 15 degrees, shift 12 %, flips: core.transforms.harsh_transforms); "none" = the paper
+    eot: int = 1  # beyond the paper: random views of G(y) whose gain is averaged per step (expectation over
+    #   transformations; needs transforms); 1 = one view, as before. Each view costs a forward and backward pass
+    schedule: str = "linear"  # the step size from lr_start to lr_end: "linear" (the paper's) or "cosine" (half a cosine)
 
     def __post_init__(self):
         if self.optimizer not in ("paper", "adam"):
             raise ValueError(f"optimizer must be 'paper' or 'adam', got {self.optimizer!r}")
-        if self.transforms not in ("none", "standard"):
-            raise ValueError(f"transforms must be 'none' or 'standard', got {self.transforms!r}")
+        if self.transforms not in ("none", *TRANSFORM_SETS):
+            raise ValueError(f"transforms must be 'none' or one of {', '.join(TRANSFORM_SETS)}, got {self.transforms!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.steps < 1:
             raise ValueError("steps must be at least 1")
+        if not 1 <= self.eot <= MAX_EOT:
+            raise ValueError(f"eot must be 1-{MAX_EOT} views per step, got {self.eot}")
+        if self.eot > 1 and self.transforms == "none":
+            raise ValueError(f"eot {self.eot} averages over random views: give transforms 'standard' or 'harsh' (--transforms)")
 
     def lr_at(self, step: int) -> float:
-        """Linearly decreasing step size, as in the paper's code."""
+        """The step size at ``step``: falling linearly (the paper's code) or along half a cosine from lr_start to lr_end."""
+        if self.schedule == "cosine":
+            return self.lr_end + (self.lr_start - self.lr_end) * 0.5 * (1.0 + math.cos(math.pi * step / self.steps))
         return linear_lr(self.lr_start, self.lr_end, step, self.steps)
 
 
@@ -147,7 +166,7 @@ def dgn_am_step(code: torch.Tensor, grad: torch.Tensor, lr: float, decay: float,
 
 def _dgn_am_transforms(config: DGNAMConfig, size: int) -> Transform | None:
     """The random transforms of ``config.transforms`` for generator images of ``size`` px: lucid's, scaled from 224 px."""
-    return None if config.transforms == "none" else standard_transforms(side=size)
+    return None if config.transforms == "none" else TRANSFORM_SETS[config.transforms](side=size)
 
 
 def dgn_am(
@@ -208,6 +227,8 @@ def _ascend_code(target: Target, generator: Generator, param: CodeParam, config:
         for step in tqdm(range(config.steps), desc="dgn-am", disable=not progress, leave=False):
             images = generator(param())
             acts = track_step(step, images, tracker, objective, target, target, transform, gens, bn)
+            if config.eot > 1:  # the other views of this step; their gains averaged with the first's
+                acts = (acts + sum(run_objective(target, transform(images, gens), objective) for _ in range(config.eot - 1))) / config.eot
             gain = acts.sum() - (config.bn_weight * bn.loss() if bn is not None else 0.0)
             if adam is None:
                 (grad,) = torch.autograd.grad(gain, param.z)
