@@ -106,6 +106,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                     "(DGN-AM plus the BatchNorm-statistics term in code space, --bn-weight) or pixel:<pixel|yosinski|fourier|deepinversion|maco>")
     ap.add_argument("--lr-start", type=float, default=None, help="DGN-AM's first step, in code stds (default: the prior's measured one, else the paper's 8)")
     ap.add_argument("--eot", type=int, default=None, help="DGN-AM: random views averaged per step (DGNAMConfig.eot; default 1)")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default=None, help="DGN-AM's precision during the ascent (DGNAMConfig.precision; default fp32)")
+    ap.add_argument("--track-every", type=int, default=None, help="DGN-AM: score the plain images every K steps (DGNAMConfig.track_every; default 1)")
     ap.add_argument("--schedule", choices=("linear", "cosine"), default=None, help="DGN-AM's step-size schedule (DGNAMConfig.schedule; default linear)")
     ap.add_argument("--transforms", choices=("none", "standard", "harsh"), default=None,
                     help="DGN-AM through random pad/jitter/scale/rotation of G(y) or not (DGNAMConfig.transforms; "
@@ -171,7 +173,8 @@ def method_setup(spec: str, args) -> tuple:
     if kind in ("dgn-am", "dgn-am-bn"):
         generator = dgnam.load_generator(name).to(args.device)
         overrides = {"steps": args.steps, "bn_weight": args.bn_weight if kind == "dgn-am-bn" else 0.0, "lr_start": args.lr_start,
-                     "transforms": args.transforms, "eot": args.eot, "schedule": args.schedule}  # fmt: skip
+                     "transforms": args.transforms, "eot": args.eot, "schedule": args.schedule,
+                     "precision": args.precision, "track_every": args.track_every}  # fmt: skip
         return generator, resolve(TARGET, generator, overrides=overrides).config
     return None, resolve(TARGET, pixel=name, overrides={"steps": args.steps}).config
 

@@ -221,3 +221,56 @@ def test_cosine_schedule_falls_along_half_a_cosine():
     assert cfg.lr_at(75) == pytest.approx(0.5 * (1 - 2**-0.5))
     with pytest.raises(ValueError, match="schedule must be one of linear, cosine"):
         DGNAMConfig(schedule="step")
+
+
+def test_track_every_skips_the_plain_pass_but_not_the_path(tiny_target, tiny_generator, tmp_path):
+    """track_every k scores the untransformed images only every k steps: the ascent (codes, last images) is the same
+    as k = 1, the history is NaN between (None in results.json), and the best image is one of the scored steps'."""
+    import json
+
+    from dgnam.io.write import save_result
+
+    every = dgn_am(tiny_target, tiny_generator, UNITS, [0, 1, 2], DGNAMConfig(steps=12, lr_start=1.0, transforms="standard"), progress=False)
+    sparse = dgn_am(tiny_target, tiny_generator, UNITS, [0, 1, 2], DGNAMConfig(steps=12, lr_start=1.0, transforms="standard", track_every=5),
+                    progress=False)  # fmt: skip
+    assert torch.equal(every.codes, sparse.codes) and torch.equal(every.images, sparse.images)
+    scored = [0, 5, 10]
+    assert torch.equal(sparse.history[:, scored], every.history[:, scored])
+    assert torch.isnan(sparse.history[:, [1, 2, 3, 4, 6, 11]]).all()
+    assert set(sparse.best_step.tolist()) <= {0, 5, 10, 12}  # 12: the last image, always scored
+    save_result(sparse, tmp_path / "run")
+    history = json.loads((tmp_path / "run" / "results.json").read_text())["items"][0]["history"]
+    assert [h is None for h in history] == [i not in scored for i in range(12)]
+    with pytest.raises(ValueError, match="track_every must be at least 1"):
+        DGNAMConfig(track_every=0)
+
+
+def test_early_stop_ends_a_batch_whose_activation_has_plateaued(tiny_target, tiny_generator):
+    from dgnam.methods.base import BestTracker
+
+    tracker = BestTracker(2, 10)
+    tracker.history[:, :6] = torch.tensor([[1.0, 2.0, 3.0, 3.01, 3.02, 3.02], [-4.0, -2.0, -1.0, -0.995, -0.99, -0.99]])
+    assert tracker.plateaued(5, 3)  # both rose by less than 1 % of their magnitude over the last 3 steps
+    assert not tracker.plateaued(4, 3)  # over steps 1-4 the first rose from 2 to 3.02
+    assert not tracker.plateaued(2, 3)  # too early to tell
+    flat = DGNAMConfig(steps=30, lr_start=1e-9, lr_end=1e-9, decay=1.0, early_stop=4)
+    result = dgn_am(tiny_target, tiny_generator, UNITS, [0, 1, 2], flat, progress=False)
+    assert torch.isfinite(result.history[:, :5]).all() and torch.isnan(result.history[:, 5:]).all()  # stopped after step 4
+    moving = dgn_am(tiny_target, tiny_generator, UNITS, [0, 1, 2], DGNAMConfig(steps=30, lr_start=1.0, early_stop=25), progress=False)
+    assert torch.isfinite(moving.history).all()  # still rising: every step ran
+
+
+def test_bf16_precision_runs_the_nets_in_bfloat16_and_returns_fp32(tiny_target, tiny_generator):
+    from dgnam.infra.hardware import cpu_has_fast_bf16, resolve_precision
+
+    cfg = dict(steps=8, lr_start=1.0, transforms="standard")
+    fp32 = dgn_am(tiny_target, tiny_generator, UNITS, [0, 1, 2], DGNAMConfig(**cfg), progress=False)
+    bf16 = dgn_am(tiny_target, tiny_generator, UNITS, [0, 1, 2], DGNAMConfig(**cfg, precision="bf16"), progress=False)
+    assert bf16.images.dtype == bf16.best_images.dtype == bf16.codes.dtype == torch.float32
+    assert not torch.equal(fp32.codes, bf16.codes)  # the ascent ran in bf16 ...
+    assert (bf16.history[:, 0] - fp32.history[:, 0]).abs().max() < 0.05 * fp32.history[:, 0].abs().max()  # ... close to fp32
+    assert all(p.is_contiguous() for p in tiny_generator.parameters())  # the generator's layout is restored
+    assert resolve_precision("auto") == ("bf16" if cpu_has_fast_bf16() else "fp32")
+    assert resolve_precision("fp32") == "fp32"
+    with pytest.raises(ValueError, match="precision must be"):
+        DGNAMConfig(precision="fp16")

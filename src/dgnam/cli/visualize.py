@@ -42,6 +42,13 @@ def add_visualize_parser(sub) -> None:
     v.add_argument("--eot", type=int, help="DGN-AM: average the gain over K random views per step (expectation over transformations; "
                    "each view costs a forward and backward pass; default 1)")
     v.add_argument("--schedule", choices=["linear", "cosine"], help="DGN-AM: step size from --lr-start to --lr-end, linearly (the paper's) or along half a cosine")
+    v.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                   help="DGN-AM: run the nets under bfloat16 autocast during the ascent (bf16; faster on CPUs with AVX-512 BF16 or AMX, "
+                   "other bytes), fp32 (default) or auto (bf16 where the CPU or GPU has it); the saved images are rendered in fp32")
+    v.add_argument("--track-every", type=int, help="DGN-AM with transforms: score the plain image for the activation curve and the best "
+                   "image every K steps (each an extra forward pass; default 1: every step); the last image is always scored")
+    v.add_argument("--early-stop", type=int, metavar="STEPS", help="DGN-AM: stop a batch once no image's activation rose by 1%% over "
+                   "STEPS steps (default: off, every step runs)")
     v.add_argument("--optimizer", choices=OPTIMIZERS,
                    help="search in the generator's code space: paper (default; 'gradient' is the same), adam, or gradient-free cmaes / ga")
     v.add_argument("--evals", type=int, help="image evaluations per unit and seed: the budget of cmaes/ga (default 1000); "
@@ -128,6 +135,13 @@ def run_visualize(args: argparse.Namespace) -> int:
         close_world(world)
 
 
+def _precision(args) -> str | None:
+    """--precision with auto resolved for --device (what the record says is what ran)."""
+    from ..infra.hardware import resolve_precision
+
+    return None if args.precision is None else resolve_precision(args.precision, args.device or "cpu")
+
+
 def _method(args, net, preset, device):
     """The method ``resolve`` picks for the flags (a :class:`~dgnam.methods.choose.Choice`), the net and its generator,
     loaded on ``device`` (None for a pixel method), as the choice runs them (a preset's fit and clamp: ``prepare``)."""
@@ -135,7 +149,8 @@ def _method(args, net, preset, device):
     from ..methods.choose import prepare, resolve
 
     overrides = {"steps": args.steps, "lr_start": args.lr_start, "lr_end": args.lr_end, "decay": args.decay, "transforms": args.transforms,
-                 "eot": args.eot, "schedule": args.schedule, "evals": args.evals, "lr": args.lr}  # fmt: skip
+                 "eot": args.eot, "schedule": args.schedule, "precision": _precision(args), "track_every": args.track_every,
+                 "early_stop": args.early_stop, "evals": args.evals, "lr": args.lr}  # fmt: skip
     if args.optimizer == "cmaes":
         from ..methods.blackbox import require_cma
 

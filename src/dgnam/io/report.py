@@ -115,8 +115,8 @@ def svg_curves(curves: Sequence[Sequence[float]], labels: Sequence[str] = (), wi
     parts.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fafafa" stroke="#bbb"/>')
     for k, c in enumerate(curves):
         xs = left + plot_w * np.arange(len(c)) / max(steps - 1, 1)
-        ys = top + plot_h * (1.0 - (np.nan_to_num(c, nan=lo, posinf=hi, neginf=lo) - lo) / (hi - lo))
-        points = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
+        ys = top + plot_h * (1.0 - (np.clip(c, lo, hi) - lo) / (hi - lo))
+        points = " ".join(f"{x:.1f},{y:.1f}" for x, y, v in zip(xs, ys, c) if np.isfinite(v))  # steps not scored are skipped
         parts.append(f'<polyline fill="none" stroke="{PALETTE[k % len(PALETTE)]}" stroke-width="1.5" points="{points}"/>')
     axis = 'font-size="10" fill="#444" font-family="sans-serif"'
     parts.append(f'<text x="{left - 3}" y="{top + 9}" text-anchor="end" {axis}>{_num(hi)}</text>')

@@ -128,7 +128,7 @@ class RunWriter:
                     "final_activation": float(result.final[i]),
                     "best_activation": float(result.best[i]),
                     "best_step": int(result.best_step[i]),
-                    "history": [round(float(v), 5) for v in result.history[i]],
+                    "history": [round(float(v), 5) if math.isfinite(v) else None for v in result.history[i].tolist()],  # None: not scored
                     "batch": len(self.batches),
                 }
             )

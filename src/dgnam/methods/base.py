@@ -85,7 +85,7 @@ class BestTracker:
     """
 
     def __init__(self, n: int, steps: int, units: Sequence[Unit] | None = None):
-        self.history = torch.zeros(n, steps)
+        self.history = torch.full((n, steps), float("nan"))  # NaN: a step not scored (track_every, early stop)
         self.best = torch.full((n,), float("-inf"))
         self.best_step = torch.zeros(n, dtype=torch.long)
         self.best_images: torch.Tensor | None = None
@@ -107,11 +107,23 @@ class BestTracker:
         if step < self.history.shape[1]:
             self.history[:, step] = acts
         better = acts > self.best
+        images = images.detach().float().cpu()  # a bf16 loop's images are kept as fp32, like the others
         if self.best_images is None:
-            self.best_images = images.detach().cpu().clone()
-        self.best_images[better] = images.detach().cpu()[better]
+            self.best_images = images.clone()
+        self.best_images[better] = images[better]
         self.best[better] = acts[better]
         self.best_step[better] = step
+
+
+    def plateaued(self, step: int, window: int, rise: float = 0.01) -> bool:
+        """True when no element's best activation by ``step`` exceeds its best by ``step - window`` by more than
+        ``rise`` of the latter's magnitude (the early stop; False before ``window`` steps)."""
+        if step < window:
+            return False
+        seen = self.history[:, : step + 1]
+        before = seen[:, : step + 1 - window].nan_to_num(float("-inf")).amax(1)
+        now = seen.nan_to_num(float("-inf")).amax(1)
+        return bool((now - before <= rise * before.abs()).all())
 
 
 def linear_lr(start: float, end: float, step: int, steps: int) -> float:
@@ -145,16 +157,17 @@ def quiet_objective(net, images: torch.Tensor, objective: Objective, bn=None) ->
 
 
 def track_step(step: int, images: torch.Tensor, tracker: BestTracker, objective: Objective, ascend, watch, transform=None, gens=None,
-               bn=None) -> torch.Tensor:  # fmt: skip
+               bn=None, track: bool = True) -> torch.Tensor:  # fmt: skip
     """One step's forward pass(es), shared by the gradient loops: the activation to ascend (through ``ascend``), with
     ``tracker`` updated. Without ``transform`` that one pass is recorded; with it the history and the best image
     follow the activation of the untransformed images through ``watch`` (:func:`quiet_objective`), and the ascent
-    runs on ``transform(images, gens)``."""
+    runs on ``transform(images, gens)``; ``track=False`` skips that extra pass (the step is not recorded)."""
     if transform is None:
         acts = run_objective(ascend, images, objective)
         tracker.update(step, acts, images)
     else:
-        tracker.update(step, quiet_objective(watch, images, objective, bn), images)
+        if track:
+            tracker.update(step, quiet_objective(watch, images, objective, bn), images)
         acts = run_objective(ascend, transform(images, gens), objective)
     return acts
 

@@ -17,10 +17,10 @@ unit by ``lr`` of its own std on average and the decay pulls towards the data me
 from __future__ import annotations
 
 import math
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -34,6 +34,7 @@ from ..core.transforms import TRANSFORM_SETS, Transform, transform_generators
 from ..core.units import Unit
 from .base import AMResult, BestTracker, check_batch, linear_lr, normalized_step, track_step, tracked_result
 from ..core.codes import clip_to
+from ..infra.hardware import PRECISIONS, resolve_precision
 from ..infra.messages import short
 
 
@@ -67,6 +68,11 @@ class DGNAMConfig:
     eot: int = 1  # beyond the paper: random views of G(y) whose gain is averaged per step (expectation over
     #   transformations; needs transforms); 1 = one view, as before. Each view costs a forward and backward pass
     schedule: str = "linear"  # the step size from lr_start to lr_end: "linear" (the paper's) or "cosine" (half a cosine)
+    precision: str = "fp32"  # "bf16": the generator and the target run under bfloat16 autocast during the ascent (faster
+    #   on CPUs with AVX-512 BF16 or AMX); the code, its update and the returned images stay fp32
+    track_every: int = 1  # with transforms, the untransformed images are scored for the history and the best image every
+    #   k steps (each time an extra forward pass); the other steps' history is empty (NaN). 1 = every step
+    early_stop: int = 0  # stop once no image's tracked activation rose by 1 % over this many steps (0: run every step)
 
     def __post_init__(self):
         if self.optimizer not in ("paper", "adam"):
@@ -79,6 +85,10 @@ class DGNAMConfig:
             raise ValueError("steps must be at least 1")
         if not 1 <= self.eot <= MAX_EOT:
             raise ValueError(f"eot must be 1-{MAX_EOT} views per step, got {self.eot}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)} (resolve 'auto' first), got {self.precision!r}")
+        if self.track_every < 1 or self.early_stop < 0:
+            raise ValueError(f"track_every must be at least 1 and early_stop at least 0, got {self.track_every} and {self.early_stop}")
         if self.eot > 1 and self.transforms == "none":
             raise ValueError(f"eot {self.eot} averages over random views: give transforms 'standard' or 'harsh' (--transforms)")
 
@@ -142,6 +152,8 @@ def dgnam_config(generator=None, **settings) -> DGNAMConfig:
     known = {f.name for f in fields(DGNAMConfig)}
     base = dgn_am_settings(generator)
     given = {k: v for k, v in settings.items() if v is not None}
+    if given.get("precision") == "auto":  # on the CPU: bf16 where it computes bf16 natively (the CLI resolves it for --device)
+        given["precision"] = resolve_precision("auto")
     for what, keys in (("the prior's dgn_am settings", base), ("the DGN-AM settings", given)):
         unknown = sorted(set(keys) - known)
         if unknown:
@@ -162,6 +174,18 @@ def dgn_am_step(code: torch.Tensor, grad: torch.Tensor, lr: float, decay: float,
     ``bounds = (lower, upper)`` when given, then ``code *= decay``.
     """
     return clip_to(normalized_step(code, grad, lr), bounds) * decay
+
+
+@contextmanager
+def low_precision(generator: Generator, device: torch.device) -> Iterator[None]:
+    """bfloat16 autocast on ``device`` with the generator's weights channels-last (the layout oneDNN's bf16 kernels
+    are fastest in, measured: BENCHMARKS.md "Speed on the CPU"), the generator's layout restored afterwards."""
+    generator.to(memory_format=torch.channels_last)
+    try:
+        with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16):
+            yield
+    finally:
+        generator.to(memory_format=torch.contiguous_format)
 
 
 def _dgn_am_transforms(config: DGNAMConfig, size: int) -> Transform | None:
@@ -224,12 +248,15 @@ def _ascend_code(target: Target, generator: Generator, param: CodeParam, config:
     transform = _dgn_am_transforms(config, min(generator.output_size))
     with ExitStack() as stack:
         bn = stack.enter_context(BatchNormStatsLoss(target.model)) if config.bn_weight > 0 else None
+        if config.precision == "bf16":
+            stack.enter_context(low_precision(generator, param.z.device))
         for step in tqdm(range(config.steps), desc="dgn-am", disable=not progress, leave=False):
             images = generator(param())
-            acts = track_step(step, images, tracker, objective, target, target, transform, gens, bn)
+            track = transform is None or step % config.track_every == 0
+            acts = track_step(step, images, tracker, objective, target, target, transform, gens, bn, track=track)
             if config.eot > 1:  # the other views of this step; their gains averaged with the first's
                 acts = (acts + sum(run_objective(target, transform(images, gens), objective) for _ in range(config.eot - 1))) / config.eot
-            gain = acts.sum() - (config.bn_weight * bn.loss() if bn is not None else 0.0)
+            gain = acts.float().sum() - (config.bn_weight * bn.loss() if bn is not None else 0.0)
             if adam is None:
                 (grad,) = torch.autograd.grad(gain, param.z)
                 with torch.no_grad():
@@ -239,3 +266,5 @@ def _ascend_code(target: Target, generator: Generator, param: CodeParam, config:
                 (config.adam_l2 * param.z.pow(2).sum() - gain).backward()
                 adam.step()
                 param.clamp_()
+            if config.early_stop and track and tracker.plateaued(step, config.early_stop):
+                break
