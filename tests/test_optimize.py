@@ -230,7 +230,8 @@ def test_track_every_skips_the_plain_pass_but_not_the_path(tiny_target, tiny_gen
 
     from dgnam.io.write import save_result
 
-    every = dgn_am(tiny_target, tiny_generator, UNITS, [0, 1, 2], DGNAMConfig(steps=12, lr_start=1.0, transforms="standard"), progress=False)
+    every = dgn_am(tiny_target, tiny_generator, UNITS, [0, 1, 2], DGNAMConfig(steps=12, lr_start=1.0, transforms="standard", track_every=1),
+                   progress=False)  # fmt: skip
     sparse = dgn_am(tiny_target, tiny_generator, UNITS, [0, 1, 2], DGNAMConfig(steps=12, lr_start=1.0, transforms="standard", track_every=5),
                     progress=False)  # fmt: skip
     assert torch.equal(every.codes, sparse.codes) and torch.equal(every.images, sparse.images)

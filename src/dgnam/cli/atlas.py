@@ -32,6 +32,9 @@ def add_atlas_parser(sub) -> None:
                     help=f"DGN-AM facets per unit (default {','.join(map(str, defaults.seeds))})")
     at.add_argument("--steps", type=step_count, help="optimization steps of every image (default: each method's, 200)")
     at.add_argument("-k", type=int, default=defaults.k, help=f"top and bottom natural images per unit (default {defaults.k})")
+    at.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                    help="DGN-AM's facets and accentuation under bfloat16 autocast (bf16), fp32 (default) or auto (bf16 where the CPU or GPU "
+                    "has it); the pixel baseline stays fp32")
     at.add_argument("--no-accentuate", action="store_true", help="skip the accentuated top exemplar")
     at.add_argument("--batch-size", type=int, default=defaults.batch_size, help=f"images optimized together (default {defaults.batch_size})")
     add_device_flag(at, help="torch device, e.g. cpu or cuda (cuda: cuda:LOCAL_RANK under torchrun)")
@@ -58,6 +61,7 @@ def run_atlas(args: argparse.Namespace) -> int:
     from ..atlas.build import AtlasMethod, build_atlas, ensure_pool, open_data
     from ..distributed import close_world, init_world
     from ..generators import load_generator
+    from ..infra.hardware import resolve_precision
     from ..methods.choose import resolve
     from ..methods.pixel import default_pixel_method
 
@@ -66,7 +70,10 @@ def run_atlas(args: argparse.Namespace) -> int:
     try:
         net.to(world.device)
         steps = {"steps": args.steps}  # the method `dgnam visualize` would run, and its baseline, with --steps
-        choice = resolve(net, args.generator, pixel=args.pixel, overrides=steps)
+        precision = None if args.precision is None else resolve_precision(args.precision, world.device)
+        if precision and args.pixel:
+            raise ValueError("--precision sets DGN-AM's nets (through a generator prior); the pixel methods run in fp32")
+        choice = resolve(net, args.generator, pixel=args.pixel, overrides={**steps, "precision": precision})
         generator_name = choice.generator if choice.uses_generator else None
         if choice.uses_generator:
             generator = load_generator(generator_name, weights=args.generator_weights, download=args.download).to(world.device)
